@@ -1,0 +1,357 @@
+"""Conversion kernels: float64 → fixed/float codes and values, and codes → values.
+
+Every element is rounded exactly: the double is split into sign, 53-bit integer mantissa ``M``
+and exponent ``e`` (``|x| = M·2^e``), shifted to the target LSB with integer arithmetic, and
+rounded by :func:`rounding.round_up`. No float arithmetic touches a value before it is final.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, pjit
+from .rounding import CEIL, FLOOR, STOCH_TC, TO_ODD, TO_ZERO, random_bits, round_up
+
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_MANT = np.uint64((1 << 52) - 1)
+_HIDDEN = np.uint64(1 << 52)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+# Fixed overflow mode numbers
+O_SAT = 0
+O_SAT_ZERO = 1
+O_SAT_SYM = 2
+O_WRAP = 3
+O_WRAP_SM = 4
+
+# Float special policies
+S_IEEE = 0
+S_FN = 1
+S_FNUZ = 2
+S_NONE = 3
+
+
+@jit
+def split(b):
+    """Bits of a double → (neg, M, e) with |x| = M·2^e; inf/NaN split as 2^1024-scaled numbers
+    (exponent field 2047 read as an ordinary exponent, as ap_fixed does)."""
+    neg = (b >> np.uint64(63)) != _U0
+    ef = np.int64((b >> np.uint64(52)) & np.uint64(0x7FF))
+    m = b & _MANT
+    if ef == 0:
+        return neg, m, np.int64(-1074)
+    return neg, m | _HIDDEN, ef - np.int64(1075)
+
+
+@jit
+def shift_right(m, sh):
+    """Split ``m·2^-sh`` (sh > 0) into (integer part, top 64 fraction bits, sticky)."""
+    if sh < 64:
+        return m >> np.uint64(sh), m << np.uint64(64 - sh), False
+    if sh == 64:
+        return _U0, m, False
+    if sh < 128:
+        d = np.uint64(sh - 64)
+        return _U0, m >> d, (m & ((_U1 << d) - _U1)) != _U0
+    return _U0, _U0, m != _U0
+
+
+@jit
+def bitlen(m):
+    """Number of significant bits of a mantissa from :func:`split` (0 for 0)."""
+    if m & _HIDDEN:
+        return 53  # every normal double
+    n = 0
+    while m != _U0:
+        m >>= _U1
+        n += 1
+    return n
+
+
+@jit
+def _neg_bit(m, ls, k):
+    """Bit ``k`` of the infinite two's complement of ``-(m << ls)`` (m != 0)."""
+    # -X = ~X + 1: bit k flips iff some bit of X below k is set.
+    if k < ls:
+        return False  # X has only zeros below ls, so -X too
+    j = k - ls
+    bit = (m >> np.uint64(j)) & _U1 if j < 64 else _U0
+    if j == 0:
+        below = False
+    elif j >= 64:
+        below = True
+    else:
+        below = (m & ((_U1 << np.uint64(j)) - _U1)) != _U0
+    return (bit != _U0) != below
+
+
+@jit
+def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx):
+    """Round the double with bits ``b`` into a W-bit fixed format; return the W-bit code."""
+    neg, m, e = split(b)
+    mask = _ALL >> np.uint64(64 - w)
+    if signed:
+        maxpos = (_U1 << np.uint64(w - 1)) - _U1
+        negmax = _U1 << np.uint64(w - 1)
+    else:
+        maxpos = mask
+        negmax = _U0
+    if m == _U0:
+        return _U0
+    sh = -np.int64(f) - e  # value·2^F = m·2^-sh
+    huge = False
+    inexact = False
+    if sh <= 0:
+        ls = -sh
+        if ls >= 64:
+            huge = True
+            q = _U0
+        else:
+            q = m << np.uint64(ls)
+            huge = bitlen(m) + ls > 64
+        up = False
+    else:
+        ls = 0
+        q, r64, sticky = shift_right(m, sh)
+        inexact = r64 != _U0 or sticky
+        rnd = _U0
+        if qmode >= STOCH_TC:
+            rnd = random_bits(key, idx)
+        up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
+    mag = q + _U1 if up else q
+    if neg:
+        if omode == O_SAT_SYM and signed:
+            ovf = huge or mag > maxpos
+        else:
+            ovf = huge or mag > negmax
+        code = ((~mag) + _U1) & mask
+        if mag == _U0:
+            neg = False
+    else:
+        ovf = huge or mag > maxpos
+        code = mag & mask
+    if not ovf:
+        return code
+    if omode == O_SAT:
+        if neg:
+            return negmax if signed else _U0
+        return maxpos
+    if omode == O_SAT_ZERO:
+        return _U0
+    if omode == O_SAT_SYM:
+        if neg:
+            return (((~maxpos) + _U1) & mask) if signed else _U0
+        return maxpos
+    top = np.uint64(w - 1)
+    if omode == O_WRAP:
+        if nsat == 0:
+            return code
+        if signed:
+            if neg:
+                code |= _U1 << top
+            else:
+                code &= ~(_U1 << top)
+            if nsat > 1:
+                rng = ((_U1 << np.uint64(nsat - 1)) - _U1) << np.uint64(w - nsat)
+                if neg:
+                    code &= ~rng
+                else:
+                    code |= rng
+            return code
+        rng = ((_U1 << np.uint64(nsat - 1)) - _U1) << np.uint64(w - nsat)
+        return code | rng | (_U1 << top)
+    # O_WRAP_SM (ap_fixed, signed): mirrors ap_fixed_base::overflow_adjust
+    ro = ((code >> top) & _U1) != _U0
+    if nsat == 0:
+        # lD: bit W of the truncated (pre-rounding) source in two's complement
+        if sh > 0:
+            tmag = q + _U1 if (neg and inexact) else q
+            if neg:
+                ld = _neg_bit(tmag, 0, w) if tmag != _U0 else False
+            else:
+                ld = w < 64 and ((tmag >> np.uint64(w)) & _U1) != _U0
+        elif neg:
+            ld = _neg_bit(m, ls, w)
+        else:
+            j = w - ls
+            ld = 0 <= j < 64 and ((m >> np.uint64(j)) & _U1) != _U0
+        if ld != ro:
+            code = (~code) & mask
+            if ld:
+                code |= _U1 << top
+            else:
+                code &= ~(_U1 << top)
+        return code
+    if nsat == 1:
+        if neg != ro:
+            code = (~code) & mask
+    else:
+        lno = ((code >> np.uint64(w - nsat)) & _U1) != _U0
+        if lno == neg:
+            code = (~code) & mask
+        rng = ((_U1 << np.uint64(nsat - 1)) - _U1) << np.uint64(w - nsat)
+        if neg:
+            code &= ~rng
+        else:
+            code |= rng
+    if neg:
+        code |= _U1 << top
+    else:
+        code &= ~(_U1 << top)
+    return code
+
+
+@jit
+def fixed_value(code, w, signed, scale):
+    """Value of a W-bit fixed code: signed/unsigned integer × scale (scale = 2^-F)."""
+    if signed and w < 64 and (code >> np.uint64(w - 1)) & _U1:
+        return np.float64(np.int64(code) - np.int64(1 << (w - 1)) * 2) * scale
+    if signed and w == 64:
+        return np.float64(np.int64(code)) * scale
+    return np.float64(code) * scale
+
+
+_POW2 = np.ldexp(1.0, np.arange(-1074, 1024))  # exact powers of two, a compile-time constant
+
+
+@jit
+def pow2(k):
+    """2^k as a double for -1074 <= k <= 1023 (table lookup, exact)."""
+    return _POW2[k + 1074]
+
+
+@jit
+def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, overflow_sat,
+                  qmode, sr_bits, key, idx):
+    """Round the double with bits ``b`` into a float format; return (sign bit, magnitude code).
+
+    ``max_code`` is the magnitude code of the largest finite value; ``inf_code``/``nan_code``
+    the magnitude codes of inf and NaN (unused when the policy has none). The returned sign is
+    False for +0 under fnuz and for NaN under fnuz.
+    """
+    neg, m, e = split(b)
+    ef = (b >> np.uint64(52)) & np.uint64(0x7FF)
+    if ef == np.uint64(0x7FF):
+        if (b & _MANT) != _U0:  # NaN
+            if special == S_FNUZ:
+                return True, nan_code
+            return neg, nan_code
+        if special == S_IEEE:
+            return neg, inf_code
+        if special == S_FN and not overflow_sat:
+            return neg, nan_code
+        return neg, max_code
+    if m == _U0:
+        return (neg and special != S_FNUZ), _U0
+    lead = e + bitlen(m) - 1
+    k = lead - emin
+    if k < 0:
+        k = 0
+    qe = emin + k - mbits
+    sh = qe - e
+    if sh <= 0:
+        mag = m << np.uint64(-sh)
+    else:
+        q, r64, sticky = shift_right(m, sh)
+        rnd = _U0
+        if qmode >= STOCH_TC:
+            rnd = random_bits(key, idx)
+        up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
+        mag = q + _U1 if up else q
+    code = (np.uint64(k) << np.uint64(mbits)) + mag
+    if code > max_code:
+        if overflow_sat:
+            return neg, max_code
+        # IEEE: rounding that never increases magnitude for this sign gives ±max
+        toward_zero = (qmode == TO_ZERO or qmode == TO_ODD or (qmode == FLOOR and not neg)
+                       or (qmode == CEIL and neg))
+        if toward_zero:
+            return neg, max_code
+        if special == S_IEEE:
+            return neg, inf_code
+        if special == S_FN:
+            return neg, nan_code
+        if special == S_FNUZ:
+            return True, nan_code
+        return neg, max_code
+    if not subn and code < (_U1 << np.uint64(mbits)):
+        code = _U0
+    if code == _U0 and special == S_FNUZ:
+        return False, _U0
+    return neg, code
+
+
+@jit
+def float_value(neg, code, mbits, emin, nan_code, inf_code, special):
+    """Value of a float magnitude code with sign ``neg``."""
+    if special == S_FNUZ:
+        if neg and code == _U0:
+            return np.nan
+    elif special == S_IEEE:
+        if code >= inf_code:
+            if code == inf_code:
+                return -np.inf if neg else np.inf
+            return np.nan
+    elif special == S_FN:
+        if code == nan_code:
+            return np.nan
+    ef = np.int64(code >> np.uint64(mbits))
+    frac = code & ((_U1 << np.uint64(mbits)) - _U1)
+    if ef == 0:
+        v = np.float64(frac) * pow2(emin - mbits)
+    else:
+        v = np.float64(frac | (_U1 << np.uint64(mbits))) * pow2(emin + ef - 1 - mbits)
+    return -v if neg else v
+
+
+# ---------------------------------------------------------------------------------------------
+# Array kernels (1-D, contiguous). ``xb`` is the float64 input viewed as uint64.
+
+
+@pjit
+def fixed_codes(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key):
+    for i in prange(xb.shape[0]):
+        out[i] = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
+
+
+@pjit
+def fixed_values(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, scale):
+    for i in prange(xb.shape[0]):
+        c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
+        out[i] = fixed_value(c, w, signed, scale)
+
+
+@pjit
+def fixed_decode(codes, out, w, signed, scale):
+    mask = _ALL >> np.uint64(64 - w)
+    for i in prange(codes.shape[0]):
+        out[i] = fixed_value(codes[i] & mask, w, signed, scale)
+
+
+@pjit
+def float_codes(xb, out, mbits, emin, max_code, nan_code, inf_code, special, subn,
+                overflow_sat, qmode, sr_bits, key, sign_bit):
+    for i in prange(xb.shape[0]):
+        neg, c = float_element(xb[i], mbits, emin, max_code, nan_code, inf_code, special, subn,
+                               overflow_sat, qmode, sr_bits, key, i)
+        out[i] = (sign_bit | c) if neg else c
+
+
+@pjit
+def float_values(xb, out, mbits, emin, max_code, nan_code, inf_code, special, subn,
+                 overflow_sat, qmode, sr_bits, key):
+    for i in prange(xb.shape[0]):
+        neg, c = float_element(xb[i], mbits, emin, max_code, nan_code, inf_code, special, subn,
+                               overflow_sat, qmode, sr_bits, key, i)
+        out[i] = float_value(neg, c, mbits, emin, nan_code, inf_code, special)
+
+
+@pjit
+def float_decode(codes, out, mbits, emin, nan_code, inf_code, special, sign_bit):
+    mag_mask = sign_bit - _U1
+    for i in prange(codes.shape[0]):
+        c = codes[i]
+        out[i] = float_value((c & sign_bit) != _U0, c & mag_mask, mbits, emin, nan_code,
+                             inf_code, special)

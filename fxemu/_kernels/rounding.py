@@ -1,0 +1,98 @@
+"""Rounding decisions shared by the fixed and float kernels, and the stochastic-rounding RNG.
+
+A value to be rounded is given in sign-magnitude form: ``neg`` and the magnitude
+``q + f`` with ``q`` the integer part (in units of the kept LSB) and ``f`` the fraction, held as
+``r64`` (the top 64 fraction bits) plus ``sticky`` (any lower bit set). :func:`round_up` says
+whether the *magnitude* is rounded up to ``q + 1``; every mode below is defined on the signed
+value and translated to the magnitude here, so one function serves both datapaths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import jit
+
+# Mode numbers (kernels see only these integers).
+FLOOR = 0  # toward -inf (ap TRN, float RDN)
+CEIL = 1  # toward +inf (float RUP)
+TO_ZERO = 2  # ap TRN_ZERO, float RTZ
+HALF_UP = 3  # nearest, ties toward +inf (ap RND)
+HALF_ZERO = 4  # nearest, ties toward 0 (ap RND_ZERO)
+HALF_DOWN = 5  # nearest, ties toward -inf (ap RND_MIN_INF)
+HALF_AWAY = 6  # nearest, ties away from 0 (ap RND_INF, float RNA)
+HALF_EVEN = 7  # nearest, ties to even (ap RND_CONV, float RNE)
+HALF_ODD = 8  # nearest, ties to odd (ac RND_CONV_ODD)
+TO_ODD = 9  # inexact results take the odd neighbour (float RTO)
+STOCH_TC = 10  # stochastic on the two's complement value (fixed datapath)
+STOCH_SM = 11  # stochastic on the magnitude (float datapath)
+
+_HALF = np.uint64(1 << 63)
+_ZERO = np.uint64(0)
+_ONE = np.uint64(1)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@jit
+def mix64(z):
+    """SplitMix64 finaliser: a bijective 64-bit mix (counter-based RNG building block)."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@jit
+def random_bits(key, index):
+    """64 random bits for element ``index`` under stream ``key`` (pure function of both)."""
+    return mix64(key ^ mix64(np.uint64(index)))
+
+
+@jit
+def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
+    """Whether the magnitude ``q + f`` rounds up to ``q + 1`` (see module docstring).
+
+    ``sr_bits`` (1..62) and ``rnd`` (64 random bits) are used only by the stochastic modes:
+    the fraction is truncated to ``sr_bits`` bits and ``sr_bits`` random bits are added below
+    the kept LSB; a carry rounds up. ``STOCH_TC`` does this on the two's complement value, so for
+    negative values the magnitude rounds up when the random draw is below the fraction rounded
+    up to ``sr_bits`` bits.
+    """
+    if r64 == _ZERO and not sticky:
+        return False
+    if mode == FLOOR:
+        return neg
+    if mode == CEIL:
+        return not neg
+    if mode == TO_ZERO:
+        return False
+    if mode == TO_ODD:
+        return (q & _ONE) == _ZERO
+    if mode >= STOCH_TC:
+        sh = np.uint64(64 - sr_bits)
+        frac = r64 >> sh
+        draw = rnd >> sh
+        if mode == STOCH_TC and neg:
+            if sticky or (r64 & ((_ONE << sh) - _ONE)) != _ZERO:
+                frac += _ONE
+            return draw < frac
+        return frac + draw >= (_ONE << np.uint64(sr_bits))
+    gt = r64 > _HALF or (r64 == _HALF and sticky)
+    if gt:
+        return True
+    if r64 != _HALF or sticky:
+        return False
+    # exact tie
+    if mode == HALF_UP:
+        return not neg
+    if mode == HALF_DOWN:
+        return neg
+    if mode == HALF_ZERO:
+        return False
+    if mode == HALF_AWAY:
+        return True
+    if mode == HALF_EVEN:
+        return (q & _ONE) == _ONE
+    return (q & _ONE) == _ZERO  # HALF_ODD

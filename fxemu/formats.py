@@ -1,0 +1,593 @@
+"""Number formats: fixed point with HLS ``ap_fixed``/``ac_fixed`` semantics and small floats.
+
+A :class:`Fixed` value is ``integer × 2^-F`` with ``F = width - int_bits`` fraction bits; the
+integer is a ``width``-bit two's complement (``signed=True``) or unsigned number. Quantization
+(``rounding``) and overflow handling happen only on assignment into the format.
+
+A :class:`Float` value is ``(-1)^s × 2^(e - bias) × 1.m`` (normal) or
+``(-1)^s × 2^(1 - bias) × 0.m`` (subnormal, exponent field 0), laid out as
+``sign | exp_bits | man_bits`` in a ``1 + exp_bits + man_bits``-bit code.
+
+Both are frozen, hashable dataclasses; ``str(fmt)`` is canonical and ``parse(str(fmt)) == fmt``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ._errors import msg
+
+__all__ = [
+    "PRESETS",
+    "FixedOverflow",
+    "FixedRounding",
+    "Fixed",
+    "Float",
+    "FloatOverflow",
+    "FloatRounding",
+    "Format",
+    "Special",
+    "parse",
+]
+
+
+class FixedRounding(enum.Enum):
+    """Fixed-point quantization modes, spelled as the ``AP_``/``AC_`` C++ tokens.
+
+    With ``t = floor(x·2^F)`` and residue ``r = x·2^F - t``:
+    ``TRN`` t; ``RND`` ties toward +inf; ``RND_ZERO`` ties toward 0; ``RND_MIN_INF`` ties toward
+    -inf; ``RND_INF`` ties away from 0; ``RND_CONV`` ties to even; ``TRN_ZERO`` toward 0;
+    ``RND_CONV_ODD`` ties to odd (ac_fixed only); ``STOCHASTIC`` ``floor(x·2^F + u)`` with ``u``
+    uniform on the ``sr_bits`` grid (two's complement datapath; not an HLS mode).
+    """
+
+    TRN = "trn"
+    RND = "rnd"
+    RND_ZERO = "rnd_zero"
+    RND_MIN_INF = "rnd_min_inf"
+    RND_INF = "rnd_inf"
+    RND_CONV = "rnd_conv"
+    TRN_ZERO = "trn_zero"
+    RND_CONV_ODD = "rnd_conv_odd"
+    STOCHASTIC = "stochastic"
+
+
+class FixedOverflow(enum.Enum):
+    """Fixed-point overflow modes (``AP_``/``AC_`` tokens).
+
+    ``SAT`` clamp to [min, max]; ``SAT_ZERO`` overflow gives 0; ``SAT_SYM`` clamp to ±max (min
+    itself counts as overflow for signed formats); ``WRAP`` keep the low ``width`` bits, then force
+    the top ``sat_bits`` bits as ap_fixed does; ``WRAP_SM`` sign-magnitude wrap (ap_fixed, signed).
+    """
+
+    SAT = "sat"
+    SAT_ZERO = "sat_zero"
+    SAT_SYM = "sat_sym"
+    WRAP = "wrap"
+    WRAP_SM = "wrap_sm"
+
+
+class FloatRounding(enum.Enum):
+    """Float rounding: ``RNE`` ties to even, ``RNA`` ties away, ``RTZ`` toward 0, ``RUP`` toward
+    +inf, ``RDN`` toward -inf, ``RTO`` round to odd (sticky), ``STOCHASTIC`` magnitude rounded up
+    with probability equal to the residue truncated to ``sr_bits`` bits (sign-magnitude datapath).
+    """
+
+    RNE = "rne"
+    RNA = "rna"
+    RTZ = "rtz"
+    RUP = "rup"
+    RDN = "rdn"
+    RTO = "rto"
+    STOCHASTIC = "stochastic"
+
+
+class Special(enum.Enum):
+    """Special-value policy of a float format.
+
+    ``IEEE`` exponent all-ones holds inf (mantissa 0) and NaN; ``FN`` no inf, NaN only at
+    exponent and mantissa all-ones (either sign); ``FNUZ`` no inf and no -0, the single NaN is
+    the code of -0 (``0x80…``); ``NONE`` every code is a finite number.
+    """
+
+    IEEE = "ieee"
+    FN = "fn"
+    FNUZ = "fnuz"
+    NONE = "none"
+
+
+class FloatOverflow(enum.Enum):
+    """Float overflow: ``INF`` as IEEE 754 (directed rounding toward 0 gives ±max; formats
+    without inf give NaN, or ±max when they have no NaN either) or ``SAT`` (always ±max)."""
+
+    INF = "inf"
+    SAT = "sat"
+
+
+def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for prefix in ("ap_", "ac_", "sc_"):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        for member in cls:
+            if member.value == key:
+                return member
+    names = ", ".join(m.value for m in cls)
+    raise ValueError(msg(what, f"must be one of {names}", value))
+
+
+def _int(value: object, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+            else:
+                raise TypeError(msg(what, "must be an int", value))
+        except ImportError:  # pragma: no cover
+            raise TypeError(msg(what, "must be an int", value)) from None
+    if not lo <= value <= hi:
+        raise ValueError(msg(what, f"must be in {lo}..{hi}", value))
+    return value
+
+
+def _exact(v: Fraction) -> float:
+    """Fraction → float, rounding to nearest (exact whenever the value fits in a double)."""
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Fixed-point format ``ap_fixed<W,I,Q,O,N>`` (``lib="ap"``) or ``ac_fixed<W,I,S,Q,O>``.
+
+    Parameters
+    ----------
+    width : int
+        Total bits W, 1..64.
+    int_bits : int
+        Integer bits I including the sign bit; may be negative or exceed W. F = W - I fraction
+        bits; the value of integer code k is k·2^-F.
+    signed : bool
+        Two's complement (range [-2^(W-1), 2^(W-1)-1]·2^-F) or unsigned ([0, 2^W-1]·2^-F).
+    rounding, overflow : str or enum
+        :class:`FixedRounding` and :class:`FixedOverflow` (defaults TRN, WRAP as ap_fixed).
+    sat_bits : int
+        N of ``ap_fixed``: top bits forced on overflow under WRAP / WRAP_SM (ap only).
+    lib : {"ap", "ac"}
+        Which vendor library's assignment rules and C++ type this format stands for.
+    """
+
+    width: int
+    int_bits: int
+    signed: bool = True
+    rounding: FixedRounding = FixedRounding.TRN
+    overflow: FixedOverflow = FixedOverflow.WRAP
+    sat_bits: int = 0
+    lib: str = "ap"
+
+    def __post_init__(self) -> None:
+        w = _int(self.width, "Fixed width", 1, 64)
+        i = _int(self.int_bits, "Fixed int_bits", w - 1074, 1023)
+        if not isinstance(self.signed, bool):
+            raise TypeError(msg("Fixed signed", "must be a bool", self.signed))
+        q = _enum(FixedRounding, self.rounding, "Fixed rounding")
+        o = _enum(FixedOverflow, self.overflow, "Fixed overflow")
+        lib = self.lib if self.lib in ("ap", "ac") else None
+        if lib is None:
+            raise ValueError(msg("Fixed lib", "must be 'ap' or 'ac'", self.lib))
+        n = _int(self.sat_bits, "Fixed sat_bits", 0, w)
+        if lib == "ac" and n:
+            raise ValueError(msg("Fixed sat_bits", "ac_fixed has no saturation bits", n))
+        if o is FixedOverflow.WRAP_SM:
+            if not self.signed:
+                raise ValueError(msg("Fixed overflow", "wrap_sm needs a signed format", "wrap_sm"))
+            if lib == "ac":
+                raise ValueError(msg("Fixed overflow", "ac_fixed has no WRAP_SM", "wrap_sm"))
+        object.__setattr__(self, "width", w)
+        object.__setattr__(self, "int_bits", i)
+        object.__setattr__(self, "rounding", q)
+        object.__setattr__(self, "overflow", o)
+        object.__setattr__(self, "sat_bits", n)
+
+    # -- exact metadata ---------------------------------------------------------------------
+    @property
+    def frac_bits(self) -> int:
+        """F = width - int_bits."""
+        return self.width - self.int_bits
+
+    @property
+    def min_int(self) -> int:
+        """Smallest integer code value (as a Python int)."""
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        """Largest integer code value."""
+        return (1 << (self.width - (1 if self.signed else 0))) - 1
+
+    @property
+    def step(self) -> float:
+        """Value of one LSB, 2^-F (exact)."""
+        return math.ldexp(1.0, -self.frac_bits)
+
+    eps = step
+
+    @property
+    def min(self) -> float:
+        """Most negative value, min_int·2^-F (nearest double for width > 53)."""
+        return _exact(Fraction(self.min_int) * Fraction(2) ** -self.frac_bits)
+
+    @property
+    def max(self) -> float:
+        """Largest value, max_int·2^-F (nearest double for width > 53)."""
+        return _exact(Fraction(self.max_int) * Fraction(2) ** -self.frac_bits)
+
+    @property
+    def n_codes(self) -> int:
+        """Number of bit patterns, 2^width."""
+        return 1 << self.width
+
+    @property
+    def bits(self) -> int:
+        """Width of the raw code."""
+        return self.width
+
+    # -- C++ / text --------------------------------------------------------------------------
+    @property
+    def hls_type(self) -> str:
+        """The C++ type, e.g. ``ap_fixed<16,8,AP_RND_CONV,AP_SAT,0>``; raises for modes the
+        vendor library does not have (stochastic; RND_CONV_ODD in ap_fixed)."""
+        q, o = self.rounding, self.overflow
+        if q is FixedRounding.STOCHASTIC:
+            raise ValueError(msg("hls_type", "stochastic rounding is not a C++ type mode", str(self)))
+        if self.lib == "ap":
+            if q is FixedRounding.RND_CONV_ODD:
+                raise ValueError(
+                    msg("hls_type", "ap_fixed has no RND_CONV_ODD", str(self), "use lib='ac'")
+                )
+            return str(self)
+        return str(self)
+
+    def __str__(self) -> str:
+        q, o = self.rounding.name, self.overflow.name
+        if self.lib == "ac":
+            s = "true" if self.signed else "false"
+            return f"ac_fixed<{self.width},{self.int_bits},{s},AC_{q},AC_{o}>"
+        name = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{name}<{self.width},{self.int_bits},AP_{q},AP_{o},{self.sat_bits}>"
+
+    def replace(self, **changes: object) -> Fixed:
+        """A copy with some fields changed (validated)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Float:
+    """Binary floating-point format with ``exp_bits`` E (1..11) and ``man_bits`` M (0..52).
+
+    Parameters
+    ----------
+    exp_bits, man_bits : int
+        Field widths; the code is ``1 + E + M`` bits (sign first).
+    bias : int, optional
+        Exponent bias; default 2^(E-1) - 1, or 2^(E-1) for ``special="fnuz"`` (as ml_dtypes).
+    subnormals : bool
+        False flushes subnormal inputs and results to ±0 (FTZ/DAZ): results are rounded as if
+        subnormals existed, then any subnormal result becomes zero of the same sign.
+    special : str or :class:`Special`
+        inf/NaN policy.
+    rounding : str or :class:`FloatRounding`
+    overflow : str or :class:`FloatOverflow`
+
+    The format's values must lie within float64's range (they are emulated in float64).
+    """
+
+    exp_bits: int
+    man_bits: int
+    bias: int | None = None
+    subnormals: bool = True
+    special: Special = Special.IEEE
+    rounding: FloatRounding = FloatRounding.RNE
+    overflow: FloatOverflow = FloatOverflow.INF
+    _max: float = field(init=False, repr=False, compare=False, hash=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        e = _int(self.exp_bits, "Float exp_bits", 1, 11)
+        m = _int(self.man_bits, "Float man_bits", 0, 52)
+        sp = _enum(Special, self.special, "Float special")
+        q = _enum(FloatRounding, self.rounding, "Float rounding")
+        o = _enum(FloatOverflow, self.overflow, "Float overflow")
+        if not isinstance(self.subnormals, bool):
+            raise TypeError(msg("Float subnormals", "must be a bool", self.subnormals))
+        default_bias = (1 << (e - 1)) - (0 if sp is Special.FNUZ else 1)
+        b = default_bias if self.bias is None else _int(self.bias, "Float bias", -(1 << 12), 1 << 12)
+        object.__setattr__(self, "exp_bits", e)
+        object.__setattr__(self, "man_bits", m)
+        object.__setattr__(self, "bias", b)
+        object.__setattr__(self, "special", sp)
+        object.__setattr__(self, "rounding", q)
+        object.__setattr__(self, "overflow", o)
+        if sp is Special.IEEE and m == 0:
+            raise ValueError(msg("Float man_bits", "ieee specials need man_bits >= 1 to tell "
+                                 "NaN from inf", m, "use special='fn' or 'none'"))
+        top = (1 << e) - 1  # all-ones exponent field
+        if sp is Special.IEEE:
+            emax_field, max_man = top - 1, (1 << m) - 1
+        elif sp is Special.FN:
+            emax_field, max_man = top, (1 << m) - 2
+            if max_man < 0:  # M = 0: the whole top binade is NaN
+                emax_field, max_man = top - 1, 0
+        else:
+            emax_field, max_man = top, (1 << m) - 1
+        if emax_field < 1:
+            raise ValueError(
+                msg("Float", "has no normal numbers", str(self), "use more exponent bits")
+            )
+        emax = emax_field - b
+        emin = 1 - b
+        if emax > 1023 or emin - m < -1074:
+            raise ValueError(
+                msg("Float", "range must fit in float64 (emax <= 1023, emin - man_bits >= -1074)",
+                    f"emax={emax}, emin={emin}")
+            )
+        mx = Fraction((1 << m) + max_man, 1 << m) * Fraction(2) ** emax
+        object.__setattr__(self, "_max", float(mx))
+
+    # -- exact metadata ---------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        """Code width 1 + E + M."""
+        return 1 + self.exp_bits + self.man_bits
+
+    bits = width
+
+    @property
+    def emin(self) -> int:
+        """Unbiased exponent of the smallest normal, 1 - bias."""
+        return 1 - self.bias
+
+    @property
+    def emax(self) -> int:
+        """Unbiased exponent of the largest finite binade."""
+        return math.frexp(self._max)[1] - 1
+
+    @property
+    def max(self) -> float:
+        """Largest finite value."""
+        return self._max
+
+    @property
+    def min(self) -> float:
+        """Most negative finite value, -max."""
+        return -self._max
+
+    @property
+    def smallest_normal(self) -> float:
+        """2^emin."""
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def smallest_subnormal(self) -> float:
+        """2^(emin - M); equals smallest_normal when subnormals are flushed."""
+        if not self.subnormals:
+            return self.smallest_normal
+        return math.ldexp(1.0, self.emin - self.man_bits)
+
+    @property
+    def eps(self) -> float:
+        """Distance from 1.0 to the next larger value, 2^-M."""
+        return math.ldexp(1.0, -self.man_bits)
+
+    step = smallest_subnormal
+
+    @property
+    def n_codes(self) -> int:
+        """Number of bit patterns, 2^width."""
+        return 1 << self.width
+
+    @property
+    def has_inf(self) -> bool:
+        return self.special is Special.IEEE
+
+    @property
+    def has_nan(self) -> bool:
+        return self.special is not Special.NONE
+
+    @property
+    def has_negative_zero(self) -> bool:
+        return self.special is not Special.FNUZ
+
+    # -- C++ / text --------------------------------------------------------------------------
+    @property
+    def hls_type(self) -> str:
+        """``ac_std_float<W,E>``: only for IEEE-layout formats (default bias, ieee specials)."""
+        if (self.special is not Special.IEEE
+                or self.bias != (1 << (self.exp_bits - 1)) - 1):
+            raise ValueError(
+                msg("hls_type", "ac_std_float needs the IEEE bias and inf/NaN layout", str(self))
+            )
+        return f"ac_std_float<{self.width},{self.exp_bits}>"
+
+    def __str__(self) -> str:
+        for name, fmt in _FLOAT_NAMES.items():
+            if fmt == self:
+                return name
+        base = Float(self.exp_bits, self.man_bits, special=self.special)
+        parts = [str(self.exp_bits), str(self.man_bits)]
+        if self.bias != base.bias:
+            parts.append(f"bias={self.bias}")
+        if not self.subnormals:
+            parts.append("subnormals=false")
+        if self.special is not Special.IEEE:
+            parts.append(f"special={self.special.value}")
+        if self.rounding is not FloatRounding.RNE:
+            parts.append(f"rounding={self.rounding.value}")
+        if self.overflow is not FloatOverflow.INF:
+            parts.append(f"overflow={self.overflow.value}")
+        return "float<" + ",".join(parts) + ">"
+
+    def replace(self, **changes: object) -> Float:
+        """A copy with some fields changed (validated)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+Format = Fixed | Float
+
+_FLOAT_NAMES: dict[str, Float] = {
+    "float64": Float(11, 52),
+    "float32": Float(8, 23),
+    "tf32": Float(8, 10),
+    "float16": Float(5, 10),
+    "bfloat16": Float(8, 7),
+    "float8_e4m3fn": Float(4, 3, special="fn"),
+    "float8_e5m2": Float(5, 2),
+    "float8_e4m3fnuz": Float(4, 3, special="fnuz"),
+    "float8_e5m2fnuz": Float(5, 2, special="fnuz"),
+    "float6_e3m2fn": Float(3, 2, special="none"),
+    "float6_e2m3fn": Float(2, 3, special="none"),
+    "float4_e2m1fn": Float(2, 1, special="none"),
+}
+_ALIASES = {"half": "float16", "single": "float32", "double": "float64"}
+
+#: Named formats shown by ``fxemu formats``: the ml_dtypes names plus common HLS types.
+PRESETS: dict[str, Fixed | Float] = {
+    **_FLOAT_NAMES,
+    "ap_fixed<16,8>": Fixed(16, 8),
+    "ap_fixed<16,8,AP_RND_CONV,AP_SAT>": Fixed(16, 8, rounding="rnd_conv", overflow="sat"),
+    "ap_fixed<32,16>": Fixed(32, 16),
+    "ap_fixed<8,4,AP_RND,AP_SAT>": Fixed(8, 4, rounding="rnd", overflow="sat"),
+    "ap_int<8>": Fixed(8, 8),
+}
+
+_TEMPLATE = re.compile(r"^\s*([a-z_0-9]+)\s*<(.*)>\s*$", re.IGNORECASE)
+_FXP = re.compile(r"^\s*fxp-([su])(\d+)/(-?\d+)(?:-complex)?\s*$", re.IGNORECASE)
+_EM = re.compile(r"^\s*e(\d+)m(\d+)\s*$", re.IGNORECASE)
+
+
+def _bool_arg(text: str, what: str) -> bool:
+    t = text.strip().lower()
+    if t in ("true", "1"):
+        return True
+    if t in ("false", "0"):
+        return False
+    raise ValueError(msg(what, "must be true/false", text))
+
+
+def _int_arg(text: str, what: str) -> int:
+    try:
+        return int(text.strip(), 0)
+    except ValueError:
+        raise ValueError(msg(what, "must be an integer", text)) from None
+
+
+def _parse_template(name: str, args: list[str], text: str) -> Fixed | Float:
+    n = len(args)
+
+    def need(lo: int, hi: int) -> None:
+        if not lo <= n <= hi:
+            raise ValueError(msg(f"parse {name}", f"takes {lo}..{hi} template arguments", text))
+
+    if name in ("ap_fixed", "ap_ufixed"):
+        need(2, 5)
+        kw: dict = {"signed": name == "ap_fixed"}
+        if n > 2:
+            kw["rounding"] = args[2].strip()
+        if n > 3:
+            kw["overflow"] = args[3].strip()
+        if n > 4:
+            kw["sat_bits"] = _int_arg(args[4], "sat_bits")
+        return Fixed(_int_arg(args[0], "width"), _int_arg(args[1], "int_bits"), **kw)
+    if name in ("ap_int", "ap_uint"):
+        need(1, 1)
+        w = _int_arg(args[0], "width")
+        return Fixed(w, w, signed=name == "ap_int")
+    if name == "ac_fixed":
+        need(2, 5)
+        kw = {"lib": "ac"}
+        if n > 2:
+            kw["signed"] = _bool_arg(args[2], "ac_fixed signed")
+        if n > 3:
+            kw["rounding"] = args[3].strip()
+        if n > 4:
+            kw["overflow"] = args[4].strip()
+        return Fixed(_int_arg(args[0], "width"), _int_arg(args[1], "int_bits"), **kw)
+    if name == "ac_int":
+        need(1, 2)
+        w = _int_arg(args[0], "width")
+        s = _bool_arg(args[1], "ac_int signed") if n > 1 else True
+        return Fixed(w, w, signed=s, lib="ac")
+    if name == "ac_std_float":
+        need(2, 2)
+        w, e = _int_arg(args[0], "width"), _int_arg(args[1], "exp_bits")
+        return Float(e, w - e - 1)
+    if name == "float":
+        need(2, 7)
+        kw = {}
+        for a in args[2:]:
+            key, eq, val = a.partition("=")
+            key, val = key.strip().lower(), val.strip()
+            if not eq or key not in ("bias", "subnormals", "special", "rounding", "overflow"):
+                raise ValueError(msg("parse float<>", "options are key=value of bias, "
+                                     "subnormals, special, rounding, overflow", a))
+            if key == "bias":
+                kw[key] = _int_arg(val, "bias")
+            elif key == "subnormals":
+                kw[key] = _bool_arg(val, "subnormals")
+            else:
+                kw[key] = val
+        return Float(_int_arg(args[0], "exp_bits"), _int_arg(args[1], "man_bits"), **kw)
+    raise ValueError(msg("parse", "unknown type template", name,
+                         "known: ap_fixed ap_ufixed ap_int ap_uint ac_fixed ac_int "
+                         "ac_std_float float<E,M>"))
+
+
+def parse(text: str) -> Fixed | Float:
+    """Parse a format from C++ type text, an fxpmath dtype string or an ml_dtypes name.
+
+    Accepts ``ap_fixed<W,I[,Q[,O[,N]]]>``, ``ap_ufixed<…>``, ``ap_int<W>``, ``ap_uint<W>``,
+    ``ac_fixed<W,I[,S[,Q[,O]]]>``, ``ac_int<W[,S]>``, ``ac_std_float<W,E>``, fxpmath
+    ``fxp-s16/8`` (signed, 16 bits, 8 fraction bits; fxpmath's defaults trunc + saturate),
+    ``eXmY`` (IEEE-like), ``float<E,M[,key=value…]>`` (the canonical ``str`` of a Float) and the
+    names float64 float32 tf32 float16/half bfloat16 float8_e4m3fn float8_e5m2 float8_e4m3fnuz
+    float8_e5m2fnuz float6_e3m2fn float6_e2m3fn float4_e2m1fn.
+
+    >>> parse("ap_fixed<16,8,AP_RND_CONV,AP_SAT>")
+    Fixed(width=16, int_bits=8, signed=True, rounding=<FixedRounding.RND_CONV: 'rnd_conv'>, \
+overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
+    """
+    if isinstance(text, Fixed | Float):
+        return text
+    if not isinstance(text, str):
+        raise TypeError(msg("parse", "expects a str", text))
+    key = text.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key in _FLOAT_NAMES:
+        return _FLOAT_NAMES[key]
+    m = _FXP.match(text)
+    if m:
+        w, f = int(m.group(2)), int(m.group(3))
+        return Fixed(w, w - f, signed=m.group(1).lower() == "s", rounding="trn", overflow="sat")
+    m = _EM.match(text)
+    if m:
+        return Float(int(m.group(1)), int(m.group(2)))
+    m = _TEMPLATE.match(text)
+    if m:
+        args = [a for a in m.group(2).split(",")]
+        if any(not a.strip() for a in args):
+            raise ValueError(msg("parse", "empty template argument", text))
+        return _parse_template(m.group(1).lower(), args, text)
+    raise ValueError(msg("parse", "not a format", text,
+                         "e.g. ap_fixed<16,8>, ac_fixed<8,4,true>, fxp-s16/8, float16, e4m3"))
