@@ -23,9 +23,9 @@ from ._errors import msg
 
 __all__ = [
     "PRESETS",
+    "Fixed",
     "FixedOverflow",
     "FixedRounding",
-    "Fixed",
     "Float",
     "FloatOverflow",
     "FloatRounding",
@@ -423,9 +423,11 @@ class Float:
         for name, fmt in _FLOAT_NAMES.items():
             if fmt == self:
                 return name
-        base = Float(self.exp_bits, self.man_bits, special=self.special)
+        # the default bias, computed rather than built: Float(E, M, special) with the default
+        # bias may itself be out of float64's range when this format (other bias) is not
+        default_bias = (1 << (self.exp_bits - 1)) - (0 if self.special is Special.FNUZ else 1)
         parts = [str(self.exp_bits), str(self.man_bits)]
-        if self.bias != base.bias:
+        if self.bias != default_bias:
             parts.append(f"bias={self.bias}")
         if not self.subnormals:
             parts.append("subnormals=false")
@@ -438,9 +440,13 @@ class Float:
         return "float<" + ",".join(parts) + ">"
 
     def replace(self, **changes: object) -> Float:
-        """A copy with some fields changed (validated)."""
+        """A copy with some fields changed (validated). A default bias stays the default: it is
+        recomputed for the new ``exp_bits``/``special`` unless ``bias`` is given."""
         from dataclasses import replace
 
+        default_bias = (1 << (self.exp_bits - 1)) - (0 if self.special is Special.FNUZ else 1)
+        if "bias" not in changes and self.bias == default_bias:
+            changes["bias"] = None
         return replace(self, **changes)
 
 

@@ -90,6 +90,29 @@ def _float_params(fmt: Float) -> tuple:
             _SPECIAL[sp], fmt.subnormals, fmt.overflow is FloatOverflow.SAT)
 
 
+@functools.lru_cache(maxsize=256)
+def _fixed_fast_args(fmt: Fixed) -> tuple | None:
+    """Arguments of the vectorised fixed kernels, or None where only the exact path applies."""
+    o = _FIXED_O[fmt.overflow]
+    if not _k.fixed_fast_ok(_FIXED_Q[fmt.rounding], o, fmt.sat_bits):
+        return None
+    if not -1022 <= fmt.frac_bits <= 1023:
+        return None
+    w = fmt.width
+    hi = float(fmt.max_int)
+    lo = -hi if (o == _k.O_SAT_SYM and fmt.signed) else float(fmt.min_int)
+    off = (1 << (w - 1)) if (fmt.signed and w < 64) else 0
+    wmask = np.int64(-1) if w == 64 else np.int64((1 << w) - 1)
+    return (2.0 ** fmt.frac_bits, lo, hi, np.int64(off), wmask)
+
+
+@functools.lru_cache(maxsize=256)
+def _float_fast_bounds(fmt: Float) -> tuple[np.uint64, np.uint64]:
+    """Double bit patterns of the smallest normal and the largest finite value of ``fmt``."""
+    return (np.float64(fmt.smallest_normal).view(np.uint64),
+            np.float64(fmt.max).view(np.uint64))
+
+
 def _coerce_input(x: object) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind == "f":
@@ -142,8 +165,8 @@ def _sr(fmt: Fixed | Float, seed: int | None, sr_bits: int | None) -> tuple[int,
 
 
 def _check_nan(a: np.ndarray, fmt: Fixed | Float, nan: str) -> None:
-    if nan not in ("raise", "hls"):
-        raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
+    """Raise if ``a`` holds NaN and ``fmt`` cannot (called before any exact-path kernel; the
+    fast kernels count NaN among the elements they hand to the exact path)."""
     has_nan = isinstance(fmt, Float) and fmt.special is not Special.NONE
     if has_nan or (nan == "hls" and isinstance(fmt, Fixed)):
         return
@@ -156,7 +179,8 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
              nan: str, out: np.ndarray | None, codes: bool) -> np.ndarray:
     fmt = as_format(fmt)
     a = _coerce_input(x)
-    _check_nan(a, fmt, nan)
+    if nan not in ("raise", "hls"):
+        raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
     bits, key = _sr(fmt, seed, sr_bits)
     res = _prepare_out(out, a.shape, np.uint64 if codes else np.float64)
     xb = a.reshape(-1).view(np.uint64)
@@ -164,17 +188,50 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
     if isinstance(fmt, Fixed):
         args = (fmt.width, fmt.frac_bits, fmt.signed, _FIXED_Q[fmt.rounding],
                 _FIXED_O[fmt.overflow], fmt.sat_bits, fmt.lib == "ac", bits, key)
-        if codes:
-            _k.fixed_codes(xb, flat, *args)
+        fast = _fixed_fast_args(fmt)
+        if fast is not None:
+            si, lo, hi, off, wmask = fast
+            q, o = args[3], args[4]
+            if codes:
+                nbad = _k.fixed_fast_codes(a.reshape(-1), flat, si, q, o, lo, hi, off, wmask,
+                                           np.uint64((1 << fmt.width) - 1))
+            else:
+                nbad = _k.fixed_fast_values(a.reshape(-1), flat, si, fmt.step, fmt.signed, q, o, lo,
+                                            hi, off, wmask)
+            if nbad:
+                _check_nan(a, fmt, nan)
+                dummy = np.empty(0, np.float64 if codes else np.uint64)
+                _k.fixed_fixup(a.reshape(-1), xb, dummy if codes else flat,
+                               flat if codes else dummy, codes, si, *args, fmt.step)
         else:
-            _k.fixed_values(xb, flat, *args, fmt.step)
+            _check_nan(a, fmt, nan)
+            if codes:
+                _k.fixed_codes(xb, flat, *args)
+            else:
+                _k.fixed_values(xb, flat, *args, fmt.step)
     else:
         p = _float_params(fmt)
+        q = _FLOAT_Q[fmt.rounding]
+        sign_bit = np.uint64(1 << (fmt.width - 1))
+        if q == _r.STOCH_SM:
+            _check_nan(a, fmt, nan)
+            if codes:
+                _k.float_codes(xb, flat, *p, q, bits, key, sign_bit)
+            else:
+                _k.float_values(xb, flat, *p, q, bits, key)
+            return res
+        k, minnorm, maxbits = 52 - fmt.man_bits, *_float_fast_bounds(fmt)
+        fnuz = fmt.special is Special.FNUZ
         if codes:
-            _k.float_codes(xb, flat, *p, _FLOAT_Q[fmt.rounding], bits, key,
-                           np.uint64(1 << (fmt.width - 1)))
+            nbad = _k.float_fast_codes(xb, flat, k, q, minnorm, maxbits, fnuz, fmt.man_bits,
+                                       fmt.bias, sign_bit)
         else:
-            _k.float_values(xb, flat, *p, _FLOAT_Q[fmt.rounding], bits, key)
+            nbad = _k.float_fast_values(xb, flat.view(np.uint64), k, q, minnorm, maxbits, fnuz)
+        if nbad:
+            _check_nan(a, fmt, nan)
+            dummy = np.empty(0, np.float64 if codes else np.uint64)
+            _k.float_fixup(xb, dummy if codes else flat, flat if codes else dummy, codes, k,
+                           minnorm, maxbits, *p, q, bits, key, sign_bit)
     return res
 
 

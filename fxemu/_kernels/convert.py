@@ -11,13 +11,27 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, pjit
-from .rounding import CEIL, FLOOR, STOCH_TC, TO_ODD, TO_ZERO, random_bits, round_up
+from .rounding import (
+    CEIL,
+    FLOOR,
+    HALF_AWAY,
+    HALF_DOWN,
+    HALF_EVEN,
+    HALF_UP,
+    HALF_ZERO,
+    STOCH_TC,
+    TO_ODD,
+    TO_ZERO,
+    random_bits,
+    round_up,
+)
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _MANT = np.uint64((1 << 52) - 1)
 _HIDDEN = np.uint64(1 << 52)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_TWO52 = 4503599627370496.0
 
 # Fixed overflow mode numbers
 O_SAT = 0
@@ -355,3 +369,180 @@ def float_decode(codes, out, mbits, emin, nan_code, inf_code, special, sign_bit)
         c = codes[i]
         out[i] = float_value((c & sign_bit) != _U0, c & mag_mask, mbits, emin, nan_code,
                              inf_code, special)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths. Each block is first converted by a branch-free loop that the compiler can
+# vectorise; elements outside the fast path's domain are flagged and then redone, exactly, by
+# the element functions above. Both give identical results where both apply (tested).
+
+
+
+@jit
+def fixed_fast_element(xi, si, qmode, omode, lo, hi, off, wmask):
+    """Round ``xi·2^F`` to an integer by ``qmode`` and apply ``omode`` in float arithmetic.
+
+    Returns (ok, integer). ``ok`` is False outside the fast domain 0 < |xi·2^F| < 2^52 (or
+    xi == 0), where the caller must use :func:`fixed_element`. Within it ``t = floor(y)`` and
+    ``t ± 0.5`` are exact, so comparing ``y`` with them decides every deterministic mode
+    exactly. ``lo``/``hi`` are the integer limits (±max for SAT_SYM); ``off``/``wmask`` wrap
+    into W bits.
+    """
+    y = xi * si
+    ok = (abs(y) < _TWO52) & ((y != 0.0) | (xi == 0.0))
+    y = y * np.float64(ok)
+    t = np.floor(y)
+    if qmode == FLOOR:
+        v = t
+    elif qmode == HALF_EVEN:
+        v = np.rint(y)
+    elif qmode == CEIL:
+        v = np.ceil(y)
+    elif qmode == TO_ZERO:
+        v = np.trunc(y)
+    elif qmode == HALF_UP:
+        v = t + np.float64(y >= t + 0.5)
+    elif qmode == HALF_DOWN:
+        v = t + np.float64(y > t + 0.5)
+    elif qmode == HALF_ZERO:
+        h = t + 0.5
+        v = t + np.float64((y > h) | ((y == h) & (y < 0.0)))
+    elif qmode == HALF_AWAY:
+        h = t + 0.5
+        v = t + np.float64((y > h) | ((y == h) & (y > 0.0)))
+    else:  # HALF_ODD
+        h = t + 0.5
+        v = t + np.float64((y > h) | ((y == h) & ((np.int64(t) & 1) == 0)))
+    if omode == O_SAT or omode == O_SAT_SYM:
+        v = min(max(v, lo), hi)
+    elif omode == O_SAT_ZERO:
+        v = v * np.float64((v <= hi) & (v >= lo))
+    iv = np.int64(v)
+    if omode == O_WRAP:
+        iv = ((iv + off) & wmask) - off
+    return ok, iv
+
+
+@pjit
+def fixed_fast_values(x, out, si, scale, signed, qmode, omode, lo, hi, off, wmask):
+    """Fast-domain values; returns how many elements need :func:`fixed_fixup`."""
+    nbad = 0
+    for i in prange(x.shape[0]):
+        ok, iv = fixed_fast_element(x[i], si, qmode, omode, lo, hi, off, wmask)
+        nbad += np.int64(not ok)
+        out[i] = (np.float64(iv) if signed else np.float64(np.uint64(iv))) * scale
+    return nbad
+
+
+@pjit
+def fixed_fast_codes(x, out, si, qmode, omode, lo, hi, off, wmask, mask):
+    """Fast-domain codes; returns how many elements need :func:`fixed_fixup`."""
+    nbad = 0
+    for i in prange(x.shape[0]):
+        ok, iv = fixed_fast_element(x[i], si, qmode, omode, lo, hi, off, wmask)
+        nbad += np.int64(not ok)
+        out[i] = np.uint64(iv) & mask
+    return nbad
+
+
+@pjit
+def fixed_fixup(x, xb, out_val, out_code, want_codes, si, w, f, signed, qmode, omode, nsat,
+                lib_ac, sr_bits, key, scale):
+    """Redo, exactly, the elements outside the fast domain."""
+    for i in prange(x.shape[0]):
+        ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0, np.int64(0), np.int64(0))
+        if not ok:
+            c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
+            if want_codes:
+                out_code[i] = c
+            else:
+                out_val[i] = fixed_value(c, w, signed, scale)
+
+
+def fixed_fast_ok(qmode, omode, nsat):
+    """Whether the fast kernels implement this rounding/overflow combination."""
+    return qmode < STOCH_TC and qmode != TO_ODD and (omode in (O_SAT, O_SAT_ZERO, O_SAT_SYM)
+                                                     or (omode == O_WRAP and nsat == 0))
+
+
+@jit
+def float_fast_element(b, k, qmode, minnorm, maxbits):
+    """Round the double with bits ``b`` to ``52 - k`` mantissa bits by integer addition on its
+    bit pattern (carries into the exponent are exactly the binade changes).
+
+    Returns (ok, rounded bits). ``ok`` is False unless the input is ±0 or the input is at least
+    the format's smallest normal and the result is finite and at most its max; the caller then
+    uses :func:`float_element`.
+    """
+    sign = b & (_U1 << np.uint64(63))
+    mag = b & ~(_U1 << np.uint64(63))
+    if k == 0:
+        r = mag
+    else:
+        ku = np.uint64(k)
+        low = (_U1 << ku) - _U1
+        if qmode == HALF_EVEN:
+            inc = (low >> _U1) + ((mag >> ku) & _U1)
+        elif qmode == HALF_AWAY:
+            inc = _U1 << np.uint64(k - 1)
+        elif qmode == TO_ZERO:
+            inc = _U0
+        elif qmode == CEIL:
+            inc = _U0 if sign else low
+        elif qmode == FLOOR:
+            inc = low if sign else _U0
+        else:  # TO_ODD
+            inc = _U0
+        r = (mag + inc) & ~low
+        if qmode == TO_ODD:
+            r |= np.uint64((mag & low) != _U0) << ku
+    ok = ((mag >= minnorm) & (r <= maxbits)) | (mag == _U0)
+    return ok, sign, r
+
+
+@pjit
+def float_fast_values(xb, outb, k, qmode, minnorm, maxbits, fnuz):
+    """Fast-path values written as double bits; returns how many need :func:`float_fixup`."""
+    nbad = 0
+    for i in prange(xb.shape[0]):
+        ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+        nbad += np.int64(not ok)
+        if fnuz and r == _U0:
+            sign = _U0
+        outb[i] = sign | r
+    return nbad
+
+
+@pjit
+def float_fast_codes(xb, out, k, qmode, minnorm, maxbits, fnuz, mbits, bias, sign_bit):
+    """Fast-path codes; returns how many need :func:`float_fixup`."""
+    nbad = 0
+    ebias = np.uint64(1023 - bias)
+    mmask = (_U1 << np.uint64(mbits)) - _U1
+    for i in prange(xb.shape[0]):
+        ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+        nbad += np.int64(not ok)
+        if r == _U0:
+            code = _U0 if fnuz else (sign_bit if sign else _U0)
+        else:
+            code = ((((r >> np.uint64(52)) - ebias) << np.uint64(mbits))
+                    | ((r >> np.uint64(k)) & mmask))
+            if sign:
+                code |= sign_bit
+        out[i] = code
+    return nbad
+
+
+@pjit
+def float_fixup(xb, out_val, out_code, want_codes, k, minnorm, maxbits, mbits, emin, max_code,
+                nan_code, inf_code, special, subn, overflow_sat, qmode, sr_bits, key, sign_bit):
+    """Redo, exactly, the elements outside the float fast path."""
+    for i in prange(xb.shape[0]):
+        ok, _, _ = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+        if not ok:
+            neg, c = float_element(xb[i], mbits, emin, max_code, nan_code, inf_code, special,
+                                   subn, overflow_sat, qmode, sr_bits, key, i)
+            if want_codes:
+                out_code[i] = (sign_bit | c) if neg else c
+            else:
+                out_val[i] = float_value(neg, c, mbits, emin, nan_code, inf_code, special)
