@@ -246,15 +246,15 @@ class Fixed:
     def hls_type(self) -> str:
         """The C++ type, e.g. ``ap_fixed<16,8,AP_RND_CONV,AP_SAT,0>``; raises for modes the
         vendor library does not have (stochastic; RND_CONV_ODD in ap_fixed)."""
-        q, o = self.rounding, self.overflow
+        q = self.rounding
         if q is FixedRounding.STOCHASTIC:
-            raise ValueError(msg("hls_type", "stochastic rounding is not a C++ type mode", str(self)))
-        if self.lib == "ap":
-            if q is FixedRounding.RND_CONV_ODD:
-                raise ValueError(
-                    msg("hls_type", "ap_fixed has no RND_CONV_ODD", str(self), "use lib='ac'")
-                )
-            return str(self)
+            raise ValueError(
+                msg("hls_type", "stochastic rounding is not a C++ type mode", str(self))
+            )
+        if self.lib == "ap" and q is FixedRounding.RND_CONV_ODD:
+            raise ValueError(
+                msg("hls_type", "ap_fixed has no RND_CONV_ODD", str(self), "use lib='ac'")
+            )
         return str(self)
 
     def __str__(self) -> str:
@@ -311,7 +311,8 @@ class Float:
         if not isinstance(self.subnormals, bool):
             raise TypeError(msg("Float subnormals", "must be a bool", self.subnormals))
         default_bias = (1 << (e - 1)) - (0 if sp is Special.FNUZ else 1)
-        b = default_bias if self.bias is None else _int(self.bias, "Float bias", -(1 << 12), 1 << 12)
+        b = (default_bias if self.bias is None
+             else _int(self.bias, "Float bias", -(1 << 12), 1 << 12))
         object.__setattr__(self, "exp_bits", e)
         object.__setattr__(self, "man_bits", m)
         object.__setattr__(self, "bias", b)
