@@ -118,7 +118,7 @@ def _coerce_input(x: object) -> np.ndarray:
     if a.dtype.kind == "f":
         if a.dtype.itemsize > 8:
             raise TypeError(msg("x", "float dtype wider than float64 is not supported", a.dtype))
-        return np.ascontiguousarray(a, dtype=np.float64)
+        return np.asarray(a, dtype=np.float64, order="C")
     if a.dtype.kind in "iub":
         f = a.astype(np.float64)
         if a.dtype.kind != "b" and a.dtype.itemsize > 4:
@@ -126,7 +126,7 @@ def _coerce_input(x: object) -> np.ndarray:
             if not np.array_equal(back, a) or np.any(np.abs(f) >= 2.0**63):
                 raise ValueError(msg("x", "integers must be exactly representable as float64",
                                      "an integer beyond 2^53"))
-        return np.ascontiguousarray(f)
+        return np.asarray(f, order="C")
     raise TypeError(msg("x", "must be a real numeric array (float or int)", a.dtype))
 
 

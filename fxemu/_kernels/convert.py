@@ -141,8 +141,8 @@ def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx
         else:
             ovf = huge or mag > negmax
         code = ((~mag) + _U1) & mask
-        if mag == _U0:
-            neg = False
+        if mag == _U0 and not huge:
+            neg = False  # rounded to zero: no longer negative
     else:
         ovf = huge or mag > maxpos
         code = mag & mask
