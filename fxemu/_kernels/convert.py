@@ -11,6 +11,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, pjit
+from .exact import bitlen128, from_double, shl128, shr128
 from .rounding import (
     CEIL,
     FLOOR,
@@ -48,63 +49,25 @@ S_NONE = 3
 
 
 @jit
-def split(b):
-    """Bits of a double → (neg, M, e) with |x| = M·2^e; inf/NaN split as 2^1024-scaled numbers
-    (exponent field 2047 read as an ordinary exponent, as ap_fixed does)."""
-    neg = (b >> np.uint64(63)) != _U0
-    ef = np.int64((b >> np.uint64(52)) & np.uint64(0x7FF))
-    m = b & _MANT
-    if ef == 0:
-        return neg, m, np.int64(-1074)
-    return neg, m | _HIDDEN, ef - np.int64(1075)
+def _signed_bit(neg, th, tl, k):
+    """Bit ``k`` (0 <= k < 128) of the two's complement of ``±(th·2^64 + tl)``."""
+    if neg:
+        tl2 = (~tl) + _U1
+        th = (~th) + (_U1 if tl2 == _U0 else _U0)
+        tl = tl2
+    if k >= 64:
+        return ((th >> np.uint64(k - 64)) & _U1) != _U0
+    return ((tl >> np.uint64(k)) & _U1) != _U0
 
 
 @jit
-def shift_right(m, sh):
-    """Split ``m·2^-sh`` (sh > 0) into (integer part, top 64 fraction bits, sticky)."""
-    if sh < 64:
-        return m >> np.uint64(sh), m << np.uint64(64 - sh), False
-    if sh == 64:
-        return _U0, m, False
-    if sh < 128:
-        d = np.uint64(sh - 64)
-        return _U0, m >> d, (m & ((_U1 << d) - _U1)) != _U0
-    return _U0, _U0, m != _U0
+def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, sr_bits, key,
+                idx):
+    """Round the exact value ``±(hi·2^64 + lo + sticky)·2^e`` into a W-bit fixed format.
 
-
-@jit
-def bitlen(m):
-    """Number of significant bits of a mantissa from :func:`split` (0 for 0)."""
-    if m & _HIDDEN:
-        return 53  # every normal double
-    n = 0
-    while m != _U0:
-        m >>= _U1
-        n += 1
-    return n
-
-
-@jit
-def _neg_bit(m, ls, k):
-    """Bit ``k`` of the infinite two's complement of ``-(m << ls)`` (m != 0)."""
-    # -X = ~X + 1: bit k flips iff some bit of X below k is set.
-    if k < ls:
-        return False  # X has only zeros below ls, so -X too
-    j = k - ls
-    bit = (m >> np.uint64(j)) & _U1 if j < 64 else _U0
-    if j == 0:
-        below = False
-    elif j >= 64:
-        below = True
-    else:
-        below = (m & ((_U1 << np.uint64(j)) - _U1)) != _U0
-    return (bit != _U0) != below
-
-
-@jit
-def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx):
-    """Round the double with bits ``b`` into a W-bit fixed format; return the W-bit code."""
-    neg, m, e = split(b)
+    ``big`` says the true magnitude has bits above the 128-bit window (its low 128 bits are
+    still exact, which is all wrapping needs). Returns the W-bit code.
+    """
     mask = _ALL >> np.uint64(64 - w)
     if signed:
         maxpos = (_U1 << np.uint64(w - 1)) - _U1
@@ -112,29 +75,25 @@ def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx
     else:
         maxpos = mask
         negmax = _U0
-    if m == _U0:
+    if hi == _U0 and lo == _U0 and not sticky and not big:
         return _U0
-    sh = -np.int64(f) - e  # value·2^F = m·2^-sh
-    huge = False
-    inexact = False
+    sh = -np.int64(f) - e  # value·2^F = window·2^-sh
     if sh <= 0:
-        ls = -sh
-        if ls >= 64:
-            huge = True
-            q = _U0
-        else:
-            q = m << np.uint64(ls)
-            huge = bitlen(m) + ls > 64
-        up = False
+        th, q = shl128(hi, lo, -sh)
+        huge = big or th != _U0 or bitlen128(hi, lo) - sh > 64
+        r64 = _U0
     else:
-        ls = 0
-        q, r64, sticky = shift_right(m, sh)
-        inexact = r64 != _U0 or sticky
-        rnd = _U0
-        if qmode >= STOCH_TC:
-            rnd = random_bits(key, idx)
-        up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
+        th, q, r64, st = shr128(hi, lo, sh)
+        sticky = sticky or st
+        huge = big or th != _U0
+    inexact = r64 != _U0 or sticky
+    rnd = _U0
+    if qmode >= STOCH_TC and inexact:
+        rnd = random_bits(key, idx)
+    up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
     mag = q + _U1 if up else q
+    if up and mag == _U0:
+        huge = True  # carry out of 64 bits
     if neg:
         if omode == O_SAT_SYM and signed:
             ovf = huge or mag > maxpos
@@ -179,18 +138,10 @@ def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx
     # O_WRAP_SM (ap_fixed, signed): mirrors ap_fixed_base::overflow_adjust
     ro = ((code >> top) & _U1) != _U0
     if nsat == 0:
-        # lD: bit W of the truncated (pre-rounding) source in two's complement
-        if sh > 0:
-            tmag = q + _U1 if (neg and inexact) else q
-            if neg:
-                ld = _neg_bit(tmag, 0, w) if tmag != _U0 else False
-            else:
-                ld = w < 64 and ((tmag >> np.uint64(w)) & _U1) != _U0
-        elif neg:
-            ld = _neg_bit(m, ls, w)
-        else:
-            j = w - ls
-            ld = 0 <= j < 64 and ((m >> np.uint64(j)) & _U1) != _U0
+        # lD: bit W of the truncated (pre-rounding) value in two's complement
+        tl = q + _U1 if (neg and inexact) else q
+        tcarry = _U1 if (neg and inexact and tl == _U0) else _U0
+        ld = _signed_bit(neg, th + tcarry, tl, w)
         if ld != ro:
             code = (~code) & mask
             if ld:
@@ -218,6 +169,14 @@ def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx
 
 
 @jit
+def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx):
+    """Round the double with bits ``b`` into a W-bit fixed format; return the W-bit code."""
+    neg, hi, lo, e, sticky = from_double(b)
+    return fixed_round(neg, hi, lo, e, sticky, False, w, f, signed, qmode, omode, nsat, sr_bits,
+                       key, idx)
+
+
+@jit
 def fixed_value(code, w, signed, scale):
     """Value of a W-bit fixed code: signed/unsigned integer × scale (scale = 2^-F)."""
     if signed and w < 64 and (code >> np.uint64(w - 1)) & _U1:
@@ -237,43 +196,34 @@ def pow2(k):
 
 
 @jit
-def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, overflow_sat,
-                  qmode, sr_bits, key, idx):
-    """Round the double with bits ``b`` into a float format; return (sign bit, magnitude code).
+def float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_code, special,
+                subn, overflow_sat, qmode, sr_bits, key, idx):
+    """Round the finite exact value ``±(hi·2^64 + lo + sticky)·2^e`` into a float format.
 
     ``max_code`` is the magnitude code of the largest finite value; ``inf_code``/``nan_code``
-    the magnitude codes of inf and NaN (unused when the policy has none). The returned sign is
-    False for +0 under fnuz and for NaN under fnuz.
+    the magnitude codes of inf and NaN (unused when the policy has none). Returns
+    (sign, magnitude code); the sign is False for +0 under fnuz and True for the fnuz NaN.
     """
-    neg, m, e = split(b)
-    ef = (b >> np.uint64(52)) & np.uint64(0x7FF)
-    if ef == np.uint64(0x7FF):
-        if (b & _MANT) != _U0:  # NaN
-            if special == S_FNUZ:
-                return True, nan_code
-            return neg, nan_code
-        if special == S_IEEE:
-            return neg, inf_code
-        if special == S_FN and not overflow_sat:
-            return neg, nan_code
-        return neg, max_code
-    if m == _U0:
+    n = bitlen128(hi, lo)
+    if n == 0 and not sticky:
         return (neg and special != S_FNUZ), _U0
-    lead = e + bitlen(m) - 1
+    lead = e + n - 1
     k = lead - emin
     if k < 0:
         k = 0
     qe = emin + k - mbits
     sh = qe - e
     if sh <= 0:
-        mag = m << np.uint64(-sh)
+        q = lo << np.uint64(-sh)  # the window is narrower than the precision here
+        r64 = _U0
     else:
-        q, r64, sticky = shift_right(m, sh)
-        rnd = _U0
-        if qmode >= STOCH_TC:
-            rnd = random_bits(key, idx)
-        up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
-        mag = q + _U1 if up else q
+        _, q, r64, st = shr128(hi, lo, sh)
+        sticky = sticky or st
+    rnd = _U0
+    if qmode >= STOCH_TC and (r64 != _U0 or sticky):
+        rnd = random_bits(key, idx)
+    up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
+    mag = q + _U1 if up else q
     code = (np.uint64(k) << np.uint64(mbits)) + mag
     if code > max_code:
         if overflow_sat:
@@ -295,6 +245,32 @@ def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, o
     if code == _U0 and special == S_FNUZ:
         return False, _U0
     return neg, code
+
+
+@jit
+def float_special(b, nan_code, inf_code, max_code, special, overflow_sat):
+    """(sign, magnitude code) of an inf or NaN input (exponent field all ones)."""
+    neg = (b >> np.uint64(63)) != _U0
+    if (b & _MANT) != _U0:  # NaN
+        if special == S_FNUZ:
+            return True, nan_code
+        return neg, nan_code
+    if special == S_IEEE:
+        return neg, inf_code
+    if special == S_FN and not overflow_sat:
+        return neg, nan_code
+    return neg, max_code
+
+
+@jit
+def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, overflow_sat,
+                  qmode, sr_bits, key, idx):
+    """Round the double with bits ``b`` into a float format; return (sign, magnitude code)."""
+    if ((b >> np.uint64(52)) & np.uint64(0x7FF)) == np.uint64(0x7FF):
+        return float_special(b, nan_code, inf_code, max_code, special, overflow_sat)
+    neg, hi, lo, e, sticky = from_double(b)
+    return float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_code,
+                       special, subn, overflow_sat, qmode, sr_bits, key, idx)
 
 
 @jit
