@@ -1,10 +1,13 @@
 """fxemu — bit-accurate emulation of FPGA number formats and datapaths.
 
-Public surface: formats (:class:`Fixed`, :class:`Float`, :func:`parse`, :data:`PRESETS`) and
-conversion (:func:`quantize`, :func:`to_bits`, :func:`from_bits`).
+Public surface: formats (:class:`Fixed`, :class:`Float`, :func:`parse`, :data:`PRESETS`),
+conversion (:func:`quantize`, :func:`to_bits`, :func:`from_bits`) and datapath arithmetic
+(:func:`add`, :func:`sub`, :func:`mul`, :func:`fma`, :class:`Mac`, :func:`dot`,
+:func:`matmul`, :func:`conv2d`).
 """
 
 from ._errors import BackendUnavailable
+from .arith import Mac, add, conv2d, dot, fma, matmul, mul, sub
 from .formats import (
     PRESETS,
     Fixed,
@@ -29,10 +32,18 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Mac",
     "Special",
+    "add",
+    "conv2d",
+    "dot",
+    "fma",
     "from_bits",
+    "matmul",
+    "mul",
     "parse",
     "quantize",
+    "sub",
     "to_bits",
 ]
 

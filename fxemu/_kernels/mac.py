@@ -1,0 +1,287 @@
+"""Multiply-accumulate datapath kernels (exact engine): elementwise ops, reductions, products.
+
+A reduction sees K operand pairs (doubles, as bits) and a ``Mac``'s three format vectors. Each
+product is exact (106-bit) and optionally rounded into ``mul``; every addition is exact and then
+rounded into ``acc``; the final accumulator is rounded into ``out``. Non-finite operands or
+accumulators (float formats with inf/NaN) follow IEEE 754 through double arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, pjit
+from .exact import add_parts, from_double, mul_doubles
+from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
+
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_EXP = np.uint64(0x7FF0000000000000)
+
+ORDER_SEQUENTIAL = 0
+ORDER_PAIRWISE = 1
+ORDER_CHUNK = 2
+ORDER_EXACT = 3
+
+# elementwise operations
+OP_ADD = 0
+OP_SUB = 1
+OP_MUL = 2
+OP_FMA = 3
+
+
+@jit
+def _is_finite_bits(b):
+    return (b & _EXP) != _EXP
+
+
+@jit
+def _as_bits(v):
+    return np.array([v]).view(np.uint64)[0]
+
+
+@jit
+def _as_double(b):
+    return np.array([b]).view(np.float64)[0]
+
+
+@jit
+def elementwise(op, a, b, c, p, key, idx):
+    """One correctly rounded ``a+b``, ``a-b``, ``a·b`` or ``a·b+c`` (doubles as bits) into
+    format ``p``; returns the code."""
+    if not (_is_finite_bits(a) and _is_finite_bits(b) and _is_finite_bits(c)):
+        va, vb, vc = _as_double(a), _as_double(b), _as_double(c)
+        if op == OP_ADD:
+            r = va + vb
+        elif op == OP_SUB:
+            r = va - vb
+        elif op == OP_MUL:
+            r = va * vb
+        else:
+            r = va * vb + vc
+        return value_code(p, _as_bits(r), key, idx)
+    if op == OP_ADD or op == OP_SUB:
+        n1, h1, l1, e1, _ = from_double(a)
+        n2, h2, l2, e2, _ = from_double(b)
+        if op == OP_SUB:
+            n2 = not n2
+        n, h, lo, e, s = add_parts(n1, h1, l1, e1, n2, h2, l2, e2)
+    else:
+        n, h, lo, e, s = mul_doubles(a, b)
+        if op == OP_FMA:
+            n3, h3, l3, e3, _ = from_double(c)
+            n, h, lo, e, s = add_parts(n, h, lo, e, n3, h3, l3, e3)
+    if h == _U0 and lo == _U0 and not s:
+        # exact zero: IEEE sign rules (x + -x = +0; -0 + -0 = -0; products keep the xor sign)
+        if op == OP_ADD or op == OP_SUB or op == OP_FMA:
+            va, vb, vc = _as_double(a), _as_double(b), _as_double(c)
+            if op == OP_ADD:
+                r = va + vb
+            elif op == OP_SUB:
+                r = va - vb
+            else:
+                r = va * vb + vc
+            return value_code(p, _as_bits(r), key, idx)
+    return round_parts(p, n, h, lo, e, s, False, key, idx)
+
+
+@pjit
+def elementwise_kernel(op, a, b, c, out, p, key, scale):
+    for i in prange(a.shape[0]):
+        code = elementwise(op, a[i], b[i], c[i], p, key, i)
+        out[i] = code_value(p, code, scale)
+
+
+@jit
+def _product_code_parts(a, b, mulp, use_mul, key, idx):
+    """Exact product of doubles ``a·b`` (bits), optionally rounded into ``mulp``: parts."""
+    n, h, lo, e, _ = mul_doubles(a, b)
+    if use_mul:
+        code = round_parts(mulp, n, h, lo, e, False, False, key, idx)
+        n, h, lo, e = code_parts(mulp, code)
+    return n, h, lo, e
+
+
+@jit
+def _acc_add(accp, acc, n, h, lo, e, key, idx):
+    """Round ``acc + x`` (acc a code of ``accp``; x exact parts) into ``accp``."""
+    an, ah, al, ae = code_parts(accp, acc)
+    sn, sh, sl, se, ss = add_parts(an, ah, al, ae, n, h, lo, e)
+    if sh == _U0 and sl == _U0 and not ss:
+        sn = an and n  # exact zero sum: -0 only for (-0) + (-0)
+    return round_parts(accp, sn, sh, sl, se, ss, False, key, idx)
+
+
+@jit
+def _acc_add_codes(accp, x, y, key, idx):
+    """Round ``x + y`` (both codes of ``accp``) into ``accp``."""
+    n, h, lo, e = code_parts(accp, y)
+    return _acc_add(accp, x, n, h, lo, e, key, idx)
+
+
+@jit
+def _nonfinite_dot(a, b):
+    """IEEE result of a reduction meeting inf/NaN: the double sum of the products, which is
+    inf, -inf or NaN exactly as any finite-precision order gives."""
+    s = 0.0
+    for k in range(a.shape[0]):
+        s += _as_double(a[k]) * _as_double(b[k])
+    return s
+
+
+@jit
+def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
+    """Reduce ``sum_k a[k]·b[k]`` (bits) through the datapath; returns the acc code.
+
+    ``tmp`` (four arrays of length >= K: neg, hi, lo, e) is scratch for the pairwise tree;
+    ``sacc`` (int64) is the superaccumulator scratch for ``order == EXACT``. ``idx0`` keys
+    stochastic draws (each rounding of this reduction uses ``idx0 + step``).
+    """
+    kk = a.shape[0]
+    for k in range(kk):
+        if not (_is_finite_bits(a[k]) and _is_finite_bits(b[k])):
+            return value_code(accp, _as_bits(_nonfinite_dot(a, b)), key,
+                              idx0)
+    step = idx0
+    if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
+        acc = value_code(accp, _U0, key, step)  # +0 in acc
+        csize = kk if order == ORDER_SEQUENTIAL else chunk
+        part = acc
+        for k in range(kk):
+            if k % csize == 0 and k > 0 and order == ORDER_CHUNK:
+                acc = _acc_add_codes(accp, acc, part, key, step)
+                step += 1
+                part = value_code(accp, _U0, key, step)
+            n, h, lo, e = _product_code_parts(a[k], b[k], mulp, use_mul, key, step)
+            step += 1
+            if order == ORDER_SEQUENTIAL:
+                acc = _acc_add(accp, acc, n, h, lo, e, key, step)
+            else:
+                part = _acc_add(accp, part, n, h, lo, e, key, step)
+            step += 1
+        if order == ORDER_CHUNK and kk > 0:
+            acc = _acc_add_codes(accp, acc, part, key, step)
+        return acc
+    if order == ORDER_PAIRWISE:
+        zero = value_code(accp, _U0, key, step)
+        if kk == 0:
+            return zero
+        tn, th, tl, te = tmp
+        for k in range(kk):
+            tn[k], th[k], tl[k], te[k] = _product_code_parts(a[k], b[k], mulp, use_mul, key,
+                                                            step)
+            step += 1
+        m = kk
+        while m > 1:
+            nxt = 0
+            for j in range(0, m - 1, 2):
+                sn, sh, sl, se, ss = add_parts(tn[j], th[j], tl[j], te[j], tn[j + 1], th[j + 1],
+                                               tl[j + 1], te[j + 1])
+                if sh == _U0 and sl == _U0 and not ss:
+                    sn = tn[j] and tn[j + 1]
+                code = round_parts(accp, sn, sh, sl, se, ss, False, key, step)
+                step += 1
+                tn[nxt], th[nxt], tl[nxt], te[nxt] = code_parts(accp, code)
+                nxt += 1
+            if m % 2 == 1:  # the odd last node is carried up unchanged
+                tn[nxt], th[nxt], tl[nxt], te[nxt] = tn[m - 1], th[m - 1], tl[m - 1], te[m - 1]
+                nxt += 1
+            m = nxt
+        return _acc_add(accp, zero, tn[0], th[0], tl[0], te[0], key, step)
+    # ORDER_EXACT: exact sum of all products, one rounding into acc
+    sacc[:] = 0
+    for k in range(kk):
+        n, h, lo, e = _product_code_parts(a[k], b[k], mulp, use_mul, key, step)
+        step += 1
+        _sacc_add(sacc, n, h, lo, e)
+    n, h, lo, e, s = _sacc_parts(sacc)
+    return round_parts(accp, n, h, lo, e, s, False, key, step)
+
+
+# superaccumulator: 32-bit digits at exponents SACC_E0 + 32·i, each held in an int64
+SACC_E0 = -2304
+SACC_N = 144
+
+
+@jit
+def _sacc_add(sacc, neg, h, lo, e):
+    """Add ±(h·2^64 + lo)·2^e exactly to the superaccumulator."""
+    if h == _U0 and lo == _U0:
+        return
+    off = e - SACC_E0
+    i = off // 32
+    sh = off - i * 32
+    # split (h:lo) << sh into 32-bit digits starting at digit i (at most 6 digits)
+    d0 = lo << np.uint64(sh) if sh else lo
+    carry_lo = (lo >> np.uint64(64 - sh)) if sh else _U0
+    d1 = ((h << np.uint64(sh)) | carry_lo) if sh else h
+    d2 = (h >> np.uint64(64 - sh)) if sh else _U0
+    words = (d0 & np.uint64(0xFFFFFFFF), d0 >> np.uint64(32), d1 & np.uint64(0xFFFFFFFF),
+             d1 >> np.uint64(32), d2 & np.uint64(0xFFFFFFFF), d2 >> np.uint64(32))
+    for j in range(6):
+        v = np.int64(words[j])
+        sacc[i + j] += -v if neg else v
+
+
+@jit
+def _sacc_parts(sacc):
+    """Normalise the superaccumulator and return its value as rounded-ready parts."""
+    n = sacc.shape[0]
+    carry = np.int64(0)
+    for i in range(n):
+        v = sacc[i] + carry
+        carry = v >> 32  # arithmetic shift: floor division by 2^32
+        sacc[i] = v - (carry << 32)
+    neg = carry < 0
+    if neg:  # negate the two's complement digit string
+        c = np.int64(1)
+        for i in range(n):
+            v = (0xFFFFFFFF - sacc[i]) + c
+            c = v >> 32
+            sacc[i] = v & 0xFFFFFFFF
+    top = -1
+    for i in range(n - 1, -1, -1):
+        if sacc[i] != 0:
+            top = i
+            break
+    if top < 0:
+        return False, _U0, _U0, np.int64(0), False
+    lo_i = max(top - 3, 0)
+    h = _U0
+    lo = _U0
+    for i in range(top, lo_i - 1, -1):
+        h = (h << np.uint64(32)) | (lo >> np.uint64(32))
+        lo = (lo << np.uint64(32)) | np.uint64(sacc[i])
+    sticky = False
+    for i in range(lo_i):
+        if sacc[i] != 0:
+            sticky = True
+            break
+    return neg, h, lo, np.int64(SACC_E0 + 32 * lo_i), sticky
+
+
+@pjit
+def matmul_kernel(a, b, out, accp, mulp, outp, use_mul, order, chunk, key, out_scale):
+    """``out[i, j] = R_out(reduce_k a[i, k]·b[k, j])``; a: (M, K) bits, b: (N, K) bits
+    (B transposed); prange over rows."""
+    m, kk = a.shape
+    nn = b.shape[0]
+    for i in prange(m):
+        tmp = (np.empty(kk + 1, np.bool_), np.empty(kk + 1, np.uint64),
+               np.empty(kk + 1, np.uint64), np.empty(kk + 1, np.int64))
+        sacc = np.zeros(SACC_N, np.int64)
+        for j in range(nn):
+            idx0 = (i * nn + j) * (3 * kk + 4)
+            acc = reduce_pairs(a[i], b[j], accp, mulp, use_mul, order, chunk, key, idx0, tmp,
+                               sacc)
+            n, h, lo, e = code_parts(accp, acc)
+            if code_is_finite(accp, acc):
+                if h == _U0 and lo == _U0:
+                    code = value_code(outp, _as_bits(code_value(accp, acc, 0.0)), key, idx0)
+                else:
+                    code = round_parts(outp, n, h, lo, e, False, False, key, idx0 + 3 * kk + 3)
+            else:
+                code = value_code(outp, _as_bits(code_value(accp, acc, 0.0)), key, idx0)
+            out[i, j] = code_value(outp, code, out_scale)
+

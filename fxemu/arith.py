@@ -1,0 +1,265 @@
+"""Datapath arithmetic: correctly rounded elementwise ops and multiply-accumulate units.
+
+Every operation computes the exact result (products of doubles are 106-bit exact; sums are
+exact in a 128-bit window whose lost low bits only feed the sticky bit) and rounds it once
+into the target format: fixed results are exactly ``ap_fixed`` assignment of the exact value,
+float results are correctly rounded with the format's rounding (FTZ formats flush subnormal
+results). Operands are float64 arrays holding the values of their formats.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._errors import msg
+from ._kernels import fmt as _kf
+from ._kernels import mac as _km
+from .formats import Fixed, Float
+from .quantize import (
+    _FIXED_O,
+    _FIXED_Q,
+    _FLOAT_Q,
+    _float_params,
+    _sr,
+    as_format,
+)
+
+__all__ = ["Mac", "add", "conv2d", "dot", "fma", "matmul", "mul", "sub"]
+
+_ORDER = re.compile(r"^(sequential|pairwise|exact|chunk:(\d+))$")
+
+
+@functools.lru_cache(maxsize=256)
+def _fmt_vector(fmt: Fixed | Float, sr_bits: int) -> np.ndarray:
+    """The int64 format vector the kernels read (layout in ``fxemu._kernels.fmt``)."""
+    p = np.zeros(12, np.int64)
+    p[1] = fmt.width
+    p[8] = sr_bits
+    if isinstance(fmt, Fixed):
+        p[0] = _kf.KIND_FIXED
+        p[2] = fmt.frac_bits
+        p[3] = int(fmt.signed)
+        p[4] = _FIXED_Q[fmt.rounding]
+        p[5] = _FIXED_O[fmt.overflow]
+        p[6] = fmt.sat_bits
+    else:
+        m, emin, max_code, nan_code, inf_code, special, subn, ovsat = _float_params(fmt)
+        p[5] = special
+        p[0] = _kf.KIND_FLOAT
+        p[2] = m
+        p[3] = emin
+        p[4] = _FLOAT_Q[fmt.rounding]
+        p[6] = int(subn)
+        p[7] = int(ovsat)
+        p[9], p[10], p[11] = int(max_code), int(nan_code), int(inf_code)
+    p.flags.writeable = False
+    return p
+
+
+def _scale(fmt: Fixed | Float) -> float:
+    return fmt.step if isinstance(fmt, Fixed) else 0.0
+
+
+@dataclass(frozen=True)
+class Mac:
+    """The datapath of a multiply-accumulate unit.
+
+    Parameters
+    ----------
+    acc : Fixed, Float or str
+        Accumulator format: it starts at 0 and every addition is rounded into it.
+    mul : Fixed, Float, str or None
+        Each product is rounded into this format first; None keeps products exact.
+    out : Fixed, Float, str or None
+        The final accumulator is rounded into this format; None returns the accumulator.
+    order : str
+        ``"sequential"`` (k = 0…K-1, a pipelined HLS loop), ``"pairwise"`` (balanced adder tree:
+        adjacent pairs level by level, an odd last node carried up unchanged; the root is added
+        to the zero accumulator), ``"chunk:N"`` (sequential within chunks of N starting at 0,
+        then the chunk sums added sequentially to a zero accumulator), ``"exact"`` (exact sum
+        of all products, one rounding into acc).
+    """
+
+    acc: Fixed | Float
+    mul: Fixed | Float | None = None
+    out: Fixed | Float | None = None
+    order: str = "sequential"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "acc", as_format(self.acc))
+        if self.mul is not None:
+            object.__setattr__(self, "mul", as_format(self.mul))
+        if self.out is not None:
+            object.__setattr__(self, "out", as_format(self.out))
+        if not isinstance(self.order, str) or not _ORDER.match(self.order.strip()):
+            raise ValueError(msg("Mac order", "must be sequential, pairwise, exact or chunk:N",
+                                 self.order))
+        order = self.order.strip()
+        if order.startswith("chunk:") and int(order[6:]) < 1:
+            raise ValueError(msg("Mac order", "chunk size must be >= 1", self.order))
+        object.__setattr__(self, "order", order)
+
+    @property
+    def out_format(self) -> Fixed | Float:
+        """The format of the results (``out`` or ``acc``)."""
+        return self.out if self.out is not None else self.acc
+
+    def _kernel_args(self, sr_bits: int) -> tuple:
+        order = self.order
+        if order == "sequential":
+            code, chunk = _km.ORDER_SEQUENTIAL, 0
+        elif order == "pairwise":
+            code, chunk = _km.ORDER_PAIRWISE, 0
+        elif order == "exact":
+            code, chunk = _km.ORDER_EXACT, 0
+        else:
+            code, chunk = _km.ORDER_CHUNK, int(order[6:])
+        accp = _fmt_vector(self.acc, sr_bits)
+        mulp = _fmt_vector(self.mul, sr_bits) if self.mul is not None else accp
+        outp = _fmt_vector(self.out_format, sr_bits)
+        return accp, mulp, outp, self.mul is not None, code, chunk
+
+
+def _operand(x: object, what: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(msg(what, "must be a real numeric array", a.dtype))
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        raise TypeError(msg(what, "float dtype wider than float64 is not supported", a.dtype))
+    return np.asarray(a, dtype=np.float64, order="C")
+
+
+def _stochastic(*fmts: Fixed | Float | None) -> bool:
+    return any(f is not None and f.rounding.value == "stochastic" for f in fmts)
+
+
+def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
+                 *xs: object) -> np.ndarray:
+    f = as_format(fmt)
+    arrs = [_operand(x, f"operand {i}") for i, x in enumerate(xs)]
+    try:
+        arrs = np.broadcast_arrays(*arrs)
+    except ValueError:
+        shapes = " and ".join(str(np.shape(a)) for a in arrs)
+        raise ValueError(msg("operands", "must broadcast together", shapes)) from None
+    shape = arrs[0].shape
+    flat = [np.ascontiguousarray(a).reshape(-1).view(np.uint64) for a in arrs]
+    while len(flat) < 3:
+        flat.append(np.zeros_like(flat[0]))
+    bits, key = _sr(f, seed, sr_bits)
+    out = np.empty(flat[0].shape[0], np.float64)
+    _km.elementwise_kernel(op, flat[0], flat[1], flat[2], out, _fmt_vector(f, bits), key,
+                           _scale(f))
+    return out.reshape(shape)
+
+
+def add(a: object, b: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+        sr_bits: int | None = None) -> np.ndarray:
+    """``a + b`` exactly, rounded once into ``fmt`` (broadcasting).
+
+    >>> import fxemu as fx
+    >>> fx.add(1.0, 2.0**-11, "float16").tolist()   # tie: to even
+    1.0
+    """
+    return _elementwise(_km.OP_ADD, fmt, seed, sr_bits, a, b)
+
+
+def sub(a: object, b: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+        sr_bits: int | None = None) -> np.ndarray:
+    """``a - b`` exactly, rounded once into ``fmt`` (broadcasting)."""
+    return _elementwise(_km.OP_SUB, fmt, seed, sr_bits, a, b)
+
+
+def mul(a: object, b: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+        sr_bits: int | None = None) -> np.ndarray:
+    """``a · b`` exactly (106-bit product), rounded once into ``fmt`` (broadcasting).
+
+    >>> import fxemu as fx
+    >>> fx.mul(1.5, -2.75, "ap_fixed<8,4,AP_RND,AP_SAT>").tolist()
+    -4.125
+    """
+    return _elementwise(_km.OP_MUL, fmt, seed, sr_bits, a, b)
+
+
+def fma(a: object, b: object, c: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+        sr_bits: int | None = None) -> np.ndarray:
+    """``a · b + c`` exactly, rounded once into ``fmt`` (broadcasting)."""
+    return _elementwise(_km.OP_FMA, fmt, seed, sr_bits, a, b, c)
+
+
+def _mac_matmul(a: np.ndarray, bt: np.ndarray, mac: Mac, seed: int | None,
+                sr_bits: int | None) -> np.ndarray:
+    """``R_out(reduce_k a[i,k]·bt[j,k])`` for 2-D contiguous float64 operands."""
+    if not isinstance(mac, Mac):
+        raise TypeError(msg("mac", "must be an fx.Mac", type(mac).__name__))
+    # one key serves every stochastic rounding of the datapath (each has its own counter)
+    keyed = next((f for f in (mac.acc, mac.mul, mac.out) if _stochastic(f)), mac.acc)
+    bits, key = _sr(keyed, seed, sr_bits)
+    accp, mulp, outp, use_mul, order, chunk = mac._kernel_args(bits)
+    out = np.empty((a.shape[0], bt.shape[0]), np.float64)
+    _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, accp, mulp, outp, use_mul,
+                      order, chunk, key, _scale(mac.out_format))
+    return out
+
+
+def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,
+        sr_bits: int | None = None) -> np.ndarray:
+    """``sum_k a[k]·b[k]`` through the ``mac`` datapath (1-D operands of equal length).
+
+    >>> import fxemu as fx
+    >>> fx.dot([1.0, 2.0**-11, 2.0**-11], [1.0, 1.0, 1.0], fx.Mac(acc="float16")).tolist()
+    1.0
+    >>> fx.dot([1.0, 2.0**-11, 2.0**-11], [1.0, 1.0, 1.0], fx.Mac(acc="float16",
+    ...        order="exact")).tolist()
+    1.0009765625
+    """
+    x, y = _operand(a, "a"), _operand(b, "b")
+    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
+        raise ValueError(msg("dot", "needs two 1-D arrays of equal length",
+                             f"{x.shape} and {y.shape}"))
+    return _mac_matmul(x[None, :], y[None, :], mac, seed, sr_bits)[0, 0]
+
+
+def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
+           sr_bits: int | None = None) -> np.ndarray:
+    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac``."""
+    x, y = _operand(a, "A"), _operand(b, "B")
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[0]:
+        raise ValueError(msg("matmul", "needs (M, K) and (K, N) arrays",
+                             f"{x.shape} and {y.shape}"))
+    return _mac_matmul(x, np.ascontiguousarray(y.T), mac, seed, sr_bits)
+
+
+def im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Patches of NCHW ``x`` for a valid stride-1 kh×kw window: shape (N·Ho·Wo, C·kh·kw), the
+    column index k = (c·kh + i)·kw + j."""
+    n, c, h, w = x.shape
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    # (N, C, Ho, Wo, kh, kw) -> (N, Ho, Wo, C, kh, kw)
+    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(
+        n * (h - kh + 1) * (w - kw + 1), c * kh * kw)
+
+
+def conv2d(x: object, w: object, mac: Mac, *, seed: int | None = None,
+           sr_bits: int | None = None) -> np.ndarray:
+    """Valid, stride-1 cross-correlation: (N, C, H, W) × (F, C, Kh, Kw) → (N, F, Ho, Wo).
+
+    Each output sums over k = (c·Kh + kh)·Kw + kw in that order through ``mac``.
+    """
+    xa, wa = _operand(x, "x"), _operand(w, "w")
+    if xa.ndim != 4 or wa.ndim != 4 or xa.shape[1] != wa.shape[1]:
+        raise ValueError(msg("conv2d", "needs x (N, C, H, W) and w (F, C, Kh, Kw) with equal C",
+                             f"{xa.shape} and {wa.shape}"))
+    n, c, h, wd = xa.shape
+    f, _, kh, kw = wa.shape
+    if kh > h or kw > wd:
+        raise ValueError(msg("conv2d", "kernel larger than the input",
+                             f"{wa.shape} on {xa.shape}"))
+    cols = im2col(xa, kh, kw)
+    res = _mac_matmul(cols, wa.reshape(f, c * kh * kw), mac, seed, sr_bits)
+    ho, wo = h - kh + 1, wd - kw + 1
+    return np.ascontiguousarray(res.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
