@@ -7,7 +7,20 @@ conversion (:func:`quantize`, :func:`to_bits`, :func:`from_bits`) and datapath a
 """
 
 from ._errors import BackendUnavailable
-from .arith import Mac, add, conv2d, dot, fma, matmul, mul, sub
+from .arith import (
+    Mac,
+    add,
+    conv2d,
+    conv2d_grad_input,
+    conv2d_grad_weight,
+    dot,
+    fma,
+    matmul,
+    maxpool2d,
+    maxpool2d_backward,
+    mul,
+    sub,
+)
 from .formats import (
     PRESETS,
     Fixed,
@@ -36,10 +49,14 @@ __all__ = [
     "Special",
     "add",
     "conv2d",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
     "dot",
     "fma",
     "from_bits",
     "matmul",
+    "maxpool2d",
+    "maxpool2d_backward",
     "mul",
     "parse",
     "quantize",

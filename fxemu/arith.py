@@ -28,7 +28,8 @@ from .quantize import (
     as_format,
 )
 
-__all__ = ["Mac", "add", "conv2d", "dot", "fma", "matmul", "mul", "sub"]
+__all__ = ["Mac", "add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
+           "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"]
 
 _ORDER = re.compile(r"^(sequential|pairwise|exact|chunk:(\d+))$")
 
@@ -263,3 +264,85 @@ def conv2d(x: object, w: object, mac: Mac, *, seed: int | None = None,
     res = _mac_matmul(cols, wa.reshape(f, c * kh * kw), mac, seed, sr_bits)
     ho, wo = h - kh + 1, wd - kw + 1
     return np.ascontiguousarray(res.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
+
+
+def conv2d_grad_weight(x: object, g: object, kernel_size: tuple[int, int], mac: Mac, *,
+                       seed: int | None = None, sr_bits: int | None = None) -> np.ndarray:
+    """Weight gradient of :func:`conv2d`: ``dw[f,c,kh,kw] = sum x[n,c,i+kh,j+kw]·g[n,f,i,j]``.
+
+    x is (N, C, H, W), g the output gradient (N, F, Ho, Wo); returns (F, C, Kh, Kw). Each
+    output reduces over k = (n·Ho + i)·Wo + j in that order through ``mac`` (length N·Ho·Wo,
+    86 528 for the reference network at batch 128).
+    """
+    xa, ga = _operand(x, "x"), _operand(g, "g")
+    kh, kw = kernel_size
+    if xa.ndim != 4 or ga.ndim != 4 or xa.shape[0] != ga.shape[0] \
+            or ga.shape[2:] != (xa.shape[2] - kh + 1, xa.shape[3] - kw + 1):
+        raise ValueError(msg("conv2d_grad_weight", "needs x (N, C, H, W) and g (N, F, H-Kh+1, "
+                             "W-Kw+1)", f"{xa.shape}, {ga.shape}, kernel {kernel_size}"))
+    c = xa.shape[1]
+    f = ga.shape[1]
+    cols = im2col(xa, kh, kw)  # (N·Ho·Wo, C·Kh·Kw), rows in (n, i, j) order
+    gm = np.ascontiguousarray(ga.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N·Ho·Wo)
+    res = _mac_matmul(gm, np.ascontiguousarray(cols.T), mac, seed, sr_bits)
+    return res.reshape(f, c, kh, kw)
+
+
+def conv2d_grad_input(g: object, w: object, input_hw: tuple[int, int], mac: Mac, *,
+                      seed: int | None = None, sr_bits: int | None = None) -> np.ndarray:
+    """Input gradient of :func:`conv2d`: the full correlation of g with the flipped kernels.
+
+    ``dx[n, c, y, x] = sum g[n, f, y-kh, x-kw]·w[f, c, kh, kw]`` over the terms inside g; g is
+    (N, F, Ho, Wo), w (F, C, Kh, Kw); returns (N, C, H, W). Each output reduces over
+    k = (f·Kh + kh')·Kw + kw' with kh' = Kh-1-kh, kw' = Kw-1-kw (the flipped kernel's order);
+    terms outside g are exact zeros, which leave every accumulator unchanged.
+    """
+    ga, wa = _operand(g, "g"), _operand(w, "w")
+    if ga.ndim != 4 or wa.ndim != 4 or ga.shape[1] != wa.shape[0]:
+        raise ValueError(msg("conv2d_grad_input", "needs g (N, F, Ho, Wo) and w (F, C, Kh, Kw)",
+                             f"{ga.shape}, {wa.shape}"))
+    kh, kw = wa.shape[2:]
+    h, wd = input_hw
+    if ga.shape[2:] != (h - kh + 1, wd - kw + 1):
+        raise ValueError(msg("conv2d_grad_input", "g's spatial size must be H-Kh+1, W-Kw+1",
+                             f"{ga.shape} for input {input_hw}"))
+    gp = np.pad(ga, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    wf = np.ascontiguousarray(wa[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, Kh, Kw)
+    return conv2d(gp, wf, mac, seed=seed, sr_bits=sr_bits)
+
+
+def maxpool2d(x: object, size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling over non-overlapping size×size windows (floor of H/size, W/size).
+
+    Returns (pooled, argmax) with argmax the flat index (row-major) within each window of the
+    first maximum — ties go to the first in row-major order, as the founding model routes
+    gradients. No rounding happens (selection only).
+    """
+    xa = _operand(x, "x")
+    if xa.ndim != 4 or not isinstance(size, int) or size < 1:
+        raise ValueError(msg("maxpool2d", "needs x (N, C, H, W) and an int size >= 1",
+                             f"{xa.shape}, {size}"))
+    n, c, h, w = xa.shape
+    ho, wo = h // size, w // size
+    win = xa[:, :, :ho * size, :wo * size].reshape(n, c, ho, size, wo, size)
+    win = win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, size * size)
+    arg = np.argmax(win, axis=-1)  # first occurrence of the maximum
+    return np.take_along_axis(win, arg[..., None], axis=-1)[..., 0], arg
+
+
+def maxpool2d_backward(grad: object, argmax: np.ndarray, input_shape: tuple[int, ...],
+                       size: int = 2) -> np.ndarray:
+    """Route ``grad`` (N, C, Ho, Wo) to the argmax position of each window; other positions
+    (and rows/columns cut off by the floor) get 0."""
+    ga = _operand(grad, "grad")
+    arg = np.asarray(argmax)
+    if ga.shape != arg.shape or ga.ndim != 4:
+        raise ValueError(msg("maxpool2d_backward", "grad and argmax must have one (N, C, Ho, Wo)"
+                             " shape", f"{ga.shape}, {arg.shape}"))
+    n, c, ho, wo = ga.shape
+    out = np.zeros(input_shape, np.float64)
+    win = np.zeros((n, c, ho, wo, size * size), np.float64)
+    np.put_along_axis(win, arg[..., None], ga[..., None], axis=-1)
+    win = win.reshape(n, c, ho, wo, size, size).transpose(0, 1, 2, 4, 3, 5)
+    out[:, :, :ho * size, :wo * size] = win.reshape(n, c, ho * size, wo * size)
+    return out
