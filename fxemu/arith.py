@@ -18,14 +18,18 @@ import numpy as np
 from ._errors import msg
 from ._kernels import fmt as _kf
 from ._kernels import mac as _km
-from .formats import Fixed, Float
+from ._kernels import mac_fast as _kmf
+from ._kernels import rounding as _kr
+from .formats import Fixed, FixedOverflow, Float, FloatRounding, Special
 from .quantize import (
     _FIXED_O,
     _FIXED_Q,
     _FLOAT_Q,
+    _float_fast_bounds,
     _float_params,
     _sr,
     as_format,
+    quantize,
 )
 
 __all__ = ["Mac", "add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
@@ -192,6 +196,118 @@ def fma(a: object, b: object, c: object, fmt: Fixed | Float | str, *, seed: int 
     return _elementwise(_km.OP_FMA, fmt, seed, sr_bits, a, b, c)
 
 
+def _int_span(x: np.ndarray) -> tuple[int, int]:
+    """(F, bits): the smallest F making every x·2^F an integer, and the largest magnitude bit
+    length of those integers (0, 0 for an all-zero array)."""
+    nz = x[x != 0]
+    if nz.size == 0:
+        return 0, 0
+    m, e = np.frexp(np.abs(nz))
+    mant = (m * 2.0**53).astype(np.int64)
+    low = np.frexp((mant & -mant).astype(np.float64))[1] - 1  # trailing zeros
+    lowest = e.astype(np.int64) - 53 + low
+    f = int(-lowest.min())
+    return f, int(e.max()) + f
+
+
+def _fast_fixed_mode(f: Fixed) -> bool:
+    q = _FIXED_Q[f.rounding]
+    return (q < _kr.STOCH_TC and q != _kr.TO_ODD
+            and (f.overflow in (FixedOverflow.SAT, FixedOverflow.SAT_ZERO, FixedOverflow.SAT_SYM)
+                 or (f.overflow is FixedOverflow.WRAP and f.sat_bits == 0)))
+
+
+def _int_limits(f: Fixed) -> tuple:
+    hi = f.max_int
+    lo = -hi if (f.overflow is FixedOverflow.SAT_SYM and f.signed) else f.min_int
+    off = (1 << (f.width - 1)) if f.signed else 0
+    return (np.int64(lo), np.int64(hi), np.int64(off), np.int64((1 << f.width) - 1))
+
+
+def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
+                chunk: int) -> np.ndarray | None:
+    """Integer datapath when every intermediate fits in 62 bits; None otherwise."""
+    acc, mulf = mac.acc, mac.mul
+    if not isinstance(acc, Fixed) or acc.width > 53 or not _fast_fixed_mode(acc):
+        return None
+    if mulf is not None and (not isinstance(mulf, Fixed) or not _fast_fixed_mode(mulf)):
+        return None
+    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+        return None
+    if not (np.isfinite(a).all() and np.isfinite(bt).all()):
+        return None
+    fa, ba = _int_span(a)
+    fb, bb = _int_span(bt)
+    if ba + bb > 62:
+        return None
+    fp, bp = fa + fb, ba + bb
+    pm = (np.int64(0), 0, 0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+    if mulf is not None:
+        d_mul = fp - mulf.frac_bits
+        if bp - d_mul > 62:
+            return None
+        pm = (np.int64(d_mul), _FIXED_Q[mulf.rounding], _FIXED_O[mulf.overflow],
+              *_int_limits(mulf))
+        fp, bp = mulf.frac_bits, mulf.width
+    fc = max(acc.frac_bits, fp)
+    sh_acc, sh_p = fc - acc.frac_bits, fc - fp
+    if acc.width + sh_acc > 62 or bp + sh_p > 62:
+        return None
+    ai = np.ldexp(a, fa).astype(np.int64)
+    bi = np.ascontiguousarray(np.ldexp(bt, fb).astype(np.int64).T)
+    accpar = (np.int64(sh_acc), np.int64(sh_p), np.int64(sh_acc), _FIXED_Q[acc.rounding],
+              _FIXED_O[acc.overflow], *_int_limits(acc))
+    out = np.empty((a.shape[0], bt.shape[0]), np.int64)
+    _kmf.fixed_matmul_int(ai, bi, out, order, max(chunk, 1), mulf is not None, pm, accpar)
+    return np.ldexp(out.astype(np.float64), -acc.frac_bits)
+
+
+def _float_sig_bits(x: np.ndarray) -> tuple[int, float, float]:
+    """(largest significant-bit count, smallest and largest nonzero magnitude) of x."""
+    nz = np.abs(x[x != 0])
+    if nz.size == 0:
+        return 0, 1.0, 1.0
+    m, _ = np.frexp(nz)
+    mant = (m * 2.0**53).astype(np.int64)
+    low = np.frexp((mant & -mant).astype(np.float64))[1] - 1
+    return int(53 - low.min()), float(nz.min()), float(nz.max())
+
+
+def _fast_float_fmt(f: object, max_man: int) -> bool:
+    return (isinstance(f, Float) and f.man_bits <= max_man
+            and f.rounding is not FloatRounding.STOCHASTIC and f.special is not Special.FNUZ)
+
+
+def _float_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int, chunk: int,
+                sr_bits: int, key: np.uint64) -> np.ndarray | None:
+    """Double-arithmetic datapath when products are exact in double; None otherwise."""
+    acc, mulf = mac.acc, mac.mul
+    if not _fast_float_fmt(acc, 50) or (mulf is not None and not _fast_float_fmt(mulf, 52)):
+        return None
+    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+        return None
+    if not (np.isfinite(a).all() and np.isfinite(bt).all()):
+        return None
+    pa, amin, amax = _float_sig_bits(a)
+    pb, bmin, bmax = _float_sig_bits(bt)
+    if pa + pb > 53 or amin * bmin < 2.0**-960 or amax * bmax > 2.0**1000:
+        return None
+    minnorm, maxbits = _float_fast_bounds(acc)
+    if mulf is not None:
+        mminnorm, mmaxbits = _float_fast_bounds(mulf)
+        mk, mq = 52 - mulf.man_bits, _FLOAT_Q[mulf.rounding]
+    else:
+        mminnorm, mmaxbits, mk, mq = minnorm, maxbits, 0, 0
+    accp = _fmt_vector(acc, sr_bits)
+    mulp = _fmt_vector(mulf, sr_bits) if mulf is not None else accp
+    out = np.empty((a.shape[0], bt.shape[0]), np.float64)
+    bad = np.zeros(a.shape[0], np.int64)
+    _kmf.float_matmul_fast(a, np.ascontiguousarray(bt.T), out, order, max(chunk, 1),
+                           mulf is not None, mk, mq, mminnorm, mmaxbits, 52 - acc.man_bits,
+                           _FLOAT_Q[acc.rounding], minnorm, maxbits, accp, mulp, key, bad)
+    return out
+
+
 def _mac_matmul(a: np.ndarray, bt: np.ndarray, mac: Mac, seed: int | None,
                 sr_bits: int | None) -> np.ndarray:
     """``R_out(reduce_k a[i,k]·bt[j,k])`` for 2-D contiguous float64 operands."""
@@ -201,6 +317,12 @@ def _mac_matmul(a: np.ndarray, bt: np.ndarray, mac: Mac, seed: int | None,
     keyed = next((f for f in (mac.acc, mac.mul, mac.out) if _stochastic(f)), mac.acc)
     bits, key = _sr(keyed, seed, sr_bits)
     accp, mulp, outp, use_mul, order, chunk = mac._kernel_args(bits)
+    if mac.out is None or not _stochastic(mac.out):
+        fast = _fixed_fast(a, bt, mac, order, chunk)
+        if fast is None:
+            fast = _float_fast(a, bt, mac, order, chunk, bits, key)
+        if fast is not None:
+            return fast if mac.out is None else quantize(fast, mac.out)
     out = np.empty((a.shape[0], bt.shape[0]), np.float64)
     _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, accp, mulp, outp, use_mul,
                       order, chunk, key, _scale(mac.out_format))

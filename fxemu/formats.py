@@ -566,7 +566,8 @@ def parse(text: str) -> Fixed | Float:
 
     Accepts ``ap_fixed<W,I[,Q[,O[,N]]]>``, ``ap_ufixed<…>``, ``ap_int<W>``, ``ap_uint<W>``,
     ``ac_fixed<W,I[,S[,Q[,O]]]>``, ``ac_int<W[,S]>``, ``ac_std_float<W,E>``, fxpmath
-    ``fxp-s16/8`` (signed, 16 bits, 8 fraction bits; fxpmath's defaults trunc + saturate),
+    ``fxp-s16/8`` (signed, 16 bits, 8 fraction bits; fxpmath's defaults: rounding
+    ``trunc`` = toward zero (TRN_ZERO) and saturate),
     ``eXmY`` (IEEE-like), ``float<E,M[,key=value…]>`` (the canonical ``str`` of a Float) and the
     names float64 float32 tf32 float16/half bfloat16 float8_e4m3fn float8_e5m2 float8_e4m3fnuz
     float8_e5m2fnuz float6_e3m2fn float6_e2m3fn float4_e2m1fn.
@@ -586,7 +587,9 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
     m = _FXP.match(text)
     if m:
         w, f = int(m.group(2)), int(m.group(3))
-        return Fixed(w, w - f, signed=m.group(1).lower() == "s", rounding="trn", overflow="sat")
+        # fxpmath's default rounding "trunc" is np.trunc (toward zero), not floor
+        return Fixed(w, w - f, signed=m.group(1).lower() == "s", rounding="trn_zero",
+                     overflow="sat")
     m = _EM.match(text)
     if m:
         return Float(int(m.group(1)), int(m.group(2)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import bits_f64, f64_bits, jit, pjit
 from .exact import add_parts, from_double, mul_doubles
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
 
@@ -37,21 +37,11 @@ def _is_finite_bits(b):
 
 
 @jit
-def _as_bits(v):
-    return np.array([v]).view(np.uint64)[0]
-
-
-@jit
-def _as_double(b):
-    return np.array([b]).view(np.float64)[0]
-
-
-@jit
 def elementwise(op, a, b, c, p, key, idx):
     """One correctly rounded ``a+b``, ``a-b``, ``a·b`` or ``a·b+c`` (doubles as bits) into
     format ``p``; returns the code."""
     if not (_is_finite_bits(a) and _is_finite_bits(b) and _is_finite_bits(c)):
-        va, vb, vc = _as_double(a), _as_double(b), _as_double(c)
+        va, vb, vc = bits_f64(a), bits_f64(b), bits_f64(c)
         if op == OP_ADD:
             r = va + vb
         elif op == OP_SUB:
@@ -60,7 +50,7 @@ def elementwise(op, a, b, c, p, key, idx):
             r = va * vb
         else:
             r = va * vb + vc
-        return value_code(p, _as_bits(r), key, idx)
+        return value_code(p, f64_bits(r), key, idx)
     if op == OP_ADD or op == OP_SUB:
         n1, h1, l1, e1, _ = from_double(a)
         n2, h2, l2, e2, _ = from_double(b)
@@ -75,14 +65,14 @@ def elementwise(op, a, b, c, p, key, idx):
     if h == _U0 and lo == _U0 and not s:
         # exact zero: IEEE sign rules (x + -x = +0; -0 + -0 = -0; products keep the xor sign)
         if op == OP_ADD or op == OP_SUB or op == OP_FMA:
-            va, vb, vc = _as_double(a), _as_double(b), _as_double(c)
+            va, vb, vc = bits_f64(a), bits_f64(b), bits_f64(c)
             if op == OP_ADD:
                 r = va + vb
             elif op == OP_SUB:
                 r = va - vb
             else:
                 r = va * vb + vc
-            return value_code(p, _as_bits(r), key, idx)
+            return value_code(p, f64_bits(r), key, idx)
     return round_parts(p, n, h, lo, e, s, False, key, idx)
 
 
@@ -126,7 +116,7 @@ def _nonfinite_dot(a, b):
     inf, -inf or NaN exactly as any finite-precision order gives."""
     s = 0.0
     for k in range(a.shape[0]):
-        s += _as_double(a[k]) * _as_double(b[k])
+        s += bits_f64(a[k]) * bits_f64(b[k])
     return s
 
 
@@ -141,7 +131,7 @@ def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
     kk = a.shape[0]
     for k in range(kk):
         if not (_is_finite_bits(a[k]) and _is_finite_bits(b[k])):
-            return value_code(accp, _as_bits(_nonfinite_dot(a, b)), key,
+            return value_code(accp, f64_bits(_nonfinite_dot(a, b)), key,
                               idx0)
     step = idx0
     if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
@@ -278,10 +268,10 @@ def matmul_kernel(a, b, out, accp, mulp, outp, use_mul, order, chunk, key, out_s
             n, h, lo, e = code_parts(accp, acc)
             if code_is_finite(accp, acc):
                 if h == _U0 and lo == _U0:
-                    code = value_code(outp, _as_bits(code_value(accp, acc, 0.0)), key, idx0)
+                    code = value_code(outp, f64_bits(code_value(accp, acc, 0.0)), key, idx0)
                 else:
                     code = round_parts(outp, n, h, lo, e, False, False, key, idx0 + 3 * kk + 3)
             else:
-                code = value_code(outp, _as_bits(code_value(accp, acc, 0.0)), key, idx0)
+                code = value_code(outp, f64_bits(code_value(accp, acc, 0.0)), key, idx0)
             out[i, j] = code_value(outp, code, out_scale)
 

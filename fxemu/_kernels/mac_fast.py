@@ -1,0 +1,217 @@
+"""Fast MAC kernels for the common datapaths; each is exact and equal to :mod:`mac` (tested).
+
+* Fixed: operands are integers at their array's finest scale; products, product rounding and
+  accumulation run in int64 (the API checks that every intermediate fits in 62 bits).
+* Float: products that are exact in double (the API checks the operands' significant bits and
+  range); each ``acc + p`` is TwoSum-exact, folded into one double by round-to-odd (exact for
+  the final rounding when the accumulator keeps at most 50 mantissa bits), then rounded by
+  integer addition on the bit pattern. Results outside the fast domain (subnormal, overflow)
+  are redone by the exact engine.
+
+Both loop over k outermost and over the output columns j innermost, so one k step updates a
+row of accumulators with branch-free code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import bits_f64, f64_bits, jit, pjit
+from .convert import float_fast_element
+from .exact import add_parts, from_double
+from .fmt import code_value, round_parts, value_code
+from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL
+from .rounding import (
+    CEIL,
+    FLOOR,
+    HALF_AWAY,
+    HALF_DOWN,
+    HALF_EVEN,
+    HALF_UP,
+    HALF_ZERO,
+    TO_ZERO,
+)
+
+O_SAT = 0
+O_SAT_ZERO = 1
+O_SAT_SYM = 2
+O_WRAP = 3
+
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+
+
+@jit
+def int_round_shift(t, d, qmode):
+    """``t·2^-d`` rounded to an integer by ``qmode`` (signed-floor rules; d >= 0)."""
+    if d <= 0:
+        return t << np.int64(-d)
+    fl = t >> np.int64(d)
+    r = t - (fl << np.int64(d))
+    half = np.int64(1) << np.int64(d - 1)
+    if qmode == FLOOR:
+        up = False
+    elif qmode == CEIL:
+        up = r > 0
+    elif qmode == TO_ZERO:
+        up = (r > 0) & (t < 0)
+    elif qmode == HALF_UP:
+        up = r >= half
+    elif qmode == HALF_DOWN:
+        up = r > half
+    elif qmode == HALF_ZERO:
+        up = (r > half) | ((r == half) & (t < 0))
+    elif qmode == HALF_AWAY:
+        up = (r > half) | ((r == half) & (t > 0))
+    elif qmode == HALF_EVEN:
+        up = (r > half) | ((r == half) & ((fl & 1) == 1))
+    else:  # HALF_ODD
+        up = (r > half) | ((r == half) & ((fl & 1) == 0))
+    return fl + np.int64(up)
+
+
+@jit
+def int_overflow(v, omode, lo, hi, off, wmask):
+    """Apply a fixed overflow mode to the integer ``v`` (limits ``lo``/``hi``)."""
+    if omode == O_SAT or omode == O_SAT_SYM:
+        return min(max(v, lo), hi)
+    if omode == O_SAT_ZERO:
+        return v if (v >= lo) & (v <= hi) else np.int64(0)
+    return ((v + off) & wmask) - off
+
+
+@jit
+def int_step(acc, p, sh_acc, sh_p, d, qmode, omode, lo, hi, off, wmask):
+    """One accumulation ``R_acc(acc + p)`` with acc at scale F_acc and p at scale F_p:
+    common scale F_c = F_acc + d; sh_acc = d, sh_p = F_c - F_p."""
+    t = (acc << np.int64(sh_acc)) + (p << np.int64(sh_p))
+    return int_overflow(int_round_shift(t, d, qmode), omode, lo, hi, off, wmask)
+
+
+@pjit
+def fixed_matmul_int(a, b, out, order, chunk, use_mul, pm, acc_par):
+    """Integer datapath matmul: a (M, K) int64, b (K, N) int64; writes the accumulator
+    integers (at the acc scale) to ``out`` (M, N) int64.
+
+    ``pm`` = (d_mul, q, o, lo, hi, off, wmask) rounds a product from scale Fa+Fb into the mul
+    format; ``acc_par`` = (sh_acc, sh_p, d, q, o, lo, hi, off, wmask) accumulates.
+    """
+    m, kk = a.shape
+    nn = b.shape[1]
+    sh_acc, sh_p, d, q, o, lo, hi, off, wmask = acc_par
+    for i in prange(m):
+        acc = np.zeros(nn, np.int64)
+        part = np.zeros(nn, np.int64)
+        for k in range(kk):
+            aik = a[i, k]
+            if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
+                for j in range(nn):
+                    acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
+                                      wmask)
+                    part[j] = 0
+            for j in range(nn):
+                p = aik * b[k, j]
+                if use_mul:
+                    p = int_overflow(int_round_shift(p, pm[0], pm[1]), pm[2], pm[3], pm[4],
+                                     pm[5], pm[6])
+                if order == ORDER_SEQUENTIAL:
+                    acc[j] = int_step(acc[j], p, sh_acc, sh_p, d, q, o, lo, hi, off, wmask)
+                else:
+                    part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi, off, wmask)
+        if order == ORDER_CHUNK and kk > 0:
+            for j in range(nn):
+                acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off, wmask)
+        for j in range(nn):
+            out[i, j] = acc[j]
+
+
+@jit
+def float_step(acc, p, k, qmode, minnorm, maxbits):
+    """``R_acc(acc + p)`` for doubles holding acc-format values, fast domain only.
+
+    Returns (ok, result). TwoSum gives s + err exactly; round-to-odd folds err into s's last
+    bit; rounding that to 52 - k <= 50 mantissa bits is the correct rounding of acc + p.
+    """
+    s = acc + p
+    bb = s - acc
+    err = (acc - (s - bb)) + (p - bb)
+    sb = f64_bits(s)
+    if err != 0.0 and (sb & _U1) == _U0:
+        if (err > 0.0) == (s > 0.0):
+            sb += _U1
+        else:
+            sb -= _U1
+    ok, sign, r = float_fast_element(sb, k, qmode, minnorm, maxbits)
+    if s == 0.0:
+        # exact zero: IEEE sum sign (+0 unless both are -0) is what s already holds
+        return ok, s
+    return ok, bits_f64(sign | r)
+
+
+@pjit
+def float_matmul_fast(a, b, out, order, chunk, use_mul, mk, mq, mminnorm, mmaxbits, k, q,
+                      minnorm, maxbits, accp, mulp, key, bad):
+    """Float datapath matmul with products exact in double: a (M, K), b (K, N) doubles.
+
+    Steps outside the fast domain are redone exactly by the engine (``bad`` counts them).
+    Writes the accumulator values (acc-format doubles) to ``out``.
+    """
+    m, kk = a.shape
+    nn = b.shape[1]
+    for i in prange(m):
+        acc = np.zeros(nn, np.float64)
+        part = np.zeros(nn, np.float64)
+        nb = 0
+        for kx in range(kk):
+            aik = a[i, kx]
+            if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
+                for j in range(nn):
+                    ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
+                    if not ok:
+                        r = _slow_add(accp, acc[j], part[j], key)
+                        nb += 1
+                    acc[j] = r
+                    part[j] = 0.0
+            for j in range(nn):
+                p = aik * b[kx, j]
+                if use_mul:
+                    okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm, mmaxbits)
+                    if okm:
+                        p = bits_f64(sgn | rb)
+                    else:
+                        p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
+                        nb += 1
+                cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
+                ok, r = float_step(cur, p, k, q, minnorm, maxbits)
+                if not ok:
+                    r = _slow_add(accp, cur, p, key)
+                    nb += 1
+                if order == ORDER_SEQUENTIAL:
+                    acc[j] = r
+                else:
+                    part[j] = r
+        if order == ORDER_CHUNK and kk > 0:
+            for j in range(nn):
+                ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
+                if not ok:
+                    r = _slow_add(accp, acc[j], part[j], key)
+                    nb += 1
+                acc[j] = r
+        for j in range(nn):
+            out[i, j] = acc[j]
+        bad[i] = nb
+
+
+@jit
+def _slow_add(accp, x, y, key):
+    """Exact-engine ``R_acc(x + y)`` for doubles holding values (IEEE for inf/NaN)."""
+    if not (np.isfinite(x) and np.isfinite(y)):
+        return code_value(accp, value_code(accp, f64_bits(x + y), key, 0), 0.0)
+    n1, h1, l1, e1, _ = from_double(f64_bits(x))
+    n2, h2, l2, e2, _ = from_double(f64_bits(y))
+    sn, sh, sl, se, ss = add_parts(n1, h1, l1, e1, n2, h2, l2, e2)
+    if sh == _U0 and sl == _U0 and not ss:
+        return x + y
+    return code_value(accp, round_parts(accp, sn, sh, sl, se, ss, False, key, 0), 0.0)
+

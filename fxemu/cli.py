@@ -1,0 +1,385 @@
+"""The ``fxemu`` command line: inspect formats and quantize numbers.
+
+``fxemu formats`` lists the presets, ``fxemu info FORMAT`` describes one format, and
+``fxemu quantize FORMAT VALUES...`` shows what a hardware register of that format holds.
+Errors print one line ``fxemu: error: ...`` on stderr and exit with status 2 (bad arguments)
+or 1 (the operation failed), never a traceback.
+
+Module import stays light (click and :mod:`fxemu.formats`); the Numba-backed conversion is
+imported inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import sys
+from fractions import Fraction
+
+import click
+
+from ._errors import msg
+from .formats import (
+    PRESETS,
+    Fixed,
+    FixedOverflow,
+    FixedRounding,
+    Float,
+    FloatOverflow,
+    FloatRounding,
+    Special,
+    parse,
+)
+
+__all__ = ["cli", "main"]
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# -- words for every mode ---------------------------------------------------------------------
+_FIXED_ROUNDING = {
+    FixedRounding.TRN: "truncate toward -inf (floor)",
+    FixedRounding.RND: "round to nearest, ties toward +inf",
+    FixedRounding.RND_ZERO: "round to nearest, ties toward zero",
+    FixedRounding.RND_MIN_INF: "round to nearest, ties toward -inf",
+    FixedRounding.RND_INF: "round to nearest, ties away from zero",
+    FixedRounding.RND_CONV: "round to nearest, ties to even",
+    FixedRounding.TRN_ZERO: "truncate toward zero",
+    FixedRounding.RND_CONV_ODD: "round to nearest, ties to odd",
+    FixedRounding.STOCHASTIC: "stochastic: floor(x*2^F + u), u uniform from a seeded counter",
+}
+_FIXED_OVERFLOW = {
+    FixedOverflow.SAT: "clamp to [min, max]",
+    FixedOverflow.SAT_ZERO: "overflow gives 0",
+    FixedOverflow.SAT_SYM: "clamp to [-max, max] (signed: min itself counts as overflow)",
+    FixedOverflow.WRAP: "keep the low W bits",
+    FixedOverflow.WRAP_SM: "sign-magnitude wrap",
+}
+_FLOAT_ROUNDING = {
+    FloatRounding.RNE: "round to nearest, ties to even",
+    FloatRounding.RNA: "round to nearest, ties away from zero",
+    FloatRounding.RTZ: "round toward zero",
+    FloatRounding.RUP: "round toward +inf",
+    FloatRounding.RDN: "round toward -inf",
+    FloatRounding.RTO: "round to odd (sticky)",
+    FloatRounding.STOCHASTIC: "stochastic: magnitude rounded up with probability = residue",
+}
+_SPECIAL = {
+    Special.IEEE: "ieee: exponent all-ones holds +-inf (mantissa 0) and NaN",
+    Special.FN: "fn: no inf; NaN only at exponent and mantissa all-ones (either sign)",
+    Special.FNUZ: "fnuz: no inf, no -0; the single NaN is the code of -0 (0x80...)",
+    Special.NONE: "none: every code is a finite number (no inf, no NaN)",
+}
+
+
+# -- error handling ---------------------------------------------------------------------------
+class _Group(click.Group):
+    """A click group whose errors are one line ``fxemu: error: ...`` on stderr."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name or "fxemu", complete_var,
+                              standalone_mode=False, **extra)
+        except _NoArgsIsHelp as e:  # bare `fxemu`: the help, on stderr, status 2 (as click)
+            click.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:  # UsageError / BadParameter: 2; our failures: 1
+            _die(e.format_message(), e.exit_code)
+        except click.Abort:
+            _die("aborted", 1)
+        except BrokenPipeError:  # `fxemu formats | head -1`
+            sys.stdout = None  # the interpreter must not flush into the closed pipe again
+            sys.exit(1)
+        # standalone_mode=False returns the exit code of --help / --version (an int)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+# click >= 8.2 raises this for a bare group; older click prints the help itself
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _die(text: str, code: int) -> None:
+    click.echo(f"fxemu: error: {text}", err=True)
+    sys.exit(code)
+
+
+class _Failed(click.ClickException):
+    """The operation itself failed (exit status 1)."""
+
+    exit_code = 1
+
+
+def _format(text: str) -> Fixed | Float:
+    try:
+        return parse(text)
+    except (ValueError, TypeError) as e:
+        raise click.UsageError(str(e)) from None
+
+
+# -- number text ------------------------------------------------------------------------------
+_HEX = re.compile(r"^[+-]?0x", re.IGNORECASE)
+
+
+def _number(text: str) -> float:
+    """A double from decimal, hex-float (``0x1.8p-3``), inf or nan text."""
+    t = text.strip()
+    try:
+        return float.fromhex(t) if _HEX.match(t) else float(t)
+    except ValueError:
+        pass
+    if t.startswith("--"):  # a mistyped option lands here (unknown options pass as values)
+        name = t.partition("=")[0]
+        near = difflib.get_close_matches(name, ["--seed", "--sr-bits", "--nan", "--help"], 3)
+        raise click.NoSuchOption(name, possibilities=near)
+    raise click.UsageError(
+        msg("VALUES", "not a number", text, "decimal, hex float like 0x1.8p-3, inf, -inf, nan")
+    )
+
+
+def _num(v: float) -> str:
+    """Shortest text that reads back as the same double (exact for the value it names)."""
+    return repr(float(v))
+
+
+def _pow2(v: float) -> str:
+    """``repr`` plus the power of two when ``v`` is one."""
+    if v > 0 and math.isfinite(v):
+        m, e = math.frexp(v)
+        if m == 0.5:
+            return f"{_num(v)} (2^{e - 1})"
+    return _num(v)
+
+
+def _codes(fmt: Fixed | Float) -> str:
+    return str(fmt.n_codes) if fmt.width <= 16 else f"2^{fmt.width}"
+
+
+def _hls(fmt: Fixed | Float) -> str:
+    try:
+        return fmt.hls_type
+    except ValueError:
+        return "-"
+
+
+# -- layout -----------------------------------------------------------------------------------
+def _layout(fmt: Fixed | Float) -> str:
+    """Bit layout, MSB first: ``s iii.fff`` for fixed, ``s eee mmm`` for float."""
+    if isinstance(fmt, Float):
+        parts = ["s", "e" * fmt.exp_bits]
+        if fmt.man_bits:
+            parts.append("m" * fmt.man_bits)
+        return " ".join(parts)
+    w, i, f = fmt.width, fmt.int_bits, fmt.frac_bits
+    lo = 1 if fmt.signed else 0  # integer bits the sign takes
+    if lo <= i <= w:  # the binary point falls inside (or at an end of) the stored bits
+        body = "i" * (i - lo) + ("." + "f" * f if f else "")
+    elif i > w:  # every stored bit is an integer bit; the code is scaled up
+        body = f"{'i' * (w - lo)} (code x 2^{i - w})"
+    else:  # every stored bit lies below the binary point
+        body = f"{'f' * (w - lo)} (code x 2^-{f})"
+    return f"s {body}".rstrip() if fmt.signed else body
+
+
+def _exact_num(code: int, fmt: Fixed) -> str:
+    """A fixed-point code's value: repr when a double holds it, else exact decimal too."""
+    v = Fraction(code) * Fraction(2) ** -fmt.frac_bits
+    d = float(v)
+    return _num(d) if Fraction(d) == v else f"{_decimal(v)} (nearest double {_num(d)})"
+
+
+def _describe(fmt: Fixed | Float) -> list[tuple[str, str]]:
+    """(label, text) rows for ``fxemu info``."""
+    rows = [("format", str(fmt)), ("hls_type", _hls(fmt))]
+    if isinstance(fmt, Fixed):
+        lib = "ac_fixed" if fmt.lib == "ac" else ("ap_fixed" if fmt.signed else "ap_ufixed")
+        kind = "signed" if fmt.signed else "unsigned"
+        rows += [
+            ("kind", f"{kind} fixed point ({lib} rules)"),
+            ("width", f"{fmt.width} bits: {fmt.int_bits} integer"
+                      f"{' (incl. sign)' if fmt.signed else ''}, {fmt.frac_bits} fraction"),
+            ("layout", _layout(fmt)),
+            ("value", f"code x 2^{-fmt.frac_bits}, code a {fmt.width}-bit "
+                      + ("two's complement integer" if fmt.signed else "unsigned integer")),
+            ("codes", f"{_codes(fmt)} (integer code {fmt.min_int}..{fmt.max_int})"),
+            ("min", _exact_num(fmt.min_int, fmt)),
+            ("max", _exact_num(fmt.max_int, fmt)),
+            ("step", _pow2(fmt.step)),
+            ("eps", _pow2(fmt.eps)),
+            ("smallest normal", "-"),
+            ("smallest subnormal", "-"),
+            ("rounding", f"{fmt.rounding.name}: {_FIXED_ROUNDING[fmt.rounding]}"),
+        ]
+        over = f"{fmt.overflow.name}: {_FIXED_OVERFLOW[fmt.overflow]}"
+        if fmt.sat_bits and fmt.overflow in (FixedOverflow.WRAP, FixedOverflow.WRAP_SM):
+            over += f", then the top {fmt.sat_bits} bit(s) forced as ap_fixed does (N)"
+        rows += [
+            ("overflow", over),
+            ("special", "no inf/NaN codes; +-inf input acts as +-2^1024 (overflows: "
+                        "saturates by sign, wraps to 0); NaN input is an error "
+                        "(--nan hls: vendor behaviour)"),
+        ]
+        return rows
+    sub = "kept" if fmt.subnormals else "flushed to zero (FTZ/DAZ)"
+    if fmt.overflow is FloatOverflow.SAT:
+        over = "SAT: saturate to +-max"
+    else:
+        to = "+-inf" if fmt.has_inf else ("NaN" if fmt.has_nan else "+-max")
+        over = f"INF: IEEE 754, overflow gives {to} (rounding toward zero gives +-max)"
+    rows += [
+        ("kind", "binary floating point"),
+        ("width", f"{fmt.width} bits: 1 sign, {fmt.exp_bits} exponent, {fmt.man_bits} mantissa"),
+        ("layout", _layout(fmt)),
+        ("value", f"(-1)^s x 2^(e-{fmt.bias}) x 1.m; subnormal (e=0): "
+                  f"(-1)^s x 2^{fmt.emin} x 0.m"),
+        ("bias", f"{fmt.bias} (emin {fmt.emin}, emax {fmt.emax})"),
+        ("codes", _codes(fmt)),
+        ("min", _num(fmt.min)),
+        ("max", _num(fmt.max)),
+        ("step", f"{_pow2(fmt.step)} (smallest spacing)"),
+        ("eps", _pow2(fmt.eps)),
+        ("smallest normal", _pow2(fmt.smallest_normal)),
+        ("smallest subnormal", _pow2(fmt.smallest_subnormal)),
+        ("subnormals", sub),
+        ("rounding", f"{fmt.rounding.name}: {_FLOAT_ROUNDING[fmt.rounding]}"),
+        ("overflow", over),
+        ("special", _SPECIAL[fmt.special]),
+    ]
+    return rows
+
+
+# -- commands ---------------------------------------------------------------------------------
+@click.group("fxemu", cls=_Group, context_settings=_CONTEXT)
+@click.version_option(package_name="fxemu", prog_name="fxemu", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Bit-accurate emulation of FPGA fixed-point and small floating-point formats.
+
+    FORMAT is any text fxemu.parse accepts: ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<...>,
+    ap_int<W>, ap_uint<W>, ac_fixed<W,I[,S[,Q[,O]]]>, ac_int<W[,S]>, ac_std_float<W,E>,
+    fxp-s16/8, e4m3, float<E,M,...> or an ml_dtypes name (float16/half, bfloat16,
+    float8_e4m3fn, ...). Quote it in the shell: 'ap_fixed<8,4>'.
+    """
+
+
+@cli.command("formats")
+def formats_cmd() -> None:
+    """List the preset formats with their exact range and resolution."""
+    head = ("name", "kind", "bits", "min", "max", "step/eps", "smallest normal/subnormal",
+            "codes", "hls_type")
+    rows = [head]
+    for name, fmt in PRESETS.items():
+        if isinstance(fmt, Fixed):
+            kind = "fixed" if fmt.signed else "ufixed"
+            res, small = _num(fmt.step), "-"
+        else:
+            kind = "float"
+            res = _num(fmt.eps)
+            small = f"{_num(fmt.smallest_normal)} / {_num(fmt.smallest_subnormal)}"
+        rows.append((name, kind, str(fmt.width), _num(fmt.min), _num(fmt.max), res, small,
+                     _codes(fmt), _hls(fmt)))
+    _table(rows)
+
+
+@cli.command("info")
+@click.argument("fmt", metavar="FORMAT")
+def info_cmd(fmt: str) -> None:
+    """Describe one FORMAT: C++ type, bit layout, exact range, rounding and overflow."""
+    rows = _describe(_format(fmt))
+    pad = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        click.echo(f"{label:<{pad}}  {text}")
+
+
+@cli.command("quantize", context_settings={"ignore_unknown_options": True})
+@click.argument("fmt", metavar="FORMAT")
+@click.argument("values", metavar="VALUES...", nargs=-1, required=True)
+@click.option("--seed", type=int, default=None,
+              help="Key of the stochastic-rounding generator (counter-based, per element); "
+                   "default: fresh entropy.")
+@click.option("--sr-bits", type=int, default=None,
+              help="Random bits added below the kept LSB by stochastic rounding.")
+@click.option("--nan", "nan", type=click.Choice(["raise", "hls"]), default="raise",
+              show_default=True,
+              help="NaN into a format without NaN: raise an error, or do what the vendor "
+                   "type does.")
+def quantize_cmd(fmt: str, values: tuple[str, ...], seed: int | None, sr_bits: int | None,
+                 nan: str) -> None:
+    """Quantize VALUES into FORMAT and show value, bit pattern and error.
+
+    VALUES are decimal or hex floats (0x1.8p-3), inf, -inf or nan; negative values need no
+    '--'. Columns: input (the double read), quantized value (the register's exact value),
+    raw W-bit code in hex and binary, error = quantized - input and relative error (both
+    computed exactly, then rounded once to a double).
+    """
+    f = _format(fmt)
+    xs = [_number(v) for v in values]
+
+    import numpy as np
+
+    from .quantize import quantize, to_bits
+
+    if seed is None and f.rounding in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC):
+        import secrets
+
+        seed = secrets.randbits(63)  # one draw shared by both calls, so bits match values
+    x = np.array(xs, dtype=np.float64)
+    try:
+        q = quantize(x, f, seed=seed, sr_bits=sr_bits, nan=nan)
+        bits = to_bits(x, f, seed=seed, sr_bits=sr_bits, nan=nan)
+    except (ValueError, TypeError) as e:  # the library's hint names the keyword; say the option
+        raise _Failed(str(e).replace("nan='hls'", "--nan hls")) from None
+    w = f.width
+    rows = [("input", "quantized", "hex", "binary", "error", "rel_error")]
+    for xi, qi, bi in zip(x.tolist(), q.tolist(), bits.tolist(), strict=True):
+        exact = _fixed_value(f, bi) if isinstance(f, Fixed) else _value(qi)
+        err, rel = _errors(xi, qi, exact)
+        shown = _num(qi) if exact is None or Fraction(qi) == exact else _decimal(exact)
+        rows.append((_num(xi), shown, f"0x{bi:0{(w + 3) // 4}x}", f"0b{bi:0{w}b}", err, rel))
+    _table(rows, right=(0, 1, 4, 5))
+
+
+def _value(v: float) -> Fraction | None:
+    return Fraction(v) if math.isfinite(v) else None
+
+
+def _fixed_value(fmt: Fixed, code: int) -> Fraction:
+    """The exact value of a fixed-point code (quantize gives the nearest double above 53 bits)."""
+    if fmt.signed and code >> (fmt.width - 1):
+        code -= 1 << fmt.width
+    return Fraction(code) * Fraction(2) ** -fmt.frac_bits
+
+
+def _decimal(v: Fraction) -> str:
+    """Exact decimal text of a dyadic rational (its expansion terminates)."""
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 1200  # enough for any 64-bit code times 2^-1074
+        d = (decimal.Decimal(v.numerator) / decimal.Decimal(v.denominator)).normalize()
+        return f"{d:f}" if d else "0.0"
+
+
+def _errors(x: float, q: float, exact: Fraction | None) -> tuple[str, str]:
+    """(quantized - input, that / |input|), computed exactly and rounded once to a double."""
+    if exact is None or not math.isfinite(x):  # inf or nan on either side
+        if x == q:  # the same inf
+            return _num(0.0), "-"
+        return _num(q - x), "-"
+    d = exact - Fraction(x)
+    if x == 0:
+        return _num(float(d)), _num(0.0) if d == 0 else "-"
+    return _num(float(d)), _num(float(d / abs(Fraction(x))))
+
+
+def _table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        cells = [cell.rjust(wd) if c in right else cell.ljust(wd)
+                 for c, (cell, wd) in enumerate(zip(r, widths, strict=True))]
+        click.echo("  ".join(cells).rstrip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``fxemu``)."""
+    cli.main(args=argv, prog_name="fxemu")
