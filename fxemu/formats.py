@@ -476,7 +476,7 @@ PRESETS: dict[str, Fixed | Float] = {
     "ap_fixed<16,8,AP_RND_CONV,AP_SAT>": Fixed(16, 8, rounding="rnd_conv", overflow="sat"),
     "ap_fixed<32,16>": Fixed(32, 16),
     "ap_fixed<8,4,AP_RND,AP_SAT>": Fixed(8, 4, rounding="rnd", overflow="sat"),
-    "ap_int<8>": Fixed(8, 8),
+    "ap_int<8>": Fixed(8, 8, rounding="trn_zero"),
 }
 
 _TEMPLATE = re.compile(r"^\s*([a-z_0-9]+)\s*<(.*)>\s*$", re.IGNORECASE)
@@ -520,7 +520,8 @@ def _parse_template(name: str, args: list[str], text: str) -> Fixed | Float:
     if name in ("ap_int", "ap_uint"):
         need(1, 1)
         w = _int_arg(args[0], "width")
-        return Fixed(w, w, signed=name == "ap_int")
+        # `ap_int<W> v = x;` truncates toward zero, as C's double-to-integer conversion does
+        return Fixed(w, w, signed=name == "ap_int", rounding="trn_zero")
     if name == "ac_fixed":
         need(2, 5)
         kw = {"lib": "ac"}
