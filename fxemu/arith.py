@@ -196,18 +196,13 @@ def fma(a: object, b: object, c: object, fmt: Fixed | Float | str, *, seed: int 
     return _elementwise(_km.OP_FMA, fmt, seed, sr_bits, a, b, c)
 
 
-def _int_span(x: np.ndarray) -> tuple[int, int]:
-    """(F, bits): the smallest F making every x·2^F an integer, and the largest magnitude bit
-    length of those integers (0, 0 for an all-zero array)."""
-    nz = x[x != 0]
-    if nz.size == 0:
-        return 0, 0
-    m, e = np.frexp(np.abs(nz))
-    mant = (m * 2.0**53).astype(np.int64)
-    low = np.frexp((mant & -mant).astype(np.float64))[1] - 1  # trailing zeros
-    lowest = e.astype(np.int64) - 53 + low
-    f = int(-lowest.min())
-    return f, int(e.max()) + f
+def _int_span(x: np.ndarray) -> tuple[int, int, int]:
+    """(F, bits, nonfinite): the smallest F making every x·2^F an integer, the largest bit
+    length of those integers' magnitudes (0, 0 for an all-zero array), and the inf/NaN count."""
+    low, high, _, bad = _kmf.span(x.reshape(-1).view(np.uint64))
+    if low > high:
+        return 0, 0, int(bad)
+    return int(-low), int(high - low + 1), int(bad)
 
 
 def _fast_fixed_mode(f: Fixed) -> bool:
@@ -232,13 +227,9 @@ def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
         return None
     if mulf is not None and (not isinstance(mulf, Fixed) or not _fast_fixed_mode(mulf)):
         return None
-    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
-        return None
-    if not (np.isfinite(a).all() and np.isfinite(bt).all()):
-        return None
-    fa, ba = _int_span(a)
-    fb, bb = _int_span(bt)
-    if ba + bb > 62:
+    fa, ba, bad_a = _int_span(a)
+    fb, bb, bad_b = _int_span(bt)
+    if bad_a or bad_b or ba + bb > 62 or max(fa, fb) > 1000:
         return None
     fp, bp = fa + fb, ba + bb
     pm = (np.int64(0), 0, 0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))
@@ -253,24 +244,64 @@ def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
     sh_acc, sh_p = fc - acc.frac_bits, fc - fp
     if acc.width + sh_acc > 62 or bp + sh_p > 62:
         return None
-    ai = np.ldexp(a, fa).astype(np.int64)
-    bi = np.ascontiguousarray(np.ldexp(bt, fb).astype(np.int64).T)
     accpar = (np.int64(sh_acc), np.int64(sh_p), np.int64(sh_acc), _FIXED_Q[acc.rounding],
               _FIXED_O[acc.overflow], *_int_limits(acc))
+    if mulf is None and sh_acc == 0:
+        res = _fixed_blas(a, bt, fa, fb, sh_p, acc, accpar, order, chunk)
+        if res is not None:
+            return res
+    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+        return None
+    ai = (a * 2.0**fa).astype(np.int64)
+    bi = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
     out = np.empty((a.shape[0], bt.shape[0]), np.int64)
     _kmf.fixed_matmul_int(ai, bi, out, order, max(chunk, 1), mulf is not None, pm, accpar)
-    return np.ldexp(out.astype(np.float64), -acc.frac_bits)
+    return out.astype(np.float64) * 2.0**-acc.frac_bits
 
 
-def _float_sig_bits(x: np.ndarray) -> tuple[int, float, float]:
-    """(largest significant-bit count, smallest and largest nonzero magnitude) of x."""
-    nz = np.abs(x[x != 0])
-    if nz.size == 0:
-        return 0, 1.0, 1.0
-    m, _ = np.frexp(nz)
-    mant = (m * 2.0**53).astype(np.int64)
-    low = np.frexp((mant & -mant).astype(np.float64))[1] - 1
-    return int(53 - low.min()), float(nz.min()), float(nz.max())
+def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc: Fixed,
+                accpar: tuple, order: int, chunk: int) -> np.ndarray | None:
+    """Exact products that land on the accumulator's grid (no rounding in any addition).
+
+    Then every order gives the exact integer sum wherever no partial sum can overflow, and
+    wrapping is modular, so order-free too. When the bound sum_k |a·b| stays below 2^52, a
+    float64 BLAS product of the integer operands is exact. Outputs whose bound could reach
+    the saturation limits are recomputed by the sequential integer kernel.
+    """
+    ai = a * 2.0 ** (fa + sh_p)  # exact power-of-two scalings to integers
+    bi = (bt * 2.0**fb).T
+    bound = np.abs(ai) @ np.abs(bi)
+    if not bound.size or bound.max() >= 2.0**52:
+        return None if bound.size else np.zeros(bound.shape)
+    total = ai @ bi  # exact: integer operands and partial sums below 2^53
+    if acc.overflow is FixedOverflow.WRAP:
+        w = acc.width
+        t = total.astype(np.int64) & ((1 << w) - 1)
+        if acc.signed:
+            t = np.where(t >= 1 << (w - 1), t - (1 << w), t)
+        return t.astype(np.float64) * 2.0**-acc.frac_bits
+    lo, hi = float(acc.min_int), float(acc.max_int)
+    if acc.overflow is FixedOverflow.SAT_SYM and acc.signed:
+        lo = -hi
+    safe = (bound <= hi) & (bound <= -lo)  # no partial sum can leave [lo, hi]
+    rows = np.flatnonzero(~safe.all(axis=1))
+    if rows.size:
+        if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+            return None
+        ar = (a[rows] * 2.0**fa).astype(np.int64)
+        bint = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
+        sub = np.empty((rows.size, bt.shape[0]), np.int64)
+        pm = (np.int64(0), 0, 0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+        _kmf.fixed_matmul_int(ar, bint, sub, order, max(chunk, 1), False, pm, accpar)
+        total[rows] = sub
+    return total * 2.0**-acc.frac_bits
+
+
+def _float_sig_bits(x: np.ndarray) -> tuple[int, int, int, int]:
+    """(most significant bits of one element, lowest and highest leading-bit exponents of
+    nonzero elements, inf/NaN count) of x."""
+    low, high, sig, bad = _kmf.span(x.reshape(-1).view(np.uint64))
+    return int(sig), int(low), int(high), int(bad)  # low bounds every leading exponent
 
 
 def _fast_float_fmt(f: object, max_man: int) -> bool:
@@ -286,11 +317,10 @@ def _float_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int, chunk: int,
         return None
     if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
         return None
-    if not (np.isfinite(a).all() and np.isfinite(bt).all()):
-        return None
-    pa, amin, amax = _float_sig_bits(a)
-    pb, bmin, bmax = _float_sig_bits(bt)
-    if pa + pb > 53 or amin * bmin < 2.0**-960 or amax * bmax > 2.0**1000:
+    pa, alo, ahi, bad_a = _float_sig_bits(a)
+    pb, blo, bhi, bad_b = _float_sig_bits(bt)
+    # products exact in double: at most 53 significant bits, no underflow or overflow
+    if bad_a or bad_b or pa + pb > 53 or alo + blo < -960 or ahi + bhi > 1000:
         return None
     minnorm, maxbits = _float_fast_bounds(acc)
     if mulf is not None:

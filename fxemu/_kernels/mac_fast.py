@@ -19,7 +19,7 @@ from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
 from .convert import float_fast_element
-from .exact import add_parts, from_double
+from .exact import add_parts, bitlen64, from_double
 from .fmt import code_value, round_parts, value_code
 from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL
 from .rounding import (
@@ -215,3 +215,39 @@ def _slow_add(accp, x, y, key):
         return x + y
     return code_value(accp, round_parts(accp, sn, sh, sl, se, ss, False, key, 0), 0.0)
 
+
+
+@jit
+def _ctz(m):
+    """Trailing zero bits of a nonzero uint64."""
+    return bitlen64(m & ((~m) + _U1)) - 1
+
+
+@pjit
+def span(xb):
+    """One pass over doubles (bits): (lowest set-bit exponent, highest leading-bit exponent,
+    most significant bits of one element, count of inf/NaN) over the nonzero finite ones.
+    Lowest/highest are +/-4096 when every element is zero."""
+    lowest = np.int64(4096)
+    highest = np.int64(-4096)
+    sig = np.int64(0)
+    bad = np.int64(0)
+    for i in prange(xb.shape[0]):
+        b = xb[i] & ~(_U1 << np.uint64(63))
+        ef = np.int64(b >> np.uint64(52))
+        if ef == 2047:
+            bad += 1
+        elif b != _U0:
+            m = b & np.uint64((1 << 52) - 1)
+            if ef == 0:
+                e = np.int64(-1074)
+                lead = e + bitlen64(m) - 1
+            else:
+                m |= np.uint64(1 << 52)
+                e = ef - 1075
+                lead = e + 52
+            tz = _ctz(m)
+            lowest = min(lowest, e + tz)
+            highest = max(highest, lead)
+            sig = max(sig, lead - (e + tz) + 1)
+    return lowest, highest, sig, bad
