@@ -142,6 +142,39 @@ def _stochastic(*fmts: Fixed | Float | None) -> bool:
     return any(f is not None and f.rounding.value == "stochastic" for f in fmts)
 
 
+_SPLIT = 134217729.0  # 2^27 + 1, Veltkamp's splitter for float64
+
+
+def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray,
+                                                                               np.ndarray]:
+    """The op's result in double and a mask of the elements where it is exact (error-free
+    transformations: TwoSum for sums, Veltkamp/Dekker TwoProduct for products, guarded
+    against overflow and underflow). Elsewhere the caller uses the exact engine."""
+    with np.errstate(all="ignore"):
+        if op in (_km.OP_ADD, _km.OP_SUB):
+            y = b if op == _km.OP_ADD else -b
+            s = a + y
+            bb = s - a
+            err = (a - (s - bb)) + (y - bb)
+            return s, (err == 0) & np.isfinite(s)
+        p = a * b
+        ah = a * _SPLIT
+        ah = ah - (ah - a)
+        al = a - ah
+        bh = b * _SPLIT
+        bh = bh - (bh - b)
+        bl = b - bh
+        err = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+        ok = (err == 0) & np.isfinite(p) & (np.abs(a) < 2.0**995) & (np.abs(b) < 2.0**995)
+        ok &= (np.abs(p) >= 2.0**-969) | (a == 0) | (b == 0)
+        if op == _km.OP_MUL:
+            return p, ok
+        s = p + c
+        bb = s - p
+        err2 = (p - (s - bb)) + (c - bb)
+        return s, ok & (err2 == 0) & np.isfinite(s)
+
+
 def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
                  *xs: object) -> np.ndarray:
     f = as_format(fmt)
@@ -152,13 +185,20 @@ def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
         shapes = " and ".join(str(np.shape(a)) for a in arrs)
         raise ValueError(msg("operands", "must broadcast together", shapes)) from None
     shape = arrs[0].shape
-    flat = [np.ascontiguousarray(a).reshape(-1).view(np.uint64) for a in arrs]
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrs]
     while len(flat) < 3:
         flat.append(np.zeros_like(flat[0]))
     bits, key = _sr(f, seed, sr_bits)
-    out = np.empty(flat[0].shape[0], np.float64)
-    _km.elementwise_kernel(op, flat[0], flat[1], flat[2], out, _fmt_vector(f, bits), key,
-                           _scale(f))
+    # exact in double → one conversion (fast kernels); the rest → the exact engine. Both
+    # draw stochastic bits from (key, element index), so the split does not change results.
+    r, exact = _exact_double(op, *flat)
+    out = quantize(r, f, seed=seed, sr_bits=sr_bits, nan="hls")
+    rest = np.flatnonzero(~exact)
+    if rest.size:
+        sub = np.empty(rest.size, np.float64)
+        _km.elementwise_kernel(op, *(v[rest].view(np.uint64) for v in flat), sub,
+                               _fmt_vector(f, bits), key, _scale(f), rest)
+        out[rest] = sub
     return out.reshape(shape)
 
 

@@ -77,9 +77,10 @@ def elementwise(op, a, b, c, p, key, idx):
 
 
 @pjit
-def elementwise_kernel(op, a, b, c, out, p, key, scale):
+def elementwise_kernel(op, a, b, c, out, p, key, scale, index):
+    """Elementwise op on bits; ``index[i]`` is element i's position (stochastic counter)."""
     for i in prange(a.shape[0]):
-        code = elementwise(op, a[i], b[i], c[i], p, key, i)
+        code = elementwise(op, a[i], b[i], c[i], p, key, index[i])
         out[i] = code_value(p, code, scale)
 
 
