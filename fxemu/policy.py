@@ -1,0 +1,232 @@
+"""Precision policies: a format for every tensor role and a ``Mac`` for every product, per stage.
+
+Stages and roles of the reference CNN (conv 12×3×3 → ReLU → maxpool 2 → dense 2028→10):
+
+``forward``
+    ``input`` (images as read), ``weight`` (weights and biases as the forward datapath reads
+    them), ``activation`` (conv and dense outputs: ``R_activation(mac_result + bias)``, one
+    rounding after the Mac's own), ``conv``/``dense`` (Macs).
+``backward``
+    ``weight`` (weights as the backward datapath reads them), ``grad`` (every gradient
+    tensor: logits, pooled and conv-output gradients, dW, db), ``dense_dw``, ``dense_dx``,
+    ``conv_dw`` (Macs; bias gradients use the matching dW Mac over the batch).
+``update``
+    ``master`` (the stored weights): ``W ← R_master(W - lr·dW)``, the product and difference
+    exact, one rounding (stochastic if ``master`` says so).
+
+Softmax and the cross-entropy gradient ``(softmax(z) - onehot)/B`` run on the host in float64
+from the forward logits for every backend (as the accelerator's driver does); the result is
+rounded into the backward ``grad`` format.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from ._errors import msg
+from .arith import Mac
+from .formats import Fixed, Float, parse
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["PRESETS", "Policy", "load_policy"]
+
+_F32 = Float(8, 23)
+_F64 = Float(11, 52)
+_F16 = Float(5, 10)
+
+
+def _fmt(v: object, what: str) -> Fixed | Float | None:
+    if v is None or isinstance(v, Fixed | Float):
+        return v
+    if isinstance(v, str):
+        try:
+            return parse(v)
+        except ValueError as e:
+            raise ValueError(msg(what, str(e))) from None
+    raise TypeError(msg(what, "must be a format string", v))
+
+
+def _mac(v: object, what: str) -> Mac:
+    if isinstance(v, Mac):
+        return v
+    if isinstance(v, str):
+        return Mac(acc=_fmt(v, what))
+    if isinstance(v, dict):
+        unknown = set(v) - {"acc", "mul", "out", "order"}
+        if unknown or "acc" not in v:
+            raise ValueError(msg(what, "a Mac table needs acc and may have mul, out, order",
+                                 sorted(v)))
+        try:
+            return Mac(acc=_fmt(v["acc"], f"{what}.acc"), mul=_fmt(v.get("mul"), f"{what}.mul"),
+                       out=_fmt(v.get("out"), f"{what}.out"),
+                       order=v.get("order", "sequential"))
+        except ValueError as e:
+            raise ValueError(msg(what, str(e))) from None
+    raise TypeError(msg(what, "must be a format string or a Mac table", v))
+
+
+@dataclass(frozen=True)
+class Forward:
+    input: Fixed | Float
+    weight: Fixed | Float
+    activation: Fixed | Float
+    conv: Mac
+    dense: Mac
+
+
+@dataclass(frozen=True)
+class Backward:
+    weight: Fixed | Float
+    grad: Fixed | Float
+    dense_dw: Mac
+    dense_dx: Mac
+    conv_dw: Mac
+
+
+@dataclass(frozen=True)
+class Update:
+    master: Fixed | Float
+    sr_bits: int | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A complete precision policy (see the module docstring for the roles)."""
+
+    name: str
+    forward: Forward
+    backward: Backward
+    update: Update
+    native_dtype: str | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        """A plain, JSON-serialisable description (round-trips through :func:`from_dict`)."""
+        def mac(m: Mac) -> dict:
+            d = {"acc": str(m.acc), "order": m.order}
+            if m.mul is not None:
+                d["mul"] = str(m.mul)
+            if m.out is not None:
+                d["out"] = str(m.out)
+            return d
+
+        def stage(s: object) -> dict:
+            return {f.name: (mac(v) if isinstance(v := getattr(s, f.name), Mac)
+                             else (str(v) if isinstance(v, Fixed | Float) else v))
+                    for f in fields(s) if getattr(s, f.name) is not None}
+
+        d = {"name": self.name, "forward": stage(self.forward),
+             "backward": stage(self.backward), "update": stage(self.update)}
+        if self.native_dtype:
+            d["native_dtype"] = self.native_dtype
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Policy:
+        """Build and validate a policy from a mapping (as in a TOML/JSON policy file)."""
+        if not isinstance(d, dict):
+            raise TypeError(msg("policy", "must be a table", type(d).__name__))
+        unknown = set(d) - {"name", "forward", "backward", "update", "native_dtype"}
+        if unknown:
+            raise ValueError(msg("policy", "unknown keys", sorted(unknown)))
+        for key in ("forward", "backward", "update"):
+            if not isinstance(d.get(key), dict):
+                raise ValueError(msg(f"policy.{key}", "missing table"))
+
+        def take(stage: str, keys: dict[str, object]) -> dict:
+            table = d[stage]
+            extra = set(table) - set(keys)
+            if extra:
+                raise ValueError(msg(f"policy.{stage}", "unknown keys", sorted(extra),
+                                     "known: " + ", ".join(keys)))
+            out = {}
+            for k, kind in keys.items():
+                if k not in table:
+                    if kind == "opt":
+                        continue
+                    raise ValueError(msg(f"policy.{stage}.{k}", "missing"))
+                v = table[k]
+                what = f"policy.{stage}.{k}"
+                out[k] = _mac(v, what) if kind == "mac" else (
+                    _fmt(v, what) if kind == "fmt" else v)
+            return out
+
+        fw = take("forward", {"input": "fmt", "weight": "fmt", "activation": "fmt",
+                              "conv": "mac", "dense": "mac"})
+        bw = take("backward", {"weight": "fmt", "grad": "fmt", "dense_dw": "mac",
+                               "dense_dx": "mac", "conv_dw": "mac"})
+        up = take("update", {"master": "fmt", "sr_bits": "opt"})
+        nd = d.get("native_dtype")
+        if nd not in (None, "float32", "float64"):
+            raise ValueError(msg("policy.native_dtype", "must be float32 or float64", nd))
+        return cls(name=str(d.get("name", "custom")), forward=Forward(**fw),
+                   backward=Backward(**bw), update=Update(**up), native_dtype=nd)
+
+    def with_name(self, name: str) -> Policy:
+        return replace(self, name=name)
+
+
+def _uniform(name: str, fw: Fixed | Float, bw: Fixed | Float, fw_acc: Fixed | Float,
+             bw_acc: Fixed | Float, master: Fixed | Float, native: str | None,
+             order: str = "sequential") -> Policy:
+    return Policy(
+        name=name,
+        forward=Forward(input=fw, weight=fw, activation=fw, conv=Mac(fw_acc, order=order),
+                        dense=Mac(fw_acc, order=order)),
+        backward=Backward(weight=bw, grad=bw, dense_dw=Mac(bw_acc, order=order),
+                          dense_dx=Mac(bw_acc, order=order), conv_dw=Mac(bw_acc, order=order)),
+        update=Update(master=master),
+        native_dtype=native,
+    )
+
+
+_FX16 = Fixed(16, 8, rounding="rnd_conv", overflow="sat")
+_FX32 = Fixed(32, 16, rounding="rnd_conv", overflow="sat")
+
+#: Named policies. ``fwXbwY``: forward/backward data in X/Y-bit IEEE floats (the founding
+#: study); 16-bit data accumulate in float32 (sequentially) and results round to half, as
+#: numpy's float16 matmul does; master weights keep the backward precision. ``fixed16``:
+#: ap_fixed<16,8,AP_RND_CONV,AP_SAT> data, ap_fixed<32,16,AP_RND_CONV,AP_SAT> accumulators.
+PRESETS: dict[str, Policy] = {
+    "float64": _uniform("float64", _F64, _F64, _F64, _F64, _F64, "float64"),
+    "fw32bw32": _uniform("fw32bw32", _F32, _F32, _F32, _F32, _F32, "float32"),
+    "fw16bw32": _uniform("fw16bw32", _F16, _F32, _F32, _F32, _F32, None),
+    "fw16bw16": _uniform("fw16bw16", _F16, _F16, _F32, _F32, _F16, None),
+    "fixed16": _uniform("fixed16", _FX16, _FX16, _FX32, _FX32, _FX16, None),
+    "fixed16_sr": Policy(
+        name="fixed16_sr",
+        forward=_uniform("x", _FX16, _FX16, _FX32, _FX32, _FX16, None).forward,
+        backward=_uniform("x", _FX16, _FX16, _FX32, _FX32, _FX16, None).backward,
+        update=Update(master=Fixed(16, 8, rounding="stochastic", overflow="sat")),
+    ),
+}
+
+
+def load_policy(spec: str | Path | dict | Policy) -> Policy:
+    """A policy from a preset name, a ``.toml``/``.json`` file path, a mapping or a Policy."""
+    if isinstance(spec, Policy):
+        return spec
+    if isinstance(spec, dict):
+        return Policy.from_dict(spec)
+    text = str(spec)
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if path.suffix.lower() in (".toml", ".json"):
+        if not path.is_file():
+            raise FileNotFoundError(msg("policy file", "not found", str(path)))
+        raw = path.read_bytes()
+        try:
+            d = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(msg(f"policy file {path}", "cannot be parsed", str(e))) from None
+        d.setdefault("name", path.stem)
+        return Policy.from_dict(d)
+    raise ValueError(msg("policy", "unknown preset or file", text,
+                         "presets: " + ", ".join(PRESETS)))
