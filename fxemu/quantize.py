@@ -101,16 +101,16 @@ def _fixed_fast_args(fmt: Fixed) -> tuple | None:
     w = fmt.width
     hi = float(fmt.max_int)
     lo = -hi if (o == _k.O_SAT_SYM and fmt.signed) else float(fmt.min_int)
-    off = (1 << (w - 1)) if (fmt.signed and w < 64) else 0
-    wmask = np.int64(-1) if w == 64 else np.int64((1 << w) - 1)
-    return (2.0 ** fmt.frac_bits, lo, hi, np.int64(off), wmask)
+    off = float(1 << (w - 1)) if fmt.signed else 0.0
+    return (2.0 ** fmt.frac_bits, lo, hi, off, float(1 << w))
 
 
 @functools.lru_cache(maxsize=256)
 def _float_fast_bounds(fmt: Float) -> tuple[np.uint64, np.uint64]:
-    """Double bit patterns of the smallest normal and the largest finite value of ``fmt``."""
-    return (np.float64(fmt.smallest_normal).view(np.uint64),
-            np.float64(fmt.max).view(np.uint64))
+    """Double bit patterns bounding the fast path: the larger of the format's and float64's
+    smallest normal (bit tricks need a normal double), and the format's largest value."""
+    lo = max(fmt.smallest_normal, 2.0**-1022)
+    return (np.float64(lo).view(np.uint64), np.float64(fmt.max).view(np.uint64))
 
 
 def _coerce_input(x: object) -> np.ndarray:
@@ -190,14 +190,14 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
                 _FIXED_O[fmt.overflow], fmt.sat_bits, fmt.lib == "ac", bits, key)
         fast = _fixed_fast_args(fmt)
         if fast is not None:
-            si, lo, hi, off, wmask = fast
+            si, lo, hi, off, span = fast
             q, o = args[3], args[4]
             if codes:
-                nbad = _k.fixed_fast_codes(a.reshape(-1), flat, si, q, o, lo, hi, off, wmask,
+                nbad = _k.fixed_fast_codes(a.reshape(-1), flat, si, q, o, lo, hi,
                                            np.uint64((1 << fmt.width) - 1))
             else:
-                nbad = _k.fixed_fast_values(a.reshape(-1), flat, si, fmt.step, fmt.signed, q, o, lo,
-                                            hi, off, wmask)
+                nbad = _k.fixed_fast_values(a.reshape(-1), flat, si, fmt.step, q, o, lo, hi,
+                                            off, span)
             if nbad:
                 _check_nan(a, fmt, nan)
                 dummy = np.empty(0, np.float64 if codes else np.uint64)
@@ -213,7 +213,9 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
         p = _float_params(fmt)
         q = _FLOAT_Q[fmt.rounding]
         sign_bit = np.uint64(1 << (fmt.width - 1))
-        if q == _r.STOCH_SM:
+        if q == _r.STOCH_SM or fmt.man_bits == 0:
+            # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read
+            # from the double's low kept bit; the exact path handles it
             _check_nan(a, fmt, nan)
             if codes:
                 _k.float_codes(xb, flat, *p, q, bits, key, sign_bit)

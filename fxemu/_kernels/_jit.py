@@ -6,6 +6,8 @@ and flush-to-zero change rounding.
 
 from __future__ import annotations
 
+import types as pytypes
+
 import numba
 from numba.core import types
 from numba.extending import intrinsic
@@ -18,9 +20,36 @@ def jit(fn):
     return numba.njit(cache=True, fastmath=False, nogil=True)(fn)
 
 
+PARALLEL_MIN = 1 << 15  # below this many elements a serial kernel is faster
+
+
+class _Kernel:
+    """A kernel compiled lazily both serial and parallel; small inputs run serially, because
+    waking the thread team costs more than the work (and much more on a busy machine)."""
+
+    def __init__(self, fn) -> None:
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+        # a distinct function object, so the two on-disk cache entries never collide
+        twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                    fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        twin.__module__ = fn.__module__
+        self.serial = numba.njit(cache=True, fastmath=False, nogil=True)(twin)
+        self.parallel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)(fn)
+
+    def __call__(self, *args):
+        first = next((a for a in args if hasattr(a, "size")), None)
+        if first is not None and first.size < PARALLEL_MIN:
+            return self.serial(*args)
+        return self.parallel(*args)
+
+
 def pjit(fn):
-    """Parallel kernel: ``prange`` loops only over independent outputs."""
-    return numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)(fn)
+    """Parallel kernel: ``prange`` loops only over independent outputs, so the serial and
+    parallel versions give identical results."""
+    return _Kernel(fn)
 
 
 @intrinsic

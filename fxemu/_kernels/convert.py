@@ -259,6 +259,8 @@ def float_special(b, nan_code, inf_code, max_code, special, overflow_sat):
         return neg, inf_code
     if special == S_FN and not overflow_sat:
         return neg, nan_code
+    if special == S_FNUZ and not overflow_sat:
+        return True, nan_code  # the single NaN, as ml_dtypes gives for ±inf
     return neg, max_code
 
 
@@ -355,14 +357,14 @@ def float_decode(codes, out, mbits, emin, nan_code, inf_code, special, sign_bit)
 
 
 @jit
-def fixed_fast_element(xi, si, qmode, omode, lo, hi, off, wmask):
-    """Round ``xi·2^F`` to an integer by ``qmode`` and apply ``omode`` in float arithmetic.
+def fixed_fast_element(xi, si, qmode, omode, lo, hi):
+    """Round ``xi·2^F`` to an integer by ``qmode`` and saturate by ``omode``, in doubles.
 
-    Returns (ok, integer). ``ok`` is False outside the fast domain 0 < |xi·2^F| < 2^52 (or
-    xi == 0), where the caller must use :func:`fixed_element`. Within it ``t = floor(y)`` and
-    ``t ± 0.5`` are exact, so comparing ``y`` with them decides every deterministic mode
-    exactly. ``lo``/``hi`` are the integer limits (±max for SAT_SYM); ``off``/``wmask`` wrap
-    into W bits.
+    Returns (ok, v) with v the integer as a double (wrapping is left to the caller). ``ok`` is
+    False outside the fast domain 0 < |xi·2^F| < 2^52 (or xi == 0), where the caller must use
+    :func:`fixed_element`. Within it ``t = floor(y)`` and ``t + 0.5`` are exact, so comparing
+    ``y`` with them decides every deterministic mode exactly. ``lo``/``hi`` are the integer
+    limits (±max for SAT_SYM).
     """
     y = xi * si
     ok = (abs(y) < _TWO52) & ((y != 0.0) | (xi == 0.0))
@@ -393,31 +395,36 @@ def fixed_fast_element(xi, si, qmode, omode, lo, hi, off, wmask):
         v = min(max(v, lo), hi)
     elif omode == O_SAT_ZERO:
         v = v * np.float64((v <= hi) & (v >= lo))
-    iv = np.int64(v)
-    if omode == O_WRAP:
-        iv = ((iv + off) & wmask) - off
-    return ok, iv
+    return ok, v
 
 
 @pjit
-def fixed_fast_values(x, out, si, scale, signed, qmode, omode, lo, hi, off, wmask):
-    """Fast-domain values; returns how many elements need :func:`fixed_fixup`."""
+def fixed_fast_values(x, out, si, scale, qmode, omode, lo, hi, off, span):
+    """Fast-domain values; returns how many elements need :func:`fixed_fixup`.
+
+    WRAP maps v to ``v - span·floor((v + off)/span)`` (span = 2^W): exact for |v| < 2^52 and
+    rounded to nearest only where the wrapped value needs more than 53 bits (W > 53), as the
+    exact path's double conversion of the code is.
+    """
     nbad = 0
+    inv = 1.0 / span
     for i in prange(x.shape[0]):
-        ok, iv = fixed_fast_element(x[i], si, qmode, omode, lo, hi, off, wmask)
+        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi)
         nbad += np.int64(not ok)
-        out[i] = (np.float64(iv) if signed else np.float64(np.uint64(iv))) * scale
+        if omode == O_WRAP:
+            v = v - span * np.floor((v + off) * inv)
+        out[i] = (v + 0.0) * scale  # + 0.0 turns a -0 into the register's +0
     return nbad
 
 
 @pjit
-def fixed_fast_codes(x, out, si, qmode, omode, lo, hi, off, wmask, mask):
-    """Fast-domain codes; returns how many elements need :func:`fixed_fixup`."""
+def fixed_fast_codes(x, out, si, qmode, omode, lo, hi, mask):
+    """Fast-domain codes (two's complement low W bits); returns the fixup count."""
     nbad = 0
     for i in prange(x.shape[0]):
-        ok, iv = fixed_fast_element(x[i], si, qmode, omode, lo, hi, off, wmask)
+        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi)
         nbad += np.int64(not ok)
-        out[i] = np.uint64(iv) & mask
+        out[i] = np.uint64(np.int64(v)) & mask
     return nbad
 
 
@@ -426,7 +433,7 @@ def fixed_fixup(x, xb, out_val, out_code, want_codes, si, w, f, signed, qmode, o
                 lib_ac, sr_bits, key, scale):
     """Redo, exactly, the elements outside the fast domain."""
     for i in prange(x.shape[0]):
-        ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0, np.int64(0), np.int64(0))
+        ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0)
         if not ok:
             c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
             if want_codes:
