@@ -1,0 +1,128 @@
+"""Slow, obviously-correct reference for assigning exact rationals into an ``fx.Fixed`` format.
+
+Definitions (ARCHITECTURE.md, "Conversion"): with ``F = W - I`` fraction bits,
+``t = floor(x·2^F)`` and residue ``r = x·2^F - t`` (0 <= r < 1) the rounded integer ``k`` is
+
+==============  ==============================================
+trn             t
+rnd             t + (r >= 1/2)                 (ties toward +inf)
+rnd_zero        nearest, ties toward 0
+rnd_min_inf     t + (r > 1/2)                  (ties toward -inf)
+rnd_inf         nearest, ties away from 0
+rnd_conv        nearest, ties to even
+trn_zero        toward 0: t + (r > 0 and x < 0)
+rnd_conv_odd    nearest, ties to odd
+==============  ==============================================
+
+then overflow, if ``k`` is outside ``[min_int, max_int]``: ``sat`` clamps, ``sat_zero`` gives 0,
+``sat_sym`` clamps to ``±max_int`` (for signed formats ``min_int`` itself counts as overflow),
+``wrap`` keeps the low W bits (two's complement). ``wrap`` with ``sat_bits > 0`` and ``wrap_sm``
+are not modelled here (the vendor tests cover them). ±inf are treated as ±2^1024.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+__all__ = [
+    "OVERFLOWS",
+    "ROUNDINGS",
+    "code_int",
+    "code_value",
+    "fixed_code",
+    "fixed_int",
+    "overflow_int",
+    "round_int",
+]
+
+ROUNDINGS = ("trn", "rnd", "rnd_zero", "rnd_min_inf", "rnd_inf", "rnd_conv", "trn_zero",
+             "rnd_conv_odd")
+OVERFLOWS = ("sat", "sat_zero", "sat_sym", "wrap")
+
+_HALF = Fraction(1, 2)
+
+
+def round_int(x: Fraction, frac_bits: int, rounding: str) -> int:
+    """The integer ``k`` (in units of 2^-F) that ``x`` rounds to, before overflow."""
+    y = Fraction(x) * Fraction(2) ** frac_bits
+    t = math.floor(y)
+    r = y - t
+    if r == 0:
+        return t
+    if rounding == "trn":
+        return t
+    if rounding == "trn_zero":
+        return t + 1 if y < 0 else t
+    if r < _HALF:
+        return t
+    if r > _HALF:
+        return t + 1
+    # exact tie between t and t + 1
+    if rounding == "rnd":
+        return t + 1
+    if rounding == "rnd_min_inf":
+        return t
+    if rounding == "rnd_zero":
+        return t + 1 if y < 0 else t
+    if rounding == "rnd_inf":
+        return t if y < 0 else t + 1
+    if rounding == "rnd_conv":
+        return t if t % 2 == 0 else t + 1
+    if rounding == "rnd_conv_odd":
+        return t if t % 2 == 1 else t + 1
+    raise ValueError(f"rounding not modelled: {rounding}")
+
+
+def _limits(width: int, signed: bool) -> tuple[int, int]:
+    if signed:
+        return -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return 0, (1 << width) - 1
+
+
+def overflow_int(k: int, width: int, signed: bool, overflow: str) -> int:
+    """Apply the overflow mode to the rounded integer ``k``; return the stored integer."""
+    lo, hi = _limits(width, signed)
+    if overflow == "wrap":
+        k %= 1 << width
+        return k - (1 << width) if signed and k > hi else k
+    if overflow == "sat":
+        return min(max(k, lo), hi)
+    if overflow == "sat_zero":
+        return k if lo <= k <= hi else 0
+    if overflow == "sat_sym":
+        if signed:
+            return min(max(k, -hi), hi)  # min_int itself saturates to -max
+        return min(max(k, lo), hi)
+    raise ValueError(f"overflow not modelled: {overflow}")
+
+
+def fixed_int(x, fmt) -> int:
+    """Stored integer of ``x`` (float, int or Fraction; ±inf as ±2^1024) assigned into ``fmt``."""
+    if fmt.sat_bits and fmt.overflow.value == "wrap":
+        raise ValueError("wrap with sat_bits > 0 is not modelled")
+    if isinstance(x, float):
+        if math.isnan(x):
+            raise ValueError("NaN has no fixed-point value")
+        if math.isinf(x):
+            x = Fraction(2) ** 1024 * (1 if x > 0 else -1)
+    k = round_int(Fraction(x), fmt.frac_bits, fmt.rounding.value)
+    return overflow_int(k, fmt.width, fmt.signed, fmt.overflow.value)
+
+
+def fixed_code(x, fmt) -> int:
+    """Raw W-bit code (two's complement for signed) of ``x`` assigned into ``fmt``."""
+    return fixed_int(x, fmt) % (1 << fmt.width)
+
+
+def code_int(code: int, width: int, signed: bool) -> int:
+    """Integer value of a raw W-bit code."""
+    code %= 1 << width
+    if signed and code >= 1 << (width - 1):
+        return code - (1 << width)
+    return code
+
+
+def code_value(code: int, fmt) -> Fraction:
+    """Exact value of a raw code: integer · 2^-F."""
+    return code_int(code, fmt.width, fmt.signed) * Fraction(2) ** -fmt.frac_bits
