@@ -100,9 +100,23 @@ def _fixed_fast_args(fmt: Fixed) -> tuple | None:
         return None
     w = fmt.width
     hi = float(fmt.max_int)
-    lo = -hi if (o == _k.O_SAT_SYM and fmt.signed) else float(fmt.min_int)
+    lo = -hi if (o == _k.O_SAT_SYM and fmt.signed and w > 1) else float(fmt.min_int)
     off = float(1 << (w - 1)) if fmt.signed else 0.0
-    return (2.0 ** fmt.frac_bits, lo, hi, off, float(1 << w))
+    # below `tiny` the vendor's reading of the double differs from its value (see
+    # _kernels.convert.fixed_element): those elements take the exact path
+    if fmt.lib == "ac":
+        tiny = 2.0 ** max(_ac_shift(fmt) - 1022, -1074)
+    else:
+        tiny = 2.0**-1022
+    return (2.0 ** fmt.frac_bits, lo, hi, off, float(1 << w), tiny)
+
+
+def _ac_shift(fmt: Fixed) -> int:
+    """ac_fixed's pre-scaling exponent I + !S + ((32 - W - !S) & 31) (0 for ap formats)."""
+    if fmt.lib != "ac":
+        return 0
+    ns = 0 if fmt.signed else 1
+    return fmt.int_bits + ns + ((32 - fmt.width - ns) & 31)
 
 
 @functools.lru_cache(maxsize=256)
@@ -187,22 +201,23 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
     flat = res.reshape(-1)
     if isinstance(fmt, Fixed):
         args = (fmt.width, fmt.frac_bits, fmt.signed, _FIXED_Q[fmt.rounding],
-                _FIXED_O[fmt.overflow], fmt.sat_bits, fmt.lib == "ac", bits, key)
+                _FIXED_O[fmt.overflow], fmt.sat_bits, fmt.lib == "ac", _ac_shift(fmt), bits,
+                key)
         fast = _fixed_fast_args(fmt)
         if fast is not None:
-            si, lo, hi, off, span = fast
+            si, lo, hi, off, span, tiny = fast
             q, o = args[3], args[4]
             if codes:
                 nbad = _k.fixed_fast_codes(a.reshape(-1), flat, si, q, o, lo, hi,
-                                           np.uint64((1 << fmt.width) - 1))
+                                           np.uint64((1 << fmt.width) - 1), tiny)
             else:
                 nbad = _k.fixed_fast_values(a.reshape(-1), flat, si, fmt.step, q, o, lo, hi,
-                                            off, span)
+                                            off, span, tiny)
             if nbad:
                 _check_nan(a, fmt, nan)
                 dummy = np.empty(0, np.float64 if codes else np.uint64)
                 _k.fixed_fixup(a.reshape(-1), xb, dummy if codes else flat,
-                               flat if codes else dummy, codes, si, *args, fmt.step)
+                               flat if codes else dummy, codes, si, tiny, *args, fmt.step)
         else:
             _check_nan(a, fmt, nan)
             if codes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit, pjit
+from ._jit import bits_f64, f64_bits, jit, pjit
 from .exact import bitlen128, from_double, shl128, shr128
 from .rounding import (
     CEIL,
@@ -62,11 +62,13 @@ def _signed_bit(neg, th, tl, k):
 
 @jit
 def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, sr_bits, key,
-                idx):
+                idx, lib_ac=False):
     """Round the exact value ``±(hi·2^64 + lo + sticky)·2^e`` into a W-bit fixed format.
 
     ``big`` says the true magnitude has bits above the 128-bit window (its low 128 bits are
-    still exact, which is all wrapping needs). Returns the W-bit code.
+    still exact, which is all wrapping needs). Returns the W-bit code. ``lib_ac`` applies
+    ac_fixed's overflow test (a signed SAT_ZERO format whose width is a multiple of 32 flags a
+    value below min that rounds up to min as an overflow).
     """
     mask = _ALL >> np.uint64(64 - w)
     if signed:
@@ -99,6 +101,9 @@ def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, s
             ovf = huge or mag > maxpos
         else:
             ovf = huge or mag > negmax
+            if (lib_ac and signed and omode == O_SAT_ZERO and w % 32 == 0 and not up
+                    and inexact and q == negmax):
+                ovf = True
         code = ((~mag) + _U1) & mask
         if mag == _U0 and not huge:
             neg = False  # rounded to zero: no longer negative
@@ -115,7 +120,8 @@ def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, s
         return _U0
     if omode == O_SAT_SYM:
         if neg:
-            return (((~maxpos) + _U1) & mask) if signed else _U0
+            # min | 1 as both vendors write it: -max, and min itself for W = 1
+            return (negmax | _U1) if signed else _U0
         return maxpos
     top = np.uint64(w - 1)
     if omode == O_WRAP:
@@ -169,11 +175,42 @@ def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, s
 
 
 @jit
-def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, idx):
-    """Round the double with bits ``b`` into a W-bit fixed format; return the W-bit code."""
-    neg, hi, lo, e, sticky = from_double(b)
+def _ac_prescale(x, ac_shift):
+    """The double ac_fixed's constructor works from: ``x·2^-ac_shift`` computed as
+    ``ac_private::ldexpr`` does (one division by 2^(s mod 32), then by 2^32 repeatedly), each
+    step correctly rounded — tiny inputs lose bits or underflow to 0 there."""
+    s = ac_shift
+    if s >= 0:
+        d = x / np.float64(np.uint64(1) << np.uint64(s & 31))
+        for _ in range(s >> 5):
+            d = d / 4294967296.0
+    else:
+        n = -s
+        d = x * np.float64(np.uint64(1) << np.uint64(n & 31))
+        for _ in range(n >> 5):
+            d = d * 4294967296.0
+    return d
+
+
+@jit
+def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key, idx):
+    """Round the double with bits ``b`` into a W-bit fixed format; return the W-bit code.
+
+    ap_fixed (``lib_ac`` False) reads the double's fields as they stand: a subnormal gets the
+    hidden bit too (1.m·2^-1023), inf/NaN read as 1.m·2^1024. ac_fixed first scales by
+    2^-ac_shift in double arithmetic (see :func:`_ac_prescale`).
+    """
+    if lib_ac:
+        d = _ac_prescale(bits_f64(b), ac_shift)
+        neg, hi, lo, e, sticky = from_double(f64_bits(d))
+        e += ac_shift
+    else:
+        neg, hi, lo, e, sticky = from_double(b)
+        if e == -1074 and lo != _U0:  # subnormal double: ap sets the hidden bit anyway
+            lo |= _HIDDEN
+            e = np.int64(-1075)
     return fixed_round(neg, hi, lo, e, sticky, False, w, f, signed, qmode, omode, nsat, sr_bits,
-                       key, idx)
+                       key, idx, lib_ac)
 
 
 @jit
@@ -303,15 +340,17 @@ def float_value(neg, code, mbits, emin, nan_code, inf_code, special):
 
 
 @pjit
-def fixed_codes(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key):
+def fixed_codes(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key):
     for i in prange(xb.shape[0]):
-        out[i] = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
+        out[i] = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, ac_shift,
+                               sr_bits, key, i)
 
 
 @pjit
-def fixed_values(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, scale):
+def fixed_values(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key, scale):
     for i in prange(xb.shape[0]):
-        c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
+        c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits,
+                          key, i)
         out[i] = fixed_value(c, w, signed, scale)
 
 
@@ -357,17 +396,18 @@ def float_decode(codes, out, mbits, emin, nan_code, inf_code, special, sign_bit)
 
 
 @jit
-def fixed_fast_element(xi, si, qmode, omode, lo, hi):
+def fixed_fast_element(xi, si, qmode, omode, lo, hi, tiny):
     """Round ``xi·2^F`` to an integer by ``qmode`` and saturate by ``omode``, in doubles.
 
     Returns (ok, v) with v the integer as a double (wrapping is left to the caller). ``ok`` is
     False outside the fast domain 0 < |xi·2^F| < 2^52 (or xi == 0), where the caller must use
     :func:`fixed_element`. Within it ``t = floor(y)`` and ``t + 0.5`` are exact, so comparing
     ``y`` with them decides every deterministic mode exactly. ``lo``/``hi`` are the integer
-    limits (±max for SAT_SYM).
+    limits (±max for SAT_SYM). Inputs below ``tiny`` go to the exact path, which models how
+    the vendor reads them (ap: subnormal doubles; ac: underflow while pre-scaling).
     """
     y = xi * si
-    ok = (abs(y) < _TWO52) & ((y != 0.0) | (xi == 0.0))
+    ok = (abs(y) < _TWO52) & ((y != 0.0) | (xi == 0.0)) & ((abs(xi) >= tiny) | (xi == 0.0))
     y = y * np.float64(ok)
     t = np.floor(y)
     if qmode == FLOOR:
@@ -399,7 +439,7 @@ def fixed_fast_element(xi, si, qmode, omode, lo, hi):
 
 
 @pjit
-def fixed_fast_values(x, out, si, scale, qmode, omode, lo, hi, off, span):
+def fixed_fast_values(x, out, si, scale, qmode, omode, lo, hi, off, span, tiny):
     """Fast-domain values; returns how many elements need :func:`fixed_fixup`.
 
     WRAP maps v to ``v - span·floor((v + off)/span)`` (span = 2^W): exact for |v| < 2^52 and
@@ -409,7 +449,7 @@ def fixed_fast_values(x, out, si, scale, qmode, omode, lo, hi, off, span):
     nbad = 0
     inv = 1.0 / span
     for i in prange(x.shape[0]):
-        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi)
+        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
         nbad += np.int64(not ok)
         if omode == O_WRAP:
             v = v - span * np.floor((v + off) * inv)
@@ -418,24 +458,25 @@ def fixed_fast_values(x, out, si, scale, qmode, omode, lo, hi, off, span):
 
 
 @pjit
-def fixed_fast_codes(x, out, si, qmode, omode, lo, hi, mask):
+def fixed_fast_codes(x, out, si, qmode, omode, lo, hi, mask, tiny):
     """Fast-domain codes (two's complement low W bits); returns the fixup count."""
     nbad = 0
     for i in prange(x.shape[0]):
-        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi)
+        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
         nbad += np.int64(not ok)
         out[i] = np.uint64(np.int64(v)) & mask
     return nbad
 
 
 @pjit
-def fixed_fixup(x, xb, out_val, out_code, want_codes, si, w, f, signed, qmode, omode, nsat,
-                lib_ac, sr_bits, key, scale):
+def fixed_fixup(x, xb, out_val, out_code, want_codes, si, tiny, w, f, signed, qmode, omode,
+                nsat, lib_ac, ac_shift, sr_bits, key, scale):
     """Redo, exactly, the elements outside the fast domain."""
     for i in prange(x.shape[0]):
-        ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0)
+        ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0, tiny)
         if not ok:
-            c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, sr_bits, key, i)
+            c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, ac_shift,
+                              sr_bits, key, i)
             if want_codes:
                 out_code[i] = c
             else:

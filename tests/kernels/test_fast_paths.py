@@ -32,7 +32,7 @@ def _inputs(seed: int, n: int = 20_000) -> np.ndarray:
 
 def _exact_fixed(x: np.ndarray, f: fx.Fixed) -> tuple[np.ndarray, np.ndarray]:
     args = (f.width, f.frac_bits, f.signed, Q._FIXED_Q[f.rounding], Q._FIXED_O[f.overflow],
-            f.sat_bits, f.lib == "ac", 62, np.uint64(0))
+            f.sat_bits, f.lib == "ac", Q._ac_shift(f), 62, np.uint64(0))
     codes = np.empty(x.size, np.uint64)
     vals = np.empty(x.size, np.float64)
     k.fixed_codes(x.view(np.uint64), codes, *args)
@@ -57,12 +57,13 @@ FIXED_SHAPES = [(16, 8, True), (12, 3, True), (10, 4, False), (64, 30, True), (8
 
 @pytest.mark.parametrize(("w", "i", "s"), FIXED_SHAPES)
 @pytest.mark.parametrize("overflow", ["sat", "sat_zero", "sat_sym", "wrap"])
-def test_fixed_fast_equals_exact(w: int, i: int, s: bool, overflow: str) -> None:
+@pytest.mark.parametrize("lib", ["ap", "ac"])
+def test_fixed_fast_equals_exact(w: int, i: int, s: bool, overflow: str, lib: str) -> None:
     x = _inputs(abs(w * 131 + i))
     for q in fx.FixedRounding:
         if q is fx.FixedRounding.STOCHASTIC:
             continue
-        f = fx.Fixed(w, i, s, q, overflow)
+        f = fx.Fixed(w, i, s, q, overflow, lib=lib)
         codes, vals = _exact_fixed(x, f)
         np.testing.assert_array_equal(fx.to_bits(x, f), codes, err_msg=str(f))
         np.testing.assert_array_equal(fx.quantize(x, f).view(np.uint64), vals.view(np.uint64),
