@@ -206,8 +206,8 @@ def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits
         e += ac_shift
     else:
         neg, hi, lo, e, sticky = from_double(b)
-        if e == -1074 and lo != _U0:  # subnormal double: ap sets the hidden bit anyway
-            lo |= _HIDDEN
+        if ((b >> np.uint64(52)) & np.uint64(0x7FF)) == _U0 and lo != _U0:
+            lo |= _HIDDEN  # subnormal double: ap sets the hidden bit anyway (1.m·2^-1023)
             e = np.int64(-1075)
     return fixed_round(neg, hi, lo, e, sticky, False, w, f, signed, qmode, omode, nsat, sr_bits,
                        key, idx, lib_ac)
