@@ -1,0 +1,69 @@
+"""Smoke test: the quantize benchmark runs end to end on a tiny input (no timing claims)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quantize.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quantize", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_quick_run(bench, capsys):
+    # Optional peers (APyTypes, fxpmath, pychop, ml_dtypes) that are missing are skipped by
+    # the script itself; numpy and fxemu rows are always there.
+    assert bench.main(["--quick", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for label in bench.LABELS.values():
+        assert f"| fxemu | quantize | {label} | 1e4 |" in out
+        assert f"| fxemu | quantize(out=) | {label} | 1e4 |" in out
+    assert "| numpy | rint/clip in place |" in out
+    assert "failed:" not in out
+
+
+def test_rows_agree_with_numpy_expression(bench):
+    rows = bench.run(bench.parse_args(["--quick", "--threads", "1"]))
+    numpy_fixed = [r for r in rows if r.library == "numpy" and r.fmt == "fixed"]
+    assert numpy_fixed and all(r.mismatches == 0 for r in numpy_fixed)
+    fxemu = [r for r in rows if r.library == "fxemu"]
+    assert len(fxemu) == 6 and all(r.n_timed == 10_000 and r.seconds > 0 for r in fxemu)
+
+
+BENCH_MAC = BENCH.parent / "bench_mac.py"
+
+
+@pytest.fixture(scope="module")
+def bench_mac():
+    spec = importlib.util.spec_from_file_location("bench_mac", BENCH_MAC)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_mac_quick_run(bench_mac, capsys):
+    # Tiny sizes, no g++ build; APyTypes rows appear only where it is installed.
+    assert bench_mac.main(["--quick", "--repeats", "1", "--no-cxx"]) == 0
+    out = capsys.readouterr().out
+    for cfg in bench_mac.CONFIGS:
+        for problem in ("matmul", "conv2d"):
+            assert f"| {problem} | {cfg.key} | fxemu | {problem}(Mac(order={cfg.order})) |" in out
+    assert "| numpy | int64 codes A @ B" in out
+    assert "failed:" not in out
