@@ -85,36 +85,54 @@ def elementwise_kernel(op, a, b, c, out, p, key, scale, index):
 
 
 @jit
-def _product_code_parts(a, b, mulp, use_mul, key, idx):
-    """Exact product of doubles ``a·b`` (bits), optionally rounded into ``mulp``: parts."""
+def _product(a, b, mulp, use_mul, key, idx):
+    """Exact product of doubles ``a·b`` (bits), optionally rounded into ``mulp``.
+
+    Returns a node ``(neg, hi, lo, e, special)``: exact parts, and ``special`` = 0.0 for a
+    finite value or the inf/NaN the product rounded to (parts unused then).
+    """
     n, h, lo, e, _ = mul_doubles(a, b)
     if use_mul:
         code = round_parts(mulp, n, h, lo, e, False, False, key, idx)
+        if not code_is_finite(mulp, code):
+            return n, h, lo, e, code_value(mulp, code, 0.0)
         n, h, lo, e = code_parts(mulp, code)
-    return n, h, lo, e
+    return n, h, lo, e, 0.0
 
 
 @jit
-def _acc_add(accp, acc, n, h, lo, e, key, idx):
-    """Round ``acc + x`` (acc a code of ``accp``; x exact parts) into ``accp``."""
-    an, ah, al, ae = code_parts(accp, acc)
-    sn, sh, sl, se, ss = add_parts(an, ah, al, ae, n, h, lo, e)
+def _code_node(accp, code):
+    """A node holding an acc code."""
+    if not code_is_finite(accp, code):
+        return False, _U0, _U0, np.int64(0), code_value(accp, code, 0.0)
+    n, h, lo, e = code_parts(accp, code)
+    return n, h, lo, e, 0.0
+
+
+@jit
+def _add_nodes(accp, n1, h1, l1, e1, s1, n2, h2, l2, e2, s2, key, idx):
+    """``R_acc(x + y)`` of two nodes as an acc code. With an inf/NaN among them the sum follows
+    IEEE 754 (inf + finite = inf, inf - inf = NaN, NaN propagates), the finite operand's value
+    being irrelevant there."""
+    if s1 != 0.0 or s2 != 0.0:
+        return value_code(accp, f64_bits(s1 + s2), key, idx)
+    sn, sh, sl, se, ss = add_parts(n1, h1, l1, e1, n2, h2, l2, e2)
     if sh == _U0 and sl == _U0 and not ss:
-        sn = an and n  # exact zero sum: -0 only for (-0) + (-0)
+        sn = n1 and n2  # exact zero sum: -0 only for (-0) + (-0)
     return round_parts(accp, sn, sh, sl, se, ss, False, key, idx)
 
 
 @jit
-def _acc_add_codes(accp, x, y, key, idx):
-    """Round ``x + y`` (both codes of ``accp``) into ``accp``."""
-    n, h, lo, e = code_parts(accp, y)
-    return _acc_add(accp, x, n, h, lo, e, key, idx)
+def _acc_step(accp, acc, n, h, lo, e, s, key, idx):
+    """``R_acc(acc + node)`` for an acc code ``acc``."""
+    an, ah, al, ae, asp = _code_node(accp, acc)
+    return _add_nodes(accp, an, ah, al, ae, asp, n, h, lo, e, s, key, idx)
 
 
 @jit
 def _nonfinite_dot(a, b):
-    """IEEE result of a reduction meeting inf/NaN: the double sum of the products, which is
-    inf, -inf or NaN exactly as any finite-precision order gives."""
+    """IEEE result of a reduction whose operands include inf/NaN: the double sum of the
+    products, which is inf, -inf or NaN exactly as any finite-precision order gives."""
     s = 0.0
     for k in range(a.shape[0]):
         s += bits_f64(a[k]) * bits_f64(b[k])
@@ -125,67 +143,72 @@ def _nonfinite_dot(a, b):
 def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
     """Reduce ``sum_k a[k]·b[k]`` (bits) through the datapath; returns the acc code.
 
-    ``tmp`` (four arrays of length >= K: neg, hi, lo, e) is scratch for the pairwise tree;
-    ``sacc`` (int64) is the superaccumulator scratch for ``order == EXACT``. ``idx0`` keys
-    stochastic draws (each rounding of this reduction uses ``idx0 + step``).
+    ``tmp`` (five arrays of length >= K: neg, hi, lo, e, special) is scratch for the pairwise
+    tree; ``sacc`` (int64) is the superaccumulator scratch for ``order == EXACT``. ``idx0``
+    keys stochastic draws (each rounding of this reduction uses ``idx0 + step``).
     """
     kk = a.shape[0]
     for k in range(kk):
         if not (_is_finite_bits(a[k]) and _is_finite_bits(b[k])):
-            return value_code(accp, f64_bits(_nonfinite_dot(a, b)), key,
-                              idx0)
+            return value_code(accp, f64_bits(_nonfinite_dot(a, b)), key, idx0)
     step = idx0
+    zero = value_code(accp, _U0, key, step)  # +0 in acc
     if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
-        acc = value_code(accp, _U0, key, step)  # +0 in acc
+        acc = zero
         csize = kk if order == ORDER_SEQUENTIAL else chunk
-        part = acc
+        part = zero
         for k in range(kk):
             if k % csize == 0 and k > 0 and order == ORDER_CHUNK:
-                acc = _acc_add_codes(accp, acc, part, key, step)
+                pn, ph, pl, pe, ps = _code_node(accp, part)
+                acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
                 step += 1
-                part = value_code(accp, _U0, key, step)
-            n, h, lo, e = _product_code_parts(a[k], b[k], mulp, use_mul, key, step)
+                part = zero
+            n, h, lo, e, sp = _product(a[k], b[k], mulp, use_mul, key, step)
             step += 1
             if order == ORDER_SEQUENTIAL:
-                acc = _acc_add(accp, acc, n, h, lo, e, key, step)
+                acc = _acc_step(accp, acc, n, h, lo, e, sp, key, step)
             else:
-                part = _acc_add(accp, part, n, h, lo, e, key, step)
+                part = _acc_step(accp, part, n, h, lo, e, sp, key, step)
             step += 1
         if order == ORDER_CHUNK and kk > 0:
-            acc = _acc_add_codes(accp, acc, part, key, step)
+            pn, ph, pl, pe, ps = _code_node(accp, part)
+            acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
         return acc
     if order == ORDER_PAIRWISE:
-        zero = value_code(accp, _U0, key, step)
         if kk == 0:
             return zero
-        tn, th, tl, te = tmp
+        tn, th, tl, te, ts = tmp
         for k in range(kk):
-            tn[k], th[k], tl[k], te[k] = _product_code_parts(a[k], b[k], mulp, use_mul, key,
-                                                            step)
+            tn[k], th[k], tl[k], te[k], ts[k] = _product(a[k], b[k], mulp, use_mul, key, step)
             step += 1
         m = kk
         while m > 1:
             nxt = 0
             for j in range(0, m - 1, 2):
-                sn, sh, sl, se, ss = add_parts(tn[j], th[j], tl[j], te[j], tn[j + 1], th[j + 1],
-                                               tl[j + 1], te[j + 1])
-                if sh == _U0 and sl == _U0 and not ss:
-                    sn = tn[j] and tn[j + 1]
-                code = round_parts(accp, sn, sh, sl, se, ss, False, key, step)
+                code = _add_nodes(accp, tn[j], th[j], tl[j], te[j], ts[j], tn[j + 1], th[j + 1],
+                                  tl[j + 1], te[j + 1], ts[j + 1], key, step)
                 step += 1
-                tn[nxt], th[nxt], tl[nxt], te[nxt] = code_parts(accp, code)
+                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = _code_node(accp, code)
                 nxt += 1
             if m % 2 == 1:  # the odd last node is carried up unchanged
-                tn[nxt], th[nxt], tl[nxt], te[nxt] = tn[m - 1], th[m - 1], tl[m - 1], te[m - 1]
+                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = (tn[m - 1], th[m - 1], tl[m - 1],
+                                                               te[m - 1], ts[m - 1])
                 nxt += 1
             m = nxt
-        return _acc_add(accp, zero, tn[0], th[0], tl[0], te[0], key, step)
-    # ORDER_EXACT: exact sum of all products, one rounding into acc
+        return _acc_step(accp, zero, tn[0], th[0], tl[0], te[0], ts[0], key, step)
+    # ORDER_EXACT: exact sum of all products, one rounding into acc; products that rounded to
+    # inf/NaN make the IEEE sum of those specials the result
     sacc[:] = 0
+    special = 0.0
     for k in range(kk):
-        n, h, lo, e = _product_code_parts(a[k], b[k], mulp, use_mul, key, step)
+        n, h, lo, e, sp = _product(a[k], b[k], mulp, use_mul, key, step)
         step += 1
-        _sacc_add(sacc, n, h, lo, e)
+        if sp != 0.0:
+            special += sp
+        else:
+            _sacc_add(sacc, n, h, lo, e)
+    if special != 0.0:
+        return value_code(accp, f64_bits(special), key, step)
     n, h, lo, e, s = _sacc_parts(sacc)
     return round_parts(accp, n, h, lo, e, s, False, key, step)
 
@@ -260,7 +283,8 @@ def matmul_kernel(a, b, out, accp, mulp, outp, use_mul, order, chunk, key, out_s
     nn = b.shape[0]
     for i in prange(m):
         tmp = (np.empty(kk + 1, np.bool_), np.empty(kk + 1, np.uint64),
-               np.empty(kk + 1, np.uint64), np.empty(kk + 1, np.int64))
+               np.empty(kk + 1, np.uint64), np.empty(kk + 1, np.int64),
+               np.empty(kk + 1, np.float64))
         sacc = np.zeros(SACC_N, np.int64)
         for j in range(nn):
             idx0 = (i * nn + j) * (3 * kk + 4)
