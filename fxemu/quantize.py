@@ -209,12 +209,12 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
         if fast is not None:
             si, lo, hi, off, span, tiny = fast
             q, o = args[3], args[4]
+            kvalues, kcodes = _k.fixed_fast_kernels(q, o)
             if codes:
-                nbad = _k.fixed_fast_codes(a.reshape(-1), flat, si, q, o, lo, hi,
-                                           np.uint64((1 << fmt.width) - 1), tiny)
+                nbad = kcodes(a.reshape(-1), flat, si, lo, hi, np.uint64((1 << fmt.width) - 1),
+                              tiny)
             else:
-                nbad = _k.fixed_fast_values(a.reshape(-1), flat, si, fmt.step, q, o, lo, hi,
-                                            off, span, tiny)
+                nbad = kvalues(a.reshape(-1), flat, si, fmt.step, lo, hi, off, span, tiny)
             if nbad:
                 _check_nan(a, fmt, nan)
                 dummy = np.empty(0, np.float64 if codes else np.uint64)

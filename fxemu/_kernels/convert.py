@@ -7,6 +7,8 @@ rounded by :func:`rounding.round_up`. No float arithmetic touches a value before
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -438,34 +440,40 @@ def fixed_fast_element(xi, si, qmode, omode, lo, hi, tiny):
     return ok, v
 
 
-@pjit
-def fixed_fast_values(x, out, si, scale, qmode, omode, lo, hi, off, span, tiny):
-    """Fast-domain values; returns how many elements need :func:`fixed_fixup`.
+@functools.cache
+def fixed_fast_kernels(qmode, omode):
+    """(values, codes) kernels specialised for one rounding and overflow mode.
 
-    WRAP maps v to ``v - span·floor((v + off)/span)`` (span = 2^W): exact for |v| < 2^52 and
-    rounded to nearest only where the wrapped value needs more than 53 bits (W > 53), as the
-    exact path's double conversion of the code is.
+    The modes are closure constants, so the compiler folds the mode dispatch away and can
+    vectorise the loop (about 4× faster than dispatching at run time); Numba's on-disk cache
+    keys each variant by the closure values.
     """
-    nbad = 0
-    inv = 1.0 / span
-    for i in prange(x.shape[0]):
-        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
-        nbad += np.int64(not ok)
-        if omode == O_WRAP:
-            v = v - span * np.floor((v + off) * inv)
-        out[i] = (v + 0.0) * scale  # + 0.0 turns a -0 into the register's +0
-    return nbad
 
+    def values(x, out, si, scale, lo, hi, off, span, tiny):
+        # WRAP maps v to v - span·floor((v + off)/span) (span = 2^W): exact for |v| < 2^52
+        # and rounded to nearest only where the wrapped value needs more than 53 bits (W > 53),
+        # as the exact path's double conversion of the code is.
+        nbad = 0
+        inv = 1.0 / span
+        for i in prange(x.shape[0]):
+            ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
+            nbad += np.int64(not ok)
+            if omode == O_WRAP:
+                v = v - span * np.floor((v + off) * inv)
+            out[i] = (v + 0.0) * scale  # + 0.0 turns a -0 into the register's +0
+        return nbad
 
-@pjit
-def fixed_fast_codes(x, out, si, qmode, omode, lo, hi, mask, tiny):
-    """Fast-domain codes (two's complement low W bits); returns the fixup count."""
-    nbad = 0
-    for i in prange(x.shape[0]):
-        ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
-        nbad += np.int64(not ok)
-        out[i] = np.uint64(np.int64(v)) & mask
-    return nbad
+    def codes(x, out, si, lo, hi, mask, tiny):
+        nbad = 0
+        for i in prange(x.shape[0]):
+            ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
+            nbad += np.int64(not ok)
+            out[i] = np.uint64(np.int64(v)) & mask
+        return nbad
+
+    values.__qualname__ = f"fixed_fast_values_q{qmode}_o{omode}"
+    codes.__qualname__ = f"fixed_fast_codes_q{qmode}_o{omode}"
+    return pjit(values), pjit(codes)
 
 
 @pjit

@@ -327,12 +327,18 @@ def _fixed_grids():
 def test_fixed_every_code_midpoint_and_random(W, ib):
     x = _fixed_grid_inputs(W, ib, seed=100 * W + ib + 7)
     F = W - ib
-    ks = {q: [fo.round_int(Fraction(float(v)), F, q) for v in x] for q in fo.ROUNDINGS}
+    exact = [Fraction(float(v)) for v in x]
+    reads = {(lib, sg): [fo.read(float(v), fx.Fixed(W, ib, sg, lib=lib), e)
+                         for v, e in zip(x, exact, strict=True)]
+             for lib in ("ap", "ac") for sg in (True, False)}
+    ks = {(key, q): [fo.round_int(r, F, q) for r in rs]
+          for key, rs in reads.items() for q in fo.ROUNDINGS}
     failures: list[str] = []
     for signed, q, o, lib in itertools.product((True, False), fo.ROUNDINGS, fo.OVERFLOWS,
                                                 ("ap", "ac")):
         fmt = fx.Fixed(W, ib, signed=signed, rounding=q, overflow=o, lib=lib)
-        ints = [fo.overflow_int(k, W, signed, o) for k in ks[q]]
+        rs = reads[(lib, signed)]
+        ints = [fo.store(k, r, fmt) for k, r in zip(ks[((lib, signed), q)], rs, strict=True)]
         want = np.array([k % (1 << W) for k in ints], dtype=np.uint64)
         failures += _mismatches(fmt, "to_bits", x, fx.to_bits(x, fmt), want)
         want_v = np.ldexp(np.array(ints, dtype=np.float64), -F)  # exact: |ints| < 2^9
@@ -375,11 +381,16 @@ def test_fixed_extreme_scales(W, ib):
     nearest double by quantize; codes exact)."""
     x = _extreme_fixed_inputs(W, ib, seed=W + ib % 1000)
     F = W - ib
-    ks = {q: [fo.round_int(Fraction(float(v)), F, q) for v in x] for q in fo.ROUNDINGS}
+    exact = [Fraction(float(v)) for v in x]
+    reads = {sg: [fo.read(float(v), fx.Fixed(W, ib, sg), e) for v, e in zip(x, exact, strict=True)]
+             for sg in (True, False)}
+    ks = {(sg, q): [fo.round_int(r, F, q) for r in reads[sg]]
+          for sg in (True, False) for q in fo.ROUNDINGS}
     failures: list[str] = []
     for signed, q, o in itertools.product((True, False), fo.ROUNDINGS, fo.OVERFLOWS):
         fmt = fx.Fixed(W, ib, signed=signed, rounding=q, overflow=o)
-        ints = [fo.overflow_int(k, W, signed, o) for k in ks[q]]
+        ints = [fo.store(k, r, fmt) for k, r in zip(ks[(signed, q)], reads[signed],
+                                                     strict=True)]
         want = np.array([k % (1 << W) for k in ints], dtype=np.uint64)
         failures += _mismatches(fmt, "to_bits", x, fx.to_bits(x, fmt), want)
         want_v = np.array([float(k * Fraction(2) ** -F) for k in ints])

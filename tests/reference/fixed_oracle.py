@@ -18,6 +18,15 @@ then overflow, if ``k`` is outside ``[min_int, max_int]``: ``sat`` clamps, ``sat
 ``sat_sym`` clamps to ``±max_int`` (for signed formats ``min_int`` itself counts as overflow),
 ``wrap`` keeps the low W bits (two's complement). ``wrap`` with ``sat_bits > 0`` and ``wrap_sm``
 are not modelled here (the vendor tests cover them). ±inf are treated as ±2^1024.
+
+Three ways the vendor libraries read or judge a double differently from its exact value are
+restated here, so the oracle models the libraries (tests/vendor proves the same cases against
+the compiled headers): ap_fixed reads a subnormal double with the hidden bit set
+(1.m·2^-1023); ac_fixed first divides the double by 2^(I+!S+((32-W-!S)&31)) in double
+arithmetic, as ``ac_private::ldexpr`` does (tiny values lose bits or become 0); ``sat_sym``
+writes ``min | 1`` for a negative overflow (so a 1-bit signed format gives min); and ac_fixed's
+signed ``sat_zero`` at widths that are multiples of 32 counts a value below min that rounds up to
+min as an overflow.
 """
 
 from __future__ import annotations
@@ -33,7 +42,9 @@ __all__ = [
     "fixed_code",
     "fixed_int",
     "overflow_int",
+    "read",
     "round_int",
+    "store",
 ]
 
 ROUNDINGS = ("trn", "rnd", "rnd_zero", "rnd_min_inf", "rnd_inf", "rnd_conv", "trn_zero",
@@ -83,6 +94,8 @@ def _limits(width: int, signed: bool) -> tuple[int, int]:
 def overflow_int(k: int, width: int, signed: bool, overflow: str) -> int:
     """Apply the overflow mode to the rounded integer ``k``; return the stored integer."""
     lo, hi = _limits(width, signed)
+    if overflow == "sat_sym" and signed and width == 1 and k < 0:
+        return lo  # min | 1 is min itself for one bit
     if overflow == "wrap":
         k %= 1 << width
         return k - (1 << width) if signed and k > hi else k
@@ -97,17 +110,57 @@ def overflow_int(k: int, width: int, signed: bool, overflow: str) -> int:
     raise ValueError(f"overflow not modelled: {overflow}")
 
 
-def fixed_int(x, fmt) -> int:
-    """Stored integer of ``x`` (float, int or Fraction; ±inf as ±2^1024) assigned into ``fmt``."""
-    if fmt.sat_bits and fmt.overflow.value == "wrap":
-        raise ValueError("wrap with sat_bits > 0 is not modelled")
+def read(x, fmt, exact: Fraction | None = None) -> Fraction:
+    """The exact value the vendor library works from when assigning ``x`` (float, int or
+    Fraction; ±inf as ±2^1024); ``exact`` may pass ``Fraction(x)`` when already computed."""
     if isinstance(x, float):
         if math.isnan(x):
             raise ValueError("NaN has no fixed-point value")
         if math.isinf(x):
-            x = Fraction(2) ** 1024 * (1 if x > 0 else -1)
-    k = round_int(Fraction(x), fmt.frac_bits, fmt.rounding.value)
+            return Fraction(2) ** 1024 * (1 if x > 0 else -1)
+        if fmt.lib == "ac":
+            return _ac_read(x, fmt)
+        if x != 0 and abs(x) < 2.0**-1022:  # ap: subnormal read with the hidden bit
+            mant = int(Fraction(abs(x)) * 2**1074)  # the 52-bit field
+            sign = -1 if x < 0 else 1
+            return sign * Fraction(mant + (1 << 52), 1 << 52) * Fraction(2) ** -1023
+    return exact if exact is not None else Fraction(x)
+
+
+def store(k: int, xr: Fraction, fmt) -> int:
+    """The stored integer for the rounded ``k`` of the value ``xr`` (overflow handling)."""
+    if (fmt.lib == "ac" and fmt.signed and fmt.overflow.value == "sat_zero"
+            and fmt.width % 32 == 0):
+        lo = -(1 << (fmt.width - 1))
+        if k == lo and xr * Fraction(2) ** fmt.frac_bits < lo:
+            return 0
     return overflow_int(k, fmt.width, fmt.signed, fmt.overflow.value)
+
+
+def fixed_int(x, fmt) -> int:
+    """Stored integer of ``x`` (float, int or Fraction; ±inf as ±2^1024) assigned into ``fmt``."""
+    if fmt.sat_bits and fmt.overflow.value == "wrap":
+        raise ValueError("wrap with sat_bits > 0 is not modelled")
+    xr = read(x, fmt)
+    return store(round_int(xr, fmt.frac_bits, fmt.rounding.value), xr, fmt)
+
+
+def _ac_read(x: float, fmt) -> Fraction:
+    """The exact value ac_fixed's constructor works from (division in double, then exact)."""
+    ns = 0 if fmt.signed else 1
+    s = fmt.int_bits + ns + ((32 - fmt.width - ns) & 31)
+    d = x
+    if s >= 0:
+        d = d / float(1 << (s & 31))
+        for _ in range(s >> 5):
+            d = d / 4294967296.0
+    else:
+        d = d * float(1 << (-s & 31))
+        for _ in range((-s) >> 5):
+            d = d * 4294967296.0
+    if math.isinf(d):  # read as ±2^1024 like an infinite input, then scaled back
+        return Fraction(2) ** (1024 + s) * (1 if d > 0 else -1)
+    return Fraction(d) * Fraction(2) ** s
 
 
 def fixed_code(x, fmt) -> int:
