@@ -272,35 +272,39 @@ def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
     if bad_a or bad_b or ba + bb > 62 or max(fa, fb) > 1000:
         return None
     fp, bp = fa + fb, ba + bb
-    pm = (np.int64(0), 0, 0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+    pm = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+    mq = mo = 0
     if mulf is not None:
         d_mul = fp - mulf.frac_bits
         if bp - d_mul > 62:
             return None
-        pm = (np.int64(d_mul), _FIXED_Q[mulf.rounding], _FIXED_O[mulf.overflow],
-              *_int_limits(mulf))
+        pm = (np.int64(d_mul), *_int_limits(mulf))
+        mq, mo = _FIXED_Q[mulf.rounding], _FIXED_O[mulf.overflow]
         fp, bp = mulf.frac_bits, mulf.width
     fc = max(acc.frac_bits, fp)
     sh_acc, sh_p = fc - acc.frac_bits, fc - fp
     if acc.width + sh_acc > 62 or bp + sh_p > 62:
         return None
-    accpar = (np.int64(sh_acc), np.int64(sh_p), np.int64(sh_acc), _FIXED_Q[acc.rounding],
-              _FIXED_O[acc.overflow], *_int_limits(acc))
+    accpar = (np.int64(sh_acc), np.int64(sh_p), np.int64(sh_acc), *_int_limits(acc))
+    kernel = None  # pairwise/exact orders have no integer kernel: only the BLAS tier
+    if order in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+        kernel = _kmf.fixed_matmul_int(order, mulf is not None, mq, mo, _FIXED_Q[acc.rounding],
+                                       _FIXED_O[acc.overflow])
     if mulf is None and sh_acc == 0:
-        res = _fixed_blas(a, bt, fa, fb, sh_p, acc, accpar, order, chunk)
+        res = _fixed_blas(a, bt, fa, fb, sh_p, acc, kernel, accpar, chunk)
         if res is not None:
             return res
-    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+    if kernel is None:
         return None
     ai = (a * 2.0**fa).astype(np.int64)
     bi = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
     out = np.empty((a.shape[0], bt.shape[0]), np.int64)
-    _kmf.fixed_matmul_int(ai, bi, out, order, max(chunk, 1), mulf is not None, pm, accpar)
+    kernel(ai, bi, out, max(chunk, 1), pm, accpar)
     return out.astype(np.float64) * 2.0**-acc.frac_bits
 
 
 def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc: Fixed,
-                accpar: tuple, order: int, chunk: int) -> np.ndarray | None:
+                kernel, accpar: tuple, chunk: int) -> np.ndarray | None:
     """Exact products that land on the accumulator's grid (no rounding in any addition).
 
     Then every order gives the exact integer sum wherever no partial sum can overflow, and
@@ -326,13 +330,13 @@ def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc:
     safe = (bound <= hi) & (bound <= -lo)  # no partial sum can leave [lo, hi]
     rows = np.flatnonzero(~safe.all(axis=1))
     if rows.size:
-        if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+        if kernel is None:
             return None
         ar = (a[rows] * 2.0**fa).astype(np.int64)
         bint = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
         sub = np.empty((rows.size, bt.shape[0]), np.int64)
-        pm = (np.int64(0), 0, 0, np.int64(0), np.int64(0), np.int64(0), np.int64(0))
-        _kmf.fixed_matmul_int(ar, bint, sub, order, max(chunk, 1), False, pm, accpar)
+        pm = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+        kernel(ar, bint, sub, max(chunk, 1), pm, accpar)
         total[rows] = sub
     return total * 2.0**-acc.frac_bits
 
@@ -372,9 +376,9 @@ def _float_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int, chunk: int,
     mulp = _fmt_vector(mulf, sr_bits) if mulf is not None else accp
     out = np.empty((a.shape[0], bt.shape[0]), np.float64)
     bad = np.zeros(a.shape[0], np.int64)
-    _kmf.float_matmul_fast(a, np.ascontiguousarray(bt.T), out, order, max(chunk, 1),
-                           mulf is not None, mk, mq, mminnorm, mmaxbits, 52 - acc.man_bits,
-                           _FLOAT_Q[acc.rounding], minnorm, maxbits, accp, mulp, key, bad)
+    kernel = _kmf.float_matmul_fast(order, mulf is not None, mq, _FLOAT_Q[acc.rounding])
+    kernel(a, np.ascontiguousarray(bt.T), out, max(chunk, 1), mk, mminnorm, mmaxbits,
+           52 - acc.man_bits, minnorm, maxbits, accp, mulp, key, bad)
     return out
 
 

@@ -14,6 +14,8 @@ row of accumulators with branch-free code.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -89,41 +91,50 @@ def int_step(acc, p, sh_acc, sh_p, d, qmode, omode, lo, hi, off, wmask):
     return int_overflow(int_round_shift(t, d, qmode), omode, lo, hi, off, wmask)
 
 
-@pjit
-def fixed_matmul_int(a, b, out, order, chunk, use_mul, pm, acc_par):
-    """Integer datapath matmul: a (M, K) int64, b (K, N) int64; writes the accumulator
-    integers (at the acc scale) to ``out`` (M, N) int64.
+@functools.cache
+def fixed_matmul_int(order, use_mul, mq, mo, q, o):
+    """Integer datapath matmul specialised for one order and the mul/acc modes (closure
+    constants, so the per-step mode dispatch folds away).
 
-    ``pm`` = (d_mul, q, o, lo, hi, off, wmask) rounds a product from scale Fa+Fb into the mul
-    format; ``acc_par`` = (sh_acc, sh_p, d, q, o, lo, hi, off, wmask) accumulates.
+    The kernel takes a (M, K) int64, b (K, N) int64 and writes the accumulator integers (at the
+    acc scale) to ``out`` (M, N) int64. ``pm`` = (d_mul, lo, hi, off, wmask) rounds a product
+    from scale Fa+Fb into the mul format; ``acc_par`` = (sh_acc, sh_p, d, lo, hi, off, wmask)
+    accumulates.
     """
-    m, kk = a.shape
-    nn = b.shape[1]
-    sh_acc, sh_p, d, q, o, lo, hi, off, wmask = acc_par
-    for i in prange(m):
-        acc = np.zeros(nn, np.int64)
-        part = np.zeros(nn, np.int64)
-        for k in range(kk):
-            aik = a[i, k]
-            if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
+
+    def kernel(a, b, out, chunk, pm, acc_par):
+        m, kk = a.shape
+        nn = b.shape[1]
+        sh_acc, sh_p, d, lo, hi, off, wmask = acc_par
+        for i in prange(m):
+            acc = np.zeros(nn, np.int64)
+            part = np.zeros(nn, np.int64)
+            for k in range(kk):
+                aik = a[i, k]
+                if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
+                    for j in range(nn):
+                        acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
+                                          wmask)
+                        part[j] = 0
+                for j in range(nn):
+                    p = aik * b[k, j]
+                    if use_mul:
+                        p = int_overflow(int_round_shift(p, pm[0], mq), mo, pm[1], pm[2], pm[3],
+                                         pm[4])
+                    if order == ORDER_SEQUENTIAL:
+                        acc[j] = int_step(acc[j], p, sh_acc, sh_p, d, q, o, lo, hi, off, wmask)
+                    else:
+                        part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi, off,
+                                           wmask)
+            if order == ORDER_CHUNK and kk > 0:
                 for j in range(nn):
                     acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
                                       wmask)
-                    part[j] = 0
             for j in range(nn):
-                p = aik * b[k, j]
-                if use_mul:
-                    p = int_overflow(int_round_shift(p, pm[0], pm[1]), pm[2], pm[3], pm[4],
-                                     pm[5], pm[6])
-                if order == ORDER_SEQUENTIAL:
-                    acc[j] = int_step(acc[j], p, sh_acc, sh_p, d, q, o, lo, hi, off, wmask)
-                else:
-                    part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi, off, wmask)
-        if order == ORDER_CHUNK and kk > 0:
-            for j in range(nn):
-                acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off, wmask)
-        for j in range(nn):
-            out[i, j] = acc[j]
+                out[i, j] = acc[j]
+
+    kernel.__qualname__ = f"fixed_matmul_int_{order}_{int(use_mul)}_{mq}_{mo}_{q}_{o}"
+    return pjit(kernel)
 
 
 @jit
@@ -149,58 +160,64 @@ def float_step(acc, p, k, qmode, minnorm, maxbits):
     return ok, bits_f64(sign | r)
 
 
-@pjit
-def float_matmul_fast(a, b, out, order, chunk, use_mul, mk, mq, mminnorm, mmaxbits, k, q,
-                      minnorm, maxbits, accp, mulp, key, bad):
-    """Float datapath matmul with products exact in double: a (M, K), b (K, N) doubles.
+@functools.cache
+def float_matmul_fast(order, use_mul, mq, q):
+    """Float datapath matmul with products exact in double, specialised for one order and the
+    mul/acc roundings (closure constants): a (M, K), b (K, N) doubles.
 
     Steps outside the fast domain are redone exactly by the engine (``bad`` counts them).
     Writes the accumulator values (acc-format doubles) to ``out``.
     """
-    m, kk = a.shape
-    nn = b.shape[1]
-    for i in prange(m):
-        acc = np.zeros(nn, np.float64)
-        part = np.zeros(nn, np.float64)
-        nb = 0
-        for kx in range(kk):
-            aik = a[i, kx]
-            if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
+
+    def kernel(a, b, out, chunk, mk, mminnorm, mmaxbits, k, minnorm, maxbits, accp, mulp, key,
+               bad):
+        m, kk = a.shape
+        nn = b.shape[1]
+        for i in prange(m):
+            acc = np.zeros(nn, np.float64)
+            part = np.zeros(nn, np.float64)
+            nb = 0
+            for kx in range(kk):
+                aik = a[i, kx]
+                if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
+                    for j in range(nn):
+                        ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
+                        if not ok:
+                            r = _slow_add(accp, acc[j], part[j], key)
+                            nb += 1
+                        acc[j] = r
+                        part[j] = 0.0
+                for j in range(nn):
+                    p = aik * b[kx, j]
+                    if use_mul:
+                        okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm, mmaxbits)
+                        if okm:
+                            p = bits_f64(sgn | rb)
+                        else:
+                            p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
+                            nb += 1
+                    cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
+                    ok, r = float_step(cur, p, k, q, minnorm, maxbits)
+                    if not ok:
+                        r = _slow_add(accp, cur, p, key)
+                        nb += 1
+                    if order == ORDER_SEQUENTIAL:
+                        acc[j] = r
+                    else:
+                        part[j] = r
+            if order == ORDER_CHUNK and kk > 0:
                 for j in range(nn):
                     ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
                     if not ok:
                         r = _slow_add(accp, acc[j], part[j], key)
                         nb += 1
                     acc[j] = r
-                    part[j] = 0.0
             for j in range(nn):
-                p = aik * b[kx, j]
-                if use_mul:
-                    okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm, mmaxbits)
-                    if okm:
-                        p = bits_f64(sgn | rb)
-                    else:
-                        p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
-                        nb += 1
-                cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
-                ok, r = float_step(cur, p, k, q, minnorm, maxbits)
-                if not ok:
-                    r = _slow_add(accp, cur, p, key)
-                    nb += 1
-                if order == ORDER_SEQUENTIAL:
-                    acc[j] = r
-                else:
-                    part[j] = r
-        if order == ORDER_CHUNK and kk > 0:
-            for j in range(nn):
-                ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
-                if not ok:
-                    r = _slow_add(accp, acc[j], part[j], key)
-                    nb += 1
-                acc[j] = r
-        for j in range(nn):
-            out[i, j] = acc[j]
-        bad[i] = nb
+                out[i, j] = acc[j]
+            bad[i] = nb
+
+    kernel.__qualname__ = f"float_matmul_fast_{order}_{int(use_mul)}_{mq}_{q}"
+    return pjit(kernel)
 
 
 @jit

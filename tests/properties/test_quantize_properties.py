@@ -165,6 +165,10 @@ def test_idempotent(case):
     fmt, x = case
     q = fx.quantize(x, fmt, seed=1)
     assume(_exact_values(fmt))
+    if isinstance(fmt, fx.Fixed):
+        # the vendors read some doubles not at face value (ap: subnormals get the hidden bit;
+        # ac: pre-scaling may underflow), so a register value there need not re-read as itself
+        assume(not np.any((q != 0) & (np.abs(q) < 2.0**-1022 * 2.0**64)))
     if np.isnan(q).any():
         assert isinstance(fmt, fx.Float) and fmt.has_nan
     np.testing.assert_array_equal(_bits(fx.quantize(q[~np.isnan(q)], fmt, seed=2)),
