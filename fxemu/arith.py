@@ -317,10 +317,9 @@ def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc:
     bound = np.abs(ai) @ np.abs(bi)
     if not bound.size or bound.max() >= 2.0**52:
         return None if bound.size else np.zeros(bound.shape)
-    total = ai @ bi  # exact: integer operands and partial sums below 2^53
     if acc.overflow is FixedOverflow.WRAP:
         w = acc.width
-        t = total.astype(np.int64) & ((1 << w) - 1)
+        t = (ai @ bi).astype(np.int64) & ((1 << w) - 1)  # exact: partial sums below 2^53
         if acc.signed:
             t = np.where(t >= 1 << (w - 1), t - (1 << w), t)
         return t.astype(np.float64) * 2.0**-acc.frac_bits
@@ -329,9 +328,12 @@ def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc:
         lo = -hi
     safe = (bound <= hi) & (bound <= -lo)  # no partial sum can leave [lo, hi]
     rows = np.flatnonzero(~safe.all(axis=1))
+    if rows.size and kernel is None:
+        return None
+    if 2 * rows.size > a.shape[0]:
+        return None  # mostly saturating: the caller's integer kernel does every row
+    total = ai @ bi  # exact: integer operands and partial sums below 2^53
     if rows.size:
-        if kernel is None:
-            return None
         ar = (a[rows] * 2.0**fa).astype(np.int64)
         bint = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
         sub = np.empty((rows.size, bt.shape[0]), np.int64)
