@@ -54,12 +54,12 @@ import contextlib
 import ctypes
 import gc
 import hashlib
-import importlib
 import math
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -69,6 +69,9 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import optional_import, with_threads
 
 FIXED_IN = "ap_fixed<16,8>"
 SRC = Path(__file__).resolve().parent / "cxx_mac" / "mac_kernels.cpp"
@@ -152,16 +155,6 @@ class Row:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _import(name: str) -> tuple[object | None, str]:
-    """Import an optional peer; (module, "") or (None, why)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module(name), ""
-    except Exception as exc:  # any failure means "not usable here"
-        return None, f"{type(exc).__name__}: {exc}"
 
 
 Timer = Callable[[], tuple[float, object]]  # one timed call: (seconds, result)
@@ -285,7 +278,7 @@ def _load() -> str:
 
 
 def _blas_threads() -> str:
-    tpc, _ = _import("threadpoolctl")
+    tpc, _ = optional_import("threadpoolctl")
     if tpc is None:
         return "? (threadpoolctl not installed)"
     info = [i for i in tpc.threadpool_info() if i.get("user_api") == "blas"]
@@ -493,15 +486,7 @@ def _attempt(row: Row, fn: Callable[[Row], object]) -> object | None:
 
 def run(args: argparse.Namespace) -> list[Row]:
     """Run every case, print the tables, return the rows."""
-    import numba
-
-    threads = numba.get_num_threads()
-    if args.threads is not None:
-        numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        return _run(args)
-    finally:
-        numba.set_num_threads(threads)
+    return with_threads(args, _run)
 
 
 @dataclass
@@ -643,7 +628,7 @@ def _run(args: argparse.Namespace) -> list[Row]:
         "e8m23": fx.Float(8, 23),
     }
     problems = [(QUICK_PROBLEMS if args.quick else PROBLEMS)[k] for k in args.problems]
-    apy, apy_why = (None, "--no-apytypes") if args.no_apytypes else _import("apytypes")
+    apy, apy_why = (None, "--no-apytypes") if args.no_apytypes else optional_import("apytypes")
     cx, cx_why = (None, "--no-cxx") if args.no_cxx else build_cxx(formats)
 
     print("fxemu MAC benchmark (MAC/s = multiply-accumulates per second)")

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib
 import math
 import os
 import platform
@@ -56,8 +55,12 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import optional_import, with_threads
 
 FIXED_TEXT = "ap_fixed<16,8,AP_RND_CONV,AP_SAT>"
 FORMATS = ("fixed", "e5m10", "e4m3")
@@ -104,16 +107,6 @@ class Row:
 
 
 # -- optional libraries -----------------------------------------------------------------------
-
-
-def _import(name: str) -> tuple[object | None, str]:
-    """Import an optional peer; (module, "") or (None, why)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module(name), ""
-    except Exception as exc:  # any failure means "not usable here"
-        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _version(mod: object | None) -> str:
@@ -533,15 +526,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> list[Row]:
     """Run every case at every size, print the tables, return the rows."""
-    import numba
-
-    threads = numba.get_num_threads()
-    if args.threads is not None:
-        numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        return _run(args)
-    finally:
-        numba.set_num_threads(threads)
+    return with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> list[Row]:
@@ -554,7 +539,7 @@ def _run(args: argparse.Namespace) -> list[Row]:
         "e5m10": fx.Float(*FLOAT_BITS["e5m10"]),
         "e4m3": fx.Float(*FLOAT_BITS["e4m3"]),
     }
-    peers = {name: _import(name) for name in ("apytypes", "fxpmath", "pychop", "ml_dtypes")}
+    peers = {name: optional_import(name) for name in ("apytypes", "fxpmath", "pychop", "ml_dtypes")}
 
     print("fxemu quantize benchmark")
     print(f"  python {platform.python_version()} on {platform.platform()}")
