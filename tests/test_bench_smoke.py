@@ -1,4 +1,4 @@
-"""Smoke test: the quantize benchmark runs end to end on a tiny input (no timing claims)."""
+"""Smoke tests: the benchmark scripts run end to end on tiny inputs (no timing claims)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_quantize.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_quantize", BENCH)
+def _load(name: str):
+    """Import ``benchmarks/<name>.py`` for the duration of a test module."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up here
     try:
@@ -21,6 +21,11 @@ def bench():
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    yield from _load("bench_quantize")
 
 
 def test_quick_run(bench, capsys):
@@ -43,19 +48,9 @@ def test_rows_agree_with_numpy_expression(bench):
     assert len(fxemu) == 6 and all(r.n_timed == 10_000 and r.seconds > 0 for r in fxemu)
 
 
-BENCH_MAC = BENCH.parent / "bench_mac.py"
-
-
 @pytest.fixture(scope="module")
 def bench_mac():
-    spec = importlib.util.spec_from_file_location("bench_mac", BENCH_MAC)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from _load("bench_mac")
 
 
 def test_mac_quick_run(bench_mac, capsys):
