@@ -225,10 +225,18 @@ def test_every_code_round_trips(fmt):
     back = fx.to_bits(v[~np.isnan(v)], fmt, seed=5)
     keep = codes[~np.isnan(v)]
     if isinstance(fmt, fx.Fixed):
+        # the vendors read some tiny doubles not at face value: ap gives a subnormal double
+        # the hidden bit, ac pre-scales by 2^-(I+!S+pad) in double (see fixed_oracle.read)
+        ns = 0 if fmt.signed else 1
+        shift = fmt.int_bits + ns + ((32 - fmt.width - ns) & 31) if fmt.lib == "ac" else 0
+        tiny = 2.0 ** max(shift - 1022, -1074)
+        vv = v[~np.isnan(v)]
+        face = (vv == 0) | (np.abs(vv) >= tiny)
+        back, keep = back[face], keep[face]
         if fmt.overflow is fx.FixedOverflow.SAT_SYM and fmt.signed:
             # min_int counts as overflow: it saturates to min | 1 (-max; min itself at W = 1)
             lo = np.uint64(1 << (fmt.width - 1))
-            assert back[keep == lo] == np.uint64((1 << (fmt.width - 1)) | 1)
+            assert np.all(back[keep == lo] == np.uint64((1 << (fmt.width - 1)) | 1))
             back, keep = back[keep != lo], keep[keep != lo]
         np.testing.assert_array_equal(back, keep)
         return
@@ -283,6 +291,8 @@ def test_stochastic_result_is_a_neighbour(case, seed):
     fmt, x = case
     if isinstance(fmt, fx.Float):
         x = x[np.abs(x) <= fmt.max]  # at overflow the "up" neighbour follows the overflow rule
+    else:  # the vendors read subnormal doubles (ap) and tiny ones (ac) not at face value
+        x = x[(x == 0) | (np.abs(x) >= 2.0**-958)]
     q = fx.quantize(x, fmt, seed=seed)
     for xi, qi in zip(x.tolist(), q.tolist(), strict=True):
         assert Fraction(qi) in _neighbours(xi, fmt), (str(fmt), xi.hex(), qi)
