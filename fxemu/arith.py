@@ -291,32 +291,43 @@ def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
         kernel = _kmf.fixed_matmul_int(order, mulf is not None, mq, mo, _FIXED_Q[acc.rounding],
                                        _FIXED_O[acc.overflow])
     if mulf is None and sh_acc == 0:
-        res = _fixed_blas(a, bt, fa, fb, sh_p, acc, kernel, accpar, chunk)
+        res = _fixed_blas(a, bt, fa, fb, sh_p, acc)
         if res is not None:
             return res
     if kernel is None:
         return None
-    ai = (a * 2.0**fa).astype(np.int64)
-    bi = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
+    ai = _to_int(a, fa)
+    bi = np.ascontiguousarray(_to_int(bt, fb).T)
     out = np.empty((a.shape[0], bt.shape[0]), np.int64)
     kernel(ai, bi, out, max(chunk, 1), pm, accpar)
     return out.astype(np.float64) * 2.0**-acc.frac_bits
 
 
-def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc: Fixed,
-                kernel, accpar: tuple, chunk: int) -> np.ndarray | None:
+def _to_int(x: np.ndarray, f: int) -> np.ndarray:
+    """The integers x·2^f (exact: the caller checked every element is one)."""
+    out = np.empty(x.shape, np.int64)
+    _kmf.scaled_int(x, 2.0**f, out)
+    return out
+
+
+def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int,
+                acc: Fixed) -> np.ndarray | None:
     """Exact products that land on the accumulator's grid (no rounding in any addition).
 
-    Then every order gives the exact integer sum wherever no partial sum can overflow, and
-    wrapping is modular, so order-free too. When the bound sum_k |a·b| stays below 2^52, a
-    float64 BLAS product of the integer operands is exact. Outputs whose bound could reach
-    the saturation limits are recomputed by the sequential integer kernel.
+    Then every order gives the exact integer sum when no partial sum can overflow, and
+    wrapping is modular, so order-free too. With the cheap bound
+    ``sum_k |a_ik| · max_k |b_kj|`` below 2^52 a float64 BLAS product of the integer operands
+    is exact; when the bound also stays inside the saturation limits, that product is the
+    result. Otherwise None: the integer kernel runs the datapath step by step (mixing BLAS and
+    kernel threads in one call would only make them wait for each other).
     """
     ai = a * 2.0 ** (fa + sh_p)  # exact power-of-two scalings to integers
     bi = (bt * 2.0**fb).T
-    bound = np.abs(ai) @ np.abs(bi)
-    if not bound.size or bound.max() >= 2.0**52:
-        return None if bound.size else np.zeros(bound.shape)
+    bound = np.outer(np.abs(ai).sum(axis=1), np.abs(bi).max(axis=0, initial=0.0))
+    if not bound.size:
+        return np.zeros(bound.shape)
+    if bound.max() >= 2.0**52:
+        return None
     if acc.overflow is FixedOverflow.WRAP:
         w = acc.width
         t = (ai @ bi).astype(np.int64) & ((1 << w) - 1)  # exact: partial sums below 2^53
@@ -326,21 +337,9 @@ def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int, acc:
     lo, hi = float(acc.min_int), float(acc.max_int)
     if acc.overflow is FixedOverflow.SAT_SYM and acc.signed:
         lo = -hi
-    safe = (bound <= hi) & (bound <= -lo)  # no partial sum can leave [lo, hi]
-    rows = np.flatnonzero(~safe.all(axis=1))
-    if rows.size and kernel is None:
+    if bound.max() > min(hi, -lo):  # a partial sum might leave [lo, hi]
         return None
-    if 2 * rows.size > a.shape[0]:
-        return None  # mostly saturating: the caller's integer kernel does every row
-    total = ai @ bi  # exact: integer operands and partial sums below 2^53
-    if rows.size:
-        ar = (a[rows] * 2.0**fa).astype(np.int64)
-        bint = np.ascontiguousarray((bt * 2.0**fb).astype(np.int64).T)
-        sub = np.empty((rows.size, bt.shape[0]), np.int64)
-        pm = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0))
-        kernel(ar, bint, sub, max(chunk, 1), pm, accpar)
-        total[rows] = sub
-    return total * 2.0**-acc.frac_bits
+    return (ai @ bi) * 2.0**-acc.frac_bits  # exact: integer operands, partial sums < 2^53
 
 
 def _float_sig_bits(x: np.ndarray) -> tuple[int, int, int, int]:

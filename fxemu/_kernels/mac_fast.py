@@ -42,6 +42,7 @@ O_WRAP = 3
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
+_ROWS = 64  # rows per parallel block (scratch is reused within a block)
 
 
 @jit
@@ -106,32 +107,37 @@ def fixed_matmul_int(order, use_mul, mq, mo, q, o):
         m, kk = a.shape
         nn = b.shape[1]
         sh_acc, sh_p, d, lo, hi, off, wmask = acc_par
-        for i in prange(m):
-            acc = np.zeros(nn, np.int64)
-            part = np.zeros(nn, np.int64)
-            for k in range(kk):
-                aik = a[i, k]
-                if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
+        nblocks = (m + _ROWS - 1) // _ROWS
+        for blk in prange(nblocks):  # scratch allocated once per block of rows
+            acc = np.empty(nn, np.int64)
+            part = np.empty(nn, np.int64)
+            for i in range(blk * _ROWS, min(m, (blk + 1) * _ROWS)):
+                acc[:] = 0
+                part[:] = 0
+                for k in range(kk):
+                    aik = a[i, k]
+                    if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
+                        for j in range(nn):
+                            acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo,
+                                              hi, off, wmask)
+                            part[j] = 0
+                    for j in range(nn):
+                        p = aik * b[k, j]
+                        if use_mul:
+                            p = int_overflow(int_round_shift(p, pm[0], mq), mo, pm[1], pm[2],
+                                             pm[3], pm[4])
+                        if order == ORDER_SEQUENTIAL:
+                            acc[j] = int_step(acc[j], p, sh_acc, sh_p, d, q, o, lo, hi, off,
+                                              wmask)
+                        else:
+                            part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi,
+                                               off, wmask)
+                if order == ORDER_CHUNK and kk > 0:
                     for j in range(nn):
                         acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
                                           wmask)
-                        part[j] = 0
                 for j in range(nn):
-                    p = aik * b[k, j]
-                    if use_mul:
-                        p = int_overflow(int_round_shift(p, pm[0], mq), mo, pm[1], pm[2], pm[3],
-                                         pm[4])
-                    if order == ORDER_SEQUENTIAL:
-                        acc[j] = int_step(acc[j], p, sh_acc, sh_p, d, q, o, lo, hi, off, wmask)
-                    else:
-                        part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi, off,
-                                           wmask)
-            if order == ORDER_CHUNK and kk > 0:
-                for j in range(nn):
-                    acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
-                                      wmask)
-            for j in range(nn):
-                out[i, j] = acc[j]
+                    out[i, j] = acc[j]
 
     kernel.__qualname__ = f"fixed_matmul_int_{order}_{int(use_mul)}_{mq}_{mo}_{q}_{o}"
     return pjit(kernel)
@@ -173,48 +179,53 @@ def float_matmul_fast(order, use_mul, mq, q):
                bad):
         m, kk = a.shape
         nn = b.shape[1]
-        for i in prange(m):
-            acc = np.zeros(nn, np.float64)
-            part = np.zeros(nn, np.float64)
-            nb = 0
-            for kx in range(kk):
-                aik = a[i, kx]
-                if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
+        nblocks = (m + _ROWS - 1) // _ROWS
+        for blk in prange(nblocks):  # scratch allocated once per block of rows
+            acc = np.empty(nn, np.float64)
+            part = np.empty(nn, np.float64)
+            for i in range(blk * _ROWS, min(m, (blk + 1) * _ROWS)):
+                acc[:] = 0.0
+                part[:] = 0.0
+                nb = 0
+                for kx in range(kk):
+                    aik = a[i, kx]
+                    if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
+                        for j in range(nn):
+                            ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
+                            if not ok:
+                                r = _slow_add(accp, acc[j], part[j], key)
+                                nb += 1
+                            acc[j] = r
+                            part[j] = 0.0
+                    for j in range(nn):
+                        p = aik * b[kx, j]
+                        if use_mul:
+                            okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm,
+                                                              mmaxbits)
+                            if okm:
+                                p = bits_f64(sgn | rb)
+                            else:
+                                p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
+                                nb += 1
+                        cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
+                        ok, r = float_step(cur, p, k, q, minnorm, maxbits)
+                        if not ok:
+                            r = _slow_add(accp, cur, p, key)
+                            nb += 1
+                        if order == ORDER_SEQUENTIAL:
+                            acc[j] = r
+                        else:
+                            part[j] = r
+                if order == ORDER_CHUNK and kk > 0:
                     for j in range(nn):
                         ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
                         if not ok:
                             r = _slow_add(accp, acc[j], part[j], key)
                             nb += 1
                         acc[j] = r
-                        part[j] = 0.0
                 for j in range(nn):
-                    p = aik * b[kx, j]
-                    if use_mul:
-                        okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm, mmaxbits)
-                        if okm:
-                            p = bits_f64(sgn | rb)
-                        else:
-                            p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
-                            nb += 1
-                    cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
-                    ok, r = float_step(cur, p, k, q, minnorm, maxbits)
-                    if not ok:
-                        r = _slow_add(accp, cur, p, key)
-                        nb += 1
-                    if order == ORDER_SEQUENTIAL:
-                        acc[j] = r
-                    else:
-                        part[j] = r
-            if order == ORDER_CHUNK and kk > 0:
-                for j in range(nn):
-                    ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
-                    if not ok:
-                        r = _slow_add(accp, acc[j], part[j], key)
-                        nb += 1
-                    acc[j] = r
-            for j in range(nn):
-                out[i, j] = acc[j]
-            bad[i] = nb
+                    out[i, j] = acc[j]
+                bad[i] = nb
 
     kernel.__qualname__ = f"float_matmul_fast_{order}_{int(use_mul)}_{mq}_{q}"
     return pjit(kernel)
@@ -268,3 +279,12 @@ def span(xb):
             highest = max(highest, lead)
             sig = max(sig, lead - (e + tz) + 1)
     return lowest, highest, sig, bad
+
+
+@pjit
+def scaled_int(x, scale, out):
+    """``out = int64(x·scale)`` for operands the caller proved to be integers after scaling."""
+    flat_x = x.reshape(-1)
+    flat_o = out.reshape(-1)
+    for i in prange(flat_x.shape[0]):
+        flat_o[i] = np.int64(flat_x[i] * scale)
