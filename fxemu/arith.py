@@ -3,8 +3,10 @@
 Every operation computes the exact result (products of doubles are 106-bit exact; sums are
 exact in a 128-bit window whose lost low bits only feed the sticky bit) and rounds it once
 into the target format: fixed results are exactly ``ap_fixed`` assignment of the exact value,
-float results are correctly rounded with the format's rounding (FTZ formats flush subnormal
-results). Operands are float64 arrays holding the values of their formats.
+float results are correctly rounded with the format's rounding. An FTZ target reads operands
+below its smallest normal as zeros of the same sign (DAZ) and flushes subnormal results (for a
+``Mac``: the ``mul`` format's setting, or the accumulator's without one). Operands are float64
+arrays holding the values of their formats.
 """
 
 from __future__ import annotations
@@ -175,6 +177,15 @@ def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple
         return s, ok & (err2 == 0) & np.isfinite(s)
 
 
+def _daz(x: np.ndarray, fmt: Fixed | Float | None) -> np.ndarray:
+    """Inputs of an FTZ float datapath: values below its smallest normal read as zero of the
+    same sign (DAZ); unchanged otherwise."""
+    if not isinstance(fmt, Float) or fmt.subnormals:
+        return x
+    tiny = (x != 0) & (np.abs(x) < fmt.smallest_normal)
+    return np.where(tiny, np.copysign(0.0, x), x) if tiny.any() else x
+
+
 def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
                  *xs: object) -> np.ndarray:
     f = as_format(fmt)
@@ -185,7 +196,7 @@ def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
         shapes = " and ".join(str(np.shape(a)) for a in arrs)
         raise ValueError(msg("operands", "must broadcast together", shapes)) from None
     shape = arrs[0].shape
-    flat = [np.ascontiguousarray(a).reshape(-1) for a in arrs]
+    flat = [_daz(np.ascontiguousarray(a).reshape(-1), f) for a in arrs]
     while len(flat) < 3:
         flat.append(np.zeros_like(flat[0]))
     bits, key = _sr(f, seed, sr_bits)
@@ -392,6 +403,9 @@ def _mac_matmul(a: np.ndarray, bt: np.ndarray, mac: Mac, seed: int | None,
     keyed = next((f for f in (mac.acc, mac.mul, mac.out) if _stochastic(f)), mac.acc)
     bits, key = _sr(keyed, seed, sr_bits)
     accp, mulp, outp, use_mul, order, chunk = mac._kernel_args(bits)
+    # an FTZ multiplier (or, without one, an FTZ accumulator) reads subnormal operands as zero
+    first = mac.mul if mac.mul is not None else mac.acc
+    a, bt = _daz(a, first), _daz(bt, first)
     if mac.out is None or not _stochastic(mac.out):
         fast = _fixed_fast(a, bt, mac, order, chunk)
         if fast is None:
