@@ -270,3 +270,27 @@ def test_ftz_reads_subnormal_operands_as_zero() -> None:
     # a Mac reads its operands through the multiplier (here the FTZ accumulator)
     assert fx.dot([sub, 1.0], [2.0**14, 1.0], fx.Mac(ftz)) == 1.0
     assert fx.dot([sub, 1.0], [2.0**14, 1.0], fx.Mac("float16")) == 1.0 + 2.0**-6
+
+
+@pytest.mark.parametrize(("fin", "acc", "mul", "order"), [
+    ("ap_fixed<16,8>", "ap_fixed<32,16,AP_RND_CONV,AP_SAT>", None, "sequential"),
+    ("ap_fixed<16,8>", "ap_fixed<20,8,AP_RND,AP_SAT>", "ap_fixed<16,6,AP_RND,AP_SAT>", "chunk:5"),
+    ("float16", "float16", None, "sequential"),
+    ("float16", fx.Float(5, 10, rounding="stochastic"), None, "pairwise"),
+], ids=str)
+def test_mac_results_do_not_depend_on_thread_count(fin, acc, mul, order) -> None:
+    import numba
+
+    rng = np.random.default_rng(4)
+    a = fx.quantize(rng.standard_normal((300, 120)) * 8, fin)
+    b = fx.quantize(rng.standard_normal((120, 9)) * 8, fin)
+    mac = fx.Mac(acc=acc, mul=mul, order=order)
+    n0 = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fx.matmul(a, b, mac, seed=3)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = fx.matmul(a, b, mac, seed=3)
+    finally:
+        numba.set_num_threads(n0)
+    np.testing.assert_array_equal(one.view(np.uint64), many.view(np.uint64))
