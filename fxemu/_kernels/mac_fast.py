@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
-from .convert import float_fast_element
+from .convert import O_SAT, O_SAT_SYM, O_SAT_ZERO, float_fast_element
 from .exact import add_parts, bitlen64, from_double
 from .fmt import code_value, round_parts, value_code
 from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL
@@ -34,11 +34,6 @@ from .rounding import (
     HALF_ZERO,
     TO_ZERO,
 )
-
-O_SAT = 0
-O_SAT_ZERO = 1
-O_SAT_SYM = 2
-O_WRAP = 3
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
