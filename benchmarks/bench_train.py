@@ -27,6 +27,10 @@ from fxemu.train import TrainConfig, train
 
 def _rate(step, batches: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float:
     step(*batches[0])  # warm-up (compilation, caches)
+    return _timed(step, batches, repeats)
+
+
+def _timed(step, batches: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -85,14 +89,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# bench_train: {platform.processor() or platform.machine()}, numba threads "
           f"{threads}, numpy {np.__version__}, load {os.getloadavg()[0]:.1f}")
     rows = []
-    native = _rate(fxemu_step("native", "fw32bw32"), b64, args.repeats)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # as fxemu.train.train runs
+        native = _rate(fxemu_step("native", "fw32bw32"), b64, args.repeats)
+        emulated = [(pol, _rate(fxemu_step("emulated", pol), b64[:3], args.repeats))
+                    for pol in ("fw32bw32", "fw16bw16", "fixed16")]
     rows.append(("fxemu native", "fw32bw32 (float32)", native))
     ts = torch_step(threads)
     if ts is not None:
         rows.append(("PyTorch CPU", "float32", _rate(ts, b32, args.repeats)))
-    for pol in ("fw32bw32", "fw16bw16", "fixed16"):
-        rows.append(("fxemu emulated", pol, _rate(fxemu_step("emulated", pol), b64[:3],
-                                                  args.repeats)))
+    rows += [("fxemu emulated", pol, r) for pol, r in emulated]
     print("\n| backend | policy | samples/s | vs PyTorch |\n|---|---|---:|---:|")
     ref = next((r for _, p, r in rows if p == "float32"), None)
     for name, pol, r in rows:

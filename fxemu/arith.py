@@ -21,6 +21,7 @@ from ._errors import msg
 from ._kernels import fmt as _kf
 from ._kernels import mac as _km
 from ._kernels import mac_fast as _kmf
+from ._kernels import pool as _kp
 from ._kernels import rounding as _kr
 from .formats import Fixed, FixedOverflow, Float, FloatRounding, Special
 from .quantize import (
@@ -534,11 +535,10 @@ def maxpool2d(x: object, size: int = 2) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(msg("maxpool2d", "needs x (N, C, H, W) and an int size >= 1",
                              f"{xa.shape}, {size}"))
     n, c, h, w = xa.shape
-    ho, wo = h // size, w // size
-    win = xa[:, :, :ho * size, :wo * size].reshape(n, c, ho, size, wo, size)
-    win = win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, size * size)
-    arg = np.argmax(win, axis=-1)  # first occurrence of the maximum
-    return np.take_along_axis(win, arg[..., None], axis=-1)[..., 0], arg
+    out = np.empty((n, c, h // size, w // size), np.float64)
+    arg = np.empty(out.shape, np.int64)
+    _kp.maxpool_forward(xa, size, out, arg)
+    return out, arg
 
 
 def maxpool2d_backward(grad: object, argmax: np.ndarray, input_shape: tuple[int, ...],
@@ -551,9 +551,14 @@ def maxpool2d_backward(grad: object, argmax: np.ndarray, input_shape: tuple[int,
         raise ValueError(msg("maxpool2d_backward", "grad and argmax must have one (N, C, Ho, Wo)"
                              " shape", f"{ga.shape}, {arg.shape}"))
     n, c, ho, wo = ga.shape
-    out = np.zeros(input_shape, np.float64)
-    win = np.zeros((n, c, ho, wo, size * size), np.float64)
-    np.put_along_axis(win, arg[..., None], ga[..., None], axis=-1)
-    win = win.reshape(n, c, ho, wo, size, size).transpose(0, 1, 2, 4, 3, 5)
-    out[:, :, :ho * size, :wo * size] = win.reshape(n, c, ho * size, wo * size)
+    shape = tuple(int(v) for v in input_shape)
+    if (len(shape) != 4 or shape[:2] != (n, c) or shape[2] // size != ho
+            or shape[3] // size != wo):
+        raise ValueError(msg("maxpool2d_backward", "input_shape must pool to grad's shape",
+                             f"{shape} with size {size} vs {ga.shape}"))
+    if arg.size and (arg.min() < 0 or arg.max() >= size * size):
+        raise ValueError(msg("maxpool2d_backward", f"argmax must be in 0..{size * size - 1}",
+                             f"{arg.min()}..{arg.max()}"))
+    out = np.empty(shape, np.float64)
+    _kp.maxpool_backward(ga, np.ascontiguousarray(arg, dtype=np.int64), size, out)
     return out

@@ -294,3 +294,34 @@ def test_mac_results_do_not_depend_on_thread_count(fin, acc, mul, order) -> None
     finally:
         numba.set_num_threads(n0)
     np.testing.assert_array_equal(one.view(np.uint64), many.view(np.uint64))
+
+
+def _numpy_maxpool(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    n, c, h, w = x.shape
+    ho, wo = h // size, w // size
+    win = x[:, :, :ho * size, :wo * size].reshape(n, c, ho, size, wo, size)
+    win = win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, size * size)
+    arg = np.argmax(win, axis=-1)
+    return np.take_along_axis(win, arg[..., None], axis=-1)[..., 0], arg
+
+
+@pytest.mark.parametrize(("shape", "size"), [((3, 4, 26, 26), 2), ((2, 3, 7, 9), 3),
+                                             ((1, 2, 5, 5), 2)])
+def test_maxpool_matches_numpy_argmax_selection(shape, size) -> None:
+    rng = np.random.default_rng(6)
+    x = np.round(rng.standard_normal(shape) * 2) / 2  # many ties
+    x.flat[::17] = np.nan
+    x.flat[5::23] = -0.0
+    p, arg = fx.maxpool2d(x, size)
+    rp, rarg = _numpy_maxpool(x, size)
+    np.testing.assert_array_equal(arg, rarg)
+    np.testing.assert_array_equal(p.view(np.uint64), rp.view(np.uint64))
+    g = rng.standard_normal(p.shape)
+    back = fx.maxpool2d_backward(g, arg, x.shape, size)
+    assert back.shape == x.shape and np.count_nonzero(back) <= g.size
+    n, c, ho, wo = g.shape
+    for i, j, y, z in [(0, 0, 0, 0), (n - 1, c - 1, ho - 1, wo - 1)]:
+        k = arg[i, j, y, z]
+        assert back[i, j, y * size + k // size, z * size + k % size] == g[i, j, y, z]
+    with pytest.raises(ValueError, match="argmax must be in"):
+        fx.maxpool2d_backward(g, arg + size * size, x.shape, size)
