@@ -21,9 +21,9 @@ from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
 from .convert import O_SAT, O_SAT_SYM, O_SAT_ZERO, float_fast_element
-from .exact import add_parts, bitlen64, from_double
-from .fmt import code_value, round_parts, value_code
-from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL
+from .exact import bitlen64, from_double
+from .fmt import code_value, value_code
+from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL, _add_nodes
 from .rounding import (
     CEIL,
     FLOOR,
@@ -228,15 +228,14 @@ def float_matmul_fast(order, use_mul, mq, q):
 
 @jit
 def _slow_add(accp, x, y, key):
-    """Exact-engine ``R_acc(x + y)`` for doubles holding values (IEEE for inf/NaN)."""
-    if not (np.isfinite(x) and np.isfinite(y)):
-        return code_value(accp, value_code(accp, f64_bits(x + y), key, 0), 0.0)
+    """Exact-engine ``R_acc(x + y)`` for doubles holding values (IEEE for inf/NaN): the
+    engine's node addition, with each double as a node."""
     n1, h1, l1, e1, _ = from_double(f64_bits(x))
     n2, h2, l2, e2, _ = from_double(f64_bits(y))
-    sn, sh, sl, se, ss = add_parts(n1, h1, l1, e1, n2, h2, l2, e2)
-    if sh == _U0 and sl == _U0 and not ss:
-        return x + y
-    return code_value(accp, round_parts(accp, sn, sh, sl, se, ss, False, key, 0), 0.0)
+    s1 = 0.0 if np.isfinite(x) else x
+    s2 = 0.0 if np.isfinite(y) else y
+    return code_value(accp, _add_nodes(accp, n1, h1, l1, e1, s1, n2, h2, l2, e2, s2, key, 0),
+                      0.0)
 
 
 
