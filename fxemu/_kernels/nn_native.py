@@ -17,8 +17,9 @@ dtype), no fused multiply-add (fastmath stays off), every sum in a fixed order:
   window whose pooled value is > 0 (ReLU'(0) = 0): one position in four at most, so the
   26×26 gradient is never formed. Per sample n and filter c, each tap's sum
   ``Σ_q g[n, c, q] · x[n, i_q + di, j_q + dj]`` (and the bias's ``Σ_q g``) runs over the
-  live cells q in order from 0 ((i_q, j_q) the cell's argmax position); the per-sample sums
-  are then added over n in order. Samples are split among threads, each writing its own
+  cells q in order from 0 ((i_q, j_q) the cell's argmax position; a dead cell has g = +0 and
+  adds an exact zero for finite x, so the sum is that over the live cells); the per-sample
+  sums are then added over n in order. Samples are split among threads, each writing its own
   row, and the final sum is serial, so the result does not depend on the thread count.
 """
 
@@ -30,6 +31,8 @@ from numba import prange
 from ._jit import jit, pjit
 
 CELLS = 169  # 13 × 13 pooled cells
+#: flat index in a 28×28 image of the top-left conv output of each pooled cell's window
+CELL_BASE = np.array([56 * (q // 13) + 2 * (q % 13) for q in range(CELLS)], np.uint16)
 
 
 @jit
@@ -40,18 +43,19 @@ def _taps(w0, w1, w2, w3, w4, w5, w6, w7, w8, p00, p01, p02, p10, p11, p12, p20,
 
 
 @jit
-def _first_max(best, bi, v, k):
-    """Window maximum so far and its slot, updated by slot k's value v (a NaN is the
-    maximum; the first maximum wins)."""
+def _first_max(best, where, v, at):
+    """Window maximum so far and where it is, updated by value v found at ``at`` (a NaN is
+    the maximum; the first maximum wins)."""
     if (v > best) or (np.isnan(v) and not np.isnan(best)):
-        return v, k
-    return best, bi
+        return v, at
+    return best, where
 
 
 @pjit
-def conv_relu_pool_forward(x, w, b, h, arg):
-    """Pooled activations h (N, F, 169) and window argmax arg (N, F, 169, int8) of images
-    x (N, 28, 28) under taps w (F, 9) and biases b (F,)."""
+def conv_relu_pool_forward(x, w, b, base, h, pos):
+    """Pooled activations h (N, F, 169) of images x (N, 28, 28) under taps w (F, 9) and
+    biases b (F,), and pos (N, F, 169): the flat index in the 28×28 image of the conv output
+    each window's maximum came from (the argmax; ``base`` is :data:`CELL_BASE`)."""
     n, f, cells = h.shape
     zero = np.zeros(1, h.dtype)[0]
     for i in prange(n):
@@ -67,7 +71,7 @@ def conv_relu_pool_forward(x, w, b, h, arg):
             w6, w7, w8 = w[c, 6], w[c, 7], w[c, 8]
             bc = b[c]
             hc = h[i, c]
-            ac = arg[i, c]
+            pc = pos[i, c]
             for q in range(cells):
                 x00, x01, x02, x03 = pi[0, q], pi[1, q], pi[2, q], pi[3, q]
                 x10, x11, x12, x13 = pi[4, q], pi[5, q], pi[6, q], pi[7, q]
@@ -81,46 +85,40 @@ def conv_relu_pool_forward(x, w, b, h, arg):
                            x10, x11, x12, x20, x21, x22, x30, x31, x32) + bc
                 v3 = _taps(w0, w1, w2, w3, w4, w5, w6, w7, w8,
                            x11, x12, x13, x21, x22, x23, x31, x32, x33) + bc
-                best, bi = _first_max(v0, 0, v1, 1)
-                best, bi = _first_max(best, bi, v2, 2)
-                best, bi = _first_max(best, bi, v3, 3)
+                best, bo = _first_max(v0, 0, v1, 1)
+                best, bo = _first_max(best, bo, v2, 28)
+                best, bo = _first_max(best, bo, v3, 29)
                 if not (best > 0) and not np.isnan(best):
                     best = zero  # ReLU
                 hc[q] = best
-                ac[q] = bi
+                pc[q] = base[q] + bo
 
 
 @pjit
-def conv_relu_pool_backward(x, h, arg, dh, part, dwb):
+def conv_relu_pool_backward(x, h, pos, dh, part, dwb):
     """Conv weight and bias gradient dwb (F, 10) (lanes 0..8 the taps in row-major order,
-    lane 9 the bias) from images x (N, 28, 28), the forward's h and arg (N, F, 169) and the
+    lane 9 the bias) from images x (N, 28, 28), the forward's h and pos (N, F, 169) and the
     pooled gradient dh (N, F, 169); part (N, F, 10) is scratch for the per-sample sums.
     Order in the module docstring."""
     n, f, cells = h.shape
     for i in prange(n):
-        patch = np.empty((676, 9), part.dtype)  # patch[26u + v, t] = x[u + di, v + dj]
-        for u in range(26):
-            for v in range(26):
-                for t in range(9):
-                    patch[26 * u + v, t] = x[i, u + t // 3, v + t % 3]
         zero = np.zeros(1, part.dtype)[0]
+        xi = x[i].reshape(784)
         for c in range(f):
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = zero
             for q in range(cells):
-                if h[i, c, q] > 0:
-                    g = dh[i, c, q]
-                    k = arg[i, c, q]
-                    r = 26 * (2 * (q // 13) + k // 2) + 2 * (q % 13) + k % 2
-                    a0 += g * patch[r, 0]
-                    a1 += g * patch[r, 1]
-                    a2 += g * patch[r, 2]
-                    a3 += g * patch[r, 3]
-                    a4 += g * patch[r, 4]
-                    a5 += g * patch[r, 5]
-                    a6 += g * patch[r, 6]
-                    a7 += g * patch[r, 7]
-                    a8 += g * patch[r, 8]
-                    a9 += g
+                g = dh[i, c, q] if h[i, c, q] > 0 else zero
+                o = pos[i, c, q]
+                a0 += g * xi[o]
+                a1 += g * xi[o + 1]
+                a2 += g * xi[o + 2]
+                a3 += g * xi[o + 28]
+                a4 += g * xi[o + 29]
+                a5 += g * xi[o + 30]
+                a6 += g * xi[o + 56]
+                a7 += g * xi[o + 57]
+                a8 += g * xi[o + 58]
+                a9 += g
             part[i, c, 0], part[i, c, 1], part[i, c, 2] = a0, a1, a2
             part[i, c, 3], part[i, c, 4], part[i, c, 5] = a3, a4, a5
             part[i, c, 6], part[i, c, 7], part[i, c, 8] = a6, a7, a8

@@ -38,7 +38,8 @@ class NativeBackend(Backend):
 
     def conv_relu_pool(self, x, w, b):
         """Fused (:mod:`fxemu._kernels.nn_native`): the N×12×26×26 conv output is never
-        stored; the context is the images, the pooled activations and their window argmax."""
+        stored; the context is the images, the pooled activations and the flat image index of
+        each window's argmax."""
         x = self._c(x)
         if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or w.shape != (12, 1, 3, 3) \
                 or b.shape != (12,):
@@ -47,18 +48,19 @@ class NativeBackend(Backend):
         n = x.shape[0]
         x = x.reshape(n, 28, 28)
         h = np.empty((n, 12, _kn.CELLS), self.dtype)
-        arg = np.empty((n, 12, _kn.CELLS), np.int8)
-        _kn.conv_relu_pool_forward(x, self._c(w).reshape(12, 9), self._c(b), h, arg)
-        return h.reshape(n, 12, 13, 13), (x, h, arg)
+        pos = np.empty((n, 12, _kn.CELLS), np.uint16)
+        _kn.conv_relu_pool_forward(x, self._c(w).reshape(12, 9), self._c(b), _kn.CELL_BASE, h,
+                                   pos)
+        return h.reshape(n, 12, 13, 13), (x, h, pos)
 
     def conv_relu_pool_backward(self, ctx, dh):
-        x, h, arg = ctx
+        x, h, pos = ctx
         if dh.size != h.size:
             raise ValueError(msg("conv_relu_pool_backward", "dh must have the pooled shape",
                                  f"{dh.shape} for {h.shape}"))
         dh = self._c(dh).reshape(h.shape)
         dwb = np.empty((12, 10), self.dtype)
-        _kn.conv_relu_pool_backward(x, h, arg, dh, np.empty((h.shape[0], 12, 10), self.dtype),
+        _kn.conv_relu_pool_backward(x, h, pos, dh, np.empty((h.shape[0], 12, 10), self.dtype),
                                     dwb)
         return np.ascontiguousarray(dwb[:, :9]).reshape(12, 1, 3, 3), dwb[:, 9].copy()
 

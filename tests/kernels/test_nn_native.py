@@ -18,6 +18,13 @@ from fxemu.policy import PRESETS
 POLICY = {np.float32: "fw32bw32", np.float64: "float64"}
 
 
+def _arg(ctx) -> np.ndarray:
+    """The window argmax (row-major slot 0..3) from the fused forward's flat positions."""
+    pos = ctx[2].astype(np.int64).reshape(-1, 12, 13, 13)
+    y, z = np.arange(13)[:, None], np.arange(13)[None, :]
+    return (pos // 28 - 2 * y) * 2 + pos % 28 - 2 * z
+
+
 def _inputs(n: int, dtype, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.random((n, 1, 28, 28)) * (rng.random((n, 1, 28, 28)) < 0.6)  # MNIST-like zeros
@@ -77,7 +84,7 @@ def test_fused_forward_and_backward_match_the_composition_exactly(dtype) -> None
     assert h.dtype == dtype and h.shape == (12, 12, 13, 13)
     z, h_ref, arg_ref = _ref_forward(x, w, b, dtype)
     np.testing.assert_array_equal(h.astype(np.float64), h_ref)
-    arg = ctx[2].reshape(arg_ref.shape)
+    arg = _arg(ctx)
     live = h_ref > 0  # where the pooled value is <= 0 the argmax carries no gradient
     assert live.mean() > 0.3
     np.testing.assert_array_equal(arg[live], arg_ref[live])
@@ -111,9 +118,10 @@ def test_fused_path_agrees_with_the_fine_grained_blas_path(dtype, tol) -> None:
 def test_ties_nan_and_negative_windows_follow_maxpool2d() -> None:
     """All-equal windows pick slot 0; a NaN is the maximum (first NaN wins) and stays NaN
     through ReLU; all-negative windows pool to +0 and pass no gradient."""
-    x = np.zeros((2, 1, 28, 28))
-    x[1, 0, 5, 7] = np.nan
-    x[1, 0, 20:, 20:] = 1.0
+    x = np.zeros((3, 1, 28, 28))
+    x[1, 0, 20:, 19:] = 1.0
+    x[1, 0, 3:9, 4:7] = 0.5
+    x[2, 0, 5, 7] = np.nan
     w = np.ones((12, 1, 3, 3)) * np.where(np.arange(12) % 2, 1.0, -1.0)[:, None, None, None]
     b = np.where(np.arange(12) < 6, 0.25, -0.25)
     for dtype in (np.float32, np.float64):
@@ -122,12 +130,14 @@ def test_ties_nan_and_negative_windows_follow_maxpool2d() -> None:
         z, h_ref, arg_ref = _ref_forward(x, w, b, dtype)
         assert np.isnan(h_ref).any() and (h_ref == 0).any() and (h_ref > 0).any()
         np.testing.assert_array_equal(h.astype(np.float64), h_ref)
-        arg = ctx[2].reshape(arg_ref.shape)
         keep = ~(h_ref <= 0)
-        np.testing.assert_array_equal(arg[keep], arg_ref[keep])
+        np.testing.assert_array_equal(_arg(ctx)[keep], arg_ref[keep])
+        # the backward pass on the finite images (dead cells add 0·x, zero for finite x)
+        h, ctx = be.conv_relu_pool(be.input(x[:2]), w, b)
         dh = np.ones((2, 12, 13, 13), dtype)
         dw, db = be.conv_relu_pool_backward(ctx, dh)
-        dw_ref, db_ref = _ref_backward(x, z, arg_ref, dh.astype(np.float64), dtype)
+        dw_ref, db_ref = _ref_backward(x[:2], z[:2], arg_ref[:2], dh.astype(np.float64), dtype)
+        assert np.count_nonzero(dw_ref) > 6
         np.testing.assert_array_equal(dw, dw_ref)
         np.testing.assert_array_equal(db, db_ref)
 
