@@ -82,11 +82,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved native/PyTorch rounds (best counts)")
     ap.add_argument("--no-emulated", action="store_true", help="skip the emulated rows")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for every OpenMP runtime in the process "
+                         "(PyTorch's too; its faster setting on a loaded machine)")
     ap.add_argument("--full", action="store_true", help="also time 20-epoch runs per preset")
     ap.add_argument("--presets", default="fw32bw32,fw16bw32,fw16bw16,fixed16",
                     help="comma-separated presets for --full")
     ap.add_argument("--data", default="embedded")
     args = ap.parse_args(argv)
+    if args.omp_passive:  # before any OpenMP runtime loads: each reads it once
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     presets = args.presets.split(",")
     unknown = sorted(set(presets) - set(PRESETS))
     if unknown:
@@ -100,12 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     b64 = [(d.x_train[i], d.y_train[i]) for i in idx]
     b32 = [(x.astype(np.float32), y) for x, y in b64]
     print(f"# bench_train: {platform.processor() or platform.machine()}, numba threads "
-          f"{threads}, numpy {np.__version__}, load {os.getloadavg()[0]:.1f}")
+          f"{threads}, numpy {np.__version__}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load {os.getloadavg()[0]:.1f}")
     rows = []
     from threadpoolctl import threadpool_limits
 
     nat = fxemu_step("native", "fw32bw32")
-    ts = torch_step(threads)
+    ts = torch_step(threads)  # loads PyTorch (and its OpenMP) before fxemu's team starts
     with threadpool_limits(limits=1, user_api="blas"):
         nat(*b64[0])  # warm-up (compilation, caches)
     if ts is not None:
