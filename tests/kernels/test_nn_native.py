@@ -159,3 +159,28 @@ def test_fused_kernels_do_not_depend_on_thread_count(dtype) -> None:
         numba.set_num_threads(n0)
     for one, many in zip(*out, strict=True):
         np.testing.assert_array_equal(one.view(np.uint8), many.view(np.uint8))
+
+
+@pytest.mark.parametrize("preset", [None, "active"])
+def test_thread_team_waits_passively_and_restores_the_environment(preset) -> None:
+    """fxemu starts Numba's team with OMP_WAIT_POLICY=PASSIVE only where the user left it
+    unset, and leaves the environment as it found it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, numpy as np\n"
+            "from fxemu._kernels import _jit, nn_native as kn\n"
+            "x = np.zeros((64, 28, 28), np.float32)\n"
+            "h = np.empty((64, 12, 169), np.float32)\n"
+            "pos = np.empty((64, 12, 169), np.uint16)\n"
+            "w = np.ones((12, 9), np.float32)\n"
+            "kn.conv_relu_pool_forward(x, w, w[:, 0], kn.CELL_BASE, h, pos)\n"
+            "assert _jit._team_started and bool(h.all())\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    assert out == [str(preset)]
