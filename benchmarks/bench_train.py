@@ -2,11 +2,15 @@
 
 Runs in one process: fxemu's native float32 backend against a PyTorch CPU model of the same
 network (same thread count), and fxemu's emulated backend under fw16bw16, fw32bw32 and the
-fixed16 preset. ``--full`` also times the founding experiment per preset (20 epochs on the
-embedded 4 000/1 000 digits, or 10 000/1 000 from ``--data``). Prints a Markdown table; never
+fixed16 preset. Native and PyTorch are timed interleaved (``--rounds`` rounds, each the best of
+``--repeats``; the best round counts), native both with BLAS single-threaded (as
+:func:`fxemu.train.train` runs it) and with BLAS's default threads. ``--full`` also times the
+founding experiment per preset (20 epochs on the embedded 4 000/1 000 digits, or 10 000/1 000
+from ``--data``; ``--presets`` selects). Prints Markdown tables and the load average; never
 asserts.
 
-    python benchmarks/bench_train.py [--steps 10] [--full] [--data embedded]
+    python benchmarks/bench_train.py [--steps 8] [--rounds 5] [--no-emulated]
+    python benchmarks/bench_train.py --full --presets fw32bw32 [--data embedded]
 """
 
 from __future__ import annotations
@@ -75,9 +79,23 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8, help="batches per timed repeat")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved native/PyTorch rounds (best counts)")
+    ap.add_argument("--no-emulated", action="store_true", help="skip the emulated rows")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for every OpenMP runtime in the process "
+                         "(PyTorch's too; its faster setting on a loaded machine)")
     ap.add_argument("--full", action="store_true", help="also time 20-epoch runs per preset")
+    ap.add_argument("--presets", default="fw32bw32,fw16bw32,fw16bw16,fixed16",
+                    help="comma-separated presets for --full")
     ap.add_argument("--data", default="embedded")
     args = ap.parse_args(argv)
+    if args.omp_passive:  # before any OpenMP runtime loads: each reads it once
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    presets = args.presets.split(",")
+    unknown = sorted(set(presets) - set(PRESETS))
+    if unknown:
+        ap.error(f"--presets: unknown preset(s) {unknown}; choose from {sorted(PRESETS)}")
     import numba
 
     threads = numba.get_num_threads()
@@ -87,19 +105,36 @@ def main(argv: list[str] | None = None) -> None:
     b64 = [(d.x_train[i], d.y_train[i]) for i in idx]
     b32 = [(x.astype(np.float32), y) for x, y in b64]
     print(f"# bench_train: {platform.processor() or platform.machine()}, numba threads "
-          f"{threads}, numpy {np.__version__}, load {os.getloadavg()[0]:.1f}")
+          f"{threads}, numpy {np.__version__}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load {os.getloadavg()[0]:.1f}")
     rows = []
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):  # as fxemu.train.train runs
-        native = _rate(fxemu_step("native", "fw32bw32"), b64, args.repeats)
-        emulated = [(pol, _rate(fxemu_step("emulated", pol), b64[:3], args.repeats))
-                    for pol in ("fw32bw32", "fw16bw16", "fixed16")]
-    rows.append(("fxemu native", "fw32bw32 (float32)", native))
-    ts = torch_step(threads)
+    nat = fxemu_step("native", "fw32bw32")
+    ts = torch_step(threads)  # loads PyTorch (and its OpenMP) before fxemu's team starts
+    with threadpool_limits(limits=1, user_api="blas"):
+        nat(*b64[0])  # warm-up (compilation, caches)
     if ts is not None:
-        rows.append(("PyTorch CPU", "float32", _rate(ts, b32, args.repeats)))
-    rows += [("fxemu emulated", pol, r) for pol, r in emulated]
+        ts(*b32[0])
+    best = {"native": 0.0, "native_blas": 0.0, "torch": 0.0}
+    for r in range(args.rounds):  # interleaved, so that load changes hit all alike
+        with threadpool_limits(limits=1, user_api="blas"):  # as fxemu.train.train runs
+            best["native"] = max(best["native"], _timed(nat, b64, args.repeats))
+        best["native_blas"] = max(best["native_blas"], _timed(nat, b64, args.repeats))
+        if ts is not None:
+            best["torch"] = max(best["torch"], _timed(ts, b32, args.repeats))
+        print(f"# round {r + 1}: native {best['native']:,.0f}, PyTorch {best['torch']:,.0f} "
+              f"samples/s (best so far), load {os.getloadavg()[0]:.1f}")
+    rows.append(("fxemu native", "fw32bw32 (float32)", best["native"]))
+    rows.append(("fxemu native, BLAS default threads", "fw32bw32 (float32)",
+                 best["native_blas"]))
+    if ts is not None:
+        rows.append(("PyTorch CPU", "float32", best["torch"]))
+    if not args.no_emulated:
+        with threadpool_limits(limits=1, user_api="blas"):
+            rows += [("fxemu emulated", pol, _rate(fxemu_step("emulated", pol), b64[:3],
+                                                   args.repeats))
+                     for pol in ("fw32bw32", "fw16bw16", "fixed16")]
     print("\n| backend | policy | samples/s | vs PyTorch |\n|---|---|---:|---:|")
     ref = next((r for _, p, r in rows if p == "float32"), None)
     for name, pol, r in rows:
@@ -108,14 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.full:
         print("\n| preset | backend | epochs × samples | wall time | final test acc |\n"
               "|---|---|---|---:|---:|")
-        for pol in ("fw32bw32", "fw16bw32", "fw16bw16", "fixed16"):
+        for pol in presets:
             t0 = time.perf_counter()
             res = train(TrainConfig(policy=pol, data=args.data, epochs=20), progress=False)
             wall = time.perf_counter() - t0
             m = res["metrics"][-1]
             n = len(d.y_train)
             print(f"| {pol} | {'native' if PRESETS[pol].native_dtype else 'emulated'} | "
-                  f"20 × {n} | {wall:.0f} s | {m['test_acc']:.3f} |")
+                  f"20 × {n} | {wall:.1f} s | {m['test_acc']:.3f} |")
+        print(f"# load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,9 @@ def train(config: TrainConfig | dict, out: str | Path | None = None, *, resume: 
     continues from its checkpoint (and refuses a checkpoint of another configuration).
     BLAS runs single-threaded meanwhile: the network's matrices are small, and idle OpenBLAS
     threads spin for a while after each call, which on a small machine stalls the Numba
-    kernels that follow (measured 1.7x native and 2.8x emulated fixed16 speed-up on 2 cores).
-    Results do not depend on it.
+    kernels that follow (measured 1.7x native and 2.8x emulated fixed16 speed-up on 2 cores;
+    with the fused native kernels 3.9x and 15x native on a loaded 2-core machine, see
+    ``benchmarks/bench_train.py``). Results do not depend on it.
     """
     from threadpoolctl import threadpool_limits
 

@@ -1,9 +1,10 @@
 """Reference network: conv 12×3×3 (+bias, He init) → ReLU → maxpool 2 → dense 2028→10 (+bias,
 He init) → softmax; categorical cross-entropy averaged over the batch; SGD ``W ← W - lr·dW``.
 
-Every product and every rounding goes through the backend; ReLU, max pooling (ties: first
-maximum in row-major order) and the host-side softmax/cross-entropy gradient are exact
-selections or float64 computations shared by all backends.
+Every product and every rounding goes through the backend; ReLU and max pooling (ties: first
+maximum in row-major order) are exact selections, composed by
+:meth:`fxemu.backends.base.Backend.conv_relu_pool` (a backend may fuse them with the conv), and
+the host-side softmax/cross-entropy gradient is a float64 computation shared by all backends.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from ..arith import maxpool2d, maxpool2d_backward
 
 __all__ = ["Params", "backward", "forward", "init_params", "softmax_xent", "train_step"]
 
@@ -54,12 +53,10 @@ def init_params(seed: int) -> Params:
 def forward(backend, p: Params, x: np.ndarray) -> tuple[np.ndarray, dict]:
     """Logits (N, 10) of images x (N, 1, 28, 28) and the cache the backward pass needs."""
     xq = backend.input(x)
-    z1 = backend.conv(xq, p.conv_w, p.conv_b)  # (N, 12, 26, 26)
-    a1 = np.maximum(z1, 0.0)
-    h, arg = maxpool2d(a1, 2)  # (N, 12, 13, 13)
+    h, conv_ctx = backend.conv_relu_pool(xq, p.conv_w, p.conv_b)  # (N, 12, 13, 13)
     hf = np.ascontiguousarray(h.reshape(h.shape[0], FLAT))
     z2 = backend.dense(hf, p.dense_w, p.dense_b)
-    return z2, {"x": xq, "z1": z1, "arg": arg, "hf": hf}
+    return z2, {"conv": conv_ctx, "hf": hf}
 
 
 def softmax_xent(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -83,11 +80,8 @@ def backward(backend, p: Params, cache: dict, g: np.ndarray) -> Params:
     hf = cache["hf"]
     dense_w, dense_b = backend.dense_dw(gq, hf)  # (10, 2028), (10,)
     dh = backend.dense_dx(gq, p.dense_w)  # (N, 2028)
-    n = dh.shape[0]
-    z1 = cache["z1"]
-    da1 = maxpool2d_backward(dh.reshape(n, N_FILTERS, POOLED, POOLED), cache["arg"], z1.shape)
-    dz1 = np.where(z1 > 0.0, da1, 0.0)  # ReLU'(0) = 0
-    conv_w, conv_b = backend.conv_dw(cache["x"], dz1)
+    dh = dh.reshape(dh.shape[0], N_FILTERS, POOLED, POOLED)
+    conv_w, conv_b = backend.conv_relu_pool_backward(cache["conv"], dh)
     return Params(conv_w, conv_b, dense_w, dense_b)
 
 
