@@ -279,6 +279,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
         base = None
     else:
         base = S.choose_baseline(runs, baseline)
+        runs.put_first(base)
         eps = (T.default_epochs(runs) if epochs is None
                else _check_epochs(epochs, runs, "epochs", 1))
         w_eps = (_weight_epochs(runs) if weight_epochs is None
