@@ -372,9 +372,11 @@ AXES = {
     "fraction bits": ("forward", "activation", "frac"),
     "rounding": ("update", "master", "rounding"),
     "master bits": ("update", "master", "width"),
+    "master fraction bits": ("update", "master", "frac"),
     "gradient bits": ("backward", "grad", "width"),
 }
-_PAIRS = [("data bits", "accumulator bits"), ("fraction bits", "rounding")]
+_PAIRS = [("data bits", "accumulator bits"), ("fraction bits", "rounding"),
+          ("master fraction bits", "rounding")]
 
 
 def _axis_value(policy: dict, stage: str, role: str, attr: str) -> object:
@@ -413,7 +415,9 @@ def heatmap(runs: Runs, out: str | Path,
     """Mean final test accuracy over two format axes; ``(None, reason)`` when no two vary.
 
     ``axes`` (names from :data:`AXES`) default to the first of (data bits, accumulator bits),
-    (fraction bits, rounding), then any pair, on which the complete runs vary.
+    (fraction bits, rounding), (master fraction bits, rounding), then any pair, on which the
+    complete runs vary. Fraction bits of a float format are its mantissa bits; rounding reads
+    e.g. ``fixed rnd_conv`` or ``float rne``.
     """
     out = Path(out)
     df = format_axes(runs)
