@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy.stats import gaussian_kde
 
 from fxemu.formats import Fixed, Float, parse
@@ -95,7 +96,7 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
                 ax.set_title(f"{split} {'loss' if what == 'loss' else 'accuracy'}")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(ylabel)
-                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0, 0].get_legend()
         if leg is not None:
             handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -313,7 +314,7 @@ def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
             ax.set_title(layer)
             ax.set_xlabel("epoch")
             ax.set_ylabel("trajectory SQNR [dB]")
-            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0].get_legend()
         if leg is not None:
             h, lab = axes[0].get_legend_handles_labels()
@@ -350,7 +351,7 @@ def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
                     ax.set_title(layer)
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(ylab if j == 0 else "")
-                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0, 0].get_legend()
         if leg is not None:
             h, lab = axes[0, 0].get_legend_handles_labels()

@@ -296,6 +296,7 @@ def _chromium() -> str:
 def _browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--disable-dev-shm-usage",
          f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra,
          page.resolve().as_uri()],
         capture_output=True, text=True, timeout=120, check=True)
@@ -323,6 +324,13 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     check = _image_check(dom)
     assert check == {"status": "broken", "total": str(n_img), "broken": "2"}
     assert "figures/curves.png" in dom and "figures/sqnr.png" in dom
+
+
+def test_report_of_failed_runs_only(run_root: Path, tmp_path: Path) -> None:
+    page = write_report([run_root / "fixed16_s9", run_root / "bad_policy_s0"], tmp_path / "r")
+    text = page.read_text()
+    assert "Every run failed" in text and "emulated kernel exploded" in text
+    assert "<img " not in text and (tmp_path / "r" / "tables" / "runs.md").is_file()
 
 
 # -- command line -----------------------------------------------------------------------------
