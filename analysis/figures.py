@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import gaussian_kde
 
@@ -231,26 +232,29 @@ def weight_histograms(runs: Runs, out: str | Path, epochs: Sequence[int],
 
 # -- SQNR -------------------------------------------------------------------------------------
 def _grouped_bars(ax, df: pd.DataFrame, pols: Sequence[str], colors: dict) -> None:
+    """Bars per layer (x) and policy (colour); non-finite SQNR as a word at the axis."""
     n = max(len(pols), 1)
     width = 0.8 / n
-    top = df["sqnr_db"].replace([np.inf, -np.inf], np.nan).max()
-    top = 0.0 if pd.isna(top) else float(top)
+    at_bottom = ax.get_xaxis_transform()  # x in data, y in axes fraction
     for j, p in enumerate(pols):
         for i, layer in enumerate(LAYERS):
             v = df.loc[(df["policy"] == p) & (df["layer"] == layer), "sqnr_db"].to_numpy()
             if v.size == 0:
                 continue
             x = i - 0.4 + width * (j + 0.5)
-            if np.all(np.isposinf(v)):
-                ax.text(x, top * 0.02, "exact", rotation=90, ha="center", va="bottom",
-                        fontsize="x-small", color=colors[p])
-                continue
             fin = v[np.isfinite(v)]
+            if fin.size == 0:
+                word = "exact" if np.all(np.isposinf(v)) else "no signal"
+                ax.text(x, 0.02, word, rotation=90, ha="center", va="bottom",
+                        fontsize="x-small", color=colors[p], transform=at_bottom)
+                continue
             mean = float(fin.mean())
             sd = float(fin.std(ddof=1)) if fin.size > 1 else 0.0
             ax.bar(x, mean, width=width * 0.95, color=colors[p],
-                   label=p if i == 0 or not ax.get_legend_handles_labels()[1].count(p) else
-                   None, yerr=sd if fin.size > 1 else None, capsize=2)
+                   yerr=sd if fin.size > 1 else None, capsize=2)
+    if not np.isfinite(df["sqnr_db"].to_numpy()).any():
+        ax.set_ylim(0, 1)
+        ax.set_yticks([])
     ax.set_xticks(range(len(LAYERS)), LAYERS)
     ax.set_xlabel("layer")
     ax.set_ylabel("SQNR [dB]")
@@ -275,14 +279,9 @@ def sqnr_figure(sq: pd.DataFrame, out: str | Path, baseline: str, epoch: int,
                 ax.text(0.5, 0.5, f"no {kind} pairs", transform=ax.transAxes, ha="center")
             _grouped_bars(ax, sub, pols, colors)
             ax.set_title(title)
-        handles, labels = [], []
-        for ax in axes:
-            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
+        handles = [Patch(color=colors[p], label=p) for p in pols]
         if handles:
-            fig.legend(handles, labels, loc="outside right upper", title="policy")
+            fig.legend(handles=handles, loc="outside right upper", title="policy")
         fig.suptitle(f"Quantization error of the weights at epoch {epoch}")
     caption = (f"Signal-to-quantization-noise ratio per layer at epoch {epoch}, "
                "SQNR = 10·log10(Σ w_ref² / Σ (w − w_ref)²) dB. Left (trajectory): w = a run's "
@@ -291,7 +290,8 @@ def sqnr_figure(sq: pd.DataFrame, out: str | Path, baseline: str, epoch: int,
                f"the {baseline} run's weights, w = those weights rounded into the policy's "
                "master-weight format with fx.quantize (stochastic rounding with seed 0) — the "
                "pure storage error. Bar: mean over seeds; error bar: ± one sample standard "
-               "deviation; 'exact': infinite SQNR (the rounding changes nothing).")
+               "deviation (non-finite values left out); 'exact': infinite SQNR (the weights "
+               "are equal); 'no signal': the reference weights are all zero.")
     return _save(fig, out, "sqnr", "Quantization error per layer (SQNR)", caption)
 
 

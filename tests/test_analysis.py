@@ -255,6 +255,10 @@ def test_distances_and_sqnr_match_direct(run_root: Path) -> None:
         want = 10 * math.log10(np.sum(wb ** 2) / np.sum((q - wb) ** 2))
         assert sq.loc[("quantization", "fixed16", s, "conv_w", 3), "sqnr_db"] == (
             pytest.approx(want, rel=1e-12))
+        # epoch 0: both runs start from the same initial weights, each rounded into its
+        # master format, so the drift so far is the pure quantization error
+        assert sq.loc[("trajectory", "fixed16", s, "dense_w", 0), "sqnr_db"] == pytest.approx(
+            sq.loc[("quantization", "fixed16", s, "dense_w", 0), "sqnr_db"], rel=1e-3)
     assert S.sqnr_db(np.ones(3), np.ones(3)) == math.inf
 
 
