@@ -92,8 +92,9 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
             for j, split in enumerate(("train", "test")):
                 ax = axes[i, j]
                 sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", hue="label",
-                             hue_order=list(pal), palette=pal, errorbar="sd", marker="o",
-                             markersize=5, ax=ax, legend=(i == 0 and j == 0))
+                             hue_order=list(pal), palette=pal, style="label",
+                             style_order=list(pal), dashes=True, markers=True, errorbar="sd",
+                             markersize=6, ax=ax, legend=(i == 0 and j == 0))
                 ax.set_title(f"{split} {'loss' if what == 'loss' else 'accuracy'}")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(ylabel)
@@ -107,7 +108,9 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
                "epoch; train numbers are running means over the epoch's batches, test numbers "
                "are measured after the epoch. Line: mean over seeds; band: ± one sample "
                "standard deviation over seeds (no band for a single seed). "
-               "'(partial)' marks a policy with an unfinished run.")
+               "Each policy has its own colour, dash pattern and marker, so lines that "
+               "coincide stay distinguishable; '(partial)' marks a policy with an unfinished "
+               "run.")
     return _save(fig, out, "curves", "Loss and accuracy per epoch", caption)
 
 
@@ -408,7 +411,15 @@ def format_axes(runs: Runs) -> pd.DataFrame:
 
 
 def _varying(df: pd.DataFrame, col: str) -> bool:
-    return df[col].notna().all() and df[col].nunique() > 1
+    return bool(df[col].notna().all() and df[col].nunique() > 1)
+
+
+def _two_d(df: pd.DataFrame, a: str, b: str) -> bool:
+    """Both axes vary and not in lockstep: more (a, b) pairs than values of either axis."""
+    if not (_varying(df, a) and _varying(df, b)):
+        return False
+    pairs = len(df[[a, b]].drop_duplicates())
+    return pairs > max(df[a].nunique(), df[b].nunique())
 
 
 def heatmap(runs: Runs, out: str | Path,
@@ -417,8 +428,9 @@ def heatmap(runs: Runs, out: str | Path,
 
     ``axes`` (names from :data:`AXES`) default to the first of (data bits, accumulator bits),
     (fraction bits, rounding), (master fraction bits, rounding), then any pair, on which the
-    complete runs vary. Fraction bits of a float format are its mantissa bits; rounding reads
-    e.g. ``fixed rnd_conv`` or ``float rne``.
+    complete runs vary independently (more distinct pairs than values on either axis, so
+    the cells are not just a diagonal). Fraction bits of a float format are its mantissa
+    bits; rounding reads e.g. ``fixed rnd_conv`` or ``float rne``.
     """
     out = Path(out)
     df = format_axes(runs)
@@ -426,11 +438,12 @@ def heatmap(runs: Runs, out: str | Path,
         return None, "fewer than two complete runs"
     if axes is None:
         cands = _PAIRS + [(a, b) for i, a in enumerate(AXES) for b in list(AXES)[i + 1:]]
-        axes = next(((a, b) for a, b in cands if _varying(df, a) and _varying(df, b)), None)
+        axes = next(((a, b) for a, b in cands if _two_d(df, a, b)), None)
         if axes is None:
             vary = [a for a in AXES if _varying(df, a)]
-            return None, ("the runs do not vary on two format axes (varying: "
-                          f"{', '.join(vary) or 'none'}; axes read: {', '.join(AXES)})")
+            return None, ("the complete runs do not vary on two independent format axes "
+                          f"(varying: {', '.join(vary) or 'none'}, in lockstep if more than "
+                          f"one; axes read: {', '.join(AXES)})")
     ya, xa = axes
     g = df.groupby([ya, xa])["test_acc"]
     mean = (g.mean() * 100).unstack(xa)

@@ -22,6 +22,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("seaborn")
 sps = pytest.importorskip("scipy.stats")
 
+from fxemu.analysis import figures as F  # noqa: E402
 from fxemu.analysis import stats as S  # noqa: E402
 from fxemu.analysis import tables as T  # noqa: E402
 from fxemu.analysis.report import write_report  # noqa: E402
@@ -167,7 +168,8 @@ def test_comparison_table_matches_metrics(run_root: Path) -> None:
 
 
 # -- statistics -------------------------------------------------------------------------------
-def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]]) -> Path:
+def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]],
+                    policies: dict[str, dict] | None = None) -> Path:
     """Runs with chosen final test accuracies (config from a real run, no weights)."""
     cfg = json.loads((template / "config.json").read_text())
     for pol, values in accs.items():
@@ -175,7 +177,7 @@ def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]]) ->
             d = root / f"{pol}_s{seed}"
             d.mkdir(parents=True)
             c = {**cfg, "seed": seed, "epochs": 2,
-                 "policy": {**cfg["policy"], "name": pol}}
+                 "policy": {**cfg["policy"], **(policies or {}).get(pol, {}), "name": pol}}
             (d / "config.json").write_text(json.dumps(c))
             with open(d / "metrics.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
@@ -262,11 +264,37 @@ def test_distances_and_sqnr_match_direct(run_root: Path) -> None:
     assert S.sqnr_db(np.ones(3), np.ones(3)) == math.inf
 
 
+def test_heatmap_over_two_format_axes(run_root: Path, tmp_path: Path) -> None:
+    fx = "ap_fixed<{},{},AP_RND_CONV,AP_SAT,0>"
+    accs, pols = {}, {}
+    for i, data in enumerate((8, 16)):
+        for j, acc in enumerate((16, 32)):
+            name = f"d{data}a{acc}"
+            accs[name] = [0.5 + 0.1 * i + 0.2 * j, 0.52 + 0.1 * i + 0.2 * j]
+            fw = json.loads((run_root / "fw32bw32_s0" / "config.json").read_text())[
+                "policy"]["forward"]
+            pols[name] = {"forward": {**fw, "activation": fx.format(data, data // 2),
+                                      "conv": {"acc": fx.format(acc, acc // 2),
+                                               "order": "sequential"}}}
+    runs = load_runs([_synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0", accs,
+                                      pols)])
+    ax = F.format_axes(runs)
+    assert sorted(zip(ax["data bits"], ax["accumulator bits"], strict=True)) == sorted(
+        [(8, 16), (8, 16), (8, 32), (8, 32), (16, 16), (16, 16), (16, 32), (16, 32)])
+    fig, why = F.heatmap(runs, tmp_path / "fig")
+    assert why == "" and fig.png.stat().st_size > 5000 and fig.pdf.stat().st_size > 5000
+    assert "by data bits (rows) and accumulator bits (columns)" in fig.caption
+    one = load_runs([run_root / "fixed16_s0", run_root / "fixed16_s1"])
+    assert F.heatmap(one, tmp_path / "fig2") == (None, (
+        "the complete runs do not vary on two independent format axes (varying: none, in "
+        "lockstep if more than one; axes read: " + ", ".join(F.AXES) + ")"))
+
+
 # -- report and browser -----------------------------------------------------------------------
 def test_report_files(report: Path) -> None:
     out = report.parent
     figs = sorted(p.stem for p in (out / "figures").glob("*.png"))
-    assert figs == sorted(["curves", "distances", "heatmap", "sqnr", "sqnr_epochs",
+    assert figs == sorted(["curves", "distances", "sqnr", "sqnr_epochs",
                            *(f"weights_{layer}" for layer in LAYERS)])
     for stem in figs:
         for ext in ("png", "pdf"):
@@ -288,6 +316,8 @@ def test_report_files(report: Path) -> None:
     assert '<tr class="partial">' in page and page.count('<tr class="failed">') == 2
     assert "emulated kernel exploded" in page and "1 partial run(s)" in page
     assert "baseline: fw32bw32" in page
+    # two policies differ on every format axis at once: no 2-D sweep to draw
+    assert "No format-sweep heatmap: the complete runs do not vary on two independent" in page
 
 
 def _chromium() -> str:
