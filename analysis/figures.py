@@ -73,8 +73,21 @@ def _save(fig: Figure, out: Path, stem: str, title: str, caption: str) -> Figure
 
 
 # -- curves -----------------------------------------------------------------------------------
-def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) -> FigureFile:
-    """Loss and accuracy per epoch, train and test, one line per policy (mean ± 1 s.d.)."""
+def _paired_diff(m: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per run × epoch: accuracy minus the baseline run's of the same seed and epoch [pp]."""
+    base = m[m["policy"] == baseline][["seed", "epoch", "train_acc", "test_acc"]]
+    other = m[m["policy"] != baseline]
+    d = other.merge(base, on=["seed", "epoch"], suffixes=("", "_base"))
+    for c in ("train_acc", "test_acc"):
+        d[f"{c}_diff"] = d[c] - d[f"{c}_base"]
+    return d
+
+
+def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None,
+           baseline: str | None = None) -> FigureFile:
+    """Loss and accuracy per epoch, train and test, one line per policy (mean ± 1 s.d.);
+    with ``baseline``, a third row of accuracy differences to the baseline run of the same
+    seed (where such pairs exist)."""
     out = Path(out)
     m = runs.metrics
     m = m[m["status"] != "failed"].copy()
@@ -84,21 +97,35 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
     for c in ("train_acc", "test_acc"):
         m[c] = m[c] * 100.0
     pal = {_label(runs, p): colors[p] for p in pols}
+    diff = _paired_diff(m, baseline) if baseline is not None else pd.DataFrame()
+    nrows = 3 if len(diff) else 2
+    style = {"hue": "label", "hue_order": list(pal), "palette": pal, "style": "label",
+             "style_order": list(pal), "dashes": True, "markers": True, "errorbar": "sd",
+             "markersize": 6}
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(10, 7), layout="constrained")
-        axes = fig.subplots(2, 2, sharex=True, sharey="row")
+        fig = Figure(figsize=(10, 3.4 * nrows + 0.3), layout="constrained")
+        axes = fig.subplots(nrows, 2, sharex=True, sharey="row")
         spec = [("loss", "cross-entropy loss [nats]", 0), ("acc", "accuracy [%]", 1)]
         for what, ylabel, i in spec:
             for j, split in enumerate(("train", "test")):
                 ax = axes[i, j]
-                sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", hue="label",
-                             hue_order=list(pal), palette=pal, style="label",
-                             style_order=list(pal), dashes=True, markers=True, errorbar="sd",
-                             markersize=6, ax=ax, legend=(i == 0 and j == 0))
+                sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", ax=ax,
+                             legend=(i == 0 and j == 0), **style)
                 ax.set_title(f"{split} {'loss' if what == 'loss' else 'accuracy'}")
-                ax.set_xlabel("epoch")
                 ax.set_ylabel(ylabel)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if nrows == 3:
+            dpal = {k: v for k, v in pal.items() if k in set(diff["label"])}
+            for j, split in enumerate(("train", "test")):
+                ax = axes[2, j]
+                ax.axhline(0.0, color="0.3", lw=1)
+                sns.lineplot(data=diff, x="epoch", y=f"{split}_acc_diff", ax=ax, legend=False,
+                             **{**style, "hue_order": list(dpal), "palette": dpal,
+                                "style_order": list(pal)})
+                ax.set_title(f"{split} accuracy − {baseline} (same seed)")
+                ax.set_ylabel("accuracy difference [pp]")
+        for ax in axes.flat:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0, 0].get_legend()
         if leg is not None:
             handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -111,6 +138,10 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
                "Each policy has its own colour, dash pattern and marker, so lines that "
                "coincide stay distinguishable; '(partial)' marks a policy with an unfinished "
                "run.")
+    if nrows == 3:
+        caption += (f" Bottom row: a run's accuracy minus that of the {baseline} run with the "
+                    "same seed (same initial weights and sample order) at the same epoch, in "
+                    "percentage points; mean ± one standard deviation over the seeds paired.")
     return _save(fig, out, "curves", "Loss and accuracy per epoch", caption)
 
 

@@ -312,7 +312,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
                 _table_html(acc_text, files, out, cap))
 
         # curves
-        figs = [F.curves(runs, fig_dir, colors)]
+        figs = [F.curves(runs, fig_dir, colors, baseline=base)]
         section("curves", "Loss and accuracy curves",
                 "".join(_figure_html(f, out) for f in figs))
 

@@ -316,6 +316,7 @@ def test_report_files(report: Path) -> None:
     assert '<tr class="partial">' in page and page.count('<tr class="failed">') == 2
     assert "emulated kernel exploded" in page and "1 partial run(s)" in page
     assert "baseline: fw32bw32" in page
+    assert "accuracy minus that of the fw32bw32 run with the same seed" in page
     # two policies differ on every format axis at once: no 2-D sweep to draw
     assert "No format-sweep heatmap: the complete runs do not vary on two independent" in page
 
