@@ -373,12 +373,17 @@ def test_report_command(run_root: Path, tmp_path: Path,
                         capsys: pytest.CaptureFixture[str]) -> None:
     syn = _synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0",
                           {"fw32bw32": [0.9, 0.91], "fw16bw32": [0.89, 0.9]})
+    (tmp_path / "r" / "figures").mkdir(parents=True)
+    (tmp_path / "r" / "figures" / "weights_conv_w.png").write_bytes(b"stale")
+    (tmp_path / "r" / "figures" / "mine.png").write_bytes(b"keep")
     with pytest.raises(SystemExit) as e:
         main(["report", str(syn), "--out", str(tmp_path / "r"), "--epochs", "1,2"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'index.html'}"
     assert "test acc [%] @2" in (tmp_path / "r" / "tables" / "comparison.md").read_text()
     assert "No weight snapshots found" in (tmp_path / "r" / "index.html").read_text()
+    assert not (tmp_path / "r" / "figures" / "weights_conv_w.png").exists()
+    assert (tmp_path / "r" / "figures" / "mine.png").read_bytes() == b"keep"
     for args, code, text in (
             ([str(tmp_path / "r" / "figures")], 1, "is not a run directory"),
             ([str(syn), "--epochs", "1,x"], 2, "--epochs"),
