@@ -428,6 +428,11 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
         click.echo(f"run directory: {res['run_dir']}")
 
 
+from .analysis.command import report_cmd  # noqa: E402
+
+cli.add_command(report_cmd)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")
