@@ -2,7 +2,8 @@
 
 ``native``: numpy/BLAS in float32 or float64 (no per-operation rounding model: BLAS order).
 ``emulated``: fxemu's bit-exact kernels under any :class:`fxemu.policy.Policy`.
-``csim``/``board``: the HLS accelerator (see ``hw/``); not available in this build.
+``csim``: the HLS accelerator's C++ compiled with g++ (C-simulation, see ``hw/``).
+``board``: the same kernel on a PYNQ board (or its stand-in device).
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ def get_backend(name: str, policy: Policy, seed: int = 0) -> Backend:
         return NativeBackend(policy)
     if name == "emulated":
         return EmulatedBackend(policy, seed)
-    if name in ("csim", "board"):
-        raise BackendUnavailable(msg(f"backend {name!r}", "needs the HLS accelerator sources "
-                                     "and C-simulation bridge, which this build does not have",
-                                     hint="use backend 'emulated' for bit-exact emulation"))
+    if name == "csim":
+        from .csim import CsimBackend
+
+        return CsimBackend(policy, seed)
+    if name == "board":
+        try:
+            from .board import BoardBackend
+        except ImportError as e:
+            raise BackendUnavailable(msg("backend 'board'", "needs the PYNQ driver", str(e),
+                                         "use backend 'csim' for the C-simulation")) from None
+        return BoardBackend(policy, seed)
     raise ValueError(msg("backend", "must be one of " + ", ".join(BACKENDS), name))
