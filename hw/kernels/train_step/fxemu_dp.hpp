@@ -26,6 +26,18 @@
 
 namespace fxemu {
 
+template <bool C, class A, class B>
+struct pick {
+  typedef A type;
+};
+template <class A, class B>
+struct pick<false, A, B> {
+  typedef B type;
+};
+
+template <int W>
+inline uint64_t low_bits(uint64_t v) { return W >= 64 ? v : v & ((uint64_t(1) << (W % 64)) - 1); }
+
 // ---- codes: a type's raw W-bit pattern in the low bits of a 64-bit word ----------------------
 #ifdef FXEMU_USE_AP
 template <int W, int I, ap_q_mode Q, ap_o_mode O, int N>
@@ -49,7 +61,7 @@ inline void from_code(ac_fixed<W, I, S, Q, O> &v, uint64_t c) {
 }
 template <int W, int I, bool S, ac_q_mode Q, ac_o_mode O>
 inline uint64_t to_code(const ac_fixed<W, I, S, Q, O> &v) {
-  return (uint64_t)v.template slc<W>(0).to_uint64();
+  return low_bits<W>((uint64_t)v.template slc<W>(0).to_int64());
 }
 template <int W, int I, bool S, ac_q_mode Q, ac_o_mode O>
 inline bool is_nan(const ac_fixed<W, I, S, Q, O> &) { return false; }
@@ -74,6 +86,13 @@ struct FixedMac {
   typedef OUT out_t;
   typedef one_t one_type;
   static one_type one() { return one_type(1); }
+  // Operands as the Mac reads them (fixed point: as they are).
+  template <class A>
+  struct operand {
+    typedef A type;
+  };
+  template <class A>
+  static const A &widen(const A &a) { return a; }
   template <class A, class B>
   static node_t product(const A &a, const B &b) {
     if (HAS_MUL) {
@@ -127,7 +146,7 @@ inline void from_code(ac_std_float<W, E> &v, uint64_t c) {
 }
 template <int W, int E>
 inline uint64_t to_code(const ac_std_float<W, E> &v) {
-  return (uint64_t)v.data().template slc<W>(0).to_uint64();
+  return low_bits<W>((uint64_t)v.data().to_int64());
 }
 template <int W, int E>
 inline bool is_nan(const ac_std_float<W, E> &v) { return v.isnan(); }
@@ -137,9 +156,17 @@ template <class T>
 inline T zero_value() { return T::zero(); }
 
 // R from an ac_std_float: one rounding to nearest even (exact when R holds the value).
+template <class R>
+struct converter {
+  template <int W, int E>
+  static R go(const ac_std_float<W, E> &v) {
+    return v.template convert<R::width, R::e_width, AC_RND_CONV>();
+  }
+  static const R &go(const R &v) { return v; }  // the same format: nothing to do
+};
 template <class R, int W, int E>
 inline R convert(const ac_std_float<W, E> &v) {
-  return v.template convert<R::width, R::e_width, AC_RND_CONV>();
+  return converter<R>::go(v);
 }
 
 // The exact image of every finite ac_std_float<W, E> value as a signed ac_fixed.
@@ -229,6 +256,16 @@ struct FloatMac {
   typedef OUT out_t;
   typedef ACC one_type;
   static one_type one() { return ACC(1.0); }
+  // Operands as the Mac reads them: widened exactly into MUL (with one) or ACC, once per
+  // operand rather than once per product.
+  template <class A>
+  struct operand {
+    typedef typename pick<HAS_MUL, MUL, ACC>::type type;
+  };
+  template <class A>
+  static typename operand<A>::type widen(const A &a) {
+    return convert<typename operand<A>::type>(a);
+  }
   static node_t value(const ACC &v) {
     node_t u;
     u.prod = false;
@@ -249,8 +286,8 @@ struct FloatMac {
   }
   static node_t add(const node_t &u, const node_t &w) {
     if (!u.prod && !w.prod) return value(u.v.template add<AC_RND_CONV, false>(w.v));
-    if (u.prod && !w.prod) return value(u.a.template fma<AC_RND_CONV, false>(u.b, w.v));
-    if (!u.prod && w.prod) return value(w.a.template fma<AC_RND_CONV, false>(w.b, u.v));
+    if (u.prod && !w.prod) return fma(u, w.v);
+    if (!u.prod && w.prod) return fma(w, u.v);
     // two exact products (operands are finite: NaN/inf operands go through the fma path
     // only when mixed with values; the code generator's operands are finite here)
     bool nu = u.a.signbit() != u.b.signbit(), nw = w.a.signbit() != w.b.signbit();
@@ -262,6 +299,16 @@ struct FloatMac {
     if (special_sum<ACC>(nan_u, inf_u, nu, nan_w, inf_w, nw, r)) return value(r);
     return value(round_exact<ACC>(to_image(u.a) * to_image(u.b) + to_image(w.a) * to_image(w.b),
                                   zu && zw && nu && nw));
+  }
+  // R(a * b + c), one rounding. A zero product of finite factors leaves c unchanged (IEEE:
+  // c + (+-0) = c, except -0 + +0 = +0), which spares the fma for the many zero gradients.
+  static node_t fma(const node_t &p, const ACC &c) {
+    if ((is_zero(p.a) && !p.b.isinf() && !p.b.isnan()) ||
+        (is_zero(p.b) && !p.a.isinf() && !p.a.isnan())) {
+      const bool neg = p.a.signbit() != p.b.signbit();
+      if (!is_zero(c) || !c.signbit() || neg) return value(c);
+    }
+    return value(p.a.template fma<AC_RND_CONV, false>(p.b, c));
   }
   static node_t zero() { return value(ACC::zero()); }
   static out_t out(const node_t &acc) { return convert<OUT>(acc.v); }  // OUT is ACC without out

@@ -29,6 +29,18 @@ typedef Reducer<dense_dw_mac_t, FXEMU_DENSE_DW_ORDER, FXEMU_DENSE_DW_CHUNK> dens
 typedef Reducer<dense_dx_mac_t, FXEMU_DENSE_DX_ORDER, FXEMU_DENSE_DX_CHUNK> dense_dx_red_t;
 typedef Reducer<conv_dw_mac_t, FXEMU_CONV_DW_ORDER, FXEMU_CONV_DW_CHUNK> conv_dw_red_t;
 
+// Operands as each Mac reads them (widened once: see FloatMac::operand).
+typedef conv_mac_t::operand<in_t>::type conv_x_t;
+typedef conv_mac_t::operand<fw_t>::type conv_w_t;
+typedef dense_mac_t::operand<act_t>::type dense_h_t;
+typedef dense_mac_t::operand<fw_t>::type dense_w_t;
+typedef dense_dx_mac_t::operand<grad_t>::type dx_g_t;
+typedef dense_dx_mac_t::operand<bw_t>::type dx_w_t;
+typedef dense_dw_mac_t::operand<grad_t>::type dw_g_t;
+typedef dense_dw_mac_t::operand<act_t>::type dw_h_t;
+typedef conv_dw_mac_t::operand<grad_t>::type cdw_g_t;
+typedef conv_dw_mac_t::operand<in_t>::type cdw_x_t;
+
 static const int NW = FXEMU_FILTERS * FXEMU_KERNEL * FXEMU_KERNEL;  // 108
 static const int NZ = FXEMU_FILTERS * FXEMU_CONV_OUT * FXEMU_CONV_OUT;  // 8112
 
@@ -57,17 +69,21 @@ POOL:
 
 static void forward(uint32_t n, const uint64_t *x, const uint64_t *params, uint64_t *logits,
                     uint64_t *cache) {
-  static fw_t cw[NW], cb[FXEMU_FILTERS], dw[FXEMU_CLASSES * FXEMU_FLAT], db[FXEMU_CLASSES];
-  static in_t xs[FXEMU_IMAGE_WORDS];
+  static conv_w_t cw[NW];
+  static dense_w_t dw[FXEMU_CLASSES * FXEMU_FLAT];
+  static fw_t cb[FXEMU_FILTERS], db[FXEMU_CLASSES];
+  static conv_x_t xs[FXEMU_IMAGE_WORDS];
+  static dense_h_t hw[FXEMU_FLAT];
   static act_t z1[NZ], h[FXEMU_FLAT];
   static int arg[FXEMU_FLAT];
 WEIGHTS:
-  for (int i = 0; i < NW; ++i) cw[i] = convert<fw_t>(load<master_t>(params, FXEMU_CONV_W_OFFSET + i));
+  for (int i = 0; i < NW; ++i)
+    cw[i] = conv_mac_t::widen(convert<fw_t>(load<master_t>(params, FXEMU_CONV_W_OFFSET + i)));
   for (int i = 0; i < FXEMU_FILTERS; ++i)
     cb[i] = convert<fw_t>(load<master_t>(params, FXEMU_CONV_B_OFFSET + i));
   for (int i = 0; i < FXEMU_CLASSES * FXEMU_FLAT; ++i) {
 #pragma HLS PIPELINE II = 1
-    dw[i] = convert<fw_t>(load<master_t>(params, FXEMU_DENSE_W_OFFSET + i));
+    dw[i] = dense_mac_t::widen(convert<fw_t>(load<master_t>(params, FXEMU_DENSE_W_OFFSET + i)));
   }
   for (int i = 0; i < FXEMU_CLASSES; ++i)
     db[i] = convert<fw_t>(load<master_t>(params, FXEMU_DENSE_B_OFFSET + i));
@@ -80,7 +96,7 @@ SAMPLES:
 #pragma HLS PIPELINE II = 1
       const uint64_t code = x[(long)s * FXEMU_IMAGE_WORDS + i];
       c[FXEMU_CACHE_X_OFFSET + i] = code;
-      from_code(xs[i], code);
+      xs[i] = conv_mac_t::widen(load<in_t>(x, (long)s * FXEMU_IMAGE_WORDS + i));
     }
   CONV:
     for (int o = 0; o < NZ; ++o) {
@@ -98,7 +114,10 @@ SAMPLES:
       c[FXEMU_CACHE_Z1_OFFSET + o] = to_code(z1[o]);
     }
     pool(z1, h, arg);
-    for (int k = 0; k < FXEMU_FLAT; ++k) c[FXEMU_CACHE_H_OFFSET + k] = to_code(h[k]);
+    for (int k = 0; k < FXEMU_FLAT; ++k) {
+      c[FXEMU_CACHE_H_OFFSET + k] = to_code(h[k]);
+      hw[k] = dense_mac_t::widen(h[k]);
+    }
   DENSE:
     for (int cl = 0; cl < FXEMU_CLASSES; ++cl) {
       dense_red_t r;
@@ -106,7 +125,7 @@ SAMPLES:
     DENSE_K:
       for (int k = 0; k < FXEMU_FLAT; ++k) {
 #pragma HLS PIPELINE II = 1
-        r.push(dense_mac_t::product(h[k], dw[cl * FXEMU_FLAT + k]));
+        r.push(dense_mac_t::product(hw[k], dw[cl * FXEMU_FLAT + k]));
       }
       logits[(long)s * FXEMU_CLASSES + cl] =
           to_code(sum_round<act_t>(dense_mac_t::out(r.result()), db[cl]));
@@ -121,17 +140,23 @@ static void store_update(uint64_t *params, long at, const grad_t &d, const lr_t 
 
 static void backward_update(uint32_t n, const lr_t &lr, uint64_t *params,
                             const uint64_t *dlogits, uint64_t *cache) {
-  static grad_t g[FXEMU_BATCH_MAX * FXEMU_CLASSES];
-  static bw_t wb[FXEMU_CLASSES * FXEMU_FLAT];
-  static act_t hk[FXEMU_BATCH_MAX], z1[NZ], h[FXEMU_FLAT];
+  static dx_g_t gx[FXEMU_BATCH_MAX * FXEMU_CLASSES];
+  static dw_g_t gw[FXEMU_BATCH_MAX * FXEMU_CLASSES];
+  static dx_w_t wb[FXEMU_CLASSES * FXEMU_FLAT];
+  static dw_h_t hk[FXEMU_BATCH_MAX];
+  static act_t z1[NZ], h[FXEMU_FLAT];
   static grad_t dh[FXEMU_FLAT];
-  static in_t xs[FXEMU_IMAGE_WORDS];
+  static cdw_x_t xs[FXEMU_IMAGE_WORDS];
   static int arg[FXEMU_FLAT];
   static conv_dw_red_t rw[NW], rb[FXEMU_FILTERS];
-  for (long i = 0; i < (long)n * FXEMU_CLASSES; ++i) from_code(g[i], dlogits[i]);
+  for (long i = 0; i < (long)n * FXEMU_CLASSES; ++i) {
+    const grad_t g = load<grad_t>(dlogits, i);
+    gx[i] = dense_dx_mac_t::widen(g);
+    gw[i] = dense_dw_mac_t::widen(g);
+  }
   for (int i = 0; i < FXEMU_CLASSES * FXEMU_FLAT; ++i) {
 #pragma HLS PIPELINE II = 1
-    wb[i] = convert<bw_t>(load<master_t>(params, FXEMU_DENSE_W_OFFSET + i));
+    wb[i] = dense_dx_mac_t::widen(convert<bw_t>(load<master_t>(params, FXEMU_DENSE_W_OFFSET + i)));
   }
 
 DENSE_DX:  // dh[s][k] = R_grad(sum over c = 0..9 of g[s][c] * W[c][k]), before the update
@@ -142,7 +167,7 @@ DENSE_DX:  // dh[s][k] = R_grad(sum over c = 0..9 of g[s][c] * W[c][k]), before 
       r.reset();
       for (int cl = 0; cl < FXEMU_CLASSES; ++cl) {
 #pragma HLS PIPELINE II = 1
-        r.push(dense_dx_mac_t::product(g[s * FXEMU_CLASSES + cl], wb[cl * FXEMU_FLAT + k]));
+        r.push(dense_dx_mac_t::product(gx[s * FXEMU_CLASSES + cl], wb[cl * FXEMU_FLAT + k]));
       }
       c[FXEMU_CACHE_DH_OFFSET + k] = to_code(convert<grad_t>(dense_dx_mac_t::out(r.result())));
     }
@@ -151,13 +176,14 @@ DENSE_DX:  // dh[s][k] = R_grad(sum over c = 0..9 of g[s][c] * W[c][k]), before 
 DENSE_DW:  // dW[c][k] = R_grad(sum over s of g[s][c] * h[s][k]); W[c][k] updated at once
   for (int k = 0; k < FXEMU_FLAT; ++k) {
     for (uint32_t s = 0; s < n; ++s)
-      from_code(hk[s], cache[(long)s * FXEMU_CACHE_WORDS_PER_SAMPLE + FXEMU_CACHE_H_OFFSET + k]);
+      hk[s] = dense_dw_mac_t::widen(
+          load<act_t>(cache, (long)s * FXEMU_CACHE_WORDS_PER_SAMPLE + FXEMU_CACHE_H_OFFSET + k));
     for (int cl = 0; cl < FXEMU_CLASSES; ++cl) {
       dense_dw_red_t r;
       r.reset();
       for (uint32_t s = 0; s < n; ++s) {
 #pragma HLS PIPELINE II = 1
-        r.push(dense_dw_mac_t::product(g[s * FXEMU_CLASSES + cl], hk[s]));
+        r.push(dense_dw_mac_t::product(gw[s * FXEMU_CLASSES + cl], hk[s]));
       }
       store_update(params, FXEMU_DENSE_W_OFFSET + cl * FXEMU_FLAT + k,
                    convert<grad_t>(dense_dw_mac_t::out(r.result())), lr);
@@ -168,7 +194,7 @@ DENSE_DB:
     dense_dw_red_t r;
     r.reset();
     for (uint32_t s = 0; s < n; ++s)
-      r.push(dense_dw_mac_t::product(g[s * FXEMU_CLASSES + cl], dense_dw_mac_t::one()));
+      r.push(dense_dw_mac_t::product(gw[s * FXEMU_CLASSES + cl], dense_dw_mac_t::one()));
     store_update(params, FXEMU_DENSE_B_OFFSET + cl,
                  convert<grad_t>(dense_dw_mac_t::out(r.result())), lr);
   }
@@ -178,7 +204,8 @@ CONV_DW:  // 108 + 12 reductions over k = (s * 26 + i) * 26 + j, side by side
   for (int q = 0; q < FXEMU_FILTERS; ++q) rb[q].reset();
   for (uint32_t s = 0; s < n; ++s) {
     const uint64_t *c = cache + (long)s * FXEMU_CACHE_WORDS_PER_SAMPLE;
-    for (int i = 0; i < FXEMU_IMAGE_WORDS; ++i) from_code(xs[i], c[FXEMU_CACHE_X_OFFSET + i]);
+    for (int i = 0; i < FXEMU_IMAGE_WORDS; ++i)
+      xs[i] = conv_dw_mac_t::widen(load<in_t>(c, FXEMU_CACHE_X_OFFSET + i));
     for (int o = 0; o < NZ; ++o) from_code(z1[o], c[FXEMU_CACHE_Z1_OFFSET + o]);
     for (int k = 0; k < FXEMU_FLAT; ++k) from_code(dh[k], c[FXEMU_CACHE_DH_OFFSET + k]);
     pool(z1, h, arg);
@@ -188,8 +215,8 @@ CONV_DW:  // 108 + 12 reductions over k = (s * 26 + i) * 26 + j, side by side
       const int i = (o / FXEMU_CONV_OUT) % FXEMU_CONV_OUT, j = o % FXEMU_CONV_OUT;
       const int p = (f * FXEMU_POOLED + i / 2) * FXEMU_POOLED + j / 2;
       // maxpool backward (to the window's argmax) and ReLU'(z1) (0 at z1 <= 0): selection
-      const grad_t dz = (positive(z1[o]) && arg[p] == (i % 2) * 2 + (j % 2))
-                            ? dh[p] : zero_value<grad_t>();
+      const cdw_g_t dz = conv_dw_mac_t::widen(
+          (positive(z1[o]) && arg[p] == (i % 2) * 2 + (j % 2)) ? dh[p] : zero_value<grad_t>());
       for (int k = 0; k < FXEMU_KERNEL * FXEMU_KERNEL; ++k) {
 #pragma HLS UNROLL
         const int kh = k / FXEMU_KERNEL, kw = k % FXEMU_KERNEL;
