@@ -2,13 +2,14 @@
 
 ``native``: numpy/BLAS in float32 or float64 (no per-operation rounding model: BLAS order).
 ``emulated``: fxemu's bit-exact kernels under any :class:`fxemu.policy.Policy`.
-``csim``: the HLS accelerator in C simulation; ``board``: the accelerator through PYNQ
-(:mod:`fxemu.backends.board`, on a board or the stand-in device).
+``csim``: the HLS accelerator's C++ compiled with g++ (C-simulation, see ``hw/``).
+``board``: the same kernel on a PYNQ board (or its stand-in device) through the PYNQ driver
+(:mod:`fxemu.backends.board`).
 """
 
 from __future__ import annotations
 
-from .._errors import BackendUnavailable, msg
+from .._errors import msg
 from ..policy import Policy
 from .base import Backend
 from .emulated import EmulatedBackend
@@ -35,7 +36,7 @@ def get_backend(name: str, policy: Policy, seed: int = 0,
     if name == "emulated":
         return EmulatedBackend(policy, seed)
     if name == "csim":
-        raise BackendUnavailable(msg(f"backend {name!r}", "needs the HLS accelerator sources "
-                                     "and C-simulation bridge, which this build does not have",
-                                     hint="use backend 'emulated' for bit-exact emulation"))
+        from .csim import CsimBackend
+
+        return CsimBackend(policy, seed)
     raise ValueError(msg("backend", "must be one of " + ", ".join(BACKENDS), name))
