@@ -29,7 +29,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -70,45 +72,49 @@ class BoardBackend(AcceleratorBackend):
     def __init__(self, policy: Policy, seed: int = 0, options: dict | None = None) -> None:
         super().__init__(policy, seed)
         options = dict(options or {})
-        from ..hw._pynq import import_pynq
-
-        pynq = import_pynq()
-        from ..hw import driver  # registers TrainStepDriver for the kernel's VLNV
-
         device_kind = str(_option(options, "board_device") or "board")
         if device_kind not in DEVICES:
             raise ValueError(msg("board_device", "must be one of " + ", ".join(DEVICES),
                                  device_kind))
         timeout = _option(options, "board_timeout")
         try:
-            self.timeout = driver.TrainStepDriver.timeout if timeout is None else float(timeout)
+            self.timeout = 60.0 if timeout is None else float(timeout)
         except ValueError:
             raise ValueError(msg("board_timeout", "must be a number of seconds", timeout)) \
                 from None
         if not self.timeout > 0:
             raise ValueError(msg("board_timeout", "must be > 0 seconds", timeout))
         overlay_path = _option(options, "board_overlay")
+        if overlay_path is None and device_kind == "board":
+            raise ValueError(msg("board_overlay", "is needed for backend 'board'",
+                                 hint="set TrainConfig.extra['board_overlay'] or "
+                                 "FXEMU_BOARD_OVERLAY to the overlay's .bit, or "
+                                 "board_device 'standin' to run without a board"))
 
-        if device_kind == "standin":
-            from ..hw import csim
+        from ..hw._pynq import import_pynq
+
+        pynq = import_pynq()
+        from ..hw import driver  # registers TrainStepDriver for the kernel's VLNV
+
+        if overlay_path is None:  # the stand-in's own overlay, removed with the backend
             from ..hw.hwh import write_overlay
-            from ..hw.standin import StandinDevice
 
-            device = StandinDevice(csim.CsimKernel(csim.build(policy)))
-            if overlay_path is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="fxemu-standin-")
-                overlay_path = write_overlay(self._tmp.name, policy=policy.to_dict())
-            download = False  # the stand-in's PL is "already programmed"
-        else:
-            if overlay_path is None:
-                raise ValueError(msg("board_overlay", "is needed for backend 'board'",
-                                     hint="set TrainConfig.extra['board_overlay'] or "
-                                     "FXEMU_BOARD_OVERLAY to the overlay's .bit"))
-            device, download = None, True
+            tmp = tempfile.mkdtemp(prefix="fxemu-standin-")
+            weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True)
+            overlay_path = write_overlay(tmp, policy=policy.to_dict())
         path = Path(str(overlay_path)).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(msg("board_overlay", "not found", str(path)))
         self._check_policy(path, policy)
+
+        if device_kind == "standin":
+            from ..hw import csim
+            from ..hw.standin import StandinDevice
+
+            device = StandinDevice(csim.CsimKernel(csim.build(policy)))
+            download = False  # the stand-in's PL is "already programmed"
+        else:
+            device, download = None, True  # PYNQ's active device: the Zynq this runs on
         self.overlay = pynq.Overlay(str(path), download=download, device=device)
         self.device = self.overlay.device
         ips = sorted(k for k, d in self.overlay.ip_dict.items() if d.get("type") == layout.VLNV)
