@@ -432,3 +432,8 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")
+
+
+from .hw.cli import hw as _hw  # noqa: E402  (the `fxemu hw` group: hw/cli.py)
+
+cli.add_command(_hw)
