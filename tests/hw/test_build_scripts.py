@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fxemu.hw import boards, layout
 
 HW = Path(boards.__file__).resolve().parent
@@ -174,6 +173,7 @@ def _make(build, *targets, timeout=600):
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 def test_make_header_and_dry_runs(tmp_path):
     from fxemu.hw.codegen import policy_header
+
     from fxemu.policy import load_policy
 
     r = _make(tmp_path / "b", "header", "POLICY=fixed16")
