@@ -297,8 +297,9 @@ class CxxLib:
 
 
 def _vendor_dirs() -> tuple[Path, Path] | None:
-    from fxemu import BackendUnavailable
     from fxemu.hw.toolchain import vendor_include_dirs
+
+    from fxemu import BackendUnavailable
 
     try:
         return vendor_include_dirs()

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from fxemu.hw.toolchain import Toolchain, find_toolchain
 
 from fxemu import BackendUnavailable
-from fxemu.hw.toolchain import Toolchain, find_toolchain, vendor_include_dirs
 
 __all__ = [
     "BuildError",
