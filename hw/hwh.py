@@ -178,8 +178,9 @@ def hwh_text(family: str = "zynq", part: str = "xc7z020clg400-1", clock_mhz: flo
     bis = _sub(k, "BUSINTERFACES")
     _sub(bis, "BUSINTERFACE", BUSNAME="ps_gp", DATAWIDTH="32", NAME="s_axi_control",
          TYPE="SLAVE", VLNV=_AXIMM)
-    _sub(bis, "BUSINTERFACE", BUSNAME="kernel_gmem", DATAWIDTH="64", NAME="m_axi_gmem",
-         TYPE="MASTER", VLNV=_AXIMM)
+    for i in range(4):  # one m_axi master per bundle (gmem0..gmem3 in train_step.cpp)
+        _sub(bis, "BUSINTERFACE", BUSNAME="kernel_gmem", DATAWIDTH="64", NAME=f"m_axi_gmem{i}",
+             TYPE="MASTER", VLNV=_AXIMM)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n' + ET.tostring(
         root, encoding="unicode") + "\n"
