@@ -15,7 +15,7 @@ import fxemu
 from fxemu.backends import get_backend
 from fxemu.policy import load_policy
 
-_SMALL = {"data": "embedded", "n_train": 64, "n_test": 32, "epochs": 1, "batch_size": 32,
+_SMALL = {"data": "embedded", "n_train": 32, "n_test": 16, "epochs": 1, "batch_size": 16,
           "seed": 3}
 
 
@@ -76,8 +76,8 @@ def test_cli_board_standin_matches_csim(tmp_path, monkeypatch, policy):
                 progress=False)
     monkeypatch.setenv("FXEMU_BOARD_DEVICE", "standin")
     with pytest.raises(SystemExit) as e:
-        main(["train", "--backend", "board", "--policy", policy, "--n-train", "64",
-              "--n-test", "32", "--epochs", "1", "--batch-size", "32", "--seed", "3",
+        main(["train", "--backend", "board", "--policy", policy, "--n-train", "32",
+              "--n-test", "16", "--epochs", "1", "--batch-size", "16", "--seed", "3",
               "--quiet", "--out", str(tmp_path / "board")])
     assert e.value.code in (0, None)
     got, want = _weights(tmp_path / "board"), _weights(tmp_path / "csim")
