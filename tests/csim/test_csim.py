@@ -62,6 +62,43 @@ def test_csim_and_emulated_weights_bit_identical_every_step(csim, name: str) -> 
     _steps(PRESETS[name], csim(name), steps=21, seed=1)
 
 
+def _extremes(p: Params, policy: Policy, case: str) -> Params:
+    m = policy.update.master
+    tiny = m.smallest_subnormal if isinstance(m, fx.Float) else m.step
+    if case == "edges":  # signed zeros, the smallest subnormal, ±max: saturation, overflow
+        p.conv_b[:3] = [-0.0, m.max, -m.max]
+        p.dense_b[0] = tiny
+        p.dense_w[0, :5] = [-0.0, tiny, -tiny, 6.1e-5, -m.max]
+        p.dense_w[1, :3] = m.max
+    elif case == "inf":  # an infinite bias: inf and NaN logits, NaN gradients
+        p.dense_b[3] = np.inf
+    else:  # a NaN and a -inf weight
+        p.conv_w[2, 0, 1, 1] = np.nan
+        p.dense_w[4, 7] = -np.inf
+    return Params(**{k: fx.quantize(v, m, nan="hls") for k, v in p.arrays().items()})
+
+
+@pytest.mark.parametrize(("name", "case"), [("fixed16", "edges"), ("fw16bw16", "edges"),
+                                            ("fw16bw16", "inf"), ("fw16bw16", "nan")])
+def test_csim_special_values_bit_identical(csim, name: str, case: str) -> None:
+    """±0, subnormals, ±max, inf and NaN weights: the datapath's IEEE corner cases (and fixed
+    saturation) agree with the emulator code for code."""
+    pol = PRESETS[name]
+    cs, em = csim(name), get_backend("emulated", pol, 0)
+    p = _extremes(Params(**{k: em.master(v) for k, v in init_params(5).arrays().items()}), pol,
+                  case)
+    data = load("embedded", n_train=8, n_test=1)
+    pe, pc = p.copy(), p.copy()
+    for step in range(2):
+        x, y = data.x_train[4 * step:4 * step + 4], data.y_train[4 * step:4 * step + 4]
+        with np.errstate(all="ignore"):  # NaN logits in softmax_xent
+            pe, _, _ = train_step(em, pe, x, y, 0.05, step)
+            pc, _, _ = train_step(cs, pc, x, y, 0.05, step)
+        want, got = _codes(pe, pol), _codes(pc, pol)
+        for k in Params.NAMES:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"step {step}: {k}")
+
+
 #: Every reduction order and Mac part the datapath has: pairwise (with exact products added
 #: pairwise in float), chunk:N, a rounded product (mul) and a rounded result (out).
 _FX = "ap_fixed<32,16,AP_RND_CONV,AP_SAT,0>"
