@@ -19,7 +19,7 @@ _SMALL = {"data": "embedded", "n_train": 32, "n_test": 16, "epochs": 1, "batch_s
           "seed": 3}
 
 
-def test_software_path_never_imports_pynq():
+def test_software_path_never_imports_pynq(tmp_path):
     code = textwrap.dedent("""
         import sys
         import fxemu, fxemu.train, fxemu.cli, fxemu.backends.emulated, fxemu.backends.board
@@ -33,7 +33,7 @@ def test_software_path_never_imports_pynq():
         assert "pynq" not in sys.modules, "pynq was imported"
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=300, cwd=tmp_path)  # the installed fxemu, not the checkout
     assert r.returncode == 0, r.stderr
 
 
