@@ -187,3 +187,22 @@ def test_kernel_address_outside_buffers(board):
     board.dev.write_registers(base, (1).to_bytes(4, "little"))  # ap_start
     with pytest.raises(StandinBusError, match="kernel access x: no allocated buffer"):
         board.dev.read_registers(base, 4)
+
+
+def test_driver_without_sync_computes_on_stale_data(board, monkeypatch):
+    """What the driver's cache maintenance buys: drop its flush of x and the kernel reads the
+    DRAM's zeros; drop its invalidate of logits and the host never sees the kernel's result."""
+    import fxemu.hw.driver as drv
+
+    x, p, d = _fill(board.bufs, 2)
+    lg, _ = ModelKernel.expect(x, p, d)
+    monkeypatch.setitem(drv.HOST_WRITES, layout.OP_FORWARD, ("params",))
+    board.ip.run(layout.OP_FORWARD, 2, 1.0, board.bufs)
+    zeros, _ = ModelKernel.expect(np.zeros_like(x), p, d)
+    np.testing.assert_array_equal(np.asarray(board.bufs["logits"][:20]), zeros)
+    monkeypatch.setitem(drv.HOST_WRITES, layout.OP_FORWARD, ("x", "params"))
+    monkeypatch.setitem(drv.HOST_READS, layout.OP_FORWARD, ())
+    board.ip.run(layout.OP_FORWARD, 2, 1.0, board.bufs)
+    np.testing.assert_array_equal(np.asarray(board.bufs["logits"][:20]), zeros)  # stale
+    board.bufs["logits"][:20].invalidate()
+    np.testing.assert_array_equal(np.asarray(board.bufs["logits"][:20]), lg)
