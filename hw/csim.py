@@ -146,7 +146,9 @@ class CsimKernel:
     """The kernel of a library built by :func:`build`, loaded through ctypes.
 
     The library is copied to a fresh, uniquely named file before ``dlopen`` (and the copy
-    removed once mapped), so loading a rebuilt library never returns the old one.
+    removed once mapped), so loading a rebuilt library never returns the old one, and two
+    kernels never share state. The kernel keeps its on-chip buffers in static storage, as the
+    HLS design does: calls on one kernel are serialised by a lock.
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -161,6 +163,7 @@ class CsimKernel:
         finally:
             os.unlink(tmp)
         self.path = path
+        self._lock = threading.Lock()
         f = self._lib.fxemu_csim_run
         f.restype = ctypes.c_int
         f.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint64] + [_U64P] * 5
@@ -194,6 +197,7 @@ class CsimKernel:
                 raise ValueError(msg(f"csim buffer {name}", "must be writeable"))
             ptrs.append(a.ctypes.data_as(_U64P))
         lr_bits = int(np.array(float(lr), np.float64).view(np.uint64))
-        rc = self._run(int(op), int(n), lr_bits, *ptrs)
+        with self._lock:
+            rc = self._run(int(op), int(n), lr_bits, *ptrs)
         if rc:
             raise ValueError(msg("csim kernel", _ERRORS.get(rc, f"error {rc}"), (op, n)))
