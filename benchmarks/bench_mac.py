@@ -65,7 +65,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -298,13 +297,14 @@ class CxxLib:
 
 
 def _vendor_dirs() -> tuple[Path, Path] | None:
-    spec = find_spec("hls4ml")
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        root = Path(loc) / "templates"
-        ap, ac = root / "vivado" / "ap_types", root / "catapult" / "ac_types" / "include"
-        if (ap / "ap_fixed.h").is_file() and (ac / "ac_std_float.h").is_file():
-            return ap, ac
-    return None
+    from fxemu.hw.toolchain import vendor_include_dirs
+
+    from fxemu import BackendUnavailable
+
+    try:
+        return vendor_include_dirs()
+    except BackendUnavailable:
+        return None
 
 
 def _cache_dir() -> Path:

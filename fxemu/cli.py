@@ -407,6 +407,7 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
               out: str | None, resume: bool, quiet: bool) -> None:
     """Train the reference CNN under a precision policy and print per-epoch metrics."""
     from ._errors import BackendUnavailable
+    from .hw.csim import BuildError
     from .train import TrainConfig, train
 
     if resume and out is None:
@@ -417,7 +418,7 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
                           checkpoint_every=checkpoint_every)
         res = train(cfg, out, resume=resume, progress=not quiet)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError,
-            BackendUnavailable) as e:
+            BackendUnavailable, BuildError) as e:
         raise _Failed(str(e)) from None
     rows = [("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "samples/s")]
     rows += [(str(int(m["epoch"])), f"{m['train_loss']:.4f}", f"{m['train_acc']:.4f}",
@@ -436,3 +437,8 @@ cli.add_command(report_cmd)
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")
+
+
+from .hw.cli import hw as _hw  # noqa: E402  (the `fxemu hw` group: hw/cli.py)
+
+cli.add_command(_hw)

@@ -146,7 +146,7 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     policy, backend_name = _resolve(cfg)
-    backend = get_backend(backend_name, policy, cfg.seed)
+    backend = get_backend(backend_name, policy, cfg.seed, options=cfg.extra)
     data = load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test)
     resolved = {**dataclasses.asdict(cfg), "policy": policy.to_dict(), "backend": backend_name,
                 "data": {"spec": cfg.data, "name": data.name, "source": str(data.source),

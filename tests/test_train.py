@@ -126,10 +126,11 @@ sr_bits = 8
     assert np.isfinite(res["metrics"][0]["train_loss"])
 
 
-def test_unknown_backend_and_native_limits() -> None:
+def test_unknown_backend_and_native_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     from fxemu import BackendUnavailable
 
-    with pytest.raises(BackendUnavailable, match="csim"):
+    monkeypatch.setenv("CXX", "fxemu-no-such-compiler")
+    with pytest.raises(BackendUnavailable, match="C\\+\\+ compiler: not found"):
         get_backend("csim", PRESETS["fixed16"])
     with pytest.raises(ValueError, match="float32 or float64 policy"):
         get_backend("native", PRESETS["fixed16"])

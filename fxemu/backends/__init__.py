@@ -2,12 +2,14 @@
 
 ``native``: numpy/BLAS in float32 or float64 (no per-operation rounding model: BLAS order).
 ``emulated``: fxemu's bit-exact kernels under any :class:`fxemu.policy.Policy`.
-``csim``/``board``: the HLS accelerator (see ``hw/``); not available in this build.
+``csim``: the HLS accelerator's C++ compiled with g++ (C-simulation, see ``hw/``).
+``board``: the same kernel on a PYNQ board (or its stand-in device) through the PYNQ driver
+(:mod:`fxemu.backends.board`).
 """
 
 from __future__ import annotations
 
-from .._errors import BackendUnavailable, msg
+from .._errors import msg
 from ..policy import Policy
 from .base import Backend
 from .emulated import EmulatedBackend
@@ -18,14 +20,23 @@ __all__ = ["Backend", "EmulatedBackend", "NativeBackend", "get_backend"]
 BACKENDS = ("native", "emulated", "csim", "board")
 
 
-def get_backend(name: str, policy: Policy, seed: int = 0) -> Backend:
-    """The backend ``name`` configured for ``policy`` (``seed`` keys stochastic rounding)."""
+def get_backend(name: str, policy: Policy, seed: int = 0,
+                options: dict | None = None) -> Backend:
+    """The backend ``name`` configured for ``policy`` (``seed`` keys stochastic rounding).
+
+    ``options``: backend settings (``TrainConfig.extra``); ``board`` reads ``board_overlay``,
+    ``board_device`` and ``board_timeout`` (see :mod:`fxemu.backends.board`).
+    """
+    if name == "board":  # imports pynq when constructed, never before
+        from .board import BoardBackend
+
+        return BoardBackend(policy, seed, options)
     if name == "native":
         return NativeBackend(policy)
     if name == "emulated":
         return EmulatedBackend(policy, seed)
-    if name in ("csim", "board"):
-        raise BackendUnavailable(msg(f"backend {name!r}", "needs the HLS accelerator sources "
-                                     "and C-simulation bridge, which this build does not have",
-                                     hint="use backend 'emulated' for bit-exact emulation"))
+    if name == "csim":
+        from .csim import CsimBackend
+
+        return CsimBackend(policy, seed)
     raise ValueError(msg("backend", "must be one of " + ", ".join(BACKENDS), name))

@@ -19,6 +19,10 @@ class Backend:
     """
 
     name = "base"
+    #: True for a backend that runs the whole network itself (the HLS accelerator): the
+    #: network in :mod:`fxemu.nn` then calls its ``step(p, x, y, lr, step)`` and
+    #: ``logits(p, x)`` instead of the per-layer methods below.
+    runs_network = False
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy

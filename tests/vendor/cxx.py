@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
+from fxemu.hw.toolchain import Toolchain, find_toolchain
+
+from fxemu import BackendUnavailable
 
 __all__ = [
     "BuildError",
@@ -171,55 +172,8 @@ int main(int argc, char **argv) {
 """
 
 
-class Unavailable(Exception):
-    """g++ or the vendor headers are missing; the message is the skip reason."""
-
-
-@dataclass(frozen=True)
-class Toolchain:
-    """The compiler and the vendor include directories."""
-
-    cxx: str
-    version: str
-    include_dirs: tuple[Path, ...]
-    headers_digest: str
-
-    def compile_cmd(self, src: Path, obj: Path) -> list[str]:
-        inc = [f"-I{d}" for d in self.include_dirs]
-        return [self.cxx, *CXX_FLAGS, *inc, "-c", str(src), "-o", str(obj)]
-
-
-def vendor_include_dirs() -> tuple[Path, Path]:
-    """``(ap_types, ac_types/include)`` inside the installed hls4ml package."""
-    spec = find_spec("hls4ml")
-    if spec is None or not spec.submodule_search_locations:
-        raise Unavailable("hls4ml is not installed (it ships the ap_fixed/ac_fixed headers)")
-    for loc in spec.submodule_search_locations:
-        root = Path(loc) / "templates"
-        ap = root / "vivado" / "ap_types"
-        ac = root / "catapult" / "ac_types" / "include"
-        if (ap / "ap_fixed.h").is_file() and (ac / "ac_std_float.h").is_file():
-            return ap, ac
-    raise Unavailable("hls4ml is installed without templates/vivado/ap_types/ap_fixed.h and "
-                      "templates/catapult/ac_types/include/ac_std_float.h")
-
-
-def find_toolchain() -> Toolchain:
-    """The compiler ``$CXX`` (default ``g++``) and the vendor headers, else :class:`Unavailable`."""
-    name = os.environ.get("CXX", "g++")
-    cxx = shutil.which(name)
-    if cxx is None:
-        raise Unavailable(f"C++ compiler {name!r} not found (set CXX or install g++)")
-    proc = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise Unavailable(f"{cxx} --version failed: {proc.stderr.strip()}")
-    dirs = vendor_include_dirs()
-    h = hashlib.sha256()
-    for d in dirs:
-        for p in sorted(d.rglob("*.h")):
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    return Toolchain(cxx, proc.stdout.strip(), dirs, h.hexdigest())
+#: g++ or the vendor headers are missing; the message is the skip reason.
+Unavailable = BackendUnavailable
 
 
 def cache_dir() -> Path:
@@ -391,7 +345,7 @@ class Program:
         cpp = obj.with_suffix(".cpp")
         _write_atomic(cpp, src.encode())
         tmp = obj.with_name(f".{obj.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        cmd = tc.compile_cmd(cpp, tmp)
+        cmd = tc.compile_cmd(cpp, tmp, CXX_FLAGS)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             out = (proc.stdout + proc.stderr).strip()

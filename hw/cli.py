@@ -1,0 +1,143 @@
+"""``fxemu hw``: the accelerator's build helpers and cycle model (registered in fxemu.cli).
+
+``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.estimate`);
+``header``, ``golden``, ``includes`` and ``board`` are what ``hw/Makefile`` calls.
+"""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["hw"]
+
+
+def _policy(spec: str):
+    from ..policy import load_policy
+
+    try:
+        return load_policy(spec)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _kernel_policy(spec: str):
+    """A policy the kernel's datapath can run (the header generator decides)."""
+    from .codegen import policy_header
+
+    p = _policy(spec)
+    try:
+        policy_header(p)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    return p
+
+
+@click.group("hw")
+def hw() -> None:
+    """The HLS accelerator: cycle estimate and build helpers (see hw/README.md)."""
+
+
+@hw.command("estimate")
+@click.argument("policy")
+@click.option("--clock", "clock", type=float, default=None,
+              help="PL clock in MHz [default: the board's clock].")
+@click.option("--board", "board_name", default="pynq-z2", show_default=True,
+              help="Board of hw/boards/boards.json (pynq-z2, zcu104, kv260).")
+@click.option("--batch", type=int, default=128, show_default=True,
+              help="Samples per training step (1..256).")
+def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) -> None:
+    """ESTIMATE of cycles per training step and images/s of the kernel for POLICY.
+
+    From the kernel's loop trip counts, initiation intervals (set by each Mac's accumulator
+    format and order) and typical operator latencies: not a synthesis result.
+    """
+    from . import estimate
+    from .boards import board
+
+    p = _kernel_policy(policy)
+    try:
+        b = board(board_name)
+        mhz = float(b["clock_mhz"]) if clock is None else clock
+        s = estimate.summary(p, batch, mhz)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"estimate (cycle model, not synthesis): policy {p.name}, board {board_name} "
+               f"({b['part']}), clock {mhz:g} MHz, batch {batch}")
+    rows = [("stage", "loop", "entries", "trip", "II", "depth", "cycles", "share")]
+    for lp in s["loops"]:
+        rows.append((lp.stage, lp.name, str(lp.entries), str(lp.trip), str(lp.ii),
+                     str(lp.depth + lp.tail), f"{lp.cycles:,}",
+                     f"{100 * lp.cycles / s['cycles']:.1f}%"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(cell.rjust(w) if i >= 2 else cell.ljust(w)
+                             for i, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    for stage, cyc in s["stages"].items():
+        click.echo(f"estimate {stage}: {cyc:,} cycles per step")
+    click.echo(f"estimate total: {s['cycles']:,} cycles per step, "
+               f"{s['cycles_per_image']:,.0f} per image, {s['ms_per_step']:.1f} ms per step, "
+               f"{s['images_per_s']:.1f} images/s at {mhz:g} MHz")
+
+
+@hw.command("header")
+@click.argument("policy")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+def header_cmd(policy: str, output: str) -> None:
+    """Write the kernel's type header (fxemu_policy.h) for POLICY."""
+    from pathlib import Path
+
+    from .codegen import policy_header
+
+    p = _policy(policy)
+    try:
+        text = policy_header(p)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    Path(output).write_text(text)
+
+
+@hw.command("golden")
+@click.argument("policy")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+@click.option("--json", "policy_json", type=click.Path(dir_okay=False), default=None,
+              help="Also write the policy as JSON (the overlay's .policy.json sidecar).")
+def golden_cmd(policy: str, output: str, policy_json: str | None) -> None:
+    """Write golden vectors of the emulator for the test bench tb_train_step."""
+    import json
+    from pathlib import Path
+
+    from .golden import write_golden
+
+    p = _kernel_policy(policy)
+    write_golden(p, output)
+    if policy_json:
+        Path(policy_json).write_text(json.dumps(p.to_dict(), indent=2, sort_keys=True))
+
+
+@hw.command("includes")
+def includes_cmd() -> None:
+    """Print -I flags of the vendor headers (ap_types, ac_types) shipped in hls4ml."""
+    from .._errors import BackendUnavailable
+    from .toolchain import vendor_include_dirs
+
+    try:
+        click.echo(" ".join(f"-I{d}" for d in vendor_include_dirs()))
+    except BackendUnavailable as e:
+        raise click.UsageError(str(e)) from None
+
+
+@hw.command("board")
+@click.argument("name")
+@click.argument("key")
+def board_cmd(name: str, key: str) -> None:
+    """Print one field of board NAME in hw/boards/boards.json (e.g. part, clock_mhz)."""
+    from .boards import board
+
+    try:
+        b = board(name)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if key not in b or isinstance(b[key], dict):
+        raise click.UsageError(f"key: must be one of {', '.join(k for k in b if k != 'scripts')}"
+                               f"; got {key!r}")
+    click.echo(b[key])
