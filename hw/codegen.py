@@ -12,11 +12,12 @@ What the C++ datapath reproduces exactly, and therefore what this module accepts
 * floats: every format IEEE-layout (``ac_std_float``: default bias, inf/NaN, subnormals),
   round to nearest even, overflow to inf; an accumulator must hold its operands exactly
   (and a ``mul`` format its operands, and the accumulator the ``mul`` format);
-* Mac orders ``sequential``, ``pairwise`` and ``chunk:N``.
+* every Mac order: ``sequential``, ``pairwise``, ``chunk:N`` and ``exact`` (an exact wide
+  sum with 20 guard bits: up to 2^20 products, more than the largest reduction, 256·676).
 
-Anything else — stochastic rounding (no counter-based generator in the datapath), the
-``exact`` order (an unbounded exact sum), FTZ floats, mixed fixed/float or ap/ac policies — is
-refused with a ``ValueError`` naming the role and the reason, before anything is compiled.
+Anything else — stochastic rounding (no counter-based generator in the datapath), FTZ floats,
+mixed fixed/float or ap/ac policies — is refused with a ``ValueError`` naming the role and
+the reason, before anything is compiled.
 """
 
 from __future__ import annotations
@@ -165,9 +166,8 @@ def policy_header(policy: Policy) -> str:
         stage, field, uses = MACS[k]
         what = f"{stage}.{field}"
         if m.order == "exact":
-            raise _refuse(policy, what, "the exact order (an unbounded exact sum) is not in the "
-                          "datapath", m.order)
-        if m.order.startswith("chunk:"):
+            order, chunk = 3, 1
+        elif m.order.startswith("chunk:"):
             order, chunk = 2, int(m.order[6:])
         else:
             order, chunk = _ORDERS[m.order], 1
@@ -193,8 +193,11 @@ def policy_header(policy: Policy) -> str:
                 fb = _ONE if b == "one" else fmts[b]
                 vals.append(_product(fa, fb))
             node = _fixed_node(vals, lib)
+            # the exact order: 20 more integer bits hold the sum of up to 2^20 nodes
+            wide = _fixed_node([Fixed(v.width + 20, v.int_bits + 20, signed=v.signed)
+                                for v in vals], lib)
             mac = (f"fxemu::FixedMac<{acc}, {mul}, {out}, "
-                   f"{'true' if m.mul is not None else 'false'}, {node}>")
+                   f"{'true' if m.mul is not None else 'false'}, {node}, {wide}>")
         up = k.upper()
         lines += [f"// {what}: acc={m.acc} mul={m.mul} out={m.out} order={m.order}",
                   f"typedef {mac} {k}_mac_t;",

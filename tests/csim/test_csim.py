@@ -100,7 +100,7 @@ def test_csim_special_values_bit_identical(csim, name: str, case: str) -> None:
 
 
 #: Every reduction order and Mac part the datapath has: pairwise (with exact products added
-#: pairwise in float), chunk:N, a rounded product (mul) and a rounded result (out).
+#: pairwise in float), chunk:N, exact, a rounded product (mul) and a rounded result (out).
 _FX = "ap_fixed<32,16,AP_RND_CONV,AP_SAT,0>"
 ORDER_POLICIES = {
     "fixed_orders": replace(PRESETS["fixed16"], name="fixed_orders", forward=replace(
@@ -110,14 +110,14 @@ ORDER_POLICIES = {
                          dense_dw=Mac("ap_fixed<28,14,AP_TRN,AP_WRAP,0>", order="pairwise"),
                          dense_dx=Mac(_FX, out="ap_fixed<20,8,AP_RND_CONV,AP_SAT,0>",
                                       order="chunk:3"),
-                         conv_dw=Mac(_FX, order="chunk:50"))),
+                         conv_dw=Mac(_FX, order="exact"))),
     "float_orders": replace(PRESETS["fw16bw16"], name="float_orders", forward=replace(
         PRESETS["fw16bw16"].forward, conv=Mac("float32", order="pairwise"),
         dense=Mac("float32", mul="float32", order="chunk:100")),
         backward=replace(PRESETS["fw16bw16"].backward,
                          dense_dw=Mac("float32", order="pairwise"),
                          dense_dx=Mac("float32", out="bfloat16", order="chunk:3"),
-                         conv_dw=Mac("float32", order="chunk:50"))),
+                         conv_dw=Mac("float32", order="exact"))),
 }
 
 
@@ -241,7 +241,7 @@ def _policy(**changes) -> Policy:
 
 @pytest.mark.parametrize(("policy", "match"), [
     (PRESETS["fixed16_sr"], r"update.master: stochastic rounding has no C\+\+ type mode"),
-    (_policy(forward__conv={"acc": "float32", "order": "exact"}), "exact order"),
+    (_policy(update__sr_bits=4), "update.sr_bits: stochastic rounding is not in the datapath"),
     (_policy(forward__input="ap_fixed<16,8>"), "must be all fixed point or all floats"),
     (_policy(backward__grad="float<5,10,subnormals=false>"), "FTZ"),
     (_policy(update__master="float<5,10,rounding=rtz>"), "rounds to nearest even only"),

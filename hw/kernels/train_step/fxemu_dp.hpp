@@ -80,9 +80,11 @@ typedef ac_fixed<1, 1, false> one_t;
 // ---- fixed point: a Mac ----------------------------------------------------------------------
 // NODE holds every product and every ACC/MUL value exactly (sized by the code generator), so
 // u + v is exact and the assignment into ACC is the one rounding of an addition.
-template <class ACC, class MUL, class OUT, bool HAS_MUL, class NODE>
+// EXACT holds the exact sum of up to 2^20 nodes (the exact order).
+template <class ACC, class MUL, class OUT, bool HAS_MUL, class NODE, class EXACT = NODE>
 struct FixedMac {
   typedef NODE node_t;
+  typedef EXACT exact_t;
   typedef OUT out_t;
   typedef one_t one_type;
   static one_type one() { return one_type(1); }
@@ -106,6 +108,13 @@ struct FixedMac {
     return node_t(s);
   }
   static node_t zero() { return node_t(ACC(0)); }
+  // The exact order: the exact sum of every node, one assignment into ACC.
+  static void exact_reset(exact_t &s) { s = 0; }
+  static void exact_add(exact_t &s, const node_t &p) { s = s + p; }
+  static node_t exact_result(const exact_t &s) {
+    ACC a = s;
+    return node_t(a);
+  }
   static out_t out(const node_t &acc) {
     ACC a = acc;
     OUT o = a;
@@ -311,6 +320,42 @@ struct FloatMac {
     return value(p.a.template fma<AC_RND_CONV, false>(p.b, c));
   }
   static node_t zero() { return value(ACC::zero()); }
+  // The exact order: the exact sum of every node (products exactly, as the product of the
+  // images of their factors), one rounding into ACC; an exact zero is +0; a NaN node, or
+  // inf - inf, gives NaN; otherwise an infinite node gives that infinity.
+  typedef typename image<ACC::width, ACC::e_width>::type img_t;
+  typedef ac_fixed<2 * img_t::width + 20, 2 * img_t::i_width + 20, true> wide_t;
+  struct exact_t {
+    wide_t s;
+    bool nan, pinf, ninf;
+  };
+  static void exact_reset(exact_t &e) {
+    e.s = 0;
+    e.nan = e.pinf = e.ninf = false;
+  }
+  static void exact_add(exact_t &e, const node_t &p) {
+    bool nan, inf, neg;
+    if (p.prod) {
+      const bool z = is_zero(p.a) || is_zero(p.b);
+      inf = p.a.isinf() || p.b.isinf();
+      nan = p.a.isnan() || p.b.isnan() || (inf && z);
+      neg = p.a.signbit() != p.b.signbit();
+      if (!nan && !inf) e.s += wide_t(to_image(p.a) * to_image(p.b));
+    } else {
+      nan = p.v.isnan();
+      inf = p.v.isinf();
+      neg = p.v.signbit();
+      if (!nan && !inf) e.s += wide_t(to_image(p.v));
+    }
+    e.nan |= nan;
+    e.pinf |= inf && !neg;
+    e.ninf |= inf && neg;
+  }
+  static node_t exact_result(const exact_t &e) {
+    if (e.nan || (e.pinf && e.ninf)) return value(ACC::nan());
+    if (e.pinf || e.ninf) return value(e.pinf ? ACC::inf() : -ACC::inf());
+    return value(round_exact<ACC>(e.s, false));
+  }
   static out_t out(const node_t &acc) { return convert<OUT>(acc.v); }  // OUT is ACC without out
 };
 #endif
@@ -324,6 +369,7 @@ struct FloatMac {
 //           folding the remaining blocks from the smallest is that same tree.
 //   ORDER 2 chunk: sequential within chunks of CHUNK from k = 0, the chunk sums added
 //           sequentially to a zero accumulator.
+//   ORDER 3 exact: the exact sum of all products, one rounding into ACC.
 template <class M, int ORDER, int CHUNK>
 struct Reducer;
 
@@ -353,6 +399,14 @@ struct Reducer<M, 2, CHUNK> {
     }
   }
   typename M::node_t result() const { return k ? M::add(acc, part) : acc; }
+};
+
+template <class M, int CHUNK>
+struct Reducer<M, 3, CHUNK> {  // exact: the exact sum, one rounding into ACC
+  typename M::exact_t sum;
+  void reset() { M::exact_reset(sum); }
+  void push(const typename M::node_t &p) { M::exact_add(sum, p); }
+  typename M::node_t result() const { return M::exact_result(sum); }
 };
 
 template <class M, int CHUNK>

@@ -90,6 +90,7 @@ WEIGHTS:
 
 SAMPLES:
   for (uint32_t s = 0; s < n; ++s) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
     uint64_t *c = cache + (long)s * FXEMU_CACHE_WORDS_PER_SAMPLE;
   READ_X:
     for (int i = 0; i < FXEMU_IMAGE_WORDS; ++i) {
@@ -161,6 +162,7 @@ static void backward_update(uint32_t n, const lr_t &lr, uint64_t *params,
 
 DENSE_DX:  // dh[s][k] = R_grad(sum over c = 0..9 of g[s][c] * W[c][k]), before the update
   for (uint32_t s = 0; s < n; ++s) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
     uint64_t *c = cache + (long)s * FXEMU_CACHE_WORDS_PER_SAMPLE;
     for (int k = 0; k < FXEMU_FLAT; ++k) {
       dense_dx_red_t r;
@@ -175,13 +177,16 @@ DENSE_DX:  // dh[s][k] = R_grad(sum over c = 0..9 of g[s][c] * W[c][k]), before 
 
 DENSE_DW:  // dW[c][k] = R_grad(sum over s of g[s][c] * h[s][k]); W[c][k] updated at once
   for (int k = 0; k < FXEMU_FLAT; ++k) {
-    for (uint32_t s = 0; s < n; ++s)
+    for (uint32_t s = 0; s < n; ++s) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
       hk[s] = dense_dw_mac_t::widen(
           load<act_t>(cache, (long)s * FXEMU_CACHE_WORDS_PER_SAMPLE + FXEMU_CACHE_H_OFFSET + k));
+    }
     for (int cl = 0; cl < FXEMU_CLASSES; ++cl) {
       dense_dw_red_t r;
       r.reset();
       for (uint32_t s = 0; s < n; ++s) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
 #pragma HLS PIPELINE II = 1
         r.push(dense_dw_mac_t::product(gw[s * FXEMU_CLASSES + cl], hk[s]));
       }
@@ -193,8 +198,10 @@ DENSE_DB:
   for (int cl = 0; cl < FXEMU_CLASSES; ++cl) {
     dense_dw_red_t r;
     r.reset();
-    for (uint32_t s = 0; s < n; ++s)
+    for (uint32_t s = 0; s < n; ++s) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
       r.push(dense_dw_mac_t::product(gw[s * FXEMU_CLASSES + cl], dense_dw_mac_t::one()));
+    }
     store_update(params, FXEMU_DENSE_B_OFFSET + cl,
                  convert<grad_t>(dense_dw_mac_t::out(r.result())), lr);
   }
@@ -203,6 +210,7 @@ CONV_DW:  // 108 + 12 reductions over k = (s * 26 + i) * 26 + j, side by side
   for (int q = 0; q < NW; ++q) rw[q].reset();
   for (int q = 0; q < FXEMU_FILTERS; ++q) rb[q].reset();
   for (uint32_t s = 0; s < n; ++s) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 256
     const uint64_t *c = cache + (long)s * FXEMU_CACHE_WORDS_PER_SAMPLE;
     for (int i = 0; i < FXEMU_IMAGE_WORDS; ++i)
       xs[i] = conv_dw_mac_t::widen(load<in_t>(c, FXEMU_CACHE_X_OFFSET + i));
