@@ -431,3 +431,9 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")
+
+
+from .analysis.commands import study_cmd, sweep_cmd  # noqa: E402 (after cli exists)
+
+cli.add_command(sweep_cmd)
+cli.add_command(study_cmd)

@@ -1,0 +1,193 @@
+"""The precision studies: one command each runs its sweep and writes its report.
+
+``founding``
+    The founding study: ``fw32bw32``, ``fw16bw32``, ``fw16bw16`` on the embedded digits,
+    2 000 training / 500 test samples, batch 100, 10 epochs, lr 0.01, seeds 0, 1, 2.
+
+``rounding``
+    16-bit fixed point everywhere: input, weights, activations, gradients and master weights
+    are ``ap_fixed<16, 16-F, AP_RND_CONV, AP_SAT>`` for F = 8 … 14 fraction bits; the weight
+    update ``W ← R(W − lr·dW)`` rounds to nearest (ties to even, ``AP_RND_CONV``) or
+    stochastically (``STOCHASTIC``, full-width random residue); seeds 0, 1, 2: 42 runs. Same
+    data and schedule as ``founding`` except the embedded set's default 4 000 / 1 000 split.
+
+    Accumulators: every product of two F-fraction-bit operands lies on the 2^-2F grid, so
+    every Mac accumulates in ``ap_fixed<16+2F, 16, AP_RND_CONV, AP_SAT>`` (2F fraction bits,
+    16 integer bits, saturating at ±2^15): each addition is exact (the rounding mode never
+    acts) and the only rounding is the one into the 16-bit activation or gradient. At most 44
+    bits wide, these accumulators take the exact integer fast path of
+    :func:`fxemu.matmul` (BLAS on integer-valued doubles, below 2^53). The 16 integer bits are
+    ample: a conv sums 9 products of pixels (≤ 1) and weights, the dense layer 2 028 products
+    of activations and weights, the weight gradients ≤ 100·676 products of a data value and a
+    gradient (≪ 1); none comes near 2^15 (the ``ap_fixed<32,16>`` accumulator of the
+    ``fixed16`` preset is the F = 8 case). The 16-bit data saturate at ±2^(15−F): ±128 for
+    F = 8 down to ±2 for F = 14, where large logits and activations clip; the LSB 2^-F is
+    3.9e-3 for F = 8 and 6.1e-5 for F = 14, and an update ``lr·dW`` smaller than half an LSB
+    is lost under round-to-nearest but kept in expectation under stochastic rounding.
+
+Outputs under ``out``: ``runs/`` (one run directory each, see :mod:`fxemu.analysis.sweep`)
+and ``report/`` (:func:`fxemu.analysis.report.write_report`, its ``index.html``); the
+rounding study adds ``report/rounding_accuracy.{png,pdf}`` and ``report/rounding_table.{md,csv}``
+(final test accuracy by F and rounding, mean and 95% CI over seeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fxemu._errors import msg
+from fxemu.arith import Mac
+from fxemu.formats import Fixed
+from fxemu.policy import Backward, Forward, Policy, Update
+
+__all__ = ["FRACTION_BITS", "STUDIES", "founding_spec", "rounding_policy", "rounding_spec",
+           "rounding_summary", "run_study"]
+
+FRACTION_BITS = tuple(range(8, 15))
+_ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
+_SCHEDULE = {"batch_size": 100, "epochs": 10, "lr": 0.01}
+
+
+def founding_spec(seeds: Sequence[int] = (0, 1, 2)) -> dict:
+    """The founding study's sweep spec."""
+    return {"policies": ["fw32bw32", "fw16bw32", "fw16bw16"], "seeds": list(seeds),
+            "train": {"n_train": 2000, "n_test": 500, **_SCHEDULE}}
+
+
+def rounding_policy(frac_bits: int, rounding: str = "rnd_conv") -> Policy:
+    """16-bit fixed data and master weights with ``frac_bits`` fraction bits; the update
+    rounds by ``rounding`` (``"rnd_conv"`` or ``"sr"``). See the module docstring."""
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 1 <= frac_bits <= 18:
+        raise ValueError(msg("frac_bits", "must be an int in 1..18 (16+2F <= 53)", frac_bits))
+    if rounding not in _ROUNDINGS:
+        raise ValueError(msg("rounding", "must be " + " or ".join(_ROUNDINGS), rounding))
+    f = frac_bits
+    data = Fixed(16, 16 - f, rounding="rnd_conv", overflow="sat")
+    acc = Mac(Fixed(16 + 2 * f, 16, rounding="rnd_conv", overflow="sat"))
+    master = Fixed(16, 16 - f, rounding=_ROUNDINGS[rounding], overflow="sat")
+    return Policy(
+        name=f"fixed16_F{f:02d}_{rounding}",
+        forward=Forward(input=data, weight=data, activation=data, conv=acc, dense=acc),
+        backward=Backward(weight=data, grad=data, dense_dw=acc, dense_dx=acc, conv_dw=acc),
+        update=Update(master=master),
+    )
+
+
+def rounding_spec(seeds: Sequence[int] = (0, 1, 2),
+                  frac_bits: Sequence[int] = FRACTION_BITS) -> dict:
+    """The rounding study's sweep spec (policy tables built by :func:`rounding_policy`)."""
+    pols = [rounding_policy(f, r).to_dict() for f in frac_bits for r in _ROUNDINGS]
+    return {"policies": pols, "seeds": list(seeds), "train": dict(_SCHEDULE)}
+
+
+STUDIES = {"founding": founding_spec, "rounding": rounding_spec}
+
+
+def rounding_summary(runs_dir: str | Path):
+    """Final test accuracy of the rounding study's finished runs by fraction bits and
+    rounding: a pandas DataFrame with ``frac_bits``, ``rounding``, ``n`` (seeds), ``mean``,
+    ``std``, ``ci95_low``, ``ci95_high`` (Student t over seeds) and ``final_test_loss``."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    rows = []
+    for d in sorted(Path(runs_dir).iterdir()):
+        if not (d / "config.json").is_file() or not (d / "metrics.csv").is_file():
+            continue
+        cfg = json.loads((d / "config.json").read_text())
+        name = str(cfg["policy"]["name"])
+        parts = name.split("_")
+        if len(parts) != 3 or parts[0] != "fixed16" or not parts[1].startswith("F"):
+            continue
+        m = pd.read_csv(d / "metrics.csv")
+        if len(m) < int(cfg["epochs"]):
+            continue
+        rows.append({"frac_bits": int(parts[1][1:]), "rounding": parts[2], "seed": cfg["seed"],
+                     "test_acc": float(m["test_acc"].iloc[-1]),
+                     "test_loss": float(m["test_loss"].iloc[-1])})
+    if not rows:
+        raise ValueError(msg(f"rounding study {runs_dir}", "holds no finished rounding runs"))
+    df = pd.DataFrame(rows)
+    out = []
+    for (f, r), g in df.groupby(["frac_bits", "rounding"], sort=True):
+        a = g["test_acc"].to_numpy()
+        n, mean = len(a), float(a.mean())
+        std = float(a.std(ddof=1)) if n > 1 else float("nan")
+        half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
+        out.append({"frac_bits": f, "rounding": r, "n": n, "mean": mean, "std": std,
+                    "ci95_low": mean - half, "ci95_high": mean + half,
+                    "final_test_loss": float(g["test_loss"].mean())})
+    return pd.DataFrame(out)
+
+
+def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = rounding_summary(runs_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    s.to_csv(report_dir / "rounding_table.csv", index=False)
+    wide = s.pivot(index="frac_bits", columns="rounding", values="mean")
+    lo = s.pivot(index="frac_bits", columns="rounding", values="ci95_low")
+    hi = s.pivot(index="frac_bits", columns="rounding", values="ci95_high")
+    lines = ["| F (fraction bits) | format | " + " | ".join(
+        f"{c} test acc (95% CI)" for c in wide.columns) + " |",
+        "|---:|---|" + "---:|" * len(wide.columns)]
+    for f in wide.index:
+        cells = [f"{wide.loc[f, c]:.3f} ({lo.loc[f, c]:.3f}–{hi.loc[f, c]:.3f})"
+                 for c in wide.columns]
+        lines.append(f"| {f} | `ap_fixed<16,{16 - f}>` | " + " | ".join(cells) + " |")
+    (report_dir / "rounding_table.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    labels = {"rnd_conv": "round to nearest (RND_CONV)", "sr": "stochastic rounding"}
+    for r, g in s.groupby("rounding"):
+        ax.errorbar(g["frac_bits"], g["mean"],
+                    yerr=[g["mean"] - g["ci95_low"], g["ci95_high"] - g["mean"]],
+                    marker="o", capsize=3, label=labels.get(r, r))
+    ax.set_xlabel("fraction bits F of ap_fixed<16, 16-F>")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title("16-bit fixed point: update rounding (mean, 95% CI, 3 seeds)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "pdf"):
+        p = report_dir / f"rounding_accuracy.{ext}"
+        fig.savefig(p)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def run_study(name: str, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2),
+              workers: int | None = None, scheduler: str | None = None,
+              progress: bool = True, report: bool = True):
+    """Run (or resume) study ``name`` into ``out/runs`` and write ``out/report``.
+
+    Returns ``(SweepResult, index.html path or None)``; the report covers the finished runs
+    even when some failed.
+    """
+    from .sweep import run_sweep
+
+    if name not in STUDIES:
+        raise ValueError(msg("study", "unknown", name, "known: " + ", ".join(STUDIES)))
+    out = Path(out)
+    res = run_sweep(STUDIES[name](seeds), out / "runs", workers=workers, scheduler=scheduler,
+                    progress=progress)
+    index = None
+    if report:
+        from .report import write_report
+
+        baseline = "fw32bw32" if name == "founding" else None
+        index = write_report([out / "runs"], out / "report", baseline=baseline,
+                             epochs=[1, 5, 10])
+        if name == "rounding":
+            _rounding_extras(out / "runs", out / "report")
+    return res, index
