@@ -9,7 +9,8 @@
     are ``ap_fixed<16, 16-F, AP_RND_CONV, AP_SAT>`` for F = 8 … 14 fraction bits; the weight
     update ``W ← R(W − lr·dW)`` rounds to nearest (ties to even, ``AP_RND_CONV``) or
     stochastically (``STOCHASTIC``, full-width random residue); seeds 0, 1, 2: 42 runs. Same
-    data and schedule as ``founding`` except the embedded set's default 4 000 / 1 000 split.
+    data and schedule as ``founding`` (2 000 / 500 digits, batch 100, 10 epochs, lr 0.01), so
+    the founding study's ``fw32bw32`` runs are its float32 baseline.
 
     Accumulators: every product of two F-fraction-bit operands lies on the 2^-2F grid, so
     every Mac accumulates in ``ap_fixed<16+2F, 16, AP_RND_CONV, AP_SAT>`` (2F fraction bits,
@@ -46,13 +47,13 @@ __all__ = ["FRACTION_BITS", "STUDIES", "founding_spec", "rounding_policy", "roun
 
 FRACTION_BITS = tuple(range(8, 15))
 _ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
-_SCHEDULE = {"batch_size": 100, "epochs": 10, "lr": 0.01}
+_SCHEDULE = {"n_train": 2000, "n_test": 500, "batch_size": 100, "epochs": 10, "lr": 0.01}
 
 
 def founding_spec(seeds: Sequence[int] = (0, 1, 2)) -> dict:
     """The founding study's sweep spec."""
     return {"policies": ["fw32bw32", "fw16bw32", "fw16bw16"], "seeds": list(seeds),
-            "train": {"n_train": 2000, "n_test": 500, **_SCHEDULE}}
+            "train": dict(_SCHEDULE)}
 
 
 def rounding_policy(frac_bits: int, rounding: str = "rnd_conv") -> Policy:

@@ -26,14 +26,10 @@ def _spec(seeds=(0, 1, 2), **train_kw) -> dict:
 
 
 # train functions the workers import (by reference: this module is on the workers' sys.path)
-def raising_train(cfg, out, **kw):
+def faulty_train(cfg, out, **kw):
     if cfg.seed == 1:
         raise RuntimeError("boom in seed 1")
-    return train(cfg, out, **kw)
-
-
-def dying_train(cfg, out, **kw):
-    if cfg.seed == 1:
+    if cfg.seed == 2:
         os._exit(3)  # the worker process dies without a word
     return train(cfg, out, **kw)
 
@@ -164,32 +160,34 @@ def test_other_configuration_refused(tmp_path: Path) -> None:
 
 
 # -- process pool -------------------------------------------------------------------------------
-def test_pool_raising_run_recorded_and_retried(tmp_path: Path) -> None:
-    res = run_sweep(_spec(), tmp_path, workers=2, progress=False, train_fn=raising_train)
-    assert sorted(res.done) == ["fw32bw32_seed0", "fw32bw32_seed2"]
-    assert list(res.failed) == ["fw32bw32_seed1"]
+def test_pool_raising_and_dying_runs_recorded_then_retried(tmp_path: Path) -> None:
+    spec = _spec(seeds=(0, 1, 2, 3))
+    res = run_sweep(spec, tmp_path, workers=2, progress=False, train_fn=faulty_train)
+    assert sorted(res.done) == ["fw32bw32_seed0", "fw32bw32_seed3"]
+    assert sorted(res.failed) == ["fw32bw32_seed1", "fw32bw32_seed2"]
     err = json.loads((tmp_path / "fw32bw32_seed1" / "error.json").read_text())
     assert err["error"] == "RuntimeError" and err["message"] == "boom in seed 1"
-    assert "raising_train" in err["traceback"]
-    assert run_status(tmp_path / "fw32bw32_seed1", 1) == "failed"
-
-    done = {k: v for k, v in _mtimes(tmp_path).items() if "seed1" not in k}
-    res = run_sweep(_spec(), tmp_path, workers=2, progress=False, retry_failed=False)
-    assert res.done == [] and list(res.failed) == ["fw32bw32_seed1"]
-    res = run_sweep(_spec(), tmp_path, workers=2, progress=False)  # retries the failed one
-    assert res.done == ["fw32bw32_seed1"] and res.ok
-    assert sorted(res.skipped) == ["fw32bw32_seed0", "fw32bw32_seed2"]
-    assert not (tmp_path / "fw32bw32_seed1" / "error.json").exists()
-    assert {k: v for k, v in _mtimes(tmp_path).items() if "seed1" not in k} == done
-
-
-def test_pool_dying_worker_recorded(tmp_path: Path) -> None:
-    res = run_sweep(_spec(), tmp_path, workers=2, progress=False, train_fn=dying_train)
-    assert sorted(res.done) == ["fw32bw32_seed0", "fw32bw32_seed2"]
-    assert list(res.failed) == ["fw32bw32_seed1"]
-    assert res.failed["fw32bw32_seed1"].startswith("BrokenProcessPool: the worker process")
-    for s in (0, 2):
+    assert "faulty_train" in err["traceback"]
+    err = json.loads((tmp_path / "fw32bw32_seed2" / "error.json").read_text())
+    assert err["error"] == "BrokenProcessPool"
+    assert err["message"].startswith("the worker process running this run died")
+    for s in (0, 3):
         assert run_status(tmp_path / f"fw32bw32_seed{s}", 1) == "finished"
+    for s in (1, 2):
+        assert run_status(tmp_path / f"fw32bw32_seed{s}", 1) == "failed"
+
+    def finished_files():
+        return {k: v for k, v in _mtimes(tmp_path).items() if k.split("/")[0] in
+                ("fw32bw32_seed0", "fw32bw32_seed3")}
+
+    done = finished_files()
+    res = run_sweep(spec, tmp_path, workers=2, progress=False, retry_failed=False)
+    assert res.done == [] and sorted(res.failed) == ["fw32bw32_seed1", "fw32bw32_seed2"]
+    res = run_sweep(spec, tmp_path, workers=2, progress=False)  # retries the failed ones
+    assert sorted(res.done) == ["fw32bw32_seed1", "fw32bw32_seed2"] and res.ok
+    assert sorted(res.skipped) == ["fw32bw32_seed0", "fw32bw32_seed3"]
+    assert not any((tmp_path / f"fw32bw32_seed{s}" / "error.json").exists() for s in (1, 2))
+    assert finished_files() == done
 
 
 # -- Dask ---------------------------------------------------------------------------------------
@@ -197,25 +195,25 @@ def test_dask_killed_worker(tmp_path: Path) -> None:
     dask = pytest.importorskip("dask")
     distributed = pytest.importorskip("distributed")
 
-    cfg = {"distributed.scheduler.allowed-failures": 1,  # two deaths make a KilledWorker
+    cfg = {"distributed.scheduler.allowed-failures": 0,  # one death makes a KilledWorker
            "distributed.scheduler.worker-saturation": 1.0}  # one task per worker thread
     with dask.config.set(cfg), distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, worker_dashboard_address=None) as cluster:
         addr = cluster.scheduler_address
-        res = run_sweep(_spec(), tmp_path, scheduler=addr, progress=False,
-                        train_fn=dying_train)
-        assert sorted(res.done) == ["fw32bw32_seed0", "fw32bw32_seed2"]
-        assert list(res.failed) == ["fw32bw32_seed1"]
-        err = json.loads((tmp_path / "fw32bw32_seed1" / "error.json").read_text())
+        spec = _spec(seeds=(0, 2, 3))
+        res = run_sweep(spec, tmp_path, scheduler=addr, progress=False, train_fn=faulty_train)
+        assert sorted(res.done) == ["fw32bw32_seed0", "fw32bw32_seed3"]
+        assert list(res.failed) == ["fw32bw32_seed2"]
+        err = json.loads((tmp_path / "fw32bw32_seed2" / "error.json").read_text())
         assert err["error"] == "KilledWorker"
-        for s in (0, 2):
+        for s in (0, 3):
             assert run_status(tmp_path / f"fw32bw32_seed{s}", 1) == "finished"
 
         done = _mtimes(tmp_path / "fw32bw32_seed0")
-        res = run_sweep(_spec(), tmp_path, scheduler=addr, progress=False)
-        assert res.done == ["fw32bw32_seed1"] and res.ok
-        assert sorted(res.skipped) == ["fw32bw32_seed0", "fw32bw32_seed2"]
+        res = run_sweep(spec, tmp_path, scheduler=addr, progress=False)
+        assert res.done == ["fw32bw32_seed2"] and res.ok
+        assert sorted(res.skipped) == ["fw32bw32_seed0", "fw32bw32_seed3"]
         assert _mtimes(tmp_path / "fw32bw32_seed0") == done
 
 
