@@ -34,6 +34,7 @@ rounding study adds ``report/rounding_accuracy.{png,pdf}`` and ``report/rounding
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,7 @@ __all__ = ["FRACTION_BITS", "STUDIES", "founding_spec", "rounding_policy", "roun
 
 FRACTION_BITS = tuple(range(8, 15))
 _ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
+_NAME = re.compile(r"^fixed16_F(\d+)_(" + "|".join(_ROUNDINGS) + ")$")
 _SCHEDULE = {"n_train": 2000, "n_test": 500, "batch_size": 100, "epochs": 10, "lr": 0.01}
 
 
@@ -100,14 +102,13 @@ def rounding_summary(runs_dir: str | Path):
         if not (d / "config.json").is_file() or not (d / "metrics.csv").is_file():
             continue
         cfg = json.loads((d / "config.json").read_text())
-        name = str(cfg["policy"]["name"])
-        parts = name.split("_")
-        if len(parts) != 3 or parts[0] != "fixed16" or not parts[1].startswith("F"):
+        hit = _NAME.match(str(cfg["policy"]["name"]))
+        if hit is None:
             continue
         m = pd.read_csv(d / "metrics.csv")
         if len(m) < int(cfg["epochs"]):
             continue
-        rows.append({"frac_bits": int(parts[1][1:]), "rounding": parts[2], "seed": cfg["seed"],
+        rows.append({"frac_bits": int(hit[1]), "rounding": hit[2], "seed": cfg["seed"],
                      "test_acc": float(m["test_acc"].iloc[-1]),
                      "test_loss": float(m["test_loss"].iloc[-1])})
     if not rows:
