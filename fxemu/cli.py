@@ -428,12 +428,16 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
         click.echo(f"run directory: {res['run_dir']}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``fxemu``)."""
-    cli.main(args=argv, prog_name="fxemu")
+from .analysis.command import report_cmd  # noqa: E402
 
+cli.add_command(report_cmd)
 
-from .analysis.commands import study_cmd, sweep_cmd  # noqa: E402 (after cli exists)
+from .analysis.sweep_command import study_cmd, sweep_cmd  # noqa: E402
 
 cli.add_command(sweep_cmd)
 cli.add_command(study_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``fxemu``)."""
+    cli.main(args=argv, prog_name="fxemu")

@@ -1,0 +1,434 @@
+"""Figures of a set of runs, written as PNG (150 dpi) and PDF.
+
+Every figure is drawn on a :class:`matplotlib.figure.Figure` (the Agg renderer, no pyplot and
+no global backend change) under one style (:data:`STYLE`: seaborn ``whitegrid``/``paper``),
+with one colour per policy kept across all figures (:func:`policy_colors`). Each function
+returns the :class:`FigureFile` it wrote (or ``None`` with a reason where the data cannot
+support the figure); its ``caption`` says exactly what is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from fxemu.formats import Fixed, Float, parse
+
+from .runs import LAYERS, Run, Runs
+
+__all__ = ["STYLE", "FigureFile", "curves", "distance_figure", "format_axes", "heatmap",
+           "policy_colors", "sqnr_epochs_figure", "sqnr_figure", "weight_histograms"]
+
+STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.15),
+         "savefig.dpi": 150, "figure.dpi": 100, "pdf.fonttype": 42,
+         "legend.frameon": False, "axes.titleweight": "bold"}
+
+LAYER_TITLES = {"conv_w": "conv weights (12×1×3×3)", "conv_b": "conv bias (12)",
+                "dense_w": "dense weights (10×2028)", "dense_b": "dense bias (10)"}
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """A written figure: file stem, title, caption and the PNG / PDF paths."""
+
+    stem: str
+    title: str
+    caption: str
+    png: Path
+    pdf: Path
+
+
+def policy_colors(policies: Sequence[str]) -> dict[str, tuple]:
+    """One colour per policy, in order (colour-blind palette; husl beyond ten)."""
+    n = len(policies)
+    pal = sns.color_palette("colorblind", n) if n <= 10 else sns.color_palette("husl", n)
+    return dict(zip(policies, pal, strict=True))
+
+
+def _label(runs: Runs, pol: str) -> str:
+    st = [r.status for r in runs.usable() if r.policy == pol]
+    return f"{pol} (partial)" if "partial" in st else pol
+
+
+def _save(fig: Figure, out: Path, stem: str, title: str, caption: str) -> FigureFile:
+    out.mkdir(parents=True, exist_ok=True)
+    png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+    fig.savefig(png, format="png")
+    fig.savefig(pdf, format="pdf")
+    return FigureFile(stem, title, caption, png, pdf)
+
+
+# -- curves -----------------------------------------------------------------------------------
+def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) -> FigureFile:
+    """Loss and accuracy per epoch, train and test, one line per policy (mean ± 1 s.d.)."""
+    out = Path(out)
+    m = runs.metrics
+    m = m[m["status"] != "failed"].copy()
+    pols = [p for p in runs.policies if p in set(m["policy"])]
+    colors = colors or policy_colors(runs.policies)
+    m["label"] = [_label(runs, p) for p in m["policy"]]
+    for c in ("train_acc", "test_acc"):
+        m[c] = m[c] * 100.0
+    pal = {_label(runs, p): colors[p] for p in pols}
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(10, 7), layout="constrained")
+        axes = fig.subplots(2, 2, sharex=True, sharey="row")
+        spec = [("loss", "cross-entropy loss [nats]", 0), ("acc", "accuracy [%]", 1)]
+        for what, ylabel, i in spec:
+            for j, split in enumerate(("train", "test")):
+                ax = axes[i, j]
+                sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", hue="label",
+                             hue_order=list(pal), palette=pal, errorbar="sd", marker="o",
+                             markersize=5, ax=ax, legend=(i == 0 and j == 0))
+                ax.set_title(f"{split} {'loss' if what == 'loss' else 'accuracy'}")
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(ylabel)
+                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        leg = axes[0, 0].get_legend()
+        if leg is not None:
+            handles, labels = axes[0, 0].get_legend_handles_labels()
+            leg.remove()
+            fig.legend(handles, labels, loc="outside right upper", title="policy")
+    caption = ("Training (left) and test (right) cross-entropy loss and accuracy after each "
+               "epoch; train numbers are running means over the epoch's batches, test numbers "
+               "are measured after the epoch. Line: mean over seeds; band: ± one sample "
+               "standard deviation over seeds (no band for a single seed). "
+               "'(partial)' marks a policy with an unfinished run.")
+    return _save(fig, out, "curves", "Loss and accuracy per epoch", caption)
+
+
+# -- weight histograms ------------------------------------------------------------------------
+def _master_fmt(runs: Runs, pol: str) -> Fixed | Float | None:
+    for r in runs.usable():
+        if r.policy == pol:
+            m = ((r.config.get("policy") or {}).get("update") or {}).get("master")
+            return None if m is None else parse(str(m))
+    return None
+
+
+def _short(fmt: Fixed | Float | None) -> str:
+    if fmt is None:
+        return "?"
+    if isinstance(fmt, Float):
+        return f"float e{fmt.exp_bits}m{fmt.man_bits}"
+    return (f"fixed<{fmt.width},{fmt.int_bits}> {fmt.rounding.name.lower()}")
+
+
+def _pow2_text(v: float) -> str:
+    e = math.log2(v)
+    return f"2^{int(e)}" if e == int(e) else f"{v:g}"
+
+
+def _pooled(rs: Sequence[Run], epoch: int, layer: str) -> np.ndarray:
+    parts = [r.weights(epoch)[layer].ravel() for r in rs if epoch in r.weight_epochs()]
+    return np.concatenate(parts) if parts else np.array([])
+
+
+def weight_histograms(runs: Runs, out: str | Path, epochs: Sequence[int],
+                      colors: dict[str, tuple] | None = None) -> list[FigureFile]:
+    """One figure per layer: rows = policies, columns = ``epochs``; density histograms of the
+    weight values pooled over seeds, the master format's range and fixed-point grid marked."""
+    out = Path(out)
+    colors = colors or policy_colors(runs.policies)
+    pols = [p for p in runs.policies if any(r.policy == p for r in runs.usable())]
+    files = []
+    for layer in LAYERS:
+        data = {(p, e): _pooled([r for r in runs.usable() if r.policy == p], e, layer)
+                for p in pols for e in epochs}
+        allv = np.concatenate([v for v in data.values() if v.size] or [np.zeros(1)])
+        lo, hi = float(allv.min()), float(allv.max())
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo), 1e-3) * 0.1
+        xlim = (lo - pad, hi + pad)
+        with mpl.rc_context(STYLE):
+            fig = Figure(figsize=(3.4 * len(epochs) + 1.5, 1.55 * len(pols) + 1.2),
+                         layout="constrained")
+            axes = np.atleast_2d(fig.subplots(len(pols), len(epochs), sharex=True,
+                                              squeeze=False))
+            for i, p in enumerate(pols):
+                fmt = _master_fmt(runs, p)
+                for j, e in enumerate(epochs):
+                    ax = axes[i, j]
+                    v = data[(p, e)]
+                    grid = None
+                    if isinstance(fmt, Fixed) and (xlim[1] - xlim[0]) / fmt.step <= 120:
+                        grid = fmt.step
+                    if v.size:
+                        if grid is not None:  # bins centred on the grid: no aliasing combs
+                            k0 = math.floor(xlim[0] / grid) - 1
+                            k1 = math.ceil(xlim[1] / grid) + 1
+                            bins = (np.arange(k0, k1 + 1) + 0.5) * grid
+                        else:
+                            bins = np.linspace(xlim[0], xlim[1], 61 if v.size > 200 else 21)
+                        sns.histplot(v, bins=bins, stat="density", element="step",
+                                     color=colors[p], alpha=0.35, ax=ax,
+                                     kde=v.size >= 100 and np.ptp(v) > 0,
+                                     line_kws={"linewidth": 1.2})
+                    else:
+                        ax.text(0.5, 0.5, "no snapshot", transform=ax.transAxes,
+                                ha="center", va="center", color="0.4")
+                    if fmt is not None:
+                        for b in (fmt.min, fmt.max):
+                            if xlim[0] <= b <= xlim[1]:
+                                ax.axvline(b, color="crimson", lw=1.2, ls="--")
+                    if grid is not None:
+                        ks = np.arange(math.ceil(xlim[0] / grid), math.floor(xlim[1] / grid) + 1)
+                        ax.vlines(ks * grid, 0, 0.06, transform=ax.get_xaxis_transform(),
+                                  color="crimson", lw=0.6)
+                    ax.set_xlim(*xlim)
+                    ax.set_ylabel(f"{p}\ndensity [1/unit]" if j == 0 else "")
+                    if i == 0:
+                        ax.set_title(f"epoch {e}")
+                    if i == len(pols) - 1:
+                        ax.set_xlabel("weight value")
+                    if j == 0:
+                        rng = (f"range [{fmt.min:g}, {fmt.max:g}]" if fmt is not None else "")
+                        if fmt is not None and not (xlim[0] <= fmt.max <= xlim[1]):
+                            rng += " (outside view)"
+                        if grid is not None:
+                            rng += f"\nstep {_pow2_text(grid)} (red ticks)"
+                        ax.text(0.02, 0.95, f"master {_short(fmt)}\n{rng}",
+                                transform=ax.transAxes, va="top", ha="left",
+                                fontsize="x-small", color="0.25",
+                                bbox={"facecolor": "white", "alpha": 0.75, "lw": 0})
+            fig.suptitle(LAYER_TITLES.get(layer, layer))
+        caption = (f"Distribution of {LAYER_TITLES.get(layer, layer)} after the epochs shown "
+                   "(epoch 0 = initial weights), one row per policy, values pooled over its "
+                   "seeds; density histogram with a kernel density estimate where there are "
+                   "≥ 100 values. Red dashed lines: the master-weight format's representable "
+                   "minimum/maximum, drawn where they fall inside the view (the text at the "
+                   "right gives the range). Red ticks on the axis: the fixed-point grid "
+                   "(one tick per representable value), drawn when at most 120 grid steps "
+                   "span the view; the histogram bins are then centred on the grid.")
+        files.append(_save(fig, out, f"weights_{layer}", f"Weight distribution: {layer}",
+                           caption))
+    return files
+
+
+# -- SQNR -------------------------------------------------------------------------------------
+def _grouped_bars(ax, df: pd.DataFrame, pols: Sequence[str], colors: dict) -> None:
+    n = max(len(pols), 1)
+    width = 0.8 / n
+    top = df["sqnr_db"].replace([np.inf, -np.inf], np.nan).max()
+    top = 0.0 if pd.isna(top) else float(top)
+    for j, p in enumerate(pols):
+        for i, layer in enumerate(LAYERS):
+            v = df.loc[(df["policy"] == p) & (df["layer"] == layer), "sqnr_db"].to_numpy()
+            if v.size == 0:
+                continue
+            x = i - 0.4 + width * (j + 0.5)
+            if np.all(np.isposinf(v)):
+                ax.text(x, top * 0.02, "exact", rotation=90, ha="center", va="bottom",
+                        fontsize="x-small", color=colors[p])
+                continue
+            fin = v[np.isfinite(v)]
+            mean = float(fin.mean())
+            sd = float(fin.std(ddof=1)) if fin.size > 1 else 0.0
+            ax.bar(x, mean, width=width * 0.95, color=colors[p],
+                   label=p if i == 0 or not ax.get_legend_handles_labels()[1].count(p) else
+                   None, yerr=sd if fin.size > 1 else None, capsize=2)
+    ax.set_xticks(range(len(LAYERS)), LAYERS)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("SQNR [dB]")
+
+
+def sqnr_figure(sq: pd.DataFrame, out: str | Path, baseline: str, epoch: int,
+                colors: dict[str, tuple]) -> FigureFile | None:
+    """Trajectory and quantization SQNR per layer at ``epoch``, bars per policy."""
+    out = Path(out)
+    d = sq[sq["epoch"] == epoch]
+    if d.empty:
+        return None
+    pols = [p for p in colors if p in set(d["policy"])]
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(11, 4.2), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=False)
+        for ax, kind, title in (
+                (axes[0], "trajectory", f"trajectory: run vs {baseline}, same seed"),
+                (axes[1], "quantization", f"quantization: {baseline} weights → master")):
+            sub = d[d["kind"] == kind]
+            if sub.empty:
+                ax.text(0.5, 0.5, f"no {kind} pairs", transform=ax.transAxes, ha="center")
+            _grouped_bars(ax, sub, pols, colors)
+            ax.set_title(title)
+        handles, labels = [], []
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        if handles:
+            fig.legend(handles, labels, loc="outside right upper", title="policy")
+        fig.suptitle(f"Quantization error of the weights at epoch {epoch}")
+    caption = (f"Signal-to-quantization-noise ratio per layer at epoch {epoch}, "
+               "SQNR = 10·log10(Σ w_ref² / Σ (w − w_ref)²) dB. Left (trajectory): w = a run's "
+               f"weights, w_ref = the {baseline} run of the same seed at the same epoch — how "
+               "far training in that precision has drifted. Right (quantization): w_ref = "
+               f"the {baseline} run's weights, w = those weights rounded into the policy's "
+               "master-weight format with fx.quantize (stochastic rounding with seed 0) — the "
+               "pure storage error. Bar: mean over seeds; error bar: ± one sample standard "
+               "deviation; 'exact': infinite SQNR (the rounding changes nothing).")
+    return _save(fig, out, "sqnr", "Quantization error per layer (SQNR)", caption)
+
+
+def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
+                       colors: dict[str, tuple]) -> FigureFile | None:
+    """Trajectory SQNR against epoch, one panel per layer, one line per policy."""
+    out = Path(out)
+    d = sq[(sq["kind"] == "trajectory") & np.isfinite(sq["sqnr_db"])]
+    if d.empty or d["epoch"].nunique() < 2:
+        return None
+    pal = {p: c for p, c in colors.items() if p in set(d["policy"])}
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(12, 3.6), layout="constrained")
+        axes = fig.subplots(1, len(LAYERS), sharey=True)
+        for ax, layer in zip(axes, LAYERS, strict=True):
+            sub = d[d["layer"] == layer]
+            sns.lineplot(data=sub, x="epoch", y="sqnr_db", hue="policy", hue_order=list(pal),
+                         palette=pal, errorbar="sd", marker="o", markersize=4, ax=ax,
+                         legend=layer == LAYERS[0])
+            ax.set_title(layer)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("trajectory SQNR [dB]")
+            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        leg = axes[0].get_legend()
+        if leg is not None:
+            h, lab = axes[0].get_legend_handles_labels()
+            leg.remove()
+            fig.legend(h, lab, loc="outside right upper", title="policy")
+    caption = ("Trajectory SQNR (as in the figure above: a run's weights against the "
+               f"{baseline} run of the same seed) after each epoch; epoch 0 shows the "
+               "rounding of the common initial weights. Line: mean over seeds; band: ± one "
+               "sample standard deviation. Epochs with identical weights (infinite SQNR) are "
+               "left out.")
+    return _save(fig, out, "sqnr_epochs", "Trajectory SQNR per epoch", caption)
+
+
+# -- distribution distances -------------------------------------------------------------------
+def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
+                    colors: dict[str, tuple]) -> FigureFile | None:
+    """KS statistic and Wasserstein distance vs baseline per epoch, one panel per layer."""
+    out = Path(out)
+    if dist.empty:
+        return None
+    pal = {p: c for p, c in colors.items() if p in set(dist["policy"])}
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(12, 6), layout="constrained")
+        axes = fig.subplots(2, len(LAYERS), sharex=True)
+        for j, layer in enumerate(LAYERS):
+            sub = dist[dist["layer"] == layer]
+            for i, (col, ylab) in enumerate((("ks", "KS statistic [–]"),
+                                             ("wasserstein", "Wasserstein-1 [weight units]"))):
+                ax = axes[i, j]
+                sns.lineplot(data=sub, x="epoch", y=col, hue="policy", hue_order=list(pal),
+                             palette=pal, marker="o", markersize=4, ax=ax,
+                             legend=(i == 0 and j == 0))
+                if i == 0:
+                    ax.set_title(layer)
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(ylab if j == 0 else "")
+                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        leg = axes[0, 0].get_legend()
+        if leg is not None:
+            h, lab = axes[0, 0].get_legend_handles_labels()
+            leg.remove()
+            fig.legend(h, lab, loc="outside right upper", title="policy")
+    caption = ("Distance of each layer's weight distribution from the baseline "
+               f"{baseline} after each epoch: two-sample Kolmogorov–Smirnov statistic (top) "
+               "and 1-Wasserstein distance in weight units (bottom); both sides pooled over "
+               "their seeds.")
+    return _save(fig, out, "distances", "Weight-distribution distance from the baseline",
+                 caption)
+
+
+# -- format-sweep heatmap ---------------------------------------------------------------------
+#: Axes a heatmap can use, read from a run's policy: name → (stage, role, attribute).
+AXES = {
+    "data bits": ("forward", "activation", "width"),
+    "accumulator bits": ("forward", "conv", "width"),
+    "fraction bits": ("forward", "activation", "frac"),
+    "rounding": ("update", "master", "rounding"),
+    "master bits": ("update", "master", "width"),
+    "gradient bits": ("backward", "grad", "width"),
+}
+_PAIRS = [("data bits", "accumulator bits"), ("fraction bits", "rounding")]
+
+
+def _axis_value(policy: dict, stage: str, role: str, attr: str) -> object:
+    v = (policy.get(stage) or {}).get(role)
+    if isinstance(v, dict):
+        v = v.get("acc")
+    if v is None:
+        return None
+    f = parse(str(v))
+    if attr == "width":
+        return f.width
+    if attr == "frac":
+        return f.frac_bits if isinstance(f, Fixed) else f.man_bits
+    return f"{'fixed' if isinstance(f, Fixed) else 'float'} {f.rounding.name.lower()}"
+
+
+def format_axes(runs: Runs) -> pd.DataFrame:
+    """Per complete run: ``run, policy, test_acc`` (last epoch) and every :data:`AXES` value."""
+    rows = []
+    for r in runs.complete():
+        pol = r.config.get("policy") or {}
+        row = {"run": r.name, "policy": r.policy,
+               "test_acc": float(r.metrics["test_acc"].iloc[-1])}
+        for name, (stage, role, attr) in AXES.items():
+            row[name] = _axis_value(pol, stage, role, attr)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "policy", "test_acc", *AXES])
+
+
+def _varying(df: pd.DataFrame, col: str) -> bool:
+    return df[col].notna().all() and df[col].nunique() > 1
+
+
+def heatmap(runs: Runs, out: str | Path,
+            axes: tuple[str, str] | None = None) -> tuple[FigureFile | None, str]:
+    """Mean final test accuracy over two format axes; ``(None, reason)`` when no two vary.
+
+    ``axes`` (names from :data:`AXES`) default to the first of (data bits, accumulator bits),
+    (fraction bits, rounding), then any pair, on which the complete runs vary.
+    """
+    out = Path(out)
+    df = format_axes(runs)
+    if len(df) < 2:
+        return None, "fewer than two complete runs"
+    if axes is None:
+        cands = _PAIRS + [(a, b) for i, a in enumerate(AXES) for b in list(AXES)[i + 1:]]
+        axes = next(((a, b) for a, b in cands if _varying(df, a) and _varying(df, b)), None)
+        if axes is None:
+            vary = [a for a in AXES if _varying(df, a)]
+            return None, ("the runs do not vary on two format axes (varying: "
+                          f"{', '.join(vary) or 'none'}; axes read: {', '.join(AXES)})")
+    ya, xa = axes
+    g = df.groupby([ya, xa])["test_acc"]
+    mean = (g.mean() * 100).unstack(xa)
+    count = g.size().unstack(xa)
+    npol = df.groupby([ya, xa])["policy"].nunique().max()
+    annot = mean.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    annot = annot + count.map(lambda c: "" if pd.isna(c) else f"\n(n={int(c)})")
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(1.2 * mean.shape[1] + 3, 0.8 * mean.shape[0] + 2),
+                     layout="constrained")
+        ax = fig.subplots()
+        sns.heatmap(mean, annot=annot.to_numpy(), fmt="", cmap="viridis", ax=ax,
+                    cbar_kws={"label": "final test accuracy [%]"}, linewidths=0.5)
+        ax.set_xlabel(xa)
+        ax.set_ylabel(ya)
+        ax.set_title("Final test accuracy by format")
+    caption = (f"Final test accuracy [%] (last epoch, complete runs) by {ya} (rows) and {xa} "
+               "(columns), read from each run's policy; cell: mean over the runs in it, n = "
+               "number of runs; blank: no run."
+               + (f" Some cells hold up to {npol} policies that differ on other axes."
+                  if npol > 1 else ""))
+    return _save(fig, out, "heatmap", "Format sweep", caption), ""

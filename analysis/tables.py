@@ -1,0 +1,148 @@
+"""Tables: the founding study's comparison table for any runs, and the statistics tables,
+written as Markdown, CSV and LaTeX.
+
+The comparison table has one row per policy: the number of runs, the wall time (the sum of a
+run's ``metrics.csv`` ``seconds`` column: training time of every epoch, evaluation excluded),
+and train/test loss and accuracy at chosen epochs. Every number is the mean over the policy's
+seeds, with ``± sample standard deviation`` when there is more than one. Per-epoch numbers use
+every run that reached that epoch (a partial run counts for the epochs it finished); wall time
+uses the complete runs (the partial ones only when none is complete, and then says so).
+
+CSV files carry the plain numbers (``*_mean``, ``*_std``, ``*_n`` columns); Markdown and
+LaTeX carry the formatted text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fxemu._errors import msg
+
+from .runs import Runs
+
+__all__ = ["comparison_table", "default_epochs", "format_comparison", "run_table",
+           "write_table"]
+
+_METRICS = (("train_loss", "train loss"), ("train_acc", "train acc [%]"),
+            ("test_loss", "test loss"), ("test_acc", "test acc [%]"))
+
+
+def default_epochs(runs: Runs) -> list[int]:
+    """Epochs 1, 5 and 10 where reached, plus the last epoch any run planned or reached."""
+    last = 0
+    for r in runs.usable():
+        last = max(last, r.epochs or 0, r.epochs_done)
+    if last == 0:
+        return []
+    return sorted({e for e in (1, 5, 10) if e <= last} | {last})
+
+
+def _policy_status(runs: Runs, pol: str) -> str:
+    st = [r.status for r in runs if r.policy == pol]
+    parts = []
+    for s in ("complete", "partial", "failed"):
+        if st.count(s):
+            parts.append(f"{st.count(s)} {s}")
+    return ", ".join(parts)
+
+
+def comparison_table(runs: Runs, epochs: Sequence[int] | None = None) -> pd.DataFrame:
+    """The comparison table as numbers, one row per policy (see the module docstring).
+
+    Columns: ``policy, runs`` (status counts), ``n, wall_s_mean, wall_s_std, wall_partial``,
+    then for each epoch ``e`` and metric ``m``: ``m@e_mean, m@e_std, m@e_n`` (accuracies as
+    fractions). ``std`` is NaN for one run.
+    """
+    eps = default_epochs(runs) if epochs is None else [int(e) for e in epochs]
+    for e in eps:
+        if e < 1:
+            raise ValueError(msg("epochs", "must be >= 1", e))
+    m = runs.metrics
+    m = m[m["status"] != "failed"] if len(m) else m
+    rows = []
+    for pol in runs.policies:
+        usable = [r for r in runs.usable() if r.policy == pol]
+        row: dict[str, object] = {"policy": pol, "runs": _policy_status(runs, pol),
+                                  "n": len(usable)}
+        done = [r for r in usable if r.status == "complete"]
+        wall_runs = done or usable
+        walls = np.array([float(r.metrics["seconds"].sum()) for r in wall_runs])
+        row["wall_s_mean"] = float(walls.mean()) if len(walls) else math.nan
+        row["wall_s_std"] = float(walls.std(ddof=1)) if len(walls) > 1 else math.nan
+        row["wall_partial"] = bool(usable) and not done
+        pm = m[m["policy"] == pol] if len(m) else m
+        for e in eps:
+            at = pm[pm["epoch"] == e] if len(pm) else pm
+            for col, _ in _METRICS:
+                v = at[col].to_numpy(dtype=float) if len(at) else np.array([])
+                row[f"{col}@{e}_mean"] = float(v.mean()) if len(v) else math.nan
+                row[f"{col}@{e}_std"] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+                row[f"{col}@{e}_n"] = len(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, std: float, digits: int, scale: float = 1.0) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    s = f"{mean * scale:.{digits}f}"
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        s += f" ± {std * scale:.{digits}f}"
+    return s
+
+
+def format_comparison(table: pd.DataFrame, epochs: Sequence[int]) -> pd.DataFrame:
+    """The comparison table as text: ``mean ± std``, accuracies in percent."""
+    out = pd.DataFrame({"policy": table["policy"], "runs": table["runs"]})
+    out["wall time [s]"] = [
+        _pm(a, b, 1) + (" (partial)" if p else "")
+        for a, b, p in zip(table["wall_s_mean"], table["wall_s_std"], table["wall_partial"],
+                           strict=True)]
+    for e in epochs:
+        for col, label in _METRICS:
+            acc = col.endswith("acc")
+            out[f"{label} @{e}"] = [
+                _pm(a, b, 2 if acc else 4, 100.0 if acc else 1.0)
+                for a, b in zip(table[f"{col}@{e}_mean"], table[f"{col}@{e}_std"],
+                                strict=True)]
+    return out
+
+
+def run_table(runs: Runs) -> pd.DataFrame:
+    """One row per run: id, policy, seed, status, epochs done/planned, error."""
+    c = runs.configs
+    err = [("" if not isinstance(e, str) else f"{e}: {mm}")
+           for e, mm in zip(c["error"], c["message"], strict=True)]
+    return pd.DataFrame({
+        "run": c["run"], "policy": c["policy"],
+        "seed": ["–" if pd.isna(s) else str(int(s)) for s in c["seed"]],
+        "status": c["status"],
+        "epochs": [f"{d}/{'?' if pd.isna(p) else int(p)}"
+                   for d, p in zip(c["epochs_done"], c["epochs"], strict=True)],
+        "backend": c["backend"].fillna("–"), "master format": c["master"].fillna("–"),
+        "error": err,
+    })
+
+
+def _latex_escape_pm(tex: str) -> str:
+    return tex.replace("±", r"$\pm$").replace("–", "--").replace("∞", r"$\infty$")
+
+
+def write_table(text: pd.DataFrame, numbers: pd.DataFrame, out: str | Path, stem: str,
+                caption: str) -> dict[str, Path]:
+    """Write ``stem.md`` and ``stem.tex`` from ``text`` and ``stem.csv`` from ``numbers``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "tex": out / f"{stem}.tex"}
+    md = text.to_markdown(index=False, disable_numparse=True)
+    paths["md"].write_text(f"{md}\n\n{caption}\n", encoding="utf-8")
+    numbers.to_csv(paths["csv"], index=False)
+    tex = text.to_latex(index=False, escape=True, caption=caption.replace("±", "+/-"),
+                        label=f"tab:{stem}")
+    paths["tex"].write_text(_latex_escape_pm(tex), encoding="utf-8")
+    return paths
