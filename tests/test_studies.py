@@ -43,8 +43,8 @@ def test_rounding_policies() -> None:
         assert mac.acc.hls_type == "ap_fixed<44,16,AP_RND_CONV,AP_SAT,0>"
         assert mac.mul is None and mac.out is None
     runs = build_runs(rounding_spec())
-    assert len(runs) == 2 * len(FRACTION_BITS) * 3 == 42
-    assert len({r.name for r in runs}) == 42
+    assert len(runs) == 3 + 2 * len(FRACTION_BITS) * 3 == 45
+    assert len({r.name for r in runs}) == 45 and runs[0].name == "fw32bw32_seed0"
     with pytest.raises(ValueError, match=r"frac_bits: must be an int in 1\.\.18"):
         rounding_policy(19)
     with pytest.raises(ValueError, match="rounding: must be rnd_conv or sr; got 'rne'"):
