@@ -88,75 +88,111 @@ def rounding_spec(seeds: Sequence[int] = (0, 1, 2),
 STUDIES = {"founding": founding_spec, "rounding": rounding_spec}
 
 
-def rounding_summary(runs_dir: str | Path):
-    """Final test accuracy of the rounding study's finished runs by fraction bits and
-    rounding: a pandas DataFrame with ``frac_bits``, ``rounding``, ``n`` (seeds), ``mean``,
-    ``std``, ``ci95_low``, ``ci95_high`` (Student t over seeds) and ``final_test_loss``."""
+def _final(runs_dir: str | Path) -> list[dict]:
+    """(policy, seed, final test accuracy and loss) of every finished run in ``runs_dir``."""
     import json
 
-    import numpy as np
     import pandas as pd
-    from scipy import stats
 
     rows = []
     for d in sorted(Path(runs_dir).iterdir()):
         if not (d / "config.json").is_file() or not (d / "metrics.csv").is_file():
             continue
         cfg = json.loads((d / "config.json").read_text())
-        hit = _NAME.match(str(cfg["policy"]["name"]))
-        if hit is None:
-            continue
         m = pd.read_csv(d / "metrics.csv")
         if len(m) < int(cfg["epochs"]):
             continue
-        rows.append({"frac_bits": int(hit[1]), "rounding": hit[2], "seed": cfg["seed"],
+        rows.append({"policy": str(cfg["policy"]["name"]), "seed": cfg["seed"],
                      "test_acc": float(m["test_acc"].iloc[-1]),
                      "test_loss": float(m["test_loss"].iloc[-1])})
+    return rows
+
+
+def _mean_ci(a) -> tuple[int, float, float, float]:
+    """n, mean, sample std and the half-width of the 95% Student-t interval."""
+    import numpy as np
+    from scipy import stats
+
+    a = np.asarray(a, dtype=float)
+    n, mean = len(a), float(a.mean())
+    if n < 2:
+        return n, mean, float("nan"), float("nan")
+    std = float(a.std(ddof=1))
+    return n, mean, std, float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
+
+
+def rounding_summary(runs_dir: str | Path):
+    """Final test accuracy of the rounding study's finished runs by fraction bits and
+    rounding: a pandas DataFrame with ``frac_bits``, ``rounding``, ``n`` (seeds), ``mean``,
+    ``std``, ``ci95_low``, ``ci95_high`` (Student t over seeds) and ``final_test_loss``."""
+    import pandas as pd
+
+    rows = []
+    for r in _final(runs_dir):
+        hit = _NAME.match(r["policy"])
+        if hit is not None:
+            rows.append({**r, "frac_bits": int(hit[1]), "rounding": hit[2]})
     if not rows:
         raise ValueError(msg(f"rounding study {runs_dir}", "holds no finished rounding runs"))
     df = pd.DataFrame(rows)
     out = []
     for (f, r), g in df.groupby(["frac_bits", "rounding"], sort=True):
-        a = g["test_acc"].to_numpy()
-        n, mean = len(a), float(a.mean())
-        std = float(a.std(ddof=1)) if n > 1 else float("nan")
-        half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float("nan")
+        n, mean, std, half = _mean_ci(g["test_acc"])
         out.append({"frac_bits": f, "rounding": r, "n": n, "mean": mean, "std": std,
                     "ci95_low": mean - half, "ci95_high": mean + half,
                     "final_test_loss": float(g["test_loss"].mean())})
     return pd.DataFrame(out)
 
 
+def _pct(mean: float, half: float) -> str:
+    if half != half:  # NaN: a single seed
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * half:.2f}"
+
+
 def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
+    """``rounding_table.{md,csv}`` and ``rounding_accuracy.{png,pdf}`` in ``report_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s = rounding_summary(runs_dir)
+    base = [r["test_acc"] for r in _final(runs_dir) if r["policy"] == "fw32bw32"]
     report_dir.mkdir(parents=True, exist_ok=True)
     s.to_csv(report_dir / "rounding_table.csv", index=False)
-    wide = s.pivot(index="frac_bits", columns="rounding", values="mean")
-    lo = s.pivot(index="frac_bits", columns="rounding", values="ci95_low")
-    hi = s.pivot(index="frac_bits", columns="rounding", values="ci95_high")
-    lines = ["| F (fraction bits) | format | " + " | ".join(
-        f"{c} test acc (95% CI)" for c in wide.columns) + " |",
-        "|---:|---|" + "---:|" * len(wide.columns)]
-    for f in wide.index:
-        cells = [f"{wide.loc[f, c]:.3f} ({lo.loc[f, c]:.3f}–{hi.loc[f, c]:.3f})"
-                 for c in wide.columns]
-        lines.append(f"| {f} | `ap_fixed<16,{16 - f}>` | " + " | ".join(cells) + " |")
-    (report_dir / "rounding_table.md").write_text("\n".join(lines) + "\n")
+    heads = {"rnd_conv": "round to nearest (RND_CONV)", "sr": "stochastic rounding"}
+    cols = [c for c in heads if c in set(s["rounding"])]
+    lines = ["| F | data and master format | LSB | range | "
+             + " | ".join(f"{heads[c]}: test acc [%]" for c in cols) + " |",
+             "|---:|---|---:|---:|" + "---:|" * len(cols)]
+    for f, g in s.groupby("frac_bits"):
+        g = g.set_index("rounding")
+        cells = [_pct(g.loc[c, "mean"], g.loc[c, "mean"] - g.loc[c, "ci95_low"])
+                 if c in g.index else "–" for c in cols]
+        lines.append(f"| {f} | `ap_fixed<16,{16 - f},AP_RND_CONV,AP_SAT>` | 2^-{f} | "
+                     f"±{2.0 ** (15 - f):g} | " + " | ".join(cells) + " |")
+    note = ("\nFinal (epoch-10) test accuracy, mean ± half-width of the 95% Student-t interval "
+            "over seeds.")
+    if base:
+        n, mean, _, half = _mean_ci(base)
+        note += f" float32 baseline (fw32bw32, {n} seeds): {_pct(mean, half)} %."
+    (report_dir / "rounding_table.md").write_text("\n".join(lines) + "\n" + note + "\n")
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    labels = {"rnd_conv": "round to nearest (RND_CONV)", "sr": "stochastic rounding"}
-    for r, g in s.groupby("rounding"):
-        ax.errorbar(g["frac_bits"], g["mean"],
-                    yerr=[g["mean"] - g["ci95_low"], g["ci95_high"] - g["mean"]],
-                    marker="o", capsize=3, label=labels.get(r, r))
-    ax.set_xlabel("fraction bits F of ap_fixed<16, 16-F>")
-    ax.set_ylabel("final test accuracy")
-    ax.set_title("16-bit fixed point: update rounding (mean, 95% CI, 3 seeds)", fontsize=9)
+    fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=100)
+    for r in cols:
+        g = s[s["rounding"] == r]
+        ax.errorbar(g["frac_bits"], 100 * g["mean"],
+                    yerr=[100 * (g["mean"] - g["ci95_low"]), 100 * (g["ci95_high"] - g["mean"])],
+                    marker="o", capsize=3, label=heads[r])
+    if base:
+        ax.axhline(100 * float(sum(base) / len(base)), color="0.4", ls="--", lw=1,
+                   label="float32 (fw32bw32)")
+    ax.set_xlabel("fraction bits F of ap_fixed<16, 16−F> (data, gradients, master weights)")
+    ax.set_ylabel("final test accuracy [%]")
+    ax.set_title("16-bit fixed point: rounding of the weight update "
+                 "(mean, 95% CI over seeds)", fontsize=9)
+    ax.set_xticks(sorted(set(s["frac_bits"])))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

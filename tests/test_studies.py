@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fxemu.analysis.studies import (
     FRACTION_BITS,
+    _rounding_extras,
     founding_spec,
     rounding_policy,
     rounding_spec,
@@ -77,3 +78,11 @@ def test_rounding_summary(tmp_path: Path) -> None:
     assert s.loc["sr", "final_test_loss"] == pytest.approx(0.15)
     with pytest.raises(ValueError, match="holds no finished rounding runs"):
         rounding_summary(tmp_path / "fw32bw32_seed0")
+
+    pytest.importorskip("matplotlib")
+    _rounding_extras(tmp_path, tmp_path / "rep")
+    md = (tmp_path / "rep" / "rounding_table.md").read_text().splitlines()
+    assert md[2] == (f"| 9 | `ap_fixed<16,7,AP_RND_CONV,AP_SAT>` | 2^-9 | ±64 | 60.00 | "
+                     f"85.00 ± {100 * half:.2f} |")
+    assert md[-1].endswith("float32 baseline (fw32bw32, 1 seeds): 90.00 %.")
+    assert (tmp_path / "rep" / "rounding_accuracy.png").stat().st_size > 10_000
