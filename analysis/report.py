@@ -147,7 +147,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right;white-space:nowrap}
 th{background:#f1f3f5} td:first-child,th:first-child{text-align:left}
 tr.partial td{background:#fff7db} tr.failed td{background:#fde2e1}
-td.err{text-align:left;white-space:normal;max-width:36em;font-family:monospace;font-size:.95em}
+th:last-child{text-align:left} td.err{text-align:left;white-space:normal;max-width:36em;font-family:monospace;font-size:.95em}
 figure{margin:1.2em 0 2em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption,.caption{color:#444;font-size:.92em;max-width:60em}
 .note{background:#eef4ff;border-left:4px solid #5b8def;padding:.5em 1em;max-width:60em}
@@ -279,6 +279,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
         base = None
     else:
         base = S.choose_baseline(runs, baseline)
+        runs.put_first(base)
         eps = (T.default_epochs(runs) if epochs is None
                else _check_epochs(epochs, runs, "epochs", 1))
         w_eps = (_weight_epochs(runs) if weight_epochs is None

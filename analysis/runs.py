@@ -246,6 +246,7 @@ class Runs:
 
     def __init__(self, runs: Sequence[Run]) -> None:
         self.runs = list(runs)
+        self._first: str | None = None
         _unique_names(self.runs)
         self._by_name = {r.name: r for r in self.runs}
         rows = []
@@ -305,8 +306,16 @@ class Runs:
 
     @property
     def policies(self) -> list[str]:
-        """Policy names in first-seen order."""
-        return list(dict.fromkeys(r.policy for r in self.runs))
+        """Policy names: first-seen order, the one given to :meth:`put_first` leading."""
+        names = list(dict.fromkeys(r.policy for r in self.runs))
+        if self._first in names:
+            names.remove(self._first)
+            names.insert(0, self._first)
+        return names
+
+    def put_first(self, policy: str | None) -> None:
+        """List ``policy`` (the baseline, say) first in :attr:`policies`."""
+        self._first = policy
 
     def usable(self) -> list[Run]:
         """Runs that are not failed (complete or partial)."""

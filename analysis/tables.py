@@ -52,7 +52,8 @@ def _policy_status(runs: Runs, pol: str) -> str:
 
 
 def comparison_table(runs: Runs, epochs: Sequence[int] | None = None) -> pd.DataFrame:
-    """The comparison table as numbers, one row per policy (see the module docstring).
+    """The comparison table as numbers, one row per policy with a usable run (see the module
+    docstring).
 
     Columns: ``policy, runs`` (status counts), ``n, wall_s_mean, wall_s_std, wall_partial``,
     then for each epoch ``e`` and metric ``m``: ``m@e_mean, m@e_std, m@e_n`` (accuracies as
@@ -67,6 +68,8 @@ def comparison_table(runs: Runs, epochs: Sequence[int] | None = None) -> pd.Data
     rows = []
     for pol in runs.policies:
         usable = [r for r in runs.usable() if r.policy == pol]
+        if not usable:  # only failed runs: listed in the run table, not here
+            continue
         row: dict[str, object] = {"policy": pol, "runs": _policy_status(runs, pol),
                                   "n": len(usable)}
         done = [r for r in usable if r.status == "complete"]

