@@ -320,12 +320,15 @@ def _write_error(run_dir: Path, exc: BaseException, message: str | None = None,
     return {"status": "failed", "error": rec["error"], "message": rec["message"]}
 
 
-def _set_threads(threads: int | None) -> None:
+def _set_threads(threads: int | None) -> int | None:
+    """Set this thread's Numba thread count; returns the previous one (None: unchanged)."""
     if threads is None:
-        return
+        return None
     import numba
 
+    before = numba.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return before
 
 
 def _execute(run_dir: str, config: dict, threads: int | None,
@@ -334,14 +337,17 @@ def _execute(run_dir: str, config: dict, threads: int | None,
     failed run: the error is written to ``error.json`` and returned."""
     d = Path(run_dir)
     t0 = time.perf_counter()
+    before = None
     try:
-        _set_threads(threads)
+        before = _set_threads(threads)
         (d / "error.json").unlink(missing_ok=True)
         if train_fn is None:
             from fxemu.train import train as train_fn
         train_fn(TrainConfig(**config), d, resume=True, progress=False)
     except Exception as e:
         return _write_error(d, e)
+    finally:
+        _set_threads(before)  # a run in the caller's process leaves its setting alone
     rows = _metric_rows(d)
     if rows < config["epochs"]:
         e = RuntimeError(f"training returned with {rows} of {config['epochs']} epochs in "

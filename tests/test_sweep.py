@@ -152,6 +152,21 @@ def test_skip_finished_and_resume_partial(tmp_path: Path, monkeypatch) -> None:
     assert _mtimes(tmp_path / "cut") == before
 
 
+def test_one_numba_thread_per_run(tmp_path: Path) -> None:
+    import numba
+
+    seen = []
+
+    def spy(cfg, out, **kw):
+        seen.append(numba.get_num_threads())
+        return train(cfg, out, **kw)
+
+    before = numba.get_num_threads()
+    res = run_sweep(_spec(seeds=(0,)), tmp_path, workers=0, progress=False, train_fn=spy)
+    assert res.ok and seen == [1]
+    assert numba.get_num_threads() == before  # the caller's setting is restored
+
+
 def test_other_configuration_refused(tmp_path: Path) -> None:
     run_sweep(_spec(seeds=(0,)), tmp_path, workers=0, progress=False)
     with pytest.raises(ValueError, match=r"holds a run of another configuration; got "
