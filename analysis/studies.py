@@ -179,19 +179,23 @@ def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
         note += f" float32 baseline (fw32bw32, {n} seeds): {_pct(mean, half)} %."
     (report_dir / "rounding_table.md").write_text("\n".join(lines) + "\n" + note + "\n")
 
+    seeds = [{**r, "frac_bits": int(h[1]), "rounding": h[2]} for r in _final(runs_dir)
+             if (h := _NAME.match(r["policy"])) is not None]
     fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=100)
-    for r in cols:
+    for k, r in enumerate(cols):
         g = s[s["rounding"] == r]
-        ax.errorbar(g["frac_bits"], 100 * g["mean"],
-                    yerr=[100 * (g["mean"] - g["ci95_low"]), 100 * (g["ci95_high"] - g["mean"])],
-                    marker="o", capsize=3, label=heads[r])
+        line, = ax.plot(g["frac_bits"], 100 * g["mean"], marker="o", label=heads[r] + " (mean)")
+        pts = [(x["frac_bits"] + (k - 0.5) * 0.12, 100 * x["test_acc"]) for x in seeds
+               if x["rounding"] == r]
+        ax.scatter(*zip(*pts, strict=True), s=12, alpha=0.6, color=line.get_color(),
+                   label="  each seed")
     if base:
         ax.axhline(100 * float(sum(base) / len(base)), color="0.4", ls="--", lw=1,
                    label="float32 (fw32bw32)")
     ax.set_xlabel("fraction bits F of ap_fixed<16, 16−F> (data, gradients, master weights)")
     ax.set_ylabel("final test accuracy [%]")
-    ax.set_title("16-bit fixed point: rounding of the weight update "
-                 "(mean, 95% CI over seeds)", fontsize=9)
+    ax.set_title("16-bit fixed point: rounding of the weight update", fontsize=9)
+    ax.set_ylim(0, 100)
     ax.set_xticks(sorted(set(s["frac_bits"])))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
