@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from scipy.stats import gaussian_kde
 
 from fxemu.formats import Fixed, Float, parse
@@ -71,8 +73,21 @@ def _save(fig: Figure, out: Path, stem: str, title: str, caption: str) -> Figure
 
 
 # -- curves -----------------------------------------------------------------------------------
-def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) -> FigureFile:
-    """Loss and accuracy per epoch, train and test, one line per policy (mean ± 1 s.d.)."""
+def _paired_diff(m: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per run × epoch: accuracy minus the baseline run's of the same seed and epoch [pp]."""
+    base = m[m["policy"] == baseline][["seed", "epoch", "train_acc", "test_acc"]]
+    other = m[m["policy"] != baseline]
+    d = other.merge(base, on=["seed", "epoch"], suffixes=("", "_base"))
+    for c in ("train_acc", "test_acc"):
+        d[f"{c}_diff"] = d[c] - d[f"{c}_base"]
+    return d
+
+
+def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None,
+           baseline: str | None = None) -> FigureFile:
+    """Loss and accuracy per epoch, train and test, one line per policy (mean ± 1 s.d.);
+    with ``baseline``, a third row of accuracy differences to the baseline run of the same
+    seed (where such pairs exist)."""
     out = Path(out)
     m = runs.metrics
     m = m[m["status"] != "failed"].copy()
@@ -82,20 +97,35 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
     for c in ("train_acc", "test_acc"):
         m[c] = m[c] * 100.0
     pal = {_label(runs, p): colors[p] for p in pols}
+    diff = _paired_diff(m, baseline) if baseline is not None else pd.DataFrame()
+    nrows = 3 if len(diff) else 2
+    style = {"hue": "label", "hue_order": list(pal), "palette": pal, "style": "label",
+             "style_order": list(pal), "dashes": True, "markers": True, "errorbar": "sd",
+             "markersize": 6}
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(10, 7), layout="constrained")
-        axes = fig.subplots(2, 2, sharex=True, sharey="row")
+        fig = Figure(figsize=(10, 3.4 * nrows + 0.3), layout="constrained")
+        axes = fig.subplots(nrows, 2, sharex=True, sharey="row")
         spec = [("loss", "cross-entropy loss [nats]", 0), ("acc", "accuracy [%]", 1)]
         for what, ylabel, i in spec:
             for j, split in enumerate(("train", "test")):
                 ax = axes[i, j]
-                sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", hue="label",
-                             hue_order=list(pal), palette=pal, errorbar="sd", marker="o",
-                             markersize=5, ax=ax, legend=(i == 0 and j == 0))
+                sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", ax=ax,
+                             legend=(i == 0 and j == 0), **style)
                 ax.set_title(f"{split} {'loss' if what == 'loss' else 'accuracy'}")
-                ax.set_xlabel("epoch")
                 ax.set_ylabel(ylabel)
-                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        if nrows == 3:
+            dpal = {k: v for k, v in pal.items() if k in set(diff["label"])}
+            for j, split in enumerate(("train", "test")):
+                ax = axes[2, j]
+                ax.axhline(0.0, color="0.3", lw=1)
+                sns.lineplot(data=diff, x="epoch", y=f"{split}_acc_diff", ax=ax, legend=False,
+                             **{**style, "hue_order": list(dpal), "palette": dpal,
+                                "style_order": list(pal)})
+                ax.set_title(f"{split} accuracy − {baseline} (same seed)")
+                ax.set_ylabel("accuracy difference [pp]")
+        for ax in axes.flat:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0, 0].get_legend()
         if leg is not None:
             handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -105,7 +135,13 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None) 
                "epoch; train numbers are running means over the epoch's batches, test numbers "
                "are measured after the epoch. Line: mean over seeds; band: ± one sample "
                "standard deviation over seeds (no band for a single seed). "
-               "'(partial)' marks a policy with an unfinished run.")
+               "Each policy has its own colour, dash pattern and marker, so lines that "
+               "coincide stay distinguishable; '(partial)' marks a policy with an unfinished "
+               "run.")
+    if nrows == 3:
+        caption += (f" Bottom row: a run's accuracy minus that of the {baseline} run with the "
+                    "same seed (same initial weights and sample order) at the same epoch, in "
+                    "percentage points; mean ± one standard deviation over the seeds paired.")
     return _save(fig, out, "curves", "Loss and accuracy per epoch", caption)
 
 
@@ -230,26 +266,29 @@ def weight_histograms(runs: Runs, out: str | Path, epochs: Sequence[int],
 
 # -- SQNR -------------------------------------------------------------------------------------
 def _grouped_bars(ax, df: pd.DataFrame, pols: Sequence[str], colors: dict) -> None:
+    """Bars per layer (x) and policy (colour); non-finite SQNR as a word at the axis."""
     n = max(len(pols), 1)
     width = 0.8 / n
-    top = df["sqnr_db"].replace([np.inf, -np.inf], np.nan).max()
-    top = 0.0 if pd.isna(top) else float(top)
+    at_bottom = ax.get_xaxis_transform()  # x in data, y in axes fraction
     for j, p in enumerate(pols):
         for i, layer in enumerate(LAYERS):
             v = df.loc[(df["policy"] == p) & (df["layer"] == layer), "sqnr_db"].to_numpy()
             if v.size == 0:
                 continue
             x = i - 0.4 + width * (j + 0.5)
-            if np.all(np.isposinf(v)):
-                ax.text(x, top * 0.02, "exact", rotation=90, ha="center", va="bottom",
-                        fontsize="x-small", color=colors[p])
-                continue
             fin = v[np.isfinite(v)]
+            if fin.size == 0:
+                word = "exact" if np.all(np.isposinf(v)) else "no signal"
+                ax.text(x, 0.02, word, rotation=90, ha="center", va="bottom",
+                        fontsize="x-small", color=colors[p], transform=at_bottom)
+                continue
             mean = float(fin.mean())
             sd = float(fin.std(ddof=1)) if fin.size > 1 else 0.0
             ax.bar(x, mean, width=width * 0.95, color=colors[p],
-                   label=p if i == 0 or not ax.get_legend_handles_labels()[1].count(p) else
-                   None, yerr=sd if fin.size > 1 else None, capsize=2)
+                   yerr=sd if fin.size > 1 else None, capsize=2)
+    if not np.isfinite(df["sqnr_db"].to_numpy()).any():
+        ax.set_ylim(0, 1)
+        ax.set_yticks([])
     ax.set_xticks(range(len(LAYERS)), LAYERS)
     ax.set_xlabel("layer")
     ax.set_ylabel("SQNR [dB]")
@@ -274,14 +313,9 @@ def sqnr_figure(sq: pd.DataFrame, out: str | Path, baseline: str, epoch: int,
                 ax.text(0.5, 0.5, f"no {kind} pairs", transform=ax.transAxes, ha="center")
             _grouped_bars(ax, sub, pols, colors)
             ax.set_title(title)
-        handles, labels = [], []
-        for ax in axes:
-            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
+        handles = [Patch(color=colors[p], label=p) for p in pols]
         if handles:
-            fig.legend(handles, labels, loc="outside right upper", title="policy")
+            fig.legend(handles=handles, loc="outside right upper", title="policy")
         fig.suptitle(f"Quantization error of the weights at epoch {epoch}")
     caption = (f"Signal-to-quantization-noise ratio per layer at epoch {epoch}, "
                "SQNR = 10·log10(Σ w_ref² / Σ (w − w_ref)²) dB. Left (trajectory): w = a run's "
@@ -290,7 +324,8 @@ def sqnr_figure(sq: pd.DataFrame, out: str | Path, baseline: str, epoch: int,
                f"the {baseline} run's weights, w = those weights rounded into the policy's "
                "master-weight format with fx.quantize (stochastic rounding with seed 0) — the "
                "pure storage error. Bar: mean over seeds; error bar: ± one sample standard "
-               "deviation; 'exact': infinite SQNR (the rounding changes nothing).")
+               "deviation (non-finite values left out); 'exact': infinite SQNR (the weights "
+               "are equal); 'no signal': the reference weights are all zero.")
     return _save(fig, out, "sqnr", "Quantization error per layer (SQNR)", caption)
 
 
@@ -313,7 +348,7 @@ def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
             ax.set_title(layer)
             ax.set_xlabel("epoch")
             ax.set_ylabel("trajectory SQNR [dB]")
-            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0].get_legend()
         if leg is not None:
             h, lab = axes[0].get_legend_handles_labels()
@@ -350,7 +385,7 @@ def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
                     ax.set_title(layer)
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(ylab if j == 0 else "")
-                ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         leg = axes[0, 0].get_legend()
         if leg is not None:
             h, lab = axes[0, 0].get_legend_handles_labels()
@@ -372,9 +407,11 @@ AXES = {
     "fraction bits": ("forward", "activation", "frac"),
     "rounding": ("update", "master", "rounding"),
     "master bits": ("update", "master", "width"),
+    "master fraction bits": ("update", "master", "frac"),
     "gradient bits": ("backward", "grad", "width"),
 }
-_PAIRS = [("data bits", "accumulator bits"), ("fraction bits", "rounding")]
+_PAIRS = [("data bits", "accumulator bits"), ("fraction bits", "rounding"),
+          ("master fraction bits", "rounding")]
 
 
 def _axis_value(policy: dict, stage: str, role: str, attr: str) -> object:
@@ -405,7 +442,15 @@ def format_axes(runs: Runs) -> pd.DataFrame:
 
 
 def _varying(df: pd.DataFrame, col: str) -> bool:
-    return df[col].notna().all() and df[col].nunique() > 1
+    return bool(df[col].notna().all() and df[col].nunique() > 1)
+
+
+def _two_d(df: pd.DataFrame, a: str, b: str) -> bool:
+    """Both axes vary and not in lockstep: more (a, b) pairs than values of either axis."""
+    if not (_varying(df, a) and _varying(df, b)):
+        return False
+    pairs = len(df[[a, b]].drop_duplicates())
+    return pairs > max(df[a].nunique(), df[b].nunique())
 
 
 def heatmap(runs: Runs, out: str | Path,
@@ -413,7 +458,10 @@ def heatmap(runs: Runs, out: str | Path,
     """Mean final test accuracy over two format axes; ``(None, reason)`` when no two vary.
 
     ``axes`` (names from :data:`AXES`) default to the first of (data bits, accumulator bits),
-    (fraction bits, rounding), then any pair, on which the complete runs vary.
+    (fraction bits, rounding), (master fraction bits, rounding), then any pair, on which the
+    complete runs vary independently (more distinct pairs than values on either axis, so
+    the cells are not just a diagonal). Fraction bits of a float format are its mantissa
+    bits; rounding reads e.g. ``fixed rnd_conv`` or ``float rne``.
     """
     out = Path(out)
     df = format_axes(runs)
@@ -421,11 +469,12 @@ def heatmap(runs: Runs, out: str | Path,
         return None, "fewer than two complete runs"
     if axes is None:
         cands = _PAIRS + [(a, b) for i, a in enumerate(AXES) for b in list(AXES)[i + 1:]]
-        axes = next(((a, b) for a, b in cands if _varying(df, a) and _varying(df, b)), None)
+        axes = next(((a, b) for a, b in cands if _two_d(df, a, b)), None)
         if axes is None:
             vary = [a for a in AXES if _varying(df, a)]
-            return None, ("the runs do not vary on two format axes (varying: "
-                          f"{', '.join(vary) or 'none'}; axes read: {', '.join(AXES)})")
+            return None, ("the complete runs do not vary on two independent format axes "
+                          f"(varying: {', '.join(vary) or 'none'}, in lockstep if more than "
+                          f"one; axes read: {', '.join(AXES)})")
     ya, xa = axes
     g = df.groupby([ya, xa])["test_acc"]
     mean = (g.mean() * 100).unstack(xa)

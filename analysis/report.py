@@ -147,7 +147,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right;white-space:nowrap}
 th{background:#f1f3f5} td:first-child,th:first-child{text-align:left}
 tr.partial td{background:#fff7db} tr.failed td{background:#fde2e1}
-th:last-child{text-align:left} td.err{text-align:left;white-space:normal;max-width:36em;font-family:monospace;font-size:.95em}
+th:last-child{text-align:left}
+td.err{text-align:left;white-space:normal;max-width:36em;font-family:monospace;font-size:.95em}
 figure{margin:1.2em 0 2em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption,.caption{color:#444;font-size:.92em;max-width:60em}
 .note{background:#eef4ff;border-left:4px solid #5b8def;padding:.5em 1em;max-width:60em}
@@ -221,6 +222,21 @@ def _figure_html(f: F.FigureFile, root: Path) -> str:
             f'<a href="{_e(png)}">PNG</a>)</span></figcaption></figure>')
 
 
+_FIGURE_STEMS = ("curves", "weights_*", "sqnr", "sqnr_epochs", "distances", "heatmap")
+_TABLE_STEMS = ("runs", "comparison", "accuracy", "sqnr", "sqnr_all", "distances")
+
+
+def _clear_previous(fig_dir: Path, tab_dir: Path) -> None:
+    """Remove the files an earlier report wrote (only those names), so none goes stale."""
+    for d, stems, exts in ((fig_dir, _FIGURE_STEMS, ("png", "pdf")),
+                           (tab_dir, _TABLE_STEMS, ("md", "csv", "tex"))):
+        if d.is_dir():
+            for stem in stems:
+                for ext in exts:
+                    for f in d.glob(f"{stem}.{ext}"):
+                        f.unlink()
+
+
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
                  baseline: str | None = None, epochs: Sequence[int] | None = None,
                  weight_epochs: Sequence[int] | None = None) -> Path:
@@ -231,7 +247,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
     run_dirs : sequence of paths
         Run directories, or directories of runs (expanded one level).
     out : path
-        Output directory (created; files of an earlier report are overwritten).
+        Output directory (created). The figure and table files an earlier report wrote
+        there are removed first, so none of them goes stale; other files are left alone.
     baseline : str, optional
         Reference policy of the significance tests, KS/Wasserstein distances and SQNR;
         default ``fw32bw32`` if present, else the first policy with a usable run.
@@ -250,6 +267,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
     out = Path(out)
     fig_dir, tab_dir = out / "figures", out / "tables"
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(fig_dir, tab_dir)
     usable = runs.usable()
     parts: list[str] = []
     nav: list[tuple[str, str]] = []
@@ -311,7 +329,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
                 _table_html(acc_text, files, out, cap))
 
         # curves
-        figs = [F.curves(runs, fig_dir, colors)]
+        figs = [F.curves(runs, fig_dir, colors, baseline=base)]
         section("curves", "Loss and accuracy curves",
                 "".join(_figure_html(f, out) for f in figs))
 

@@ -23,6 +23,7 @@ parent folders where two runs share a name.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,18 @@ def _is_run(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "error.json").is_file()
 
 
+def _natural(name: str) -> list:
+    """Sort key that orders digit runs by value: ``f8`` before ``f10``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
+
+
 def expand_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """Run directories named by ``paths``, a directory of runs expanded one level.
 
     A path that holds ``config.json`` or ``error.json`` is a run; otherwise each of its
-    subdirectories that is a run is taken (sorted by name). Raises ``ValueError`` naming a
-    path that is neither, and ``FileNotFoundError`` for a path that does not exist.
+    subdirectories that is a run is taken (in natural name order: ``f8`` before ``f10``).
+    Raises ``ValueError`` naming a path that is neither, and ``FileNotFoundError`` for a path
+    that does not exist.
     """
     out: list[Path] = []
     for p in paths:
@@ -62,7 +69,8 @@ def expand_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         if _is_run(path):
             out.append(path)
             continue
-        subs = sorted(s for s in path.iterdir() if s.is_dir() and _is_run(s))
+        subs = sorted((s for s in path.iterdir() if s.is_dir() and _is_run(s)),
+                      key=lambda s: _natural(s.name))
         if not subs:
             raise ValueError(msg(f"{path}", "is not a run directory (no config.json or "
                                  "error.json) and holds none one level down"))
@@ -232,7 +240,7 @@ class Runs:
     Attributes
     ----------
     runs : list of Run
-        In the order given (directories of runs expanded in name order).
+        In the order given (directories of runs expanded in natural name order).
     configs : DataFrame
         One row per run: ``run, policy, seed, status, epochs, epochs_done, backend,
         n_train, n_test, batch_size, lr, data, master, fw_data, fw_acc, bw_data, path,

@@ -132,8 +132,20 @@ def run_table(runs: Runs) -> pd.DataFrame:
     })
 
 
-def _latex_escape_pm(tex: str) -> str:
-    return tex.replace("±", r"$\pm$").replace("–", "--").replace("∞", r"$\infty$")
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}"}
+_TEX_UNICODE = {"±": r"$\pm$", "–": "--", "—": "---", "∞": r"$\infty$", "Δ": r"$\Delta$",
+                "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "·": r"$\cdot$",
+                "→": r"$\rightarrow$", "√": r"$\surd$", "²": r"$^2$", "−": "-"}
+
+
+def _tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(c, c) for c in text)
+
+
+def _tex_unicode(tex: str) -> str:
+    return "".join(_TEX_UNICODE.get(c, c) for c in tex)
 
 
 def write_table(text: pd.DataFrame, numbers: pd.DataFrame, out: str | Path, stem: str,
@@ -145,7 +157,7 @@ def write_table(text: pd.DataFrame, numbers: pd.DataFrame, out: str | Path, stem
     md = text.to_markdown(index=False, disable_numparse=True)
     paths["md"].write_text(f"{md}\n\n{caption}\n", encoding="utf-8")
     numbers.to_csv(paths["csv"], index=False)
-    tex = text.to_latex(index=False, escape=True, caption=caption.replace("±", "+/-"),
-                        label=f"tab:{stem}")
-    paths["tex"].write_text(_latex_escape_pm(tex), encoding="utf-8")
+    tex = text.to_latex(index=False, escape=True, caption=_tex_escape(caption),
+                        label=f"tab:{stem}", column_format="l" * 2 + "r" * (text.shape[1] - 2))
+    paths["tex"].write_text(_tex_unicode(tex), encoding="utf-8")
     return paths

@@ -22,6 +22,7 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("seaborn")
 sps = pytest.importorskip("scipy.stats")
 
+from fxemu.analysis import figures as F  # noqa: E402
 from fxemu.analysis import stats as S  # noqa: E402
 from fxemu.analysis import tables as T  # noqa: E402
 from fxemu.analysis.report import write_report  # noqa: E402
@@ -167,7 +168,8 @@ def test_comparison_table_matches_metrics(run_root: Path) -> None:
 
 
 # -- statistics -------------------------------------------------------------------------------
-def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]]) -> Path:
+def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]],
+                    policies: dict[str, dict] | None = None) -> Path:
     """Runs with chosen final test accuracies (config from a real run, no weights)."""
     cfg = json.loads((template / "config.json").read_text())
     for pol, values in accs.items():
@@ -175,7 +177,7 @@ def _synthetic_runs(root: Path, template: Path, accs: dict[str, list[float]]) ->
             d = root / f"{pol}_s{seed}"
             d.mkdir(parents=True)
             c = {**cfg, "seed": seed, "epochs": 2,
-                 "policy": {**cfg["policy"], "name": pol}}
+                 "policy": {**cfg["policy"], **(policies or {}).get(pol, {}), "name": pol}}
             (d / "config.json").write_text(json.dumps(c))
             with open(d / "metrics.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
@@ -255,14 +257,44 @@ def test_distances_and_sqnr_match_direct(run_root: Path) -> None:
         want = 10 * math.log10(np.sum(wb ** 2) / np.sum((q - wb) ** 2))
         assert sq.loc[("quantization", "fixed16", s, "conv_w", 3), "sqnr_db"] == (
             pytest.approx(want, rel=1e-12))
+        # epoch 0: both runs start from the same initial weights, each rounded into its
+        # master format, so the drift so far is the pure quantization error
+        assert sq.loc[("trajectory", "fixed16", s, "dense_w", 0), "sqnr_db"] == pytest.approx(
+            sq.loc[("quantization", "fixed16", s, "dense_w", 0), "sqnr_db"], rel=1e-3)
     assert S.sqnr_db(np.ones(3), np.ones(3)) == math.inf
+
+
+def test_heatmap_over_two_format_axes(run_root: Path, tmp_path: Path) -> None:
+    fx = "ap_fixed<{},{},AP_RND_CONV,AP_SAT,0>"
+    accs, pols = {}, {}
+    for i, data in enumerate((8, 16)):
+        for j, acc in enumerate((16, 32)):
+            name = f"d{data}a{acc}"
+            accs[name] = [0.5 + 0.1 * i + 0.2 * j, 0.52 + 0.1 * i + 0.2 * j]
+            fw = json.loads((run_root / "fw32bw32_s0" / "config.json").read_text())[
+                "policy"]["forward"]
+            pols[name] = {"forward": {**fw, "activation": fx.format(data, data // 2),
+                                      "conv": {"acc": fx.format(acc, acc // 2),
+                                               "order": "sequential"}}}
+    runs = load_runs([_synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0", accs,
+                                      pols)])
+    ax = F.format_axes(runs)
+    assert sorted(zip(ax["data bits"], ax["accumulator bits"], strict=True)) == sorted(
+        [(8, 16), (8, 16), (8, 32), (8, 32), (16, 16), (16, 16), (16, 32), (16, 32)])
+    fig, why = F.heatmap(runs, tmp_path / "fig")
+    assert why == "" and fig.png.stat().st_size > 5000 and fig.pdf.stat().st_size > 5000
+    assert "by data bits (rows) and accumulator bits (columns)" in fig.caption
+    one = load_runs([run_root / "fixed16_s0", run_root / "fixed16_s1"])
+    assert F.heatmap(one, tmp_path / "fig2") == (None, (
+        "the complete runs do not vary on two independent format axes (varying: none, in "
+        "lockstep if more than one; axes read: " + ", ".join(F.AXES) + ")"))
 
 
 # -- report and browser -----------------------------------------------------------------------
 def test_report_files(report: Path) -> None:
     out = report.parent
     figs = sorted(p.stem for p in (out / "figures").glob("*.png"))
-    assert figs == sorted(["curves", "distances", "heatmap", "sqnr", "sqnr_epochs",
+    assert figs == sorted(["curves", "distances", "sqnr", "sqnr_epochs",
                            *(f"weights_{layer}" for layer in LAYERS)])
     for stem in figs:
         for ext in ("png", "pdf"):
@@ -284,6 +316,9 @@ def test_report_files(report: Path) -> None:
     assert '<tr class="partial">' in page and page.count('<tr class="failed">') == 2
     assert "emulated kernel exploded" in page and "1 partial run(s)" in page
     assert "baseline: fw32bw32" in page
+    assert "accuracy minus that of the fw32bw32 run with the same seed" in page
+    # two policies differ on every format axis at once: no 2-D sweep to draw
+    assert "No format-sweep heatmap: the complete runs do not vary on two independent" in page
 
 
 def _chromium() -> str:
@@ -296,6 +331,7 @@ def _chromium() -> str:
 def _browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--disable-dev-shm-usage",
          f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra,
          page.resolve().as_uri()],
         capture_output=True, text=True, timeout=120, check=True)
@@ -325,17 +361,29 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     assert "figures/curves.png" in dom and "figures/sqnr.png" in dom
 
 
+def test_report_of_failed_runs_only(run_root: Path, tmp_path: Path) -> None:
+    page = write_report([run_root / "fixed16_s9", run_root / "bad_policy_s0"], tmp_path / "r")
+    text = page.read_text()
+    assert "Every run failed" in text and "emulated kernel exploded" in text
+    assert "<img " not in text and (tmp_path / "r" / "tables" / "runs.md").is_file()
+
+
 # -- command line -----------------------------------------------------------------------------
 def test_report_command(run_root: Path, tmp_path: Path,
                         capsys: pytest.CaptureFixture[str]) -> None:
     syn = _synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0",
                           {"fw32bw32": [0.9, 0.91], "fw16bw32": [0.89, 0.9]})
+    (tmp_path / "r" / "figures").mkdir(parents=True)
+    (tmp_path / "r" / "figures" / "weights_conv_w.png").write_bytes(b"stale")
+    (tmp_path / "r" / "figures" / "mine.png").write_bytes(b"keep")
     with pytest.raises(SystemExit) as e:
         main(["report", str(syn), "--out", str(tmp_path / "r"), "--epochs", "1,2"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'index.html'}"
     assert "test acc [%] @2" in (tmp_path / "r" / "tables" / "comparison.md").read_text()
     assert "No weight snapshots found" in (tmp_path / "r" / "index.html").read_text()
+    assert not (tmp_path / "r" / "figures" / "weights_conv_w.png").exists()
+    assert (tmp_path / "r" / "figures" / "mine.png").read_bytes() == b"keep"
     for args, code, text in (
             ([str(tmp_path / "r" / "figures")], 1, "is not a run directory"),
             ([str(syn), "--epochs", "1,x"], 2, "--epochs"),
