@@ -43,7 +43,9 @@ Threads: each run uses ``threads`` Numba threads (default 1) and single-threaded
 keeps every core busy without synchronisation, whereas the network's kernels are small (a
 batch of ~100 images): a Numba thread team per run would wake and join at every kernel call,
 and ``workers`` runs × N threads would oversubscribe the cores, each run's threads waiting on
-threads the other runs preempted.
+threads the other runs preempted. Measured on 2 cores (two ``fixed16`` runs, 2 000 samples ×
+2 epochs, ``fxemu sweep --workers W --threads T``): W=2, T=1 7.9–8.8 s; W=1, T=2 11.4 s;
+W=1, T=1 11.4 s; W=2, T=2 12.0 s.
 """
 
 from __future__ import annotations
