@@ -433,6 +433,11 @@ from .analysis.command import report_cmd  # noqa: E402
 
 cli.add_command(report_cmd)
 
+from .analysis.sweep_command import study_cmd, sweep_cmd  # noqa: E402
+
+cli.add_command(sweep_cmd)
+cli.add_command(study_cmd)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""

@@ -1,0 +1,235 @@
+"""The precision studies: one command each runs its sweep and writes its report.
+
+``founding``
+    The founding study: ``fw32bw32``, ``fw16bw32``, ``fw16bw16`` on the embedded digits,
+    2 000 training / 500 test samples, batch 100, 10 epochs, lr 0.01, seeds 0, 1, 2.
+
+``rounding``
+    16-bit fixed point everywhere: input, weights, activations, gradients and master weights
+    are ``ap_fixed<16, 16-F, AP_RND_CONV, AP_SAT>`` for F = 8 … 14 fraction bits; the weight
+    update ``W ← R(W − lr·dW)`` rounds to nearest (ties to even, ``AP_RND_CONV``) or
+    stochastically (``STOCHASTIC``, full-width random residue); seeds 0, 1, 2: 42 runs, plus
+    the ``fw32bw32`` float32 baseline of the report's tests (3 runs, native, seconds). Same
+    data and schedule as ``founding`` (2 000 / 500 digits, batch 100, 10 epochs, lr 0.01).
+
+    Accumulators: every product of two F-fraction-bit operands lies on the 2^-2F grid, so
+    every Mac accumulates in ``ap_fixed<16+2F, 16, AP_RND_CONV, AP_SAT>`` (2F fraction bits,
+    16 integer bits, saturating at ±2^15): each addition is exact (the rounding mode never
+    acts) and the only rounding is the one into the 16-bit activation or gradient. At most 44
+    bits wide, these accumulators take the exact integer fast path of
+    :func:`fxemu.matmul` (BLAS on integer-valued doubles, below 2^53). The 16 integer bits are
+    ample: a conv sums 9 products of pixels (≤ 1) and weights, the dense layer 2 028 products
+    of activations and weights, the weight gradients ≤ 100·676 products of a data value and a
+    gradient (≪ 1); none comes near 2^15 (the ``ap_fixed<32,16>`` accumulator of the
+    ``fixed16`` preset is the F = 8 case). The 16-bit data saturate at ±2^(15−F): ±128 for
+    F = 8 down to ±2 for F = 14, where large logits and activations clip; the LSB 2^-F is
+    3.9e-3 for F = 8 and 6.1e-5 for F = 14, and an update ``lr·dW`` smaller than half an LSB
+    is lost under round-to-nearest but kept in expectation under stochastic rounding.
+
+Outputs under ``out``: ``runs/`` (one run directory each, see :mod:`fxemu.analysis.sweep`)
+and ``report/`` (:func:`fxemu.analysis.report.write_report`, its ``index.html``); the
+rounding study adds ``report/rounding_accuracy.{png,pdf}`` and ``report/rounding_table.{md,csv}``
+(final test accuracy by F and rounding, mean and 95% CI over seeds).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from fxemu._errors import msg
+from fxemu.arith import Mac
+from fxemu.formats import Fixed
+from fxemu.policy import Backward, Forward, Policy, Update
+
+__all__ = ["FRACTION_BITS", "STUDIES", "founding_spec", "rounding_policy", "rounding_spec",
+           "rounding_summary", "run_study"]
+
+FRACTION_BITS = tuple(range(8, 15))
+_ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
+_NAME = re.compile(r"^fixed16_F(\d+)_(" + "|".join(_ROUNDINGS) + ")$")
+_SCHEDULE = {"n_train": 2000, "n_test": 500, "batch_size": 100, "epochs": 10, "lr": 0.01}
+
+
+def founding_spec(seeds: Sequence[int] = (0, 1, 2)) -> dict:
+    """The founding study's sweep spec."""
+    return {"policies": ["fw32bw32", "fw16bw32", "fw16bw16"], "seeds": list(seeds),
+            "train": dict(_SCHEDULE)}
+
+
+def rounding_policy(frac_bits: int, rounding: str = "rnd_conv") -> Policy:
+    """16-bit fixed data and master weights with ``frac_bits`` fraction bits; the update
+    rounds by ``rounding`` (``"rnd_conv"`` or ``"sr"``). See the module docstring."""
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 1 <= frac_bits <= 18:
+        raise ValueError(msg("frac_bits", "must be an int in 1..18 (16+2F <= 53)", frac_bits))
+    if rounding not in _ROUNDINGS:
+        raise ValueError(msg("rounding", "must be " + " or ".join(_ROUNDINGS), rounding))
+    f = frac_bits
+    data = Fixed(16, 16 - f, rounding="rnd_conv", overflow="sat")
+    acc = Mac(Fixed(16 + 2 * f, 16, rounding="rnd_conv", overflow="sat"))
+    master = Fixed(16, 16 - f, rounding=_ROUNDINGS[rounding], overflow="sat")
+    return Policy(
+        name=f"fixed16_F{f:02d}_{rounding}",
+        forward=Forward(input=data, weight=data, activation=data, conv=acc, dense=acc),
+        backward=Backward(weight=data, grad=data, dense_dw=acc, dense_dx=acc, conv_dw=acc),
+        update=Update(master=master),
+    )
+
+
+def rounding_spec(seeds: Sequence[int] = (0, 1, 2),
+                  frac_bits: Sequence[int] = FRACTION_BITS) -> dict:
+    """The rounding study's sweep spec: ``fw32bw32`` and the policy tables built by
+    :func:`rounding_policy`."""
+    pols = [rounding_policy(f, r).to_dict() for f in frac_bits for r in _ROUNDINGS]
+    return {"policies": ["fw32bw32", *pols], "seeds": list(seeds), "train": dict(_SCHEDULE)}
+
+
+STUDIES = {"founding": founding_spec, "rounding": rounding_spec}
+
+
+def _final(runs_dir: str | Path) -> list[dict]:
+    """(policy, seed, final test accuracy and loss) of every finished run in ``runs_dir``."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for d in sorted(Path(runs_dir).iterdir()):
+        if not (d / "config.json").is_file() or not (d / "metrics.csv").is_file():
+            continue
+        cfg = json.loads((d / "config.json").read_text())
+        m = pd.read_csv(d / "metrics.csv")
+        if len(m) < int(cfg["epochs"]):
+            continue
+        rows.append({"policy": str(cfg["policy"]["name"]), "seed": cfg["seed"],
+                     "test_acc": float(m["test_acc"].iloc[-1]),
+                     "test_loss": float(m["test_loss"].iloc[-1])})
+    return rows
+
+
+def _mean_ci(a) -> tuple[int, float, float, float]:
+    """n, mean, sample std and the half-width of the 95% Student-t interval."""
+    import numpy as np
+    from scipy import stats
+
+    a = np.asarray(a, dtype=float)
+    n, mean = len(a), float(a.mean())
+    if n < 2:
+        return n, mean, float("nan"), float("nan")
+    std = float(a.std(ddof=1))
+    return n, mean, std, float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
+
+
+def rounding_summary(runs_dir: str | Path):
+    """Final test accuracy of the rounding study's finished runs by fraction bits and
+    rounding: a pandas DataFrame with ``frac_bits``, ``rounding``, ``n`` (seeds), ``mean``,
+    ``std``, ``ci95_low``, ``ci95_high`` (Student t over seeds) and ``final_test_loss``."""
+    import pandas as pd
+
+    rows = []
+    for r in _final(runs_dir):
+        hit = _NAME.match(r["policy"])
+        if hit is not None:
+            rows.append({**r, "frac_bits": int(hit[1]), "rounding": hit[2]})
+    if not rows:
+        raise ValueError(msg(f"rounding study {runs_dir}", "holds no finished rounding runs"))
+    df = pd.DataFrame(rows)
+    out = []
+    for (f, r), g in df.groupby(["frac_bits", "rounding"], sort=True):
+        n, mean, std, half = _mean_ci(g["test_acc"])
+        out.append({"frac_bits": f, "rounding": r, "n": n, "mean": mean, "std": std,
+                    "ci95_low": mean - half, "ci95_high": mean + half,
+                    "final_test_loss": float(g["test_loss"].mean())})
+    return pd.DataFrame(out)
+
+
+def _pct(mean: float, half: float) -> str:
+    if half != half:  # NaN: a single seed
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * half:.2f}"
+
+
+def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
+    """``rounding_table.{md,csv}`` and ``rounding_accuracy.{png,pdf}`` in ``report_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = rounding_summary(runs_dir)
+    base = [r["test_acc"] for r in _final(runs_dir) if r["policy"] == "fw32bw32"]
+    report_dir.mkdir(parents=True, exist_ok=True)
+    s.to_csv(report_dir / "rounding_table.csv", index=False)
+    heads = {"rnd_conv": "round to nearest (RND_CONV)", "sr": "stochastic rounding"}
+    cols = [c for c in heads if c in set(s["rounding"])]
+    lines = ["| F | data and master format | LSB | range | "
+             + " | ".join(f"{heads[c]}: test acc [%]" for c in cols) + " |",
+             "|---:|---|---:|---:|" + "---:|" * len(cols)]
+    for f, g in s.groupby("frac_bits"):
+        g = g.set_index("rounding")
+        cells = [_pct(g.loc[c, "mean"], g.loc[c, "mean"] - g.loc[c, "ci95_low"])
+                 if c in g.index else "–" for c in cols]
+        lines.append(f"| {f} | `ap_fixed<16,{16 - f},AP_RND_CONV,AP_SAT>` | 2^-{f} | "
+                     f"±{2.0 ** (15 - f):g} | " + " | ".join(cells) + " |")
+    note = ("\nFinal (epoch-10) test accuracy, mean ± half-width of the 95% Student-t interval "
+            "over seeds.")
+    if base:
+        n, mean, _, half = _mean_ci(base)
+        note += f" float32 baseline (fw32bw32, {n} seeds): {_pct(mean, half)} %."
+    (report_dir / "rounding_table.md").write_text("\n".join(lines) + "\n" + note + "\n")
+
+    seeds = [{**r, "frac_bits": int(h[1]), "rounding": h[2]} for r in _final(runs_dir)
+             if (h := _NAME.match(r["policy"])) is not None]
+    fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=100)
+    for k, r in enumerate(cols):
+        g = s[s["rounding"] == r]
+        line, = ax.plot(g["frac_bits"], 100 * g["mean"], marker="o", label=heads[r] + " (mean)")
+        pts = [(x["frac_bits"] + (k - 0.5) * 0.12, 100 * x["test_acc"]) for x in seeds
+               if x["rounding"] == r]
+        ax.scatter(*zip(*pts, strict=True), s=12, alpha=0.6, color=line.get_color(),
+                   label="  each seed")
+    if base:
+        ax.axhline(100 * float(sum(base) / len(base)), color="0.4", ls="--", lw=1,
+                   label="float32 (fw32bw32)")
+    ax.set_xlabel("fraction bits F of ap_fixed<16, 16−F> (data, gradients, master weights)")
+    ax.set_ylabel("final test accuracy [%]")
+    ax.set_title("16-bit fixed point: rounding of the weight update", fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.set_xticks(sorted(set(s["frac_bits"])))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "pdf"):
+        p = report_dir / f"rounding_accuracy.{ext}"
+        fig.savefig(p)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def run_study(name: str, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2),
+              workers: int | None = None, scheduler: str | None = None,
+              progress: bool = True, report: bool = True):
+    """Run (or resume) study ``name`` into ``out/runs`` and write ``out/report``.
+
+    Returns ``(SweepResult, index.html path or None)``; the report covers the finished runs
+    even when some failed.
+    """
+    from .sweep import run_sweep
+
+    if name not in STUDIES:
+        raise ValueError(msg("study", "unknown", name, "known: " + ", ".join(STUDIES)))
+    out = Path(out)
+    res = run_sweep(STUDIES[name](seeds), out / "runs", workers=workers, scheduler=scheduler,
+                    progress=progress)
+    index = None
+    if report:
+        from .report import write_report
+
+        index = write_report([out / "runs"], out / "report", baseline="fw32bw32",
+                             epochs=[1, 5, 10])
+        if name == "rounding":
+            _rounding_extras(out / "runs", out / "report")
+    return res, index
