@@ -109,15 +109,7 @@ def build(policy: Policy, *, cache: Path | str | None = None, sources: Path | st
     """
     with _LOCK:
         tc, work, _ = _prepare(policy, cache, sources, tuple(flags))
-        lib = work / "libfxemu_train_step.so"
-        if not lib.is_file():
-            api = work / f".csim_api.{os.getpid()}.o"
-            _run(tc.compile_cmd(work / "csim_api.cpp", api, flags), work)
-            tmp = work / f".lib.{os.getpid()}.{threading.get_ident()}.so"
-            _run([tc.cxx, "-shared", str(work / "train_step.o"), str(api), "-o", str(tmp)], work)
-            os.replace(tmp, lib)
-            api.unlink(missing_ok=True)
-        return lib
+        return _link(tc, work, "csim_api.cpp", "libfxemu_train_step.so", flags, shared=True)
 
 
 def build_testbench(policy: Policy, *, cache: Path | str | None = None,
@@ -126,15 +118,25 @@ def build_testbench(policy: Policy, *, cache: Path | str | None = None,
     (run it as ``tb_train_step GOLDEN_FILE``; it exits non-zero on a mismatch)."""
     with _LOCK:
         tc, work, _ = _prepare(policy, cache, None, tuple(flags))
-        exe = work / "tb_train_step"
-        if not exe.is_file():
-            tb = work / f".tb.{os.getpid()}.o"
-            _run(tc.compile_cmd(work / "tb_train_step.cpp", tb, flags), work)
-            tmp = work / f".tb.{os.getpid()}.{threading.get_ident()}"
-            _run([tc.cxx, str(work / "train_step.o"), str(tb), "-o", str(tmp)], work)
-            os.replace(tmp, exe)
-            tb.unlink(missing_ok=True)
-        return exe
+        return _link(tc, work, "tb_train_step.cpp", "tb_train_step", flags, shared=False)
+
+
+def _link(tc, work: Path, source: str, target: str, flags: tuple[str, ...], *,
+          shared: bool) -> Path:
+    """``work/target``: ``source`` compiled and linked with the kernel object (unless already
+    there), written under a temporary name and renamed, so a concurrent reader never sees a
+    partial file."""
+    out = work / target
+    if not out.is_file():
+        tag = f"{os.getpid()}.{threading.get_ident()}"
+        obj = work / f".{Path(source).stem}.{tag}.o"
+        _run(tc.compile_cmd(work / source, obj, flags), work)
+        tmp = work / f".{target}.{tag}"
+        _run([tc.cxx, *(["-shared"] if shared else []), str(work / "train_step.o"), str(obj),
+              "-o", str(tmp)], work)
+        os.replace(tmp, out)
+        obj.unlink(missing_ok=True)
+    return out
 
 
 _U64P = ctypes.POINTER(ctypes.c_uint64)
