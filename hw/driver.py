@@ -69,9 +69,8 @@ class TrainStepDriver(pynq.DefaultIP):
 
     bindto = [layout.VLNV]  # noqa: RUF012  (PYNQ reads this class attribute as a list)
 
-    #: Seconds one operation may take before :meth:`run` gives up (a batch of 256 at the
-    #: cycle model's slowest policy on a PYNQ-Z2 takes well under a minute).
-    timeout = 60.0
+    #: Seconds one operation may take before :meth:`run` gives up.
+    timeout = layout.TIMEOUT_S
 
     def __init__(self, description: dict) -> None:
         super().__init__(description)

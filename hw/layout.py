@@ -68,6 +68,10 @@ OP_BACKWARD_UPDATE = 1
 LR_MIN = 2.0**-64
 LR_MAX = 2.0**8
 
+#: Seconds one kernel operation may take before the board driver gives up (a batch of
+#: BATCH_MAX at the cycle model's slowest policy on a PYNQ-Z2 takes well under a minute).
+TIMEOUT_S = 60.0
+
 #: VLNV of the exported IP (the PYNQ driver binds to it).
 VLNV = "fxemu:hls:fxemu_train_step:1.0"
 
