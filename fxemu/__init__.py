@@ -65,3 +65,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``fx.train`` (callable: ``fx.train(config)``) is imported on first use, so
+    ``import fxemu`` stays light."""
+    if name == "train":
+        import importlib
+
+        return importlib.import_module(".train", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,3 +236,15 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
             os.replace(tmp, run / "metrics.csv")
             checkpoint(epoch + 1, 0)
     return {"metrics": metrics, "params": p, "run_dir": run}
+
+
+class _TrainModule(types.ModuleType):
+    """``fxemu.train`` is this module and, called, :func:`train`: the architecture's
+    ``fx.train(config)`` next to ``fx.train.train`` / ``fx.train.TrainConfig``."""
+
+    def __call__(self, config: TrainConfig | dict, out: str | Path | None = None, *,
+                 resume: bool = False, progress: bool = True) -> dict:
+        return train(config, out, resume=resume, progress=progress)
+
+
+sys.modules[__name__].__class__ = _TrainModule

@@ -192,3 +192,19 @@ def test_run_directory_contents(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == [
         "epoch_000.npz", "epoch_001.npz", "epoch_002.npz"]
     assert len(res["metrics"]) == 2
+
+
+def test_fx_train_is_callable_and_the_module():
+    """The architecture's ``fx.train(config)``; ``fx.train.train`` and ``fx.train.TrainConfig``
+    stay the module's names."""
+    import fxemu as fx
+
+    cfg = TrainConfig(policy="fw32bw32", epochs=1, n_train=64, n_test=32, batch_size=32)
+    got = fx.train(cfg, progress=False)
+    ref = fx.train.train(cfg, progress=False)
+    assert fx.train.TrainConfig is TrainConfig
+    for name in got["params"].NAMES:
+        np.testing.assert_array_equal(getattr(got["params"], name).view(np.uint64),
+                                      getattr(ref["params"], name).view(np.uint64))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = fx.nope
