@@ -73,6 +73,15 @@ def _save(fig: Figure, out: Path, stem: str, title: str, caption: str) -> Figure
 
 
 # -- curves -----------------------------------------------------------------------------------
+def _legend_to_figure(fig: Figure, ax) -> None:
+    """Move ``ax``'s policy legend (if it drew one) to the figure's upper right, outside."""
+    leg = ax.get_legend()
+    if leg is not None:
+        handles, labels = ax.get_legend_handles_labels()
+        leg.remove()
+        fig.legend(handles, labels, loc="outside right upper", title="policy")
+
+
 def _paired_diff(m: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per run × epoch: accuracy minus the baseline run's of the same seed and epoch [pp]."""
     base = m[m["policy"] == baseline][["seed", "epoch", "train_acc", "test_acc"]]
@@ -126,11 +135,7 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None,
         for ax in axes.flat:
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        leg = axes[0, 0].get_legend()
-        if leg is not None:
-            handles, labels = axes[0, 0].get_legend_handles_labels()
-            leg.remove()
-            fig.legend(handles, labels, loc="outside right upper", title="policy")
+        _legend_to_figure(fig, axes[0, 0])
     caption = ("Training (left) and test (right) cross-entropy loss and accuracy after each "
                "epoch; train numbers are running means over the epoch's batches, test numbers "
                "are measured after the epoch. Line: mean over seeds; band: ± one sample "
@@ -349,11 +354,7 @@ def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
             ax.set_xlabel("epoch")
             ax.set_ylabel("trajectory SQNR [dB]")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        leg = axes[0].get_legend()
-        if leg is not None:
-            h, lab = axes[0].get_legend_handles_labels()
-            leg.remove()
-            fig.legend(h, lab, loc="outside right upper", title="policy")
+        _legend_to_figure(fig, axes[0])
     caption = ("Trajectory SQNR (as in the figure above: a run's weights against the "
                f"{baseline} run of the same seed) after each epoch; epoch 0 shows the "
                "rounding of the common initial weights. Line: mean over seeds; band: ± one "
@@ -386,11 +387,7 @@ def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(ylab if j == 0 else "")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        leg = axes[0, 0].get_legend()
-        if leg is not None:
-            h, lab = axes[0, 0].get_legend_handles_labels()
-            leg.remove()
-            fig.legend(h, lab, loc="outside right upper", title="policy")
+        _legend_to_figure(fig, axes[0, 0])
     caption = ("Distance of each layer's weight distribution from the baseline "
                f"{baseline} after each epoch: two-sample Kolmogorov–Smirnov statistic (top) "
                "and 1-Wasserstein distance in weight units (bottom); both sides pooled over "
