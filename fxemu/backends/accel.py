@@ -98,8 +98,7 @@ class AcceleratorBackend(Backend):
             raise ValueError(msg("batch", f"the accelerator takes 1..{layout.BATCH_MAX} "
                                  "samples per call", n, "use a smaller batch_size"))
         fmt = self.policy.forward.input
-        self.buffers["x"][:n * layout.IMAGE_WORDS] = to_bits(
-            quantize(x.reshape(-1), fmt), fmt)
+        self.buffers["x"][:n * layout.IMAGE_WORDS] = to_bits(x.reshape(-1), fmt)
         return n
 
     def _logits(self, n: int) -> np.ndarray:
@@ -136,8 +135,7 @@ class AcceleratorBackend(Backend):
         self._run(layout.OP_FORWARD, n, lr, self.buffers)
         loss, g, pred = softmax_xent(self._logits(n), y)
         grad = self.policy.backward.grad
-        self.buffers["dlogits"][:n * layout.CLASSES] = to_bits(quantize(g.reshape(-1), grad),
-                                                               grad)
+        self.buffers["dlogits"][:n * layout.CLASSES] = to_bits(g.reshape(-1), grad)
         self._run(layout.OP_BACKWARD_UPDATE, n, lr, self.buffers)
         return self._get_params(), loss, int((pred == y).sum())
 
