@@ -248,10 +248,17 @@ def fma(a: object, b: object, c: object, fmt: Fixed | Float | str, *, seed: int 
     return _elementwise(_km.OP_FMA, fmt, seed, sr_bits, a, b, c)
 
 
-def _int_span(x: np.ndarray) -> tuple[int, int, int]:
+def _span(x: np.ndarray) -> tuple[int, int, int, int]:
+    """One pass over x: :func:`fxemu._kernels.mac_fast.span` (lowest set-bit exponent,
+    highest leading-bit exponent, most significant bits of one element, inf/NaN count)."""
+    return _kmf.span(x.reshape(-1).view(np.uint64))
+
+
+def _int_span(x: np.ndarray, raw: tuple | None = None) -> tuple[int, int, int]:
     """(F, bits, nonfinite): the smallest F making every x·2^F an integer, the largest bit
-    length of those integers' magnitudes (0, 0 for an all-zero array), and the inf/NaN count."""
-    low, high, _, bad = _kmf.span(x.reshape(-1).view(np.uint64))
+    length of those integers' magnitudes (0, 0 for an all-zero array), and the inf/NaN count
+    (from x's :func:`_span` ``raw`` where given)."""
+    low, high, _, bad = _span(x) if raw is None else raw
     if low > high:
         return 0, 0, int(bad)
     return int(-low), int(high - low + 1), int(bad)
@@ -271,17 +278,19 @@ def _int_limits(f: Fixed) -> tuple:
     return (np.int64(lo), np.int64(hi), np.int64(off), np.int64((1 << f.width) - 1))
 
 
-def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
-                chunk: int) -> np.ndarray | None:
-    """Integer datapath when every intermediate fits in 62 bits; None otherwise."""
+def _int_path(mac: Mac, fa: int, ba: int, fb: int, bb: int) -> tuple | None:
+    """Integer datapath parameters of ``mac`` for products of integers at scales fa and fb
+    (magnitudes below 2^ba and 2^bb): ``(pm, accpar, modes)`` with pm = (d_mul, lo, hi, off,
+    wmask) rounding a product into the mul format, accpar = (sh_acc, sh_p, d, lo, hi, off,
+    wmask) accumulating it (see :func:`fxemu._kernels.mac_fast.int_step`) and modes = (mul
+    quantization, mul overflow, acc quantization, acc overflow) codes; None unless every
+    intermediate fits in 62 bits and every mode has an integer kernel."""
     acc, mulf = mac.acc, mac.mul
     if not isinstance(acc, Fixed) or acc.width > 53 or not _fast_fixed_mode(acc):
         return None
     if mulf is not None and (not isinstance(mulf, Fixed) or not _fast_fixed_mode(mulf)):
         return None
-    fa, ba, bad_a = _int_span(a)
-    fb, bb, bad_b = _int_span(bt)
-    if bad_a or bad_b or ba + bb > 62 or max(fa, fb) > 1000:
+    if ba + bb > 62 or max(fa, fb) > 1000:
         return None
     fp, bp = fa + fb, ba + bb
     pm = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0))
@@ -298,21 +307,36 @@ def _fixed_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int,
     if acc.width + sh_acc > 62 or bp + sh_p > 62:
         return None
     accpar = (np.int64(sh_acc), np.int64(sh_p), np.int64(sh_acc), *_int_limits(acc))
+    return pm, accpar, (mq, mo, _FIXED_Q[acc.rounding], _FIXED_O[acc.overflow])
+
+
+def _fixed_fast(a: np.ndarray, b: np.ndarray, mac: Mac, order: int, chunk: int,
+                spans: tuple) -> np.ndarray | None:
+    """Integer datapath of a (M, K) @ b (K, N) when every intermediate fits in 62 bits; None
+    otherwise. ``spans``: the operands' :func:`_span`."""
+    if not isinstance(mac.acc, Fixed):
+        return None
+    fa, ba, bad_a = _int_span(a, spans[0])
+    fb, bb, bad_b = _int_span(b, spans[1])
+    path = None if bad_a or bad_b else _int_path(mac, fa, ba, fb, bb)
+    if path is None:
+        return None
+    pm, accpar, modes = path
+    sh_acc, sh_p = int(accpar[0]), int(accpar[1])
     kernel = None  # pairwise/exact orders have no integer kernel: only the BLAS tier
     if order in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
-        kernel = _kmf.fixed_matmul_int(order, mulf is not None, mq, mo, _FIXED_Q[acc.rounding],
-                                       _FIXED_O[acc.overflow])
-    if mulf is None and sh_acc == 0:
-        res = _fixed_blas(a, bt, fa, fb, sh_p, acc)
+        kernel = _kmf.fixed_matmul_int(order, mac.mul is not None, *modes)
+    if mac.mul is None and sh_acc == 0:
+        res = _fixed_blas(a, b, fa, fb, sh_p, mac.acc)
         if res is not None:
             return res
     if kernel is None:
         return None
     ai = _to_int(a, fa)
-    bi = np.ascontiguousarray(_to_int(bt, fb).T)
-    out = np.empty((a.shape[0], bt.shape[0]), np.int64)
+    bi = _to_int(b, fb)
+    out = np.empty((a.shape[0], b.shape[1]), np.int64)
     kernel(ai, bi, out, max(chunk, 1), pm, accpar)
-    return out.astype(np.float64) * 2.0**-acc.frac_bits
+    return out.astype(np.float64) * 2.0**-mac.acc.frac_bits
 
 
 def _to_int(x: np.ndarray, f: int) -> np.ndarray:
@@ -322,7 +346,7 @@ def _to_int(x: np.ndarray, f: int) -> np.ndarray:
     return out
 
 
-def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int,
+def _fixed_blas(a: np.ndarray, b: np.ndarray, fa: int, fb: int, sh_p: int,
                 acc: Fixed) -> np.ndarray | None:
     """Exact products that land on the accumulator's grid (no rounding in any addition).
 
@@ -334,7 +358,7 @@ def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int,
     kernel threads in one call would only make them wait for each other).
     """
     ai = a * 2.0 ** (fa + sh_p)  # exact power-of-two scalings to integers
-    bi = (bt * 2.0**fb).T
+    bi = b * 2.0**fb
     bound = np.outer(np.abs(ai).sum(axis=1), np.abs(bi).max(axis=0, initial=0.0))
     if not bound.size:
         return np.zeros(bound.shape)
@@ -354,10 +378,10 @@ def _fixed_blas(a: np.ndarray, bt: np.ndarray, fa: int, fb: int, sh_p: int,
     return (ai @ bi) * 2.0**-acc.frac_bits  # exact: integer operands, partial sums < 2^53
 
 
-def _float_sig_bits(x: np.ndarray) -> tuple[int, int, int, int]:
+def _float_sig_bits(x: np.ndarray, raw: tuple | None = None) -> tuple[int, int, int, int]:
     """(most significant bits of one element, lowest and highest leading-bit exponents of
-    nonzero elements, inf/NaN count) of x."""
-    low, high, sig, bad = _kmf.span(x.reshape(-1).view(np.uint64))
+    nonzero elements, inf/NaN count) of x (from its :func:`_span` ``raw`` where given)."""
+    low, high, sig, bad = _span(x) if raw is None else raw
     return int(sig), int(low), int(high), int(bad)  # low bounds every leading exponent
 
 
@@ -366,38 +390,52 @@ def _fast_float_fmt(f: object, max_man: int) -> bool:
             and f.rounding is not FloatRounding.STOCHASTIC and f.special is not Special.FNUZ)
 
 
-def _float_fast(a: np.ndarray, bt: np.ndarray, mac: Mac, order: int, chunk: int,
-                sr_bits: int, key: np.uint64) -> np.ndarray | None:
-    """Double-arithmetic datapath when products are exact in double; None otherwise."""
+def _float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple | None:
+    """Double-arithmetic datapath parameters of ``mac`` for operands with the spans a_span,
+    b_span (:func:`_float_sig_bits`): ``(mp, ap, mulp, accp, modes)`` with mp = (52 - mul
+    mantissa bits, mul fast bounds) and ap = (52 - acc mantissa bits, acc fast bounds) for
+    :func:`fxemu._kernels.convert.float_fast_element` and
+    :func:`~fxemu._kernels.mac_fast.float_step`, the mul and acc format vectors for the exact
+    engine, and modes = (mul rounding, acc rounding) codes; None unless every product is exact
+    in double and the formats have a fast kernel (the mul entries repeat the acc's without a
+    mul format)."""
     acc, mulf = mac.acc, mac.mul
     if not _fast_float_fmt(acc, 50) or (mulf is not None and not _fast_float_fmt(mulf, 52)):
         return None
-    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
-        return None
-    pa, alo, ahi, bad_a = _float_sig_bits(a)
-    pb, blo, bhi, bad_b = _float_sig_bits(bt)
+    pa, alo, ahi, bad_a = a_span
+    pb, blo, bhi, bad_b = b_span
     # products exact in double: at most 53 significant bits, no underflow or overflow
     if bad_a or bad_b or pa + pb > 53 or alo + blo < -960 or ahi + bhi > 1000:
         return None
-    minnorm, maxbits = _float_fast_bounds(acc)
-    if mulf is not None:
-        mminnorm, mmaxbits = _float_fast_bounds(mulf)
-        mk, mq = 52 - mulf.man_bits, _FLOAT_Q[mulf.rounding]
-    else:
-        mminnorm, mmaxbits, mk, mq = minnorm, maxbits, 0, 0
     accp = _fmt_vector(acc, sr_bits)
-    mulp = _fmt_vector(mulf, sr_bits) if mulf is not None else accp
-    out = np.empty((a.shape[0], bt.shape[0]), np.float64)
+    ap = (np.int64(52 - acc.man_bits), *_float_fast_bounds(acc))
+    if mulf is None:
+        return (np.int64(0), *ap[1:]), ap, accp, accp, (0, _FLOAT_Q[acc.rounding])
+    mp = (np.int64(52 - mulf.man_bits), *_float_fast_bounds(mulf))
+    return mp, ap, _fmt_vector(mulf, sr_bits), accp, (_FLOAT_Q[mulf.rounding],
+                                                      _FLOAT_Q[acc.rounding])
+
+
+def _float_fast(a: np.ndarray, b: np.ndarray, mac: Mac, order: int, chunk: int,
+                sr_bits: int, key: np.uint64, spans: tuple) -> np.ndarray | None:
+    """Double-arithmetic datapath of a (M, K) @ b (K, N) when products are exact in double;
+    None otherwise. ``spans``: the operands' :func:`_span`."""
+    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK) or not isinstance(mac.acc, Float):
+        return None
+    path = _float_path(mac, _float_sig_bits(a, spans[0]), _float_sig_bits(b, spans[1]), sr_bits)
+    if path is None:
+        return None
+    mp, ap, mulp, accp, (mq, q) = path
+    out = np.empty((a.shape[0], b.shape[1]), np.float64)
     bad = np.zeros(a.shape[0], np.int64)
-    kernel = _kmf.float_matmul_fast(order, mulf is not None, mq, _FLOAT_Q[acc.rounding])
-    kernel(a, np.ascontiguousarray(bt.T), out, max(chunk, 1), mk, mminnorm, mmaxbits,
-           52 - acc.man_bits, minnorm, maxbits, accp, mulp, key, bad)
+    kernel = _kmf.float_matmul_fast(order, mac.mul is not None, mq, q)
+    kernel(a, b, out, max(chunk, 1), *mp, *ap, accp, mulp, key, bad)
     return out
 
 
-def _mac_matmul(a: np.ndarray, bt: np.ndarray, mac: Mac, seed: int | None,
+def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
                 sr_bits: int | None) -> np.ndarray:
-    """``R_out(reduce_k a[i,k]·bt[j,k])`` for 2-D contiguous float64 operands."""
+    """``R_out(reduce_k a[i,k]·b[k,j])`` for 2-D float64 operands a (M, K), b (K, N)."""
     if not isinstance(mac, Mac):
         raise TypeError(msg("mac", "must be an fx.Mac", type(mac).__name__))
     # one key serves every stochastic rounding of the datapath (each has its own counter)
@@ -406,14 +444,17 @@ def _mac_matmul(a: np.ndarray, bt: np.ndarray, mac: Mac, seed: int | None,
     accp, mulp, outp, use_mul, order, chunk = mac._kernel_args(bits)
     # an FTZ multiplier (or, without one, an FTZ accumulator) reads subnormal operands as zero
     first = mac.mul if mac.mul is not None else mac.acc
-    a, bt = _daz(a, first), _daz(bt, first)
+    a = np.ascontiguousarray(_daz(a, first))
+    b = np.ascontiguousarray(_daz(b, first))
     if mac.out is None or not _stochastic(mac.out):
-        fast = _fixed_fast(a, bt, mac, order, chunk)
+        spans = (_span(a), _span(b))
+        fast = _fixed_fast(a, b, mac, order, chunk, spans)
         if fast is None:
-            fast = _float_fast(a, bt, mac, order, chunk, bits, key)
+            fast = _float_fast(a, b, mac, order, chunk, bits, key, spans)
         if fast is not None:
             return fast if mac.out is None else quantize(fast, mac.out)
-    out = np.empty((a.shape[0], bt.shape[0]), np.float64)
+    out = np.empty((a.shape[0], b.shape[1]), np.float64)
+    bt = np.ascontiguousarray(b.T)  # the exact engine reads each output's operands as rows
     _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, accp, mulp, outp, use_mul,
                       order, chunk, key, _scale(mac.out_format))
     return out
@@ -434,7 +475,7 @@ def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
         raise ValueError(msg("dot", "needs two 1-D arrays of equal length",
                              f"{x.shape} and {y.shape}"))
-    return _mac_matmul(x[None, :], y[None, :], mac, seed, sr_bits)[0, 0]
+    return _mac_matmul(x[None, :], y[:, None], mac, seed, sr_bits)[0, 0]
 
 
 def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
@@ -444,7 +485,7 @@ def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[0]:
         raise ValueError(msg("matmul", "needs (M, K) and (K, N) arrays",
                              f"{x.shape} and {y.shape}"))
-    return _mac_matmul(x, np.ascontiguousarray(y.T), mac, seed, sr_bits)
+    return _mac_matmul(x, y, mac, seed, sr_bits)
 
 
 def im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
@@ -473,7 +514,7 @@ def conv2d(x: object, w: object, mac: Mac, *, seed: int | None = None,
         raise ValueError(msg("conv2d", "kernel larger than the input",
                              f"{wa.shape} on {xa.shape}"))
     cols = im2col(xa, kh, kw)
-    res = _mac_matmul(cols, wa.reshape(f, c * kh * kw), mac, seed, sr_bits)
+    res = _mac_matmul(cols, wa.reshape(f, c * kh * kw).T, mac, seed, sr_bits)
     ho, wo = h - kh + 1, wd - kw + 1
     return np.ascontiguousarray(res.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
 
@@ -496,7 +537,7 @@ def conv2d_grad_weight(x: object, g: object, kernel_size: tuple[int, int], mac: 
     f = ga.shape[1]
     cols = im2col(xa, kh, kw)  # (N·Ho·Wo, C·Kh·Kw), rows in (n, i, j) order
     gm = np.ascontiguousarray(ga.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N·Ho·Wo)
-    res = _mac_matmul(gm, np.ascontiguousarray(cols.T), mac, seed, sr_bits)
+    res = _mac_matmul(gm, cols, mac, seed, sr_bits)
     return res.reshape(f, c, kh, kw)
 
 

@@ -52,8 +52,9 @@ def _start_team() -> None:
 
 
 class _Kernel:
-    """A kernel compiled lazily both serial and parallel; small inputs run serially, because
-    waking the thread team costs more than the work (and much more on a busy machine)."""
+    """A kernel compiled lazily both serial and parallel; small inputs (the largest array
+    argument below :data:`PARALLEL_MIN` elements) run serially, because waking the thread
+    team costs more than the work (and much more on a busy machine)."""
 
     def __init__(self, fn) -> None:
         self.__wrapped__ = fn
@@ -68,8 +69,8 @@ class _Kernel:
         self.parallel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)(fn)
 
     def __call__(self, *args):
-        first = next((a for a in args if hasattr(a, "size")), None)
-        if first is not None and first.size < PARALLEL_MIN:
+        size = max((a.size for a in args if hasattr(a, "size")), default=None)
+        if size is not None and size < PARALLEL_MIN:
             return self.serial(*args)
         if not _team_started:
             _start_team()

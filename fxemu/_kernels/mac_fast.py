@@ -9,7 +9,7 @@
   are redone by the exact engine.
 
 Both loop over k outermost and over the output columns j innermost, so one k step updates a
-row of accumulators with branch-free code.
+row of accumulators with branch-free code; threads take tiles of rows × columns.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from .rounding import (
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
-_ROWS = 64  # rows per parallel block (scratch is reused within a block)
+_ROWS = 64  # rows per parallel tile (scratch is reused within a tile)
+_COLS = 512  # columns per parallel tile: a few rows of many outputs still fill the threads
 
 
 @jit
@@ -102,22 +103,24 @@ def fixed_matmul_int(order, use_mul, mq, mo, q, o):
         m, kk = a.shape
         nn = b.shape[1]
         sh_acc, sh_p, d, lo, hi, off, wmask = acc_par
-        nblocks = (m + _ROWS - 1) // _ROWS
-        for blk in prange(nblocks):  # scratch allocated once per block of rows
-            acc = np.empty(nn, np.int64)
-            part = np.empty(nn, np.int64)
-            for i in range(blk * _ROWS, min(m, (blk + 1) * _ROWS)):
+        rb, cb = (m + _ROWS - 1) // _ROWS, (nn + _COLS - 1) // _COLS
+        for blk in prange(rb * cb):  # tiles of rows × columns; scratch once per tile
+            i0, j0 = (blk // cb) * _ROWS, (blk % cb) * _COLS
+            j1 = min(nn, j0 + _COLS)
+            acc = np.empty(j1 - j0, np.int64)
+            part = np.empty(j1 - j0, np.int64)
+            for i in range(i0, min(m, i0 + _ROWS)):
                 acc[:] = 0
                 part[:] = 0
                 for k in range(kk):
                     aik = a[i, k]
                     if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
-                        for j in range(nn):
+                        for j in range(j1 - j0):
                             acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo,
                                               hi, off, wmask)
                             part[j] = 0
-                    for j in range(nn):
-                        p = aik * b[k, j]
+                    for j in range(j1 - j0):
+                        p = aik * b[k, j0 + j]
                         if use_mul:
                             p = int_overflow(int_round_shift(p, pm[0], mq), mo, pm[1], pm[2],
                                              pm[3], pm[4])
@@ -128,11 +131,11 @@ def fixed_matmul_int(order, use_mul, mq, mo, q, o):
                             part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi,
                                                off, wmask)
                 if order == ORDER_CHUNK and kk > 0:
-                    for j in range(nn):
+                    for j in range(j1 - j0):
                         acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
                                           wmask)
-                for j in range(nn):
-                    out[i, j] = acc[j]
+                for j in range(j1 - j0):
+                    out[i, j0 + j] = acc[j]
 
     kernel.__qualname__ = f"fixed_matmul_int_{order}_{int(use_mul)}_{mq}_{mo}_{q}_{o}"
     return pjit(kernel)
@@ -174,26 +177,28 @@ def float_matmul_fast(order, use_mul, mq, q):
                bad):
         m, kk = a.shape
         nn = b.shape[1]
-        nblocks = (m + _ROWS - 1) // _ROWS
-        for blk in prange(nblocks):  # scratch allocated once per block of rows
-            acc = np.empty(nn, np.float64)
-            part = np.empty(nn, np.float64)
-            for i in range(blk * _ROWS, min(m, (blk + 1) * _ROWS)):
+        rb, cb = (m + _ROWS - 1) // _ROWS, (nn + _COLS - 1) // _COLS
+        for blk in prange(rb * cb):  # tiles of rows × columns; scratch once per tile
+            i0, j0 = (blk // cb) * _ROWS, (blk % cb) * _COLS
+            j1 = min(nn, j0 + _COLS)
+            acc = np.empty(j1 - j0, np.float64)
+            part = np.empty(j1 - j0, np.float64)
+            for i in range(i0, min(m, i0 + _ROWS)):
                 acc[:] = 0.0
                 part[:] = 0.0
                 nb = 0
                 for kx in range(kk):
                     aik = a[i, kx]
                     if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
-                        for j in range(nn):
+                        for j in range(j1 - j0):
                             ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
                             if not ok:
                                 r = _slow_add(accp, acc[j], part[j], key)
                                 nb += 1
                             acc[j] = r
                             part[j] = 0.0
-                    for j in range(nn):
-                        p = aik * b[kx, j]
+                    for j in range(j1 - j0):
+                        p = aik * b[kx, j0 + j]
                         if use_mul:
                             okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm,
                                                               mmaxbits)
@@ -212,14 +217,14 @@ def float_matmul_fast(order, use_mul, mq, q):
                         else:
                             part[j] = r
                 if order == ORDER_CHUNK and kk > 0:
-                    for j in range(nn):
+                    for j in range(j1 - j0):
                         ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
                         if not ok:
                             r = _slow_add(accp, acc[j], part[j], key)
                             nb += 1
                         acc[j] = r
-                for j in range(nn):
-                    out[i, j] = acc[j]
+                for j in range(j1 - j0):
+                    out[i, j0 + j] = acc[j]
                 bad[i] = nb
 
     kernel.__qualname__ = f"float_matmul_fast_{order}_{int(use_mul)}_{mq}_{q}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arith import Mac, add, conv2d, conv2d_grad_weight, fma, matmul
+from .. import conv_block
+from ..arith import Mac, add, conv2d, conv2d_grad_weight, fma, matmul, maxpool2d_backward
+from ..formats import FixedRounding, FloatRounding
 from ..policy import Policy
 from ..quantize import quantize
 from .base import Backend
@@ -43,6 +45,39 @@ class EmulatedBackend(Backend):
         bq = self._q(b, self.fw.weight)
         z = conv2d(x, wq, self.fw.conv, seed=self._key())
         return add(z, bq[None, :, None, None], self.fw.activation, seed=self._key())
+
+    def conv_relu_pool(self, x, w, b):
+        """Fused (:mod:`fxemu.conv_block`) where its kernels cover the policy and the data,
+        else the composition; the results, and the seeds each step draws, are the same either
+        way. The context is (images, pooled activations, argmax)."""
+        calls = self._calls
+        wq = self._q(w, self.fw.weight)
+        bq = self._q(b, self.fw.weight)
+        self._key(), self._key()  # the conv's and the bias add's (nothing stochastic when fused)
+        fused = conv_block.conv_relu_pool(x, wq, bq, self.fw.conv, self.fw.activation)
+        if fused is None:
+            self._calls = calls
+            h, (x, _, arg) = super().conv_relu_pool(x, w, b)
+            return h, (x, h, arg)
+        return fused[0], (x, *fused)
+
+    def conv_relu_pool_backward(self, ctx, dh):
+        """Fused where :func:`fxemu.conv_block.conv_relu_pool_grad` covers the policy, else the
+        composition on the routed gradient: ``z > 0`` at a window's argmax is ``h > 0``."""
+        x, h, arg = ctx
+        live = np.where(h > 0.0, np.reshape(dh, h.shape), 0.0)
+        if self.bw.grad.rounding not in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC):
+            calls = self._calls
+            g = self._q(live, self.bw.grad)  # as the composition rounds the routed gradient
+            self._key()  # the weight gradient's Mac
+            fused = conv_block.conv_relu_pool_grad(x, h, arg, g, self.bw.conv_dw)
+            if fused is not None:
+                dw = self._q(fused[0], self.bw.grad)
+                self._key()  # the bias gradient's Mac
+                return dw, self._q(fused[1], self.bw.grad)
+            self._calls = calls
+        n, f, po, qo = h.shape
+        return self.conv_dw(x, maxpool2d_backward(live, arg, (n, f, 2 * po, 2 * qo)))
 
     def dense(self, h, w, b):
         wq = self._q(w, self.fw.weight)
