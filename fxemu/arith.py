@@ -390,6 +390,9 @@ def _fast_float_fmt(f: object, max_man: int) -> bool:
             and f.rounding is not FloatRounding.STOCHASTIC and f.special is not Special.FNUZ)
 
 
+_F32 = Float(8, 23)  # IEEE binary32, RNE: its steps round by the hardware conversion
+
+
 def _float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple | None:
     """Double-arithmetic datapath parameters of ``mac`` for operands with the spans a_span,
     b_span (:func:`_float_sig_bits`): ``(mp, ap, mulp, accp, modes)`` with mp = (52 - mul
@@ -428,8 +431,11 @@ def _float_fast(a: np.ndarray, b: np.ndarray, mac: Mac, order: int, chunk: int,
     mp, ap, mulp, accp, (mq, q) = path
     out = np.empty((a.shape[0], b.shape[1]), np.float64)
     bad = np.zeros(a.shape[0], np.int64)
-    kernel = _kmf.float_matmul_fast(order, mac.mul is not None, mq, q)
+    hw32 = mac.acc == _F32
+    kernel = _kmf.float_matmul_fast(order, mac.mul is not None, mq, q, hw32)
     kernel(a, b, out, max(chunk, 1), *mp, *ap, accp, mulp, key, bad)
+    if hw32 and not np.isfinite(out).all():
+        return None  # inf/NaN: the engine's codes, not the hardware's NaN payloads
     return out
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from ._errors import msg
 from ._kernels import conv_block as _kc
 from .arith import (
+    _F32,
     Mac,
     _daz,
     _fast_fixed_mode,
@@ -120,7 +121,7 @@ def _float_forward(x, w, b, mac: Mac, act: Float) -> tuple | None:
         return None
     mp, ap, mulvec, accvec, (mq, q) = path
     bp = (np.int64(52 - act.man_bits), *_float_fast_bounds(act))
-    kernel = _kc.forward(_kc.float_ops(mac.mul is not None, mq, q),
+    kernel = _kc.forward(_kc.float_ops(mac.mul is not None, mq, q, mac.acc == _F32),
                          _kc.float_ops(False, 0, _FLOAT_Q[act.rounding]))
     return kernel, x, w, b, mp, ap, bp, (mulvec, accvec, _fmt_vector(act, bits), key), 1.0
 
@@ -166,10 +167,12 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
         pb = _float_path(mac, sg, _float_sig_bits(_ONE), bits)
         if pw is None or pb is None:
             return None
-        kernel = _kc.backward(_kc.float_ops(mac.mul is not None, *pw[4]))
+        kernel = _kc.backward(_kc.float_ops(mac.mul is not None, *pw[4], mac.acc == _F32))
         res = np.empty((f, 10))
         kernel(x.reshape(n, hh, ww), h, arg, g, 1.0, res, pw[0], pb[0], pw[1], pb[1],
                (pw[2], pw[3], key))
+        if not np.isfinite(res).all():  # inf/NaN: the engine's codes, from the composition
+            return None
     else:
         return None
     return np.ascontiguousarray(res[:, :9]).reshape(f, 1, 3, 3), res[:, 9].copy()

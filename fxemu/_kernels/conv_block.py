@@ -36,7 +36,14 @@ from numba import prange
 from ._jit import bits_f64, f64_bits, jit, pjit
 from .convert import float_fast_element
 from .fmt import code_value, value_code
-from .mac_fast import _slow_add, float_step, int_overflow, int_round_shift, int_step
+from .mac_fast import (
+    _slow_add,
+    float32_step,
+    float_step,
+    int_overflow,
+    int_round_shift,
+    int_step,
+)
 
 
 class Datapath(NamedTuple):
@@ -111,12 +118,16 @@ def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int) -> Datapath:
 
 
 @functools.cache
-def float_ops(use_mul: bool, mq: int, q: int) -> Datapath:
+def float_ops(use_mul: bool, mq: int, q: int, hw32: bool = False) -> Datapath:
     """A double datapath: ``prod`` is the exact product, rounded into the mul format when
     ``use_mul`` by :func:`float_fast_element` (mp = (52 - mul mantissa bits, its fast
     bounds)); ``step`` is :func:`float_step` (ap likewise for acc); the slow paths are the
-    exact engine. ``unsafe(acc)``: an accumulator a +0 term could change (−0) or not finite."""
-    tag = f"fl_{int(use_mul)}_{mq}_{q}"
+    exact engine. ``unsafe(acc)``: an accumulator a +0 term could change (−0) or not finite.
+
+    ``hw32`` (an IEEE float32 accumulator rounding to nearest even, with subnormals and
+    overflow to inf): ``step`` is :func:`float32_step`, always ok and branch-free.
+    """
+    tag = f"fl_{int(use_mul)}_{mq}_{q}_{int(hw32)}"
 
     def prod(a, b, mp):
         p = a * b
@@ -129,6 +140,8 @@ def float_ops(use_mul: bool, mq: int, q: int) -> Datapath:
         return code_value(vec, value_code(vec, f64_bits(p), key, 0), 0.0)
 
     def step(acc, p, ap):
+        if hw32:
+            return True, float32_step(acc, p)
         return float_step(acc, p, ap[0], q, ap[1], ap[2])
 
     def step_slow(acc, p, vec, key):

@@ -164,10 +164,28 @@ def float_step(acc, p, k, qmode, minnorm, maxbits):
     return ok, bits_f64(sign | r)
 
 
+@jit
+def float32_step(acc, p):
+    """``R(acc + p)`` into IEEE float32, round to nearest even, for doubles whose sum does not
+    overflow double: TwoSum gives the exact error, round-to-odd folds it into the last bit of
+    the double sum (53 ≥ 24 + 2 bits, so one more rounding is the correct one, subnormal
+    results included) and the hardware conversion rounds that to float32 (inf beyond its
+    range). A zero sum keeps IEEE's sign (+0 unless both are −0)."""
+    s = acc + p
+    bb = s - acc
+    err = (acc - (s - bb)) + (p - bb)
+    sb = f64_bits(s)
+    odd = (err != 0.0) & ((sb & _U1) == _U0)
+    toward = (err > 0.0) == (s > 0.0)  # err pushes |s| up: the next double away from zero
+    sb = sb + np.uint64(odd & toward) - np.uint64(odd & (not toward))
+    return np.float64(np.float32(bits_f64(sb)))
+
+
 @functools.cache
-def float_matmul_fast(order, use_mul, mq, q):
+def float_matmul_fast(order, use_mul, mq, q, hw32=False):
     """Float datapath matmul with products exact in double, specialised for one order and the
-    mul/acc roundings (closure constants): a (M, K), b (K, N) doubles.
+    mul/acc roundings (closure constants): a (M, K), b (K, N) doubles. ``hw32``: the acc is
+    IEEE float32 with round to nearest even, and every step is :func:`float32_step`.
 
     Steps outside the fast domain are redone exactly by the engine (``bad`` counts them).
     Writes the accumulator values (acc-format doubles) to ``out``.
@@ -208,7 +226,10 @@ def float_matmul_fast(order, use_mul, mq, q):
                                 p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
                                 nb += 1
                         cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
-                        ok, r = float_step(cur, p, k, q, minnorm, maxbits)
+                        if hw32:
+                            ok, r = True, float32_step(cur, p)
+                        else:
+                            ok, r = float_step(cur, p, k, q, minnorm, maxbits)
                         if not ok:
                             r = _slow_add(accp, cur, p, key)
                             nb += 1
@@ -227,7 +248,7 @@ def float_matmul_fast(order, use_mul, mq, q):
                     out[i, j0 + j] = acc[j]
                 bad[i] = nb
 
-    kernel.__qualname__ = f"float_matmul_fast_{order}_{int(use_mul)}_{mq}_{q}"
+    kernel.__qualname__ = f"float_matmul_fast_{order}_{int(use_mul)}_{mq}_{q}_{int(hw32)}"
     return pjit(kernel)
 
 

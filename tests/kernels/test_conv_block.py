@@ -244,3 +244,27 @@ def test_training_steps_unchanged(preset: str, monkeypatch: pytest.MonkeyPatch) 
     assert len(taken) == 6 and all(t is not None for t in taken)  # the fused path ran
     for name in nn.Params.NAMES:
         _same(getattr(runs[0], name), getattr(runs[1], name))
+
+
+def test_float32_step_rounds_once() -> None:
+    """The hardware float32 step (TwoSum, round-to-odd, conversion) against ``fx.add`` into
+    float32: ties of both signs a hair above and below, double-rounding traps, subnormal and
+    overflowing sums, cancellations to ±0."""
+    from fxemu._kernels.mac_fast import float32_step
+
+    rng = np.random.default_rng(5)
+    acc = quantize(rng.standard_normal(4000) * 2.0 ** rng.integers(-140, 120, 4000), "float32")
+    ulp = np.spacing(np.abs(acc).astype(np.float32)).astype(np.float64)
+    p = np.concatenate([
+        ulp * 0.5,  # exact ties
+        ulp * 0.5 * (1 + 2.0**-40), ulp * 0.5 * (1 - 2.0**-40),  # a hair off a tie
+        -ulp * 0.5 * (1 + 2.0**-52),  # double rounding would land on the tie
+        rng.standard_normal(4000) * 2.0 ** rng.integers(-150, 120, 4000),
+        -acc,  # exact cancellation: +0
+    ])
+    a = np.tile(acc, 6)
+    extra = np.array([[-0.0, -0.0], [0.0, -0.0], [-0.0, 0.0], [3.4e38, 3.4e38],
+                      [-3.4e38, -1e38], [2.0**-149, -(2.0**-151)], [-(2.0**-140), 2.0**-150]])
+    a, p = np.concatenate([a, extra[:, 0]]), np.concatenate([p, extra[:, 1]])
+    got = np.array([float32_step(u, v) for u, v in zip(a, p, strict=True)])
+    _same(got, add(a, p, "float32"))
