@@ -185,11 +185,12 @@ FAST = [
 def test_fast_datapaths_equal_exact_engine(fin, acc, mul, order) -> None:
     rng = np.random.default_rng(9)
     mac = fx.Mac(acc=acc, mul=mul, order=order)
-    a = fx.quantize(rng.standard_normal((9, 150)) * 4, fin)
-    b = fx.quantize(rng.standard_normal((150, 7)) * 4, fin)
-    got, ref = fx.matmul(a, b, mac), _generic(a, b, mac)
-    same = (got.view(np.uint64) == ref.view(np.uint64)) | (np.isnan(got) & np.isnan(ref))
-    assert same.all()
+    for m, k, n in ((9, 150, 7), (3, 40, 1100)):  # the second spans three column tiles
+        a = fx.quantize(rng.standard_normal((m, k)) * 4, fin)
+        b = fx.quantize(rng.standard_normal((k, n)) * 4, fin)
+        got, ref = fx.matmul(a, b, mac), _generic(a, b, mac)
+        same = (got.view(np.uint64) == ref.view(np.uint64)) | (np.isnan(got) & np.isnan(ref))
+        assert same.all()
 
 
 def test_long_dot_orders_differ_as_documented() -> None:
@@ -276,14 +277,17 @@ def test_ftz_reads_subnormal_operands_as_zero() -> None:
     ("ap_fixed<16,8>", "ap_fixed<32,16,AP_RND_CONV,AP_SAT>", None, "sequential"),
     ("ap_fixed<16,8>", "ap_fixed<20,8,AP_RND,AP_SAT>", "ap_fixed<16,6,AP_RND,AP_SAT>", "chunk:5"),
     ("float16", "float16", None, "sequential"),
+    ("float16", "float32", None, "sequential"),
     ("float16", fx.Float(5, 10, rounding="stochastic"), None, "pairwise"),
 ], ids=str)
-def test_mac_results_do_not_depend_on_thread_count(fin, acc, mul, order) -> None:
+@pytest.mark.parametrize("shape", [(300, 120, 9), (10, 60, 1100)])  # row tiles; column tiles
+def test_mac_results_do_not_depend_on_thread_count(fin, acc, mul, order, shape) -> None:
     import numba
 
     rng = np.random.default_rng(4)
-    a = fx.quantize(rng.standard_normal((300, 120)) * 8, fin)
-    b = fx.quantize(rng.standard_normal((120, 9)) * 8, fin)
+    m, k, n = shape
+    a = fx.quantize(rng.standard_normal((m, k)) * 8, fin)
+    b = fx.quantize(rng.standard_normal((k, n)) * 8, fin)
     mac = fx.Mac(acc=acc, mul=mul, order=order)
     n0 = numba.get_num_threads()
     try:
