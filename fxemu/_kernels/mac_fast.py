@@ -42,6 +42,14 @@ _COLS = 512  # columns per parallel tile: a few rows of many outputs still fill 
 
 
 @jit
+def _tile(blk, cb, m, nn):
+    """Rows i0..i1 and columns j0..j1 of parallel tile ``blk`` of an (m, nn) output with
+    ``cb`` column tiles per band of rows."""
+    i0, j0 = (blk // cb) * _ROWS, (blk % cb) * _COLS
+    return i0, min(m, i0 + _ROWS), j0, min(nn, j0 + _COLS)
+
+
+@jit
 def int_round_shift(t, d, qmode):
     """``t·2^-d`` rounded to an integer by ``qmode`` (signed-floor rules; d >= 0)."""
     if d <= 0:
@@ -103,13 +111,12 @@ def fixed_matmul_int(order, use_mul, mq, mo, q, o):
         m, kk = a.shape
         nn = b.shape[1]
         sh_acc, sh_p, d, lo, hi, off, wmask = acc_par
-        rb, cb = (m + _ROWS - 1) // _ROWS, (nn + _COLS - 1) // _COLS
-        for blk in prange(rb * cb):  # tiles of rows × columns; scratch once per tile
-            i0, j0 = (blk // cb) * _ROWS, (blk % cb) * _COLS
-            j1 = min(nn, j0 + _COLS)
+        cb = (nn + _COLS - 1) // _COLS
+        for blk in prange(((m + _ROWS - 1) // _ROWS) * cb):  # scratch once per tile
+            i0, i1, j0, j1 = _tile(blk, cb, m, nn)
             acc = np.empty(j1 - j0, np.int64)
             part = np.empty(j1 - j0, np.int64)
-            for i in range(i0, min(m, i0 + _ROWS)):
+            for i in range(i0, i1):
                 acc[:] = 0
                 part[:] = 0
                 for k in range(kk):
@@ -195,13 +202,12 @@ def float_matmul_fast(order, use_mul, mq, q, hw32=False):
                bad):
         m, kk = a.shape
         nn = b.shape[1]
-        rb, cb = (m + _ROWS - 1) // _ROWS, (nn + _COLS - 1) // _COLS
-        for blk in prange(rb * cb):  # tiles of rows × columns; scratch once per tile
-            i0, j0 = (blk // cb) * _ROWS, (blk % cb) * _COLS
-            j1 = min(nn, j0 + _COLS)
+        cb = (nn + _COLS - 1) // _COLS
+        for blk in prange(((m + _ROWS - 1) // _ROWS) * cb):  # scratch once per tile
+            i0, i1, j0, j1 = _tile(blk, cb, m, nn)
             acc = np.empty(j1 - j0, np.float64)
             part = np.empty(j1 - j0, np.float64)
-            for i in range(i0, min(m, i0 + _ROWS)):
+            for i in range(i0, i1):
                 acc[:] = 0.0
                 part[:] = 0.0
                 nb = 0
