@@ -105,10 +105,27 @@ def _fixed_forward(x, w, b, mac: Mac, act: Fixed) -> tuple | None:
     if max(acc.width + shz, bb + shb) + 1 + max(-d, 0) > 62:
         return None
     bp = (np.int64(shz), np.int64(shb), np.int64(d), *_int_limits(act))
-    kernel = _kc.forward(_kc.fixed_ops(mac.mul is not None, *modes),
+    xi, wi = _to_int(x, fx), _to_int(w, fw)
+    # every partial sum of a conv output is at most 9·max|x|·max|w| in magnitude
+    exact = _exact_sums(mac, ap, 9.0 * _absmax(xi) * _absmax(wi))
+    kernel = _kc.forward(_kc.fixed_ops(mac.mul is not None, *modes, exact),
                          _kc.fixed_ops(False, 0, 0, _FIXED_Q[act.rounding], _FIXED_O[act.overflow]))
-    return (kernel, _to_int(x, fx), _to_int(w, fw), _to_int(b, fb), pm, ap, bp, _NO_VECS,
-            2.0**-act.frac_bits)
+    return kernel, xi, wi, _to_int(b, fb), pm, ap, bp, _NO_VECS, 2.0**-act.frac_bits
+
+
+def _absmax(a: np.ndarray) -> float:
+    return float(np.abs(a).max(initial=0))
+
+
+def _exact_sums(mac: Mac, ap: tuple, *bounds: float) -> bool:
+    """True if the integer steps with parameters ap (:func:`fxemu.arith._int_path`) never
+    round (no mul format, products on the acc grid: sh_acc = 0) and partial sums bounded by
+    ``bounds`` (in product units, before the shift by sh_p) never leave the accumulator's
+    range: then every step is a plain integer addition."""
+    sh_acc, sh_p, _, lo, hi = (int(v) for v in ap[:5])
+    limit = min(hi, -lo)
+    return (mac.mul is None and sh_acc == 0 and limit > 0
+            and all(b * 2.0**sh_p * (1 + 2.0**-40) < limit for b in bounds))
 
 
 def _float_forward(x, w, b, mac: Mac, act: Float) -> tuple | None:
@@ -153,10 +170,14 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
         pb = _int_path(mac, fg, bg, f1, b1)
         if pw is None or pb is None:
             return None
-        kernel = _kc.backward(_kc.fixed_ops(mac.mul is not None, *pw[2]))
+        xi, gi = _to_int(x, fx), _to_int(g, fg)
+        # a lane's partial sums are at most sum|g|·max|x| (taps) and sum|g| (bias)
+        tot = float(np.abs(gi).sum(dtype=np.float64))
+        exact = _exact_sums(mac, pw[1], tot * _absmax(xi)) and _exact_sums(mac, pb[1], tot)
+        kernel = _kc.backward(_kc.fixed_ops(mac.mul is not None, *pw[2], exact))
         out = np.empty((f, 10), np.int64)
-        kernel(_to_int(x, fx).reshape(n, hh, ww), h, arg, _to_int(g, fg), np.int64(1), out,
-               pw[0], pb[0], pw[1], pb[1], _NO_VECS[1:])
+        kernel(xi.reshape(n, hh, ww), h, arg, gi, np.int64(1), out, pw[0], pb[0], pw[1], pb[1],
+               _NO_VECS[1:])
         res = out * 2.0**-mac.acc.frac_bits
     elif isinstance(mac.acc, Float):
         first = mac.mul if mac.mul is not None else mac.acc

@@ -30,6 +30,7 @@ import functools
 import types as pytypes
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -75,25 +76,32 @@ def _named(fn, tag: str):
     return jit(fn)
 
 
-def _specialise(fn, tag: str, parallel: bool, **helpers):
+def _specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
     """Jit a copy of the generic ``fn`` whose globals bind ``helpers`` (the datapath's
-    jitted operations), under a qualname carrying ``tag``."""
+    jitted operations), under a qualname carrying ``tag`` (``inline``: into its callers, at
+    Numba's IR level)."""
     env = dict(fn.__globals__)
     env.update(helpers)
     new = pytypes.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
     new.__qualname__ = f"{fn.__name__}_{tag}"
     new.__module__ = fn.__module__
     new.__doc__ = fn.__doc__
+    if inline:
+        return numba.njit(cache=True, fastmath=False, nogil=True, inline="always")(new)
     return pjit(new) if parallel else jit(new)
 
 
 @functools.cache
-def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int) -> Datapath:
+def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int, exact: bool = False) -> Datapath:
     """An integer datapath: ``prod`` rounds the integer product into the mul format when
     ``use_mul`` (mp = (d_mul, lo, hi, off, wmask), as :func:`int_round_shift` and
     :func:`int_overflow`), ``step`` is :func:`int_step` (ap = (sh_acc, sh_p, d, lo, hi, off,
-    wmask)); both are always ok, and adding an integer zero never changes an accumulator."""
-    tag = f"fx_{int(use_mul)}_{mq}_{mo}_{q}_{o}"
+    wmask)); both are always ok, and adding an integer zero never changes an accumulator.
+
+    ``exact``: the caller proved that no step rounds (sh_acc = d = 0) or leaves the
+    accumulator's range, so ``step`` is the plain sum ``acc + (p << sh_p)``.
+    """
+    tag = f"fx_{int(use_mul)}_{mq}_{mo}_{q}_{o}_{int(exact)}"
 
     def prod(a, b, mp):
         p = a * b
@@ -105,6 +113,8 @@ def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int) -> Datapath:
         return p
 
     def step(acc, p, ap):
+        if exact:
+            return True, acc + (p << ap[1])
         return True, int_step(acc, p, ap[0], ap[1], ap[2], q, o, ap[3], ap[4], ap[5], ap[6])
 
     def step_slow(acc, p, vec, key):
@@ -278,6 +288,6 @@ def backward(ops: Datapath):
     (W-2)/2) in the datapath's representation; ``one`` is 1 in it. out (F, 10) gets the
     accumulators: lanes 0..8 the taps in row-major order (products ``g·x``, mpw/apw), lane 9
     the bias (``g·one``, mpb/apb); vecs = (mul, acc format vectors, key)."""
-    terms = _specialise(_add_terms, ops.tag, False, prod=ops.prod, prod_slow=ops.prod_slow,
+    terms = _specialise(_add_terms, ops.tag, False, True, prod=ops.prod, prod_slow=ops.prod_slow,
                         step=ops.step, step_slow=ops.step_slow, unsafe=ops.unsafe)
     return _specialise(_backward, ops.tag, True, add_terms=terms)

@@ -268,3 +268,28 @@ def test_float32_step_rounds_once() -> None:
     a, p = np.concatenate([a, extra[:, 0]]), np.concatenate([p, extra[:, 1]])
     got = np.array([float32_step(u, v) for u, v in zip(a, p, strict=True)])
     _same(got, add(a, p, "float32"))
+
+
+@pytest.mark.parametrize("case, scale, exact", [("fixed16", 1.0, True), ("fixed-sat", 40.0, False),
+                                                ("fixed-mul", 1.0, False)])
+def test_fixed_tiers(case: str, scale: float, exact: bool,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no partial sum can round or leave the accumulator's range the fixed kernels add
+    plainly; a possible saturation or a product format keeps the step-by-step datapath (both
+    equal the composition, above)."""
+    from fxemu._kernels import conv_block as kc
+
+    seen = []
+    real = kc.fixed_ops
+
+    def spy(*args):
+        seen.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(kc, "fixed_ops", spy)
+    data, mac, act = FUSED[case]
+    x, w, b, dh = _data(data, scale=scale)
+    h, arg = conv_block.conv_relu_pool(x, w, b, mac, _fmt(act))
+    conv_block.conv_relu_pool_grad(x, h, arg, dh, mac)
+    conv_tiers = [a[5] for a in seen if len(a) == 6]  # the Macs' datapaths (fwd, bwd)
+    assert conv_tiers == [exact, exact]
