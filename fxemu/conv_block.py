@@ -15,6 +15,12 @@ formats; every intermediate within 62 bits) or in doubles (float formats with pr
 in double, an activation format with subnormals), operands finite. Elsewhere they return
 None and the caller composes the :mod:`fxemu.arith` operations. Operands are float64 arrays
 holding values of their formats; nothing here is stochastic (stochastic formats return None).
+
+Within the fixed datapaths, sums that provably never round or leave the accumulator's range
+(no mul format, products on the acc grid, ``9·max|x|·max|w|`` or ``sum|g|·max|x|`` inside it)
+are plain integer additions; IEEE float32 accumulators round each step by the hardware
+conversion (:func:`fxemu._kernels.mac_fast.float32_step`), and a result with inf/NaN then
+returns None.
 """
 
 from __future__ import annotations
