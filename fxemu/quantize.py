@@ -8,6 +8,7 @@ from the exact double (no double rounding through float32).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Literal
 
 import numpy as np
@@ -82,9 +83,9 @@ def _float_params(fmt: Float) -> tuple:
         inf_code, nan_code = 0, (1 << (e + m)) - 1
     else:
         inf_code, nan_code = 0, 0
-    emax_bits = int(np.float64(fmt.max).view(np.uint64))  # double bits of max
-    lead = ((emax_bits >> 52) & 0x7FF) - 1023
-    frac = (emax_bits & ((1 << 52) - 1)) >> (52 - m)
+    mant, e = math.frexp(fmt.max)  # max = mant·2^e, 0.5 <= mant < 1 (a subnormal double too)
+    lead = e - 1
+    frac = int(mant * 2.0 ** (m + 1)) - (1 << m)  # the m fraction bits below the leading 1
     max_code = ((lead + fmt.bias) << m) | frac
     return (m, fmt.emin, np.uint64(max_code), np.uint64(nan_code), np.uint64(inf_code),
             _SPECIAL[sp], fmt.subnormals, fmt.overflow is FloatOverflow.SAT)

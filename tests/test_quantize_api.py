@@ -106,3 +106,13 @@ def test_doctests(module: str) -> None:
     __import__(module)
     res = doctest.testmod(sys.modules[module], optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted > 0 and res.failed == 0
+
+
+@pytest.mark.parametrize("subnormals", [True, False])
+def test_saturation_when_max_is_a_subnormal_double(subnormals: bool) -> None:
+    """A format whose largest value lies below double's smallest normal (e1m0, bias 1025:
+    max 2^-1024) saturates to that value, not to the next code (found by hypothesis)."""
+    f = fx.Float(1, 0, bias=1025, subnormals=subnormals, special="fnuz", overflow="sat")
+    assert f.max == 2.0**-1024
+    np.testing.assert_array_equal(fx.quantize(np.array([1.0, -1.0]), f), [f.max, -f.max])
+    np.testing.assert_array_equal(fx.to_bits(np.array([1.0, -1.0]), f), [1, 3])
