@@ -323,19 +323,17 @@ def _fixed_fast(a: np.ndarray, b: np.ndarray, mac: Mac, order: int, chunk: int,
         return None
     pm, accpar, modes = path
     sh_acc, sh_p = int(accpar[0]), int(accpar[1])
-    kernel = None  # pairwise/exact orders have no integer kernel: only the BLAS tier
-    if order in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
-        kernel = _kmf.fixed_matmul_int(order, mac.mul is not None, *modes)
     if mac.mul is None and sh_acc == 0:
         res = _fixed_blas(a, b, fa, fb, sh_p, mac.acc)
         if res is not None:
             return res
-    if kernel is None:
-        return None
-    ai = _to_int(a, fa)
-    bi = _to_int(b, fb)
+    if order not in (_km.ORDER_SEQUENTIAL, _km.ORDER_CHUNK):
+        return None  # pairwise/exact orders have no integer kernel: only the BLAS tier
+    kernel = _kmf.matmul_fast(_kmf.fixed_ops(mac.mul is not None, *modes), order)
     out = np.empty((a.shape[0], b.shape[1]), np.int64)
-    kernel(ai, bi, out, max(chunk, 1), pm, accpar)
+    chunk_par = (accpar[0], accpar[0], *accpar[2:])  # a chunk's sum is at the acc scale
+    kernel(_to_int(a, fa), _to_int(b, fb), out, max(chunk, 1), pm, accpar, chunk_par,
+           _kmf.NO_VECS)
     return out.astype(np.float64) * 2.0**-mac.acc.frac_bits
 
 
@@ -399,9 +397,10 @@ def _float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple |
     mantissa bits, mul fast bounds) and ap = (52 - acc mantissa bits, acc fast bounds) for
     :func:`fxemu._kernels.convert.float_fast_element` and
     :func:`~fxemu._kernels.mac_fast.float_step`, the mul and acc format vectors for the exact
-    engine, and modes = (mul rounding, acc rounding) codes; None unless every product is exact
-    in double and the formats have a fast kernel (the mul entries repeat the acc's without a
-    mul format)."""
+    engine, and modes = (mul rounding, acc rounding codes, whether acc is IEEE float32 with
+    RNE, which the hardware conversion rounds); None unless every product is exact in double
+    and the formats have a fast kernel (the mul entries repeat the acc's without a mul
+    format)."""
     acc, mulf = mac.acc, mac.mul
     if not _fast_float_fmt(acc, 50) or (mulf is not None and not _fast_float_fmt(mulf, 52)):
         return None
@@ -412,11 +411,12 @@ def _float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple |
         return None
     accp = _fmt_vector(acc, sr_bits)
     ap = (np.int64(52 - acc.man_bits), *_float_fast_bounds(acc))
+    hw32 = acc == _F32
     if mulf is None:
-        return (np.int64(0), *ap[1:]), ap, accp, accp, (0, _FLOAT_Q[acc.rounding])
+        return (np.int64(0), *ap[1:]), ap, accp, accp, (0, _FLOAT_Q[acc.rounding], hw32)
     mp = (np.int64(52 - mulf.man_bits), *_float_fast_bounds(mulf))
     return mp, ap, _fmt_vector(mulf, sr_bits), accp, (_FLOAT_Q[mulf.rounding],
-                                                      _FLOAT_Q[acc.rounding])
+                                                      _FLOAT_Q[acc.rounding], hw32)
 
 
 def _float_fast(a: np.ndarray, b: np.ndarray, mac: Mac, order: int, chunk: int,
@@ -428,13 +428,11 @@ def _float_fast(a: np.ndarray, b: np.ndarray, mac: Mac, order: int, chunk: int,
     path = _float_path(mac, _float_sig_bits(a, spans[0]), _float_sig_bits(b, spans[1]), sr_bits)
     if path is None:
         return None
-    mp, ap, mulp, accp, (mq, q) = path
+    mp, ap, mulp, accp, modes = path
     out = np.empty((a.shape[0], b.shape[1]), np.float64)
-    bad = np.zeros(a.shape[0], np.int64)
-    hw32 = mac.acc == _F32
-    kernel = _kmf.float_matmul_fast(order, mac.mul is not None, mq, q, hw32)
-    kernel(a, b, out, max(chunk, 1), *mp, *ap, accp, mulp, key, bad)
-    if hw32 and not np.isfinite(out).all():
+    kernel = _kmf.matmul_fast(_kmf.float_ops(mac.mul is not None, *modes), order)
+    kernel(a, b, out, max(chunk, 1), mp, ap, ap, (mulp, accp, key))
+    if modes[2] and not np.isfinite(out).all():  # float32 rounded by the hardware
         return None  # inf/NaN: the engine's codes, not the hardware's NaN payloads
     return out
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from ._errors import msg
 from ._kernels import conv_block as _kc
+from ._kernels import mac_fast as _kmf
 from .arith import (
-    _F32,
     Mac,
     _daz,
     _fast_fixed_mode,
@@ -49,7 +49,7 @@ from .quantize import _FIXED_O, _FIXED_Q, _FLOAT_Q, _float_fast_bounds, _sr
 __all__ = ["conv_relu_pool", "conv_relu_pool_grad"]
 
 _ONE = np.ones(1)
-_NO_VECS = (np.zeros(1, np.int64),) * 3 + (np.uint64(0),)  # slow-path slots of a fixed datapath
+_NO_VECS = (*_kmf.NO_VECS[:2], *_kmf.NO_VECS[1:])  # (mul, acc, activation vectors, key)
 
 
 def _shapes(x: np.ndarray, w_or_h: np.ndarray, what: str) -> tuple[int, int, int, int]:
@@ -114,8 +114,8 @@ def _fixed_forward(x, w, b, mac: Mac, act: Fixed) -> tuple | None:
     xi, wi = _to_int(x, fx), _to_int(w, fw)
     # every partial sum of a conv output is at most 9·max|x|·max|w| in magnitude
     exact = _exact_sums(mac, ap, 9.0 * _absmax(xi) * _absmax(wi))
-    kernel = _kc.forward(_kc.fixed_ops(mac.mul is not None, *modes, exact),
-                         _kc.fixed_ops(False, 0, 0, _FIXED_Q[act.rounding], _FIXED_O[act.overflow]))
+    bias = _kmf.fixed_ops(False, 0, 0, _FIXED_Q[act.rounding], _FIXED_O[act.overflow])
+    kernel = _kc.forward(_kmf.fixed_ops(mac.mul is not None, *modes, exact), bias)
     return kernel, xi, wi, _to_int(b, fb), pm, ap, bp, _NO_VECS, 2.0**-act.frac_bits
 
 
@@ -142,10 +142,10 @@ def _float_forward(x, w, b, mac: Mac, act: Float) -> tuple | None:
     if path is None or not _fast_float_fmt(act, 50) or not act.subnormals \
             or _float_sig_bits(b)[3]:
         return None
-    mp, ap, mulvec, accvec, (mq, q) = path
+    mp, ap, mulvec, accvec, modes = path
     bp = (np.int64(52 - act.man_bits), *_float_fast_bounds(act))
-    kernel = _kc.forward(_kc.float_ops(mac.mul is not None, mq, q, mac.acc == _F32),
-                         _kc.float_ops(False, 0, _FLOAT_Q[act.rounding]))
+    kernel = _kc.forward(_kmf.float_ops(mac.mul is not None, *modes),
+                         _kmf.float_ops(False, 0, _FLOAT_Q[act.rounding]))
     return kernel, x, w, b, mp, ap, bp, (mulvec, accvec, _fmt_vector(act, bits), key), 1.0
 
 
@@ -180,10 +180,10 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
         # a lane's partial sums are at most sum|g|·max|x| (taps) and sum|g| (bias)
         tot = float(np.abs(gi).sum(dtype=np.float64))
         exact = _exact_sums(mac, pw[1], tot * _absmax(xi)) and _exact_sums(mac, pb[1], tot)
-        kernel = _kc.backward(_kc.fixed_ops(mac.mul is not None, *pw[2], exact))
+        kernel = _kc.backward(_kmf.fixed_ops(mac.mul is not None, *pw[2], exact))
         out = np.empty((f, 10), np.int64)
         kernel(xi.reshape(n, hh, ww), h, arg, gi, np.int64(1), out, pw[0], pb[0], pw[1], pb[1],
-               _NO_VECS[1:])
+               _kmf.NO_VECS)
         res = out * 2.0**-mac.acc.frac_bits
     elif isinstance(mac.acc, Float):
         first = mac.mul if mac.mul is not None else mac.acc
@@ -194,7 +194,7 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
         pb = _float_path(mac, sg, _float_sig_bits(_ONE), bits)
         if pw is None or pb is None:
             return None
-        kernel = _kc.backward(_kc.float_ops(mac.mul is not None, *pw[4], mac.acc == _F32))
+        kernel = _kc.backward(_kmf.float_ops(mac.mul is not None, *pw[4]))
         res = np.empty((f, 10))
         kernel(x.reshape(n, hh, ww), h, arg, g, 1.0, res, pw[0], pb[0], pw[1], pb[1],
                (pw[2], pw[3], key))

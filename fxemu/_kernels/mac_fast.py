@@ -5,17 +5,25 @@
 * Float: products that are exact in double (the API checks the operands' significant bits and
   range); each ``acc + p`` is TwoSum-exact, folded into one double by round-to-odd (exact for
   the final rounding when the accumulator keeps at most 50 mantissa bits), then rounded by
-  integer addition on the bit pattern. Results outside the fast domain (subnormal, overflow)
-  are redone by the exact engine.
+  integer addition on the bit pattern (an IEEE float32 accumulator: by the hardware
+  conversion). Results outside the fast domain (subnormal, overflow) are redone by the exact
+  engine.
 
-Both loop over k outermost and over the output columns j innermost, so one k step updates a
-row of accumulators with branch-free code; threads take tiles of rows × columns.
+A :class:`Datapath` holds one datapath's scalar operations (:func:`fixed_ops`,
+:func:`float_ops`); :func:`specialise` binds them into a copy of a generic kernel, so one
+kernel source serves every datapath (:func:`matmul_fast` here, the fused conv block in
+:mod:`fxemu._kernels.conv_block`). The matmul loops over k outermost and over the output
+columns j innermost, so one k step updates a row of accumulators; threads take tiles of
+rows × columns.
 """
 
 from __future__ import annotations
 
 import functools
+import types as pytypes
+from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -37,6 +45,8 @@ from .rounding import (
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
+#: the slow-path slots (mul and acc format vectors, key) of an integer datapath: never read
+NO_VECS = (np.zeros(1, np.int64), np.zeros(1, np.int64), np.uint64(0))
 _ROWS = 64  # rows per parallel tile (scratch is reused within a tile)
 _COLS = 512  # columns per parallel tile: a few rows of many outputs still fill the threads
 
@@ -96,58 +106,6 @@ def int_step(acc, p, sh_acc, sh_p, d, qmode, omode, lo, hi, off, wmask):
     return int_overflow(int_round_shift(t, d, qmode), omode, lo, hi, off, wmask)
 
 
-@functools.cache
-def fixed_matmul_int(order, use_mul, mq, mo, q, o):
-    """Integer datapath matmul specialised for one order and the mul/acc modes (closure
-    constants, so the per-step mode dispatch folds away).
-
-    The kernel takes a (M, K) int64, b (K, N) int64 and writes the accumulator integers (at the
-    acc scale) to ``out`` (M, N) int64. ``pm`` = (d_mul, lo, hi, off, wmask) rounds a product
-    from scale Fa+Fb into the mul format; ``acc_par`` = (sh_acc, sh_p, d, lo, hi, off, wmask)
-    accumulates.
-    """
-
-    def kernel(a, b, out, chunk, pm, acc_par):
-        m, kk = a.shape
-        nn = b.shape[1]
-        sh_acc, sh_p, d, lo, hi, off, wmask = acc_par
-        cb = (nn + _COLS - 1) // _COLS
-        for blk in prange(((m + _ROWS - 1) // _ROWS) * cb):  # scratch once per tile
-            i0, i1, j0, j1 = _tile(blk, cb, m, nn)
-            acc = np.empty(j1 - j0, np.int64)
-            part = np.empty(j1 - j0, np.int64)
-            for i in range(i0, i1):
-                acc[:] = 0
-                part[:] = 0
-                for k in range(kk):
-                    aik = a[i, k]
-                    if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
-                        for j in range(j1 - j0):
-                            acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo,
-                                              hi, off, wmask)
-                            part[j] = 0
-                    for j in range(j1 - j0):
-                        p = aik * b[k, j0 + j]
-                        if use_mul:
-                            p = int_overflow(int_round_shift(p, pm[0], mq), mo, pm[1], pm[2],
-                                             pm[3], pm[4])
-                        if order == ORDER_SEQUENTIAL:
-                            acc[j] = int_step(acc[j], p, sh_acc, sh_p, d, q, o, lo, hi, off,
-                                              wmask)
-                        else:
-                            part[j] = int_step(part[j], p, sh_acc, sh_p, d, q, o, lo, hi,
-                                               off, wmask)
-                if order == ORDER_CHUNK and kk > 0:
-                    for j in range(j1 - j0):
-                        acc[j] = int_step(acc[j], part[j], sh_acc, sh_acc, d, q, o, lo, hi, off,
-                                          wmask)
-                for j in range(j1 - j0):
-                    out[i, j0 + j] = acc[j]
-
-    kernel.__qualname__ = f"fixed_matmul_int_{order}_{int(use_mul)}_{mq}_{mo}_{q}_{o}"
-    return pjit(kernel)
-
-
 @jit
 def float_step(acc, p, k, qmode, minnorm, maxbits):
     """``R_acc(acc + p)`` for doubles holding acc-format values, fast domain only.
@@ -188,74 +146,184 @@ def float32_step(acc, p):
     return np.float64(np.float32(bits_f64(sb)))
 
 
+class Datapath(NamedTuple):
+    """The scalar operations of one datapath (jitted). ``prod(a, b, mp)`` and
+    ``step(acc, p, ap)`` take scalar parameters only and return (ok, value); where ok is False
+    the kernel calls ``prod_slow(p, mulvec, key)`` on the exact product or
+    ``step_slow(acc, p, accvec, key)`` (the exact engine on a format vector): arrays reach a
+    helper only on that rare path, as passing one costs a reference count per call.
+    ``unsafe(acc)``: an accumulator that adding a +0 term could change."""
+
+    prod: object
+    prod_slow: object
+    step: object
+    step_slow: object
+    unsafe: object
+    tag: str
+
+
+# The generic kernels call these names; each specialisation binds them in its own globals (see
+# specialise: a closure over jitted functions would never load from Numba's on-disk cache,
+# as their pickles differ from process to process).
+prod = prod_slow = step = step_slow = order = flush = None
+
+
+def _named(fn, tag: str):
+    """Jit ``fn`` (a closure over plain constants) under a qualname carrying them, so its
+    on-disk cache entries are distinct."""
+    fn.__qualname__ = f"{fn.__name__}_{tag}"
+    return jit(fn)
+
+
+def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
+    """Jit a copy of the generic ``fn`` whose globals bind ``helpers`` (the datapath's
+    jitted operations), under a qualname carrying ``tag`` (``inline``: into its callers, at
+    Numba's IR level)."""
+    env = dict(fn.__globals__)
+    env.update(helpers)
+    new = pytypes.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__qualname__ = f"{fn.__name__}_{tag}"
+    new.__module__ = fn.__module__
+    new.__doc__ = fn.__doc__
+    if inline:
+        return numba.njit(cache=True, fastmath=False, nogil=True, inline="always")(new)
+    return pjit(new) if parallel else jit(new)
+
+
 @functools.cache
-def float_matmul_fast(order, use_mul, mq, q, hw32=False):
-    """Float datapath matmul with products exact in double, specialised for one order and the
-    mul/acc roundings (closure constants): a (M, K), b (K, N) doubles. ``hw32``: the acc is
-    IEEE float32 with round to nearest even, and every step is :func:`float32_step`.
+def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int, exact: bool = False) -> Datapath:
+    """An integer datapath: ``prod`` rounds the integer product into the mul format when
+    ``use_mul`` (mp = (d_mul, lo, hi, off, wmask), as :func:`int_round_shift` and
+    :func:`int_overflow`), ``step`` is :func:`int_step` (ap = (sh_acc, sh_p, d, lo, hi, off,
+    wmask)); both are always ok, and adding an integer zero never changes an accumulator.
 
-    Steps outside the fast domain are redone exactly by the engine (``bad`` counts them).
-    Writes the accumulator values (acc-format doubles) to ``out``.
+    ``exact``: the caller proved that no step rounds (sh_acc = d = 0) or leaves the
+    accumulator's range, so ``step`` is the plain sum ``acc + (p << sh_p)``.
     """
+    tag = f"fx_{int(use_mul)}_{mq}_{mo}_{q}_{o}_{int(exact)}"
 
-    def kernel(a, b, out, chunk, mk, mminnorm, mmaxbits, k, minnorm, maxbits, accp, mulp, key,
-               bad):
-        m, kk = a.shape
-        nn = b.shape[1]
-        cb = (nn + _COLS - 1) // _COLS
-        for blk in prange(((m + _ROWS - 1) // _ROWS) * cb):  # scratch once per tile
-            i0, i1, j0, j1 = _tile(blk, cb, m, nn)
-            acc = np.empty(j1 - j0, np.float64)
-            part = np.empty(j1 - j0, np.float64)
-            for i in range(i0, i1):
-                acc[:] = 0.0
-                part[:] = 0.0
-                nb = 0
-                for kx in range(kk):
-                    aik = a[i, kx]
-                    if order == ORDER_CHUNK and kx % chunk == 0 and kx > 0:
-                        for j in range(j1 - j0):
-                            ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
-                            if not ok:
-                                r = _slow_add(accp, acc[j], part[j], key)
-                                nb += 1
-                            acc[j] = r
-                            part[j] = 0.0
-                    for j in range(j1 - j0):
-                        p = aik * b[kx, j0 + j]
-                        if use_mul:
-                            okm, sgn, rb = float_fast_element(f64_bits(p), mk, mq, mminnorm,
-                                                              mmaxbits)
-                            if okm:
-                                p = bits_f64(sgn | rb)
-                            else:
-                                p = code_value(mulp, value_code(mulp, f64_bits(p), key, 0), 0.0)
-                                nb += 1
-                        cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
-                        if hw32:
-                            ok, r = True, float32_step(cur, p)
-                        else:
-                            ok, r = float_step(cur, p, k, q, minnorm, maxbits)
-                        if not ok:
-                            r = _slow_add(accp, cur, p, key)
-                            nb += 1
-                        if order == ORDER_SEQUENTIAL:
-                            acc[j] = r
-                        else:
-                            part[j] = r
-                if order == ORDER_CHUNK and kk > 0:
-                    for j in range(j1 - j0):
-                        ok, r = float_step(acc[j], part[j], k, q, minnorm, maxbits)
-                        if not ok:
-                            r = _slow_add(accp, acc[j], part[j], key)
-                            nb += 1
-                        acc[j] = r
+    def prod(a, b, mp):
+        p = a * b
+        if use_mul:
+            p = int_overflow(int_round_shift(p, mp[0], mq), mo, mp[1], mp[2], mp[3], mp[4])
+        return True, p
+
+    def prod_slow(p, vec, key):
+        return p
+
+    def step(acc, p, ap):
+        if exact:
+            return True, acc + (p << ap[1])
+        return True, int_step(acc, p, ap[0], ap[1], ap[2], q, o, ap[3], ap[4], ap[5], ap[6])
+
+    def step_slow(acc, p, vec, key):
+        return acc
+
+    def unsafe(acc):
+        return False
+
+    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
+                    _named(step_slow, tag), _named(unsafe, tag), tag)
+
+
+@functools.cache
+def float_ops(use_mul: bool, mq: int, q: int, hw32: bool = False) -> Datapath:
+    """A double datapath: ``prod`` is the exact product, rounded into the mul format when
+    ``use_mul`` by :func:`float_fast_element` (mp = (52 - mul mantissa bits, its fast
+    bounds)); ``step`` is :func:`float_step` (ap likewise for acc); the slow paths are the
+    exact engine. ``unsafe(acc)``: an accumulator a +0 term could change (−0) or not finite.
+
+    ``hw32`` (an IEEE float32 accumulator rounding to nearest even, with subnormals and
+    overflow to inf): ``step`` is :func:`float32_step`, always ok and branch-free.
+    """
+    tag = f"fl_{int(use_mul)}_{mq}_{q}_{int(hw32)}"
+
+    def prod(a, b, mp):
+        p = a * b
+        if use_mul:
+            ok, sgn, rb = float_fast_element(f64_bits(p), mp[0], mq, mp[1], mp[2])
+            return ok, (bits_f64(sgn | rb) if ok else p)
+        return True, p
+
+    def prod_slow(p, vec, key):
+        return code_value(vec, value_code(vec, f64_bits(p), key, 0), 0.0)
+
+    def step(acc, p, ap):
+        if hw32:
+            return True, float32_step(acc, p)
+        return float_step(acc, p, ap[0], q, ap[1], ap[2])
+
+    def step_slow(acc, p, vec, key):
+        return _slow_add(vec, acc, p, key)
+
+    def unsafe(acc):
+        return (not np.isfinite(acc)) or (acc == 0.0 and (f64_bits(acc) >> np.uint64(63)) != 0)
+
+    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
+                    _named(step_slow, tag), _named(unsafe, tag), tag)
+
+
+def _flush(acc, part, ap, accvec, key):
+    """acc += part (one accumulation step each), part = 0: a chunk's sums join the totals."""
+    for j in range(acc.shape[0]):
+        ok, v = step(acc[j], part[j], ap)
+        if not ok:
+            v = step_slow(acc[j], part[j], accvec, key)
+        acc[j] = v
+        part[j] = 0
+
+
+def _matmul(a, b, out, chunk, mp, ap, apc, vecs):
+    """Generic matmul kernel (see :func:`matmul_fast`)."""
+    mulvec, accvec, key = vecs
+    m, kk = a.shape
+    nn = b.shape[1]
+    cb = (nn + _COLS - 1) // _COLS
+    for blk in prange(((m + _ROWS - 1) // _ROWS) * cb):  # scratch once per tile
+        i0, i1, j0, j1 = _tile(blk, cb, m, nn)
+        acc = np.empty(j1 - j0, out.dtype)
+        part = np.empty(j1 - j0, out.dtype)
+        for i in range(i0, i1):
+            acc[:] = 0
+            part[:] = 0
+            for k in range(kk):
+                aik = a[i, k]
+                if order == ORDER_CHUNK and k % chunk == 0 and k > 0:
+                    flush(acc, part, apc, accvec, key)
                 for j in range(j1 - j0):
-                    out[i, j0 + j] = acc[j]
-                bad[i] = nb
+                    ok, p = prod(aik, b[k, j0 + j], mp)
+                    if not ok:
+                        p = prod_slow(p, mulvec, key)
+                    cur = acc[j] if order == ORDER_SEQUENTIAL else part[j]
+                    ok, v = step(cur, p, ap)
+                    if not ok:
+                        v = step_slow(cur, p, accvec, key)
+                    if order == ORDER_SEQUENTIAL:
+                        acc[j] = v
+                    else:
+                        part[j] = v
+            if order == ORDER_CHUNK and kk > 0:
+                flush(acc, part, apc, accvec, key)
+            for j in range(j1 - j0):
+                out[i, j0 + j] = acc[j]
 
-    kernel.__qualname__ = f"float_matmul_fast_{order}_{int(use_mul)}_{mq}_{q}_{int(hw32)}"
-    return pjit(kernel)
+
+
+@functools.cache
+def matmul_fast(ops: Datapath, order_code: int):
+    """The matmul kernel of the datapath ``ops`` for one order (sequential or chunk), looping
+    over k outermost and the output columns j innermost.
+
+    ``kernel(a, b, out, chunk, mp, ap, apc, vecs)``: a (M, K) and b (K, N) in the datapath's
+    representation (int64 at the operands' scales, or doubles); ``out`` (M, N) gets the
+    accumulators. mp/ap are the product and accumulation parameters, apc those that add a
+    chunk's sum (an accumulator) to the total, vecs = (mul, acc format vectors, key) those
+    of the slow paths.
+    """
+    tag = f"{ops.tag}_{order_code}"
+    fl = specialise(_flush, tag, False, step=ops.step, step_slow=ops.step_slow)
+    return specialise(_matmul, tag, True, prod=ops.prod, prod_slow=ops.prod_slow,
+                      step=ops.step, step_slow=ops.step_slow, order=order_code, flush=fl)
 
 
 @jit

@@ -277,16 +277,16 @@ def test_fixed_tiers(case: str, scale: float, exact: bool,
     """Where no partial sum can round or leave the accumulator's range the fixed kernels add
     plainly; a possible saturation or a product format keeps the step-by-step datapath (both
     equal the composition, above)."""
-    from fxemu._kernels import conv_block as kc
+    from fxemu._kernels import mac_fast as kmf
 
     seen = []
-    real = kc.fixed_ops
+    real = kmf.fixed_ops
 
     def spy(*args):
         seen.append(args)
         return real(*args)
 
-    monkeypatch.setattr(kc, "fixed_ops", spy)
+    monkeypatch.setattr(kmf, "fixed_ops", spy)
     data, mac, act = FUSED[case]
     x, w, b, dh = _data(data, scale=scale)
     h, arg = conv_block.conv_relu_pool(x, w, b, mac, _fmt(act))
