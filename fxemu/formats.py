@@ -30,6 +30,7 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Mac",
     "Special",
     "parse",
 ]
@@ -602,3 +603,71 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
         return _parse_template(m.group(1).lower(), args, text)
     raise ValueError(msg("parse", "not a format", text,
                          "e.g. ap_fixed<16,8>, ac_fixed<8,4,true>, fxp-s16/8, float16, e4m3"))
+
+
+MAX_CHUNK = 2**31 - 1  # the largest N of order "chunk:N" (any C++ int holds it)
+_ORDER = re.compile(r"^(sequential|pairwise|exact|chunk:([0-9]+))$")
+
+
+def _mac_format(value: object, what: str) -> Fixed | Float:
+    if isinstance(value, Fixed | Float):
+        return value
+    if isinstance(value, str):
+        return parse(value)
+    raise TypeError(msg(what, "must be a Fixed, a Float or a format string",
+                        type(value).__name__))
+
+
+@dataclass(frozen=True)
+class Mac:
+    """The datapath of a multiply-accumulate unit (a pure description; see
+    :func:`fxemu.matmul` for the arithmetic).
+
+    Parameters
+    ----------
+    acc : Fixed, Float or str
+        Accumulator format: it starts at 0 and every addition is rounded into it.
+    mul : Fixed, Float, str or None
+        Each product is rounded into this format first; None keeps products exact.
+    out : Fixed, Float, str or None
+        The final accumulator is rounded into this format; None returns the accumulator.
+    order : str
+        ``"sequential"`` (k = 0…K-1, a pipelined HLS loop), ``"pairwise"`` (balanced adder tree:
+        adjacent pairs level by level, an odd last node carried up unchanged; the root is added
+        to the zero accumulator), ``"chunk:N"`` (sequential within chunks of N starting at 0,
+        then the chunk sums added sequentially to a zero accumulator; 1 <= N <= 2^31 - 1, so
+        the generated C++ holds N in an ``int``), ``"exact"`` (exact sum of all products, one
+        rounding into acc).
+    """
+
+    acc: Fixed | Float
+    mul: Fixed | Float | None = None
+    out: Fixed | Float | None = None
+    order: str = "sequential"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "acc", _mac_format(self.acc, "Mac acc"))
+        if self.mul is not None:
+            object.__setattr__(self, "mul", _mac_format(self.mul, "Mac mul"))
+        if self.out is not None:
+            object.__setattr__(self, "out", _mac_format(self.out, "Mac out"))
+        shown = self.order if not isinstance(self.order, str) or len(self.order) <= 40 \
+            else self.order[:40] + "..."
+        if not isinstance(self.order, str) or not _ORDER.match(self.order.strip()):
+            raise ValueError(msg("Mac order", "must be sequential, pairwise, exact or chunk:N",
+                                 shown))
+        order = self.order.strip()
+        digits = order[6:]
+        if order.startswith("chunk:") and (len(digits) > 10 or not 1 <= int(digits) <= MAX_CHUNK):
+            raise ValueError(msg("Mac order", f"chunk size N must be in 1..{MAX_CHUNK}", shown))
+        object.__setattr__(self, "order", order)
+
+    @property
+    def out_format(self) -> Fixed | Float:
+        """The format of the results (``out`` or ``acc``)."""
+        return self.out if self.out is not None else self.acc
+
+    @property
+    def chunk(self) -> int:
+        """N of ``order="chunk:N"``, 0 for the other orders."""
+        return int(self.order[6:]) if self.order.startswith("chunk:") else 0

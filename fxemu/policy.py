@@ -27,8 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ._errors import msg
-from .arith import Mac
-from .formats import Fixed, Float, parse
+from .formats import Fixed, Float, Mac, parse
 
 if sys.version_info >= (3, 11):
     import tomllib

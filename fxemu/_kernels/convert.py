@@ -13,8 +13,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
-from .exact import bitlen128, from_double, shl128, shr128
-from .rounding import (
+from .codes import (
     CEIL,
     FLOOR,
     HALF_AWAY,
@@ -22,12 +21,19 @@ from .rounding import (
     HALF_EVEN,
     HALF_UP,
     HALF_ZERO,
+    O_SAT,
+    O_SAT_SYM,
+    O_SAT_ZERO,
+    O_WRAP,
+    S_FN,
+    S_FNUZ,
+    S_IEEE,
     STOCH_TC,
     TO_ODD,
     TO_ZERO,
-    random_bits,
-    round_up,
 )
+from .exact import bitlen128, from_double, shl128, shr128
+from .rounding import random_bits, round_up
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
@@ -35,20 +41,6 @@ _MANT = np.uint64((1 << 52) - 1)
 _HIDDEN = np.uint64(1 << 52)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _TWO52 = 4503599627370496.0
-
-# Fixed overflow mode numbers
-O_SAT = 0
-O_SAT_ZERO = 1
-O_SAT_SYM = 2
-O_WRAP = 3
-O_WRAP_SM = 4
-
-# Float special policies
-S_IEEE = 0
-S_FN = 1
-S_FNUZ = 2
-S_NONE = 3
-
 
 @jit
 def _signed_bit(neg, th, tl, k):
@@ -338,59 +330,6 @@ def float_value(neg, code, mbits, emin, nan_code, inf_code, special):
 
 
 # ---------------------------------------------------------------------------------------------
-# Array kernels (1-D, contiguous). ``xb`` is the float64 input viewed as uint64.
-
-
-@pjit
-def fixed_codes(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key):
-    for i in prange(xb.shape[0]):
-        out[i] = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, ac_shift,
-                               sr_bits, key, i)
-
-
-@pjit
-def fixed_values(xb, out, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key, scale):
-    for i in prange(xb.shape[0]):
-        c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits,
-                          key, i)
-        out[i] = fixed_value(c, w, signed, scale)
-
-
-@pjit
-def fixed_decode(codes, out, w, signed, scale):
-    mask = _ALL >> np.uint64(64 - w)
-    for i in prange(codes.shape[0]):
-        out[i] = fixed_value(codes[i] & mask, w, signed, scale)
-
-
-@pjit
-def float_codes(xb, out, mbits, emin, max_code, nan_code, inf_code, special, subn,
-                overflow_sat, qmode, sr_bits, key, sign_bit):
-    for i in prange(xb.shape[0]):
-        neg, c = float_element(xb[i], mbits, emin, max_code, nan_code, inf_code, special, subn,
-                               overflow_sat, qmode, sr_bits, key, i)
-        out[i] = (sign_bit | c) if neg else c
-
-
-@pjit
-def float_values(xb, out, mbits, emin, max_code, nan_code, inf_code, special, subn,
-                 overflow_sat, qmode, sr_bits, key):
-    for i in prange(xb.shape[0]):
-        neg, c = float_element(xb[i], mbits, emin, max_code, nan_code, inf_code, special, subn,
-                               overflow_sat, qmode, sr_bits, key, i)
-        out[i] = float_value(neg, c, mbits, emin, nan_code, inf_code, special)
-
-
-@pjit
-def float_decode(codes, out, mbits, emin, nan_code, inf_code, special, sign_bit):
-    mag_mask = sign_bit - _U1
-    for i in prange(codes.shape[0]):
-        c = codes[i]
-        out[i] = float_value((c & sign_bit) != _U0, c & mag_mask, mbits, emin, nan_code,
-                             inf_code, special)
-
-
-# ---------------------------------------------------------------------------------------------
 # Fast paths. Each block is first converted by a branch-free loop that the compiler can
 # vectorise; elements outside the fast path's domain are flagged and then redone, exactly, by
 # the element functions above. Both give identical results where both apply (tested).
@@ -440,57 +379,6 @@ def fixed_fast_element(xi, si, qmode, omode, lo, hi, tiny):
     return ok, v
 
 
-@functools.cache
-def fixed_fast_kernels(qmode, omode):
-    """(values, codes) kernels specialised for one rounding and overflow mode.
-
-    The modes are closure constants, so the compiler folds the mode dispatch away and can
-    vectorise the loop (about 4× faster than dispatching at run time); Numba's on-disk cache
-    keys each variant by the closure values.
-    """
-
-    def values(x, out, si, scale, lo, hi, off, span, tiny):
-        # WRAP maps v to v - span·floor((v + off)/span) (span = 2^W): exact for |v| < 2^52
-        # and rounded to nearest only where the wrapped value needs more than 53 bits (W > 53),
-        # as the exact path's double conversion of the code is.
-        nbad = 0
-        inv = 1.0 / span
-        for i in prange(x.shape[0]):
-            ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
-            nbad += np.int64(not ok)
-            if omode == O_WRAP:
-                v = v - span * np.floor((v + off) * inv)
-            out[i] = (v + 0.0) * scale  # + 0.0 turns a -0 into the register's +0
-        return nbad
-
-    def codes(x, out, si, lo, hi, mask, tiny):
-        nbad = 0
-        for i in prange(x.shape[0]):
-            ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
-            nbad += np.int64(not ok)
-            out[i] = np.uint64(np.int64(v)) & mask
-        return nbad
-
-    values.__qualname__ = f"fixed_fast_values_q{qmode}_o{omode}"
-    codes.__qualname__ = f"fixed_fast_codes_q{qmode}_o{omode}"
-    return pjit(values), pjit(codes)
-
-
-@pjit
-def fixed_fixup(x, xb, out_val, out_code, want_codes, si, tiny, w, f, signed, qmode, omode,
-                nsat, lib_ac, ac_shift, sr_bits, key, scale):
-    """Redo, exactly, the elements outside the fast domain."""
-    for i in prange(x.shape[0]):
-        ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0, tiny)
-        if not ok:
-            c = fixed_element(xb[i], w, f, signed, qmode, omode, nsat, lib_ac, ac_shift,
-                              sr_bits, key, i)
-            if want_codes:
-                out_code[i] = c
-            else:
-                out_val[i] = fixed_value(c, w, signed, scale)
-
-
 def fixed_fast_ok(qmode, omode, nsat):
     """Whether the fast kernels implement this rounding/overflow combination."""
     return qmode < STOCH_TC and qmode != TO_ODD and (omode in (O_SAT, O_SAT_ZERO, O_SAT_SYM)
@@ -532,49 +420,145 @@ def float_fast_element(b, k, qmode, minnorm, maxbits):
     return ok, sign, r
 
 
-@pjit
-def float_fast_values(xb, outb, k, qmode, minnorm, maxbits, fnuz):
-    """Fast-path values written as double bits; returns how many need :func:`float_fixup`."""
-    nbad = 0
-    for i in prange(xb.shape[0]):
-        ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
-        nbad += np.int64(not ok)
-        if fnuz and r == _U0:
-            sign = _U0
-        outb[i] = sign | r
-    return nbad
+
+# ---------------------------------------------------------------------------------------------
+# Array kernels (1-D, contiguous): one entry per conversion. ``x`` is the float64 input and
+# ``xb`` the same memory viewed as uint64; ``p`` a FixedParams/FloatParams
+# (:mod:`fxemu._kernels.params`). Each kernel runs its fast pass, then redoes the elements
+# outside the fast domain exactly, and returns how many NaN inputs it refused (``nan_raise``:
+# NaN into a format without NaN; those elements are left unwritten).
+
+
+@functools.cache
+def fixed_kernel(qmode, omode, fast, codes):
+    """The conversion kernel into fixed formats: ``kernel(x, xb, out, p, sr_bits, key,
+    nan_raise) -> refused NaN count``; ``out`` gets codes (uint64) when ``codes`` else values.
+
+    With ``fast`` the rounding and overflow modes are closure constants, so the compiler
+    folds the mode dispatch away and can vectorise the fast pass (about 4× faster than
+    dispatching at run time); Numba's on-disk cache keys each variant by the closure values.
+    Without it (qmode = omode = -1 by convention) every element takes the exact path.
+    """
+
+    def kernel(x, xb, out, p, sr_bits, key, nan_raise):
+        n = x.shape[0]
+        si, lo, hi, tiny, scale = p.si, p.lo, p.hi, p.tiny, p.scale
+        nbad = n
+        if fast:
+            nbad = 0
+            span = p.span
+            off = p.off
+            inv = 1.0 / span
+            mask = p.mask
+            for i in prange(n):
+                ok, v = fixed_fast_element(x[i], si, qmode, omode, lo, hi, tiny)
+                nbad += np.int64(not ok)
+                if codes:
+                    out[i] = np.uint64(np.int64(v)) & mask
+                else:
+                    # WRAP maps v to v - span·floor((v + off)/span) (span = 2^W): exact for
+                    # |v| < 2^52 and rounded to nearest only where the wrapped value needs
+                    # more than 53 bits (W > 53), as the exact path's conversion of the code is
+                    if omode == O_WRAP:
+                        v = v - span * np.floor((v + off) * inv)
+                    out[i] = (v + 0.0) * scale  # + 0.0 turns a -0 into the register's +0
+        nnan = 0
+        if nbad:
+            w, f, signed = p.width, p.frac, p.signed
+            for i in prange(n):
+                ok = False
+                if fast:
+                    ok, _ = fixed_fast_element(x[i], si, qmode, omode, 0.0, 0.0, tiny)
+                if not ok:
+                    if nan_raise and x[i] != x[i]:
+                        nnan += 1
+                    else:
+                        c = fixed_element(xb[i], w, f, signed, p.qmode, p.omode, p.nsat,
+                                          p.lib_ac, p.ac_shift, sr_bits, key, i)
+                        if codes:
+                            out[i] = c
+                        else:
+                            out[i] = fixed_value(c, w, signed, scale)
+        return nnan
+
+    kernel.__qualname__ = f"fixed_kernel_q{qmode}_o{omode}_f{int(fast)}_c{int(codes)}"
+    return pjit(kernel)
+
+
+@functools.cache
+def float_kernel(fast, codes):
+    """The conversion kernel into float formats: ``kernel(x, xb, out, p, sr_bits, key,
+    nan_raise) -> refused NaN count`` (``x`` unused); ``out`` gets codes or values. The fast
+    pass rounds by integer addition on the double's bit pattern
+    (:func:`float_fast_element`); without ``fast`` every element takes the exact path."""
+
+    def kernel(x, xb, out, p, sr_bits, key, nan_raise):
+        n = xb.shape[0]
+        k, qmode, minnorm, maxbits = p.k, p.qmode, p.minnorm, p.maxbits
+        sign_bit = p.sign_bit
+        nbad = n
+        if fast:
+            nbad = 0
+            fnuz = p.fnuz
+            mbits = p.mbits
+            ebias = np.uint64(1023 - p.bias)
+            mmask = (_U1 << np.uint64(mbits)) - _U1
+            for i in prange(n):
+                ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                nbad += np.int64(not ok)
+                if codes:
+                    if r == _U0:
+                        code = _U0 if fnuz else (sign_bit if sign else _U0)
+                    else:
+                        code = ((((r >> np.uint64(52)) - ebias) << np.uint64(mbits))
+                                | ((r >> np.uint64(k)) & mmask))
+                        if sign:
+                            code |= sign_bit
+                    out[i] = code
+                else:
+                    if fnuz and r == _U0:
+                        sign = _U0
+                    out[i] = bits_f64(sign | r)
+        nnan = 0
+        if nbad:
+            for i in prange(n):
+                ok = False
+                if fast:
+                    ok, _, _ = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                if not ok:
+                    b = xb[i]
+                    if nan_raise and (b & ~(_U1 << np.uint64(63))) > np.uint64(0x7FF0000000000000):
+                        nnan += 1
+                    else:
+                        neg, c = float_element(b, p.mbits, p.emin, p.max_code, p.nan_code,
+                                               p.inf_code, p.special, p.subn, p.overflow_sat,
+                                               qmode, sr_bits, key, i)
+                        if codes:
+                            out[i] = (sign_bit | c) if neg else c
+                        else:
+                            out[i] = float_value(neg, c, p.mbits, p.emin, p.nan_code,
+                                                 p.inf_code, p.special)
+        return nnan
+
+    kernel.__qualname__ = f"float_kernel_f{int(fast)}_c{int(codes)}"
+    return pjit(kernel)
 
 
 @pjit
-def float_fast_codes(xb, out, k, qmode, minnorm, maxbits, fnuz, mbits, bias, sign_bit):
-    """Fast-path codes; returns how many need :func:`float_fixup`."""
-    nbad = 0
-    ebias = np.uint64(1023 - bias)
-    mmask = (_U1 << np.uint64(mbits)) - _U1
-    for i in prange(xb.shape[0]):
-        ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
-        nbad += np.int64(not ok)
-        if r == _U0:
-            code = _U0 if fnuz else (sign_bit if sign else _U0)
-        else:
-            code = ((((r >> np.uint64(52)) - ebias) << np.uint64(mbits))
-                    | ((r >> np.uint64(k)) & mmask))
-            if sign:
-                code |= sign_bit
-        out[i] = code
-    return nbad
+def fixed_decode(codes, out, p):
+    """Values of W-bit fixed codes (``p``: FixedParams)."""
+    w, signed, scale = p.width, p.signed, p.scale
+    mask = _ALL >> np.uint64(64 - w)
+    for i in prange(codes.shape[0]):
+        out[i] = fixed_value(codes[i] & mask, w, signed, scale)
 
 
 @pjit
-def float_fixup(xb, out_val, out_code, want_codes, k, minnorm, maxbits, mbits, emin, max_code,
-                nan_code, inf_code, special, subn, overflow_sat, qmode, sr_bits, key, sign_bit):
-    """Redo, exactly, the elements outside the float fast path."""
-    for i in prange(xb.shape[0]):
-        ok, _, _ = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
-        if not ok:
-            neg, c = float_element(xb[i], mbits, emin, max_code, nan_code, inf_code, special,
-                                   subn, overflow_sat, qmode, sr_bits, key, i)
-            if want_codes:
-                out_code[i] = (sign_bit | c) if neg else c
-            else:
-                out_val[i] = float_value(neg, c, mbits, emin, nan_code, inf_code, special)
+def float_decode(codes, out, p):
+    """Values of float codes (``p``: FloatParams)."""
+    sign_bit = p.sign_bit
+    mag_mask = sign_bit - _U1
+    for i in prange(codes.shape[0]):
+        c = codes[i]
+        out[i] = float_value((c & sign_bit) != _U0, c & mag_mask, p.mbits, p.emin, p.nan_code,
+                             p.inf_code, p.special)

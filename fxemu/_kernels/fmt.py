@@ -15,14 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from .codes import KIND_FIXED, KIND_FLOAT, S_FN, S_FNUZ, S_IEEE
 from .convert import fixed_round, fixed_value, float_round, float_special, float_value
 from .exact import from_double
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
-
-KIND_FIXED = 0
-KIND_FLOAT = 1
 
 
 @jit
@@ -71,12 +69,12 @@ def code_is_finite(p, code):
     w = p[1]
     sign_bit = _U1 << np.uint64(w - 1)
     special = p[5]
-    if special == 2:  # fnuz
+    if special == S_FNUZ:
         return code != sign_bit
     mag = code & (sign_bit - _U1)
-    if special == 0:  # ieee
+    if special == S_IEEE:
         return mag < np.uint64(p[11])
-    if special == 1:  # fn
+    if special == S_FN:
         return mag != np.uint64(p[10])
     return True
 

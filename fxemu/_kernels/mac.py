@@ -12,24 +12,21 @@ import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
+from .codes import (
+    OP_ADD,
+    OP_FMA,
+    OP_MUL,
+    OP_SUB,
+    ORDER_CHUNK,
+    ORDER_PAIRWISE,
+    ORDER_SEQUENTIAL,
+)
 from .exact import add_parts, from_double, mul_doubles
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _EXP = np.uint64(0x7FF0000000000000)
-
-ORDER_SEQUENTIAL = 0
-ORDER_PAIRWISE = 1
-ORDER_CHUNK = 2
-ORDER_EXACT = 3
-
-# elementwise operations
-OP_ADD = 0
-OP_SUB = 1
-OP_MUL = 2
-OP_FMA = 3
-
 
 @jit
 def _is_finite_bits(b):

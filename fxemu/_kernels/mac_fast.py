@@ -12,7 +12,7 @@
 A :class:`Datapath` holds one datapath's scalar operations (:func:`fixed_ops`,
 :func:`float_ops`); :func:`specialise` binds them into a copy of a generic kernel, so one
 kernel source serves every datapath (:func:`matmul_fast` here, the fused conv block in
-:mod:`fxemu._kernels.conv_block`). The matmul loops over k outermost and over the output
+:mod:`fxemu.nn._kernels.conv_block`). The matmul loops over k outermost and over the output
 columns j innermost, so one k step updates a row of accumulators; threads take tiles of
 rows × columns.
 """
@@ -28,11 +28,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
-from .convert import O_SAT, O_SAT_SYM, O_SAT_ZERO, float_fast_element
-from .exact import bitlen64, from_double
-from .fmt import code_value, value_code
-from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL, _add_nodes
-from .rounding import (
+from .codes import (
     CEIL,
     FLOOR,
     HALF_AWAY,
@@ -40,13 +36,23 @@ from .rounding import (
     HALF_EVEN,
     HALF_UP,
     HALF_ZERO,
+    O_SAT,
+    O_SAT_SYM,
+    O_SAT_ZERO,
+    ORDER_CHUNK,
+    ORDER_SEQUENTIAL,
     TO_ZERO,
 )
+from .convert import float_fast_element
+from .exact import bitlen64, from_double
+from .fmt import code_value, value_code
+from .mac import _add_nodes
+from .params import NO_VEC
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 #: the slow-path slots (mul and acc format vectors, key) of an integer datapath: never read
-NO_VECS = (np.zeros(1, np.int64), np.zeros(1, np.int64), np.uint64(0))
+NO_VECS = (NO_VEC, NO_VEC, np.uint64(0))
 _ROWS = 64  # rows per parallel tile (scratch is reused within a tile)
 _COLS = 512  # columns per parallel tile: a few rows of many outputs still fill the threads
 

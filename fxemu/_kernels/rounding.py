@@ -12,20 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
-
-# Mode numbers (kernels see only these integers).
-FLOOR = 0  # toward -inf (ap TRN, float RDN)
-CEIL = 1  # toward +inf (float RUP)
-TO_ZERO = 2  # ap TRN_ZERO, float RTZ
-HALF_UP = 3  # nearest, ties toward +inf (ap RND)
-HALF_ZERO = 4  # nearest, ties toward 0 (ap RND_ZERO)
-HALF_DOWN = 5  # nearest, ties toward -inf (ap RND_MIN_INF)
-HALF_AWAY = 6  # nearest, ties away from 0 (ap RND_INF, float RNA)
-HALF_EVEN = 7  # nearest, ties to even (ap RND_CONV, float RNE)
-HALF_ODD = 8  # nearest, ties to odd (ac RND_CONV_ODD)
-TO_ODD = 9  # inexact results take the odd neighbour (float RTO)
-STOCH_TC = 10  # stochastic on the two's complement value (fixed datapath)
-STOCH_SM = 11  # stochastic on the magnitude (float datapath)
+from .codes import (
+    CEIL,
+    FLOOR,
+    HALF_AWAY,
+    HALF_DOWN,
+    HALF_EVEN,
+    HALF_UP,
+    HALF_ZERO,
+    STOCH_TC,
+    TO_ODD,
+    TO_ZERO,
+)
 
 _HALF = np.uint64(1 << 63)
 _ZERO = np.uint64(0)

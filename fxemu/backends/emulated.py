@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import conv_block
-from ..arith import Mac, add, conv2d, conv2d_grad_weight, fma, matmul, maxpool2d_backward
-from ..formats import FixedRounding, FloatRounding
+from ..arith import add, conv2d, conv2d_grad_weight, fma, matmul, maxpool2d_backward
+from ..formats import FixedRounding, FloatRounding, Mac
+from ..nn import conv_block
 from ..policy import Policy
 from ..quantize import quantize
 from .base import Backend
@@ -47,7 +47,7 @@ class EmulatedBackend(Backend):
         return add(z, bq[None, :, None, None], self.fw.activation, seed=self._key())
 
     def conv_relu_pool(self, x, w, b):
-        """Fused (:mod:`fxemu.conv_block`) where its kernels cover the policy and the data,
+        """Fused (:mod:`fxemu.nn.conv_block`) where its kernels cover the policy and the data,
         else the composition; the results, and the seeds each step draws, are the same either
         way. The context is (images, pooled activations, argmax)."""
         calls = self._calls
@@ -62,7 +62,7 @@ class EmulatedBackend(Backend):
         return fused[0], (x, *fused)
 
     def conv_relu_pool_backward(self, ctx, dh):
-        """Fused where :func:`fxemu.conv_block.conv_relu_pool_grad` covers the policy, else the
+        """Fused where :func:`fxemu.nn.conv_block.conv_relu_pool_grad` covers the policy, else the
         composition on the routed gradient: ``z > 0`` at a window's argmax is ``h > 0``."""
         x, h, arg = ctx
         live = np.where(h > 0.0, np.reshape(dh, h.shape), 0.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import msg
-from .._kernels import nn_native as _kn
 from ..arith import im2col
+from ..nn._kernels import nn_native as _kn
 from ..policy import Policy
 from .base import Backend
 
@@ -14,7 +14,7 @@ from .base import Backend
 class NativeBackend(Backend):
     """Every tensor in ``policy.native_dtype``; dense products by BLAS (its own summation
     order); the conv → ReLU → max pool block by fused kernels (summation order in
-    :mod:`fxemu._kernels.nn_native`).
+    :mod:`fxemu.nn._kernels.nn_native`).
 
     Activations and gradients stay in ``policy.native_dtype`` between calls (float32 arrays
     for a float32 policy); master weights are float64 arrays holding values of that dtype, and
@@ -37,7 +37,7 @@ class NativeBackend(Backend):
         return self._c(x)
 
     def conv_relu_pool(self, x, w, b):
-        """Fused (:mod:`fxemu._kernels.nn_native`): the N×12×26×26 conv output is never
+        """Fused (:mod:`fxemu.nn._kernels.nn_native`): the N×12×26×26 conv output is never
         stored; the context is the images, the pooled activations and the flat image index of
         each window's argmax."""
         x = self._c(x)

@@ -1,4 +1,4 @@
-"""The fused emulated conv → bias → ReLU → pool block (:mod:`fxemu.conv_block`) against the
+"""The fused emulated conv → bias → ReLU → pool block (:mod:`fxemu.nn.conv_block`) against the
 composition of :mod:`fxemu.arith` operations it replaces: bit for bit (pooled values, argmax,
 weight and bias gradients), over fixed and float datapaths, saturating and wrapping
 accumulators, product formats, roundings, −0 accumulators and non-finite sums; and through
@@ -12,11 +12,11 @@ import pytest
 
 import fxemu.nn as nn
 import fxemu.nn.model as model
-from fxemu import conv_block
 from fxemu.arith import Mac, add, conv2d, conv2d_grad_weight, matmul, maxpool2d, maxpool2d_backward
 from fxemu.backends.base import Backend
 from fxemu.backends.emulated import EmulatedBackend
 from fxemu.formats import Fixed, Float, parse
+from fxemu.nn import conv_block
 from fxemu.policy import PRESETS
 from fxemu.quantize import quantize
 

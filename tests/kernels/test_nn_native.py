@@ -170,7 +170,8 @@ def test_thread_team_waits_passively_and_restores_the_environment(preset) -> Non
     import sys
 
     code = ("import os, numpy as np\n"
-            "from fxemu._kernels import _jit, nn_native as kn\n"
+            "from fxemu._kernels import _jit\n"
+            "from fxemu.nn._kernels import nn_native as kn\n"
             "x = np.zeros((64, 28, 28), np.float32)\n"
             "h = np.empty((64, 12, 169), np.float32)\n"
             "pos = np.empty((64, 12, 169), np.uint16)\n"

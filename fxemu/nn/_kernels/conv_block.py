@@ -30,7 +30,7 @@ import functools
 import numpy as np
 from numba import prange
 
-from .mac_fast import Datapath, specialise
+from ..._kernels.mac_fast import Datapath, specialise
 
 # The generic kernels below call these names; each specialisation binds them in its own
 # globals (see :func:`fxemu._kernels.mac_fast.specialise`).

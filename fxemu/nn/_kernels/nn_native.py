@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit, pjit
+from ..._kernels._jit import jit, pjit
 
 CELLS = 169  # 13 × 13 pooled cells
 #: flat index in a 28×28 image of the top-left conv output of each pooled cell's window

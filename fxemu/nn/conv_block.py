@@ -27,29 +27,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._errors import msg
+from .. import lowering as lw
+from .._errors import msg
+from .._kernels import mac_fast as _kmf
+from ..arith import daz, to_int
+from ..formats import Fixed, Float, Mac
 from ._kernels import conv_block as _kc
-from ._kernels import mac_fast as _kmf
-from .arith import (
-    Mac,
-    _daz,
-    _fast_fixed_mode,
-    _fast_float_fmt,
-    _float_path,
-    _float_sig_bits,
-    _fmt_vector,
-    _int_limits,
-    _int_path,
-    _int_span,
-    _to_int,
-)
-from .formats import Fixed, Float
-from .quantize import _FIXED_O, _FIXED_Q, _FLOAT_Q, _float_fast_bounds, _sr
 
 __all__ = ["conv_relu_pool", "conv_relu_pool_grad"]
 
 _ONE = np.ones(1)
-_NO_VECS = (*_kmf.NO_VECS[:2], *_kmf.NO_VECS[1:])  # (mul, acc, activation vectors, key)
+_NO_VECS = (lw.NO_VEC, lw.NO_VEC, lw.NO_VEC, _kmf.NO_VECS[2])  # (mul, acc, act vectors, key)
 
 
 def _shapes(x: np.ndarray, w_or_h: np.ndarray, what: str) -> tuple[int, int, int, int]:
@@ -60,6 +48,10 @@ def _shapes(x: np.ndarray, w_or_h: np.ndarray, what: str) -> tuple[int, int, int
         raise ValueError(msg("conv_block", "needs images x (N, 1, H, W) with H, W even and >= 4",
                              x.shape))
     return n, f, hh, ww
+
+
+def _kmf_span(x: np.ndarray) -> tuple:
+    return _kmf.span(x.reshape(-1).view(np.uint64))
 
 
 def _plain(x: object) -> np.ndarray:
@@ -97,11 +89,11 @@ def conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray, mac: Mac,
 
 
 def _fixed_forward(x, w, b, mac: Mac, act: Fixed) -> tuple | None:
-    fx, bx, bad_x = _int_span(x)
-    fw, bw, bad_w = _int_span(w)
-    fb, bb, bad_b = _int_span(b)
-    path = None if bad_x or bad_w or bad_b else _int_path(mac, fx, bx, fw, bw)
-    if path is None or not _fast_fixed_mode(act) or act.width > 53 or fb > 1000:
+    fx, bx, bad_x = lw.int_span(_kmf_span(x))
+    fw, bw, bad_w = lw.int_span(_kmf_span(w))
+    fb, bb, bad_b = lw.int_span(_kmf_span(b))
+    path = None if bad_x or bad_w or bad_b else lw.int_path(mac, fx, bx, fw, bw)
+    if path is None or not lw.fast_fixed_mode(act) or act.width > 53 or fb > 1000:
         return None
     pm, ap, modes = path
     # the bias add: t = acc·2^shz + b·2^shb at scale fc, rounded by d bits into act
@@ -110,13 +102,14 @@ def _fixed_forward(x, w, b, mac: Mac, act: Fixed) -> tuple | None:
     shz, shb, d = fc - acc.frac_bits, fc - fb, fc - act.frac_bits
     if max(acc.width + shz, bb + shb) + 1 + max(-d, 0) > 62:
         return None
-    bp = (np.int64(shz), np.int64(shb), np.int64(d), *_int_limits(act))
-    xi, wi = _to_int(x, fx), _to_int(w, fw)
+    bp = (np.int64(shz), np.int64(shb), np.int64(d), *lw.int_limits(act))
+    xi, wi = to_int(x, fx), to_int(w, fw)
     # every partial sum of a conv output is at most 9·max|x|·max|w| in magnitude
     exact = _exact_sums(mac, ap, 9.0 * _absmax(xi) * _absmax(wi))
-    bias = _kmf.fixed_ops(False, 0, 0, _FIXED_Q[act.rounding], _FIXED_O[act.overflow])
+    bias = _kmf.fixed_ops(False, 0, 0, lw.FIXED_ROUNDING[act.rounding],
+                          lw.FIXED_OVERFLOW[act.overflow])
     kernel = _kc.forward(_kmf.fixed_ops(mac.mul is not None, *modes, exact), bias)
-    return kernel, xi, wi, _to_int(b, fb), pm, ap, bp, _NO_VECS, 2.0**-act.frac_bits
+    return kernel, xi, wi, to_int(b, fb), pm, ap, bp, _NO_VECS, 2.0**-act.frac_bits
 
 
 def _absmax(a: np.ndarray) -> float:
@@ -124,7 +117,7 @@ def _absmax(a: np.ndarray) -> float:
 
 
 def _exact_sums(mac: Mac, ap: tuple, *bounds: float) -> bool:
-    """True if the integer steps with parameters ap (:func:`fxemu.arith._int_path`) never
+    """True if the integer steps with parameters ap (:func:`fxemu.lowering.int_path`) never
     round (no mul format, products on the acc grid: sh_acc = 0) and partial sums bounded by
     ``bounds`` (in product units, before the shift by sh_p) never leave the accumulator's
     range: then every step is a plain integer addition."""
@@ -136,17 +129,17 @@ def _exact_sums(mac: Mac, ap: tuple, *bounds: float) -> bool:
 
 def _float_forward(x, w, b, mac: Mac, act: Float) -> tuple | None:
     first = mac.mul if mac.mul is not None else mac.acc
-    x, w = _daz(x, first), _daz(w, first)
-    bits, key = _sr(mac.acc, None, None)
-    path = _float_path(mac, _float_sig_bits(x), _float_sig_bits(w), bits)
-    if path is None or not _fast_float_fmt(act, 50) or not act.subnormals \
-            or _float_sig_bits(b)[3]:
+    x, w = daz(x, first), daz(w, first)
+    bits, key = lw.sr_key(mac.acc, None, None)
+    path = lw.float_path(mac, lw.float_span(_kmf_span(x)), lw.float_span(_kmf_span(w)), bits)
+    if path is None or not lw.fast_float_fmt(act, 50) or not act.subnormals \
+            or lw.float_span(_kmf_span(b))[3]:
         return None
     mp, ap, mulvec, accvec, modes = path
-    bp = (np.int64(52 - act.man_bits), *_float_fast_bounds(act))
+    bp = (np.int64(52 - act.man_bits), *lw.float_bounds(act))
     kernel = _kc.forward(_kmf.float_ops(mac.mul is not None, *modes),
-                         _kmf.float_ops(False, 0, _FLOAT_Q[act.rounding]))
-    return kernel, x, w, b, mp, ap, bp, (mulvec, accvec, _fmt_vector(act, bits), key), 1.0
+                         _kmf.float_ops(False, 0, lw.FLOAT_ROUNDING[act.rounding]))
+    return kernel, x, w, b, mp, ap, bp, (mulvec, accvec, lw.format_vec(act, bits), key), 1.0
 
 
 def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.ndarray,
@@ -169,14 +162,14 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
         return None
     g = np.where(h > 0.0, g, 0.0)  # the gradient the conv output gets; +0 elsewhere
     if isinstance(mac.acc, Fixed):
-        fg, bg, bad_g = _int_span(g)
-        fx, bx, bad_x = _int_span(x)
-        f1, b1, _ = _int_span(_ONE)
-        pw = None if bad_g or bad_x else _int_path(mac, fg, bg, fx, bx)
-        pb = _int_path(mac, fg, bg, f1, b1)
+        fg, bg, bad_g = lw.int_span(_kmf_span(g))
+        fx, bx, bad_x = lw.int_span(_kmf_span(x))
+        f1, b1, _ = lw.int_span(_kmf_span(_ONE))
+        pw = None if bad_g or bad_x else lw.int_path(mac, fg, bg, fx, bx)
+        pb = lw.int_path(mac, fg, bg, f1, b1)
         if pw is None or pb is None:
             return None
-        xi, gi = _to_int(x, fx), _to_int(g, fg)
+        xi, gi = to_int(x, fx), to_int(g, fg)
         # a lane's partial sums are at most sum|g|·max|x| (taps) and sum|g| (bias)
         tot = float(np.abs(gi).sum(dtype=np.float64))
         exact = _exact_sums(mac, pw[1], tot * _absmax(xi)) and _exact_sums(mac, pb[1], tot)
@@ -187,11 +180,11 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
         res = out * 2.0**-mac.acc.frac_bits
     elif isinstance(mac.acc, Float):
         first = mac.mul if mac.mul is not None else mac.acc
-        x, g = _daz(x, first), _daz(g, first)
-        bits, key = _sr(mac.acc, None, None)
-        sg = _float_sig_bits(g)
-        pw = _float_path(mac, sg, _float_sig_bits(x), bits)
-        pb = _float_path(mac, sg, _float_sig_bits(_ONE), bits)
+        x, g = daz(x, first), daz(g, first)
+        bits, key = lw.sr_key(mac.acc, None, None)
+        sg = lw.float_span(_kmf_span(g))
+        pw = lw.float_path(mac, sg, lw.float_span(_kmf_span(x)), bits)
+        pb = lw.float_path(mac, sg, lw.float_span(_kmf_span(_ONE)), bits)
         if pw is None or pb is None:
             return None
         kernel = _kc.backward(_kmf.float_ops(mac.mul is not None, *pw[4]))

@@ -1,0 +1,87 @@
+"""The typed kernel-parameter objects: one per kind, built (and cached) by :mod:`fxemu.lowering`.
+
+They are NamedTuples of fixed numpy scalar types, so Numba types each kind once (a kernel
+compiles once per kind, whatever the format) and its on-disk cache keys on that type. No
+Numba import here: building one needs numpy only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class FixedParams(NamedTuple):
+    """A fixed format for the conversion kernels (value = integer × 2^-frac).
+
+    ``fast``: the branch-free kernel applies (then ``si`` = 2^F, ``lo``/``hi`` the integer
+    limits, ``off``/``span`` the wrap offset and 2^W, ``tiny`` the smallest magnitude it
+    reads as the vendor does); otherwise every element takes the exact path."""
+
+    width: np.int64
+    frac: np.int64
+    signed: bool
+    qmode: np.int64
+    omode: np.int64
+    nsat: np.int64
+    lib_ac: bool
+    ac_shift: np.int64
+    scale: np.float64
+    mask: np.uint64
+    fast: bool
+    si: np.float64
+    lo: np.float64
+    hi: np.float64
+    off: np.float64
+    span: np.float64
+    tiny: np.float64
+
+
+class FloatParams(NamedTuple):
+    """A float format for the conversion kernels: magnitude codes of max, NaN and inf, the
+    special policy, rounding, and the fast path's parameters (``k`` = 52 - M, the double bit
+    patterns ``minnorm``/``maxbits`` bounding it)."""
+
+    mbits: np.int64
+    emin: np.int64
+    max_code: np.uint64
+    nan_code: np.uint64
+    inf_code: np.uint64
+    special: np.int64
+    subn: bool
+    overflow_sat: bool
+    qmode: np.int64
+    sign_bit: np.uint64
+    bias: np.int64
+    fast: bool
+    k: np.int64
+    minnorm: np.uint64
+    maxbits: np.uint64
+    fnuz: bool
+
+
+class FormatVec(NamedTuple):
+    """Any format for the exact arithmetic engine (:mod:`fxemu._kernels.fmt`), every field an
+    int64 so kernels index it as ``p[i]`` (a Numba ``NamedUniTuple``).
+
+    Fixed: (kind 0, W, F, signed, rounding, overflow, sat bits, 0, sr bits, 0, 0, 0); float:
+    (kind 1, W, M, emin, rounding, special, subnormals, overflow_sat, sr bits, max code,
+    NaN code, inf code)."""
+
+    kind: np.int64
+    width: np.int64
+    bits: np.int64
+    signed_or_emin: np.int64
+    qmode: np.int64
+    omode_or_special: np.int64
+    nsat_or_subn: np.int64
+    overflow_sat: np.int64
+    sr_bits: np.int64
+    max_code: np.int64
+    nan_code: np.int64
+    inf_code: np.int64
+
+
+#: the slow-path format vector of a datapath that never takes the slow path
+NO_VEC = FormatVec(*(np.int64(0),) * 12)

@@ -1,0 +1,446 @@
+"""Lowering: the one place that turns formats and Macs into typed kernel parameters and picks
+a kernel path.
+
+A :class:`~fxemu.formats.Fixed` or :class:`~fxemu.formats.Float` lowers once (cached) into a
+:class:`~fxemu._kernels.params.FixedParams` / :class:`~fxemu._kernels.params.FloatParams` for
+the conversion kernels, or a :class:`~fxemu._kernels.params.FormatVec` for the exact
+arithmetic engine; a :class:`~fxemu.formats.Mac` into a :class:`MacParams`. Path decisions
+live here too:
+
+* conversion: the vectorised fast kernel (with its exact fix-up inside) where the rounding and
+  overflow modes have one, else the exact kernel (:func:`converter`);
+* a Mac product (:func:`mac_path`): the exact BLAS tier or the int64 kernel for fixed
+  datapaths whose intermediates fit in 62 bits (:func:`int_path`), the double TwoSum kernel
+  for float datapaths whose products are exact in double (:func:`float_path`), else the exact
+  engine.
+
+Everything here is pure bookkeeping on format descriptions and operand spans (no data pass
+besides the span kernel the caller runs).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._errors import msg
+from ._kernels import codes as c
+from ._kernels import convert as _kc
+from ._kernels import mac_fast as _kmf
+from ._kernels.params import NO_VEC, FixedParams, FloatParams, FormatVec
+from .formats import (
+    Fixed,
+    FixedOverflow,
+    FixedRounding,
+    Float,
+    FloatOverflow,
+    FloatRounding,
+    Mac,
+    Special,
+)
+
+__all__ = [
+    "FIXED_OVERFLOW",
+    "FIXED_ROUNDING",
+    "FLOAT_ROUNDING",
+    "NO_VEC",
+    "MacParams",
+    "MacPath",
+    "ac_shift",
+    "converter",
+    "fast_fixed_mode",
+    "fast_float_fmt",
+    "float_bounds",
+    "float_path",
+    "float_span",
+    "format_vec",
+    "int_limits",
+    "int_path",
+    "int_span",
+    "lower",
+    "lower_mac",
+    "mac_key",
+    "mac_path",
+    "nan_raises",
+    "sr_key",
+]
+
+FIXED_ROUNDING = {
+    FixedRounding.TRN: c.FLOOR,
+    FixedRounding.RND: c.HALF_UP,
+    FixedRounding.RND_ZERO: c.HALF_ZERO,
+    FixedRounding.RND_MIN_INF: c.HALF_DOWN,
+    FixedRounding.RND_INF: c.HALF_AWAY,
+    FixedRounding.RND_CONV: c.HALF_EVEN,
+    FixedRounding.TRN_ZERO: c.TO_ZERO,
+    FixedRounding.RND_CONV_ODD: c.HALF_ODD,
+    FixedRounding.STOCHASTIC: c.STOCH_TC,
+}
+FIXED_OVERFLOW = {
+    FixedOverflow.SAT: c.O_SAT,
+    FixedOverflow.SAT_ZERO: c.O_SAT_ZERO,
+    FixedOverflow.SAT_SYM: c.O_SAT_SYM,
+    FixedOverflow.WRAP: c.O_WRAP,
+    FixedOverflow.WRAP_SM: c.O_WRAP_SM,
+}
+FLOAT_ROUNDING = {
+    FloatRounding.RNE: c.HALF_EVEN,
+    FloatRounding.RNA: c.HALF_AWAY,
+    FloatRounding.RTZ: c.TO_ZERO,
+    FloatRounding.RUP: c.CEIL,
+    FloatRounding.RDN: c.FLOOR,
+    FloatRounding.RTO: c.TO_ODD,
+    FloatRounding.STOCHASTIC: c.STOCH_SM,
+}
+_SPECIAL = {Special.IEEE: c.S_IEEE, Special.FN: c.S_FN, Special.FNUZ: c.S_FNUZ,
+            Special.NONE: c.S_NONE}
+_I, _F, _U = np.int64, np.float64, np.uint64
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+def ac_shift(fmt: Fixed) -> int:
+    """ac_fixed's pre-scaling exponent I + !S + ((32 - W - !S) & 31) (0 for ap formats)."""
+    if fmt.lib != "ac":
+        return 0
+    ns = 0 if fmt.signed else 1
+    return fmt.int_bits + ns + ((32 - fmt.width - ns) & 31)
+
+
+def _fixed_fast_ok(q: int, o: int, nsat: int) -> bool:
+    return q < c.STOCH_TC and q != c.TO_ODD and (o in (c.O_SAT, c.O_SAT_ZERO, c.O_SAT_SYM)
+                                                 or (o == c.O_WRAP and nsat == 0))
+
+
+@functools.lru_cache(maxsize=256)
+def _lower_fixed(fmt: Fixed) -> FixedParams:
+    q, o, w = FIXED_ROUNDING[fmt.rounding], FIXED_OVERFLOW[fmt.overflow], fmt.width
+    fast = (_fixed_fast_ok(q, o, fmt.sat_bits) and -1022 <= fmt.frac_bits <= 1023
+            # ac's overflow test near min (see fixed_round) lives in the exact path
+            and not (fmt.lib == "ac" and fmt.signed and o == c.O_SAT_ZERO and w % 32 == 0))
+    hi = float(fmt.max_int)
+    lo = -hi if (o == c.O_SAT_SYM and fmt.signed and w > 1) else float(fmt.min_int)
+    # below `tiny` the vendor's reading of the double differs from its value (see
+    # _kernels.convert.fixed_element): those elements take the exact path
+    tiny = 2.0 ** max(ac_shift(fmt) - 1022, -1074) if fmt.lib == "ac" else 2.0**-1022
+    return FixedParams(
+        width=_I(w), frac=_I(fmt.frac_bits), signed=bool(fmt.signed), qmode=_I(q), omode=_I(o),
+        nsat=_I(fmt.sat_bits), lib_ac=fmt.lib == "ac", ac_shift=_I(ac_shift(fmt)),
+        scale=_F(fmt.step), mask=_U((1 << w) - 1), fast=bool(fast),
+        si=_F(2.0**fmt.frac_bits) if fast else _F(0.0), lo=_F(lo), hi=_F(hi),
+        off=_F(float(1 << (w - 1)) if fmt.signed else 0.0), span=_F(float(1 << w)),
+        tiny=_F(tiny))
+
+
+def float_bounds(fmt: Float) -> tuple[np.uint64, np.uint64]:
+    """Double bit patterns bounding the float fast path: the larger of the format's and
+    float64's smallest normal (bit tricks need a normal double), and the format's max."""
+    lo = max(fmt.smallest_normal, 2.0**-1022)
+    return (np.float64(lo).view(np.uint64), np.float64(fmt.max).view(np.uint64))
+
+
+@functools.lru_cache(maxsize=256)
+def _lower_float(fmt: Float) -> FloatParams:
+    e, m = fmt.exp_bits, fmt.man_bits
+    top = (1 << e) - 1
+    sp = fmt.special
+    if sp is Special.IEEE:
+        inf_code, nan_code = top << m, (top << m) | (1 << (m - 1))
+    elif sp is Special.FN:
+        inf_code, nan_code = 0, (1 << (e + m)) - 1
+    else:
+        inf_code, nan_code = 0, 0
+    mant, ex = math.frexp(fmt.max)  # max = mant·2^ex, 0.5 <= mant < 1 (a subnormal double too)
+    frac = int(mant * 2.0 ** (m + 1)) - (1 << m)  # the m fraction bits below the leading 1
+    max_code = ((ex - 1 + fmt.bias) << m) | frac
+    q = FLOAT_ROUNDING[fmt.rounding]
+    # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read from the
+    # double's low kept bit; the exact path handles it
+    fast = q != c.STOCH_SM and m != 0
+    minnorm, maxbits = float_bounds(fmt)
+    return FloatParams(
+        mbits=_I(m), emin=_I(fmt.emin), max_code=_U(max_code), nan_code=_U(nan_code),
+        inf_code=_U(inf_code), special=_I(_SPECIAL[sp]), subn=bool(fmt.subnormals),
+        overflow_sat=fmt.overflow is FloatOverflow.SAT, qmode=_I(q),
+        sign_bit=_U(1 << (fmt.width - 1)), bias=_I(fmt.bias), fast=bool(fast), k=_I(52 - m),
+        minnorm=minnorm, maxbits=maxbits, fnuz=sp is Special.FNUZ)
+
+
+def lower(fmt: Fixed | Float) -> FixedParams | FloatParams:
+    """The conversion-kernel parameters of ``fmt`` (cached per format)."""
+    return _lower_fixed(fmt) if isinstance(fmt, Fixed) else _lower_float(fmt)
+
+
+@functools.lru_cache(maxsize=512)
+def converter(fmt: Fixed | Float, codes: bool) -> tuple[object, FixedParams | FloatParams]:
+    """(kernel, params) converting doubles into ``fmt``: codes (uint64) when ``codes``, else
+    values. The kernel is ``kernel(x, xb, out, params, sr_bits, key, nan_raise) -> refused NaN
+    count``, one entry per call: fast pass and exact fix-up inside it
+    (:func:`fxemu._kernels.convert.fixed_kernel`, :func:`~fxemu._kernels.convert.float_kernel`).
+    """
+    p = lower(fmt)
+    if isinstance(p, FixedParams):
+        if p.fast:
+            return _kc.fixed_kernel(int(p.qmode), int(p.omode), True, codes), p
+        return _kc.fixed_kernel(-1, -1, False, codes), p
+    return _kc.float_kernel(p.fast, codes), p
+
+
+def nan_raises(fmt: Fixed | Float, nan: str) -> bool:
+    """Whether a NaN input into ``fmt`` is refused: a format without NaN under ``nan="raise"``
+    (a float format without NaN refuses it whatever ``nan`` says: it has no vendor reading)."""
+    if isinstance(fmt, Float):
+        return fmt.special is Special.NONE
+    return nan == "raise"
+
+
+def has_nan(fmt: Fixed | Float | None) -> bool:
+    """Whether ``fmt`` holds NaN (None, an exact product, does)."""
+    return fmt is None or (isinstance(fmt, Float) and fmt.special is not Special.NONE)
+
+
+@functools.lru_cache(maxsize=512)
+def format_vec(fmt: Fixed | Float, sr_bits: int) -> FormatVec:
+    """The exact engine's view of ``fmt`` (layout in :class:`FormatVec`)."""
+    if isinstance(fmt, Fixed):
+        return FormatVec(*(_I(v) for v in (
+            c.KIND_FIXED, fmt.width, fmt.frac_bits, int(fmt.signed),
+            FIXED_ROUNDING[fmt.rounding], FIXED_OVERFLOW[fmt.overflow], fmt.sat_bits, 0,
+            sr_bits, 0, 0, 0)))
+    p = _lower_float(fmt)
+    return FormatVec(*(_I(v) for v in (
+        c.KIND_FLOAT, fmt.width, p.mbits, p.emin, p.qmode, p.special, int(p.subn),
+        int(p.overflow_sat), sr_bits, int(p.max_code), int(p.nan_code), int(p.inf_code))))
+
+
+def _stochastic(fmt: Fixed | Float | None) -> bool:
+    return fmt is not None and fmt.rounding in (FixedRounding.STOCHASTIC,
+                                                FloatRounding.STOCHASTIC)
+
+
+def sr_key(fmt: Fixed | Float, seed: int | None, sr_bits: int | None) -> tuple[int, np.uint64]:
+    """(sr_bits, key) of a stochastic rounding into ``fmt``: the validated bit count (default
+    62) and the counter-based generator's key from ``seed`` (0 where nothing is stochastic;
+    ``seed=None`` draws fresh entropy)."""
+    if sr_bits is None:
+        bits = c.DEFAULT_SR_BITS
+    elif isinstance(sr_bits, bool) or not isinstance(sr_bits, int | np.integer):
+        raise TypeError(msg("sr_bits", "must be an int", sr_bits))
+    elif not 1 <= sr_bits <= 62:
+        raise ValueError(msg("sr_bits", "must be in 1..62", sr_bits))
+    else:
+        bits = int(sr_bits)
+    if not _stochastic(fmt):
+        return bits, np.uint64(0)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise TypeError(msg("seed", "must be an int or None", seed))
+    if seed is not None and seed < 0:
+        raise ValueError(msg("seed", "must be >= 0", seed))
+    key = np.random.SeedSequence(None if seed is None else int(seed)).generate_state(1, np.uint64)
+    return bits, np.uint64(key[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Macs
+
+
+class MacParams(NamedTuple):
+    """A Mac lowered for the kernels: the exact engine's format vectors (``mul`` repeats
+    ``acc`` without a mul format), the order code and chunk size, the scale of the output
+    codes (2^-F for a fixed out format, else 0), the format that reads operands (mul, else
+    acc: an FTZ one reads subnormals as zero), whether the out format rounds stochastically,
+    and whether some format of the datapath has no NaN."""
+
+    acc: FormatVec
+    mul: FormatVec
+    out: FormatVec
+    use_mul: bool
+    order: int
+    chunk: int
+    out_scale: float
+    first: Fixed | Float
+    out_stochastic: bool
+    lacks_nan: bool
+
+
+_ORDERS = {"sequential": c.ORDER_SEQUENTIAL, "pairwise": c.ORDER_PAIRWISE,
+           "exact": c.ORDER_EXACT}
+
+
+@functools.lru_cache(maxsize=256)
+def lower_mac(mac: Mac, sr_bits: int) -> MacParams:
+    """The kernel parameters of ``mac`` (cached per Mac and sr_bits)."""
+    order = _ORDERS.get(mac.order, c.ORDER_CHUNK)
+    acc = format_vec(mac.acc, sr_bits)
+    out = mac.out_format
+    return MacParams(
+        acc=acc, mul=format_vec(mac.mul, sr_bits) if mac.mul is not None else acc,
+        out=format_vec(out, sr_bits), use_mul=mac.mul is not None, order=order,
+        chunk=mac.chunk, out_scale=out.step if isinstance(out, Fixed) else 0.0,
+        first=mac.mul if mac.mul is not None else mac.acc,
+        out_stochastic=_stochastic(mac.out),
+        lacks_nan=not all(has_nan(f) for f in (mac.mul, mac.acc, mac.out)))
+
+
+def mac_key(mac: Mac, seed: int | None, sr_bits: int | None) -> tuple[int, np.uint64]:
+    """:func:`sr_key` of a Mac: one key serves every stochastic rounding of the datapath
+    (each has its own counter)."""
+    keyed = next((f for f in (mac.acc, mac.mul, mac.out) if _stochastic(f)), mac.acc)
+    return sr_key(keyed, seed, sr_bits)
+
+
+def int_span(raw: tuple) -> tuple[int, int, int]:
+    """(F, bits, nonfinite) from an array's span (:func:`fxemu._kernels.mac_fast.span`): the
+    smallest F making every x·2^F an integer, the largest bit length of those integers'
+    magnitudes (0, 0 for an all-zero array), and the inf/NaN count."""
+    low, high, _, bad = raw
+    if low > high:
+        return 0, 0, int(bad)
+    return int(-low), int(high - low + 1), int(bad)
+
+
+def float_span(raw: tuple) -> tuple[int, int, int, int]:
+    """(most significant bits of one element, lowest and highest leading-bit exponents of
+    nonzero elements, inf/NaN count) from an array's span."""
+    low, high, sig, bad = raw
+    return int(sig), int(low), int(high), int(bad)  # low bounds every leading exponent
+
+
+def fast_fixed_mode(f: Fixed) -> bool:
+    """Whether the integer kernels implement ``f``'s rounding and overflow."""
+    return _fixed_fast_ok(FIXED_ROUNDING[f.rounding], FIXED_OVERFLOW[f.overflow], f.sat_bits)
+
+
+def int_limits(f: Fixed) -> tuple:
+    """(lo, hi, wrap offset, W-bit mask) of ``f``'s integers (lo = -max under SAT_SYM)."""
+    hi = f.max_int
+    lo = -hi if (f.overflow is FixedOverflow.SAT_SYM and f.signed) else f.min_int
+    off = (1 << (f.width - 1)) if f.signed else 0
+    return (np.int64(lo), np.int64(hi), np.int64(off), np.int64((1 << f.width) - 1))
+
+
+def int_path(mac: Mac, fa: int, ba: int, fb: int, bb: int) -> tuple | None:
+    """Integer datapath parameters of ``mac`` for products of integers at scales fa and fb
+    (magnitudes below 2^ba and 2^bb): ``(pm, accpar, modes)`` with pm = (d_mul, lo, hi, off,
+    wmask) rounding a product into the mul format, accpar = (sh_acc, sh_p, d, lo, hi, off,
+    wmask) accumulating it (see :func:`fxemu._kernels.mac_fast.int_step`) and modes = (mul
+    quantization, mul overflow, acc quantization, acc overflow) codes; None unless every
+    intermediate fits in 62 bits and every mode has an integer kernel."""
+    acc, mulf = mac.acc, mac.mul
+    if not isinstance(acc, Fixed) or acc.width > 53 or not fast_fixed_mode(acc):
+        return None
+    if mulf is not None and (not isinstance(mulf, Fixed) or not fast_fixed_mode(mulf)):
+        return None
+    if ba + bb > 62 or max(fa, fb) > 1000:
+        return None
+    fp, bp = fa + fb, ba + bb
+    pm = (np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0))
+    mq = mo = 0
+    if mulf is not None:
+        d_mul = fp - mulf.frac_bits
+        if bp - d_mul > 62:
+            return None
+        pm = (np.int64(d_mul), *int_limits(mulf))
+        mq, mo = FIXED_ROUNDING[mulf.rounding], FIXED_OVERFLOW[mulf.overflow]
+        fp, bp = mulf.frac_bits, mulf.width
+    fc = max(acc.frac_bits, fp)
+    sh_acc, sh_p = fc - acc.frac_bits, fc - fp
+    if acc.width + sh_acc > 62 or bp + sh_p > 62:
+        return None
+    accpar = (np.int64(sh_acc), np.int64(sh_p), np.int64(sh_acc), *int_limits(acc))
+    return pm, accpar, (mq, mo, FIXED_ROUNDING[acc.rounding], FIXED_OVERFLOW[acc.overflow])
+
+
+def fast_float_fmt(f: object, max_man: int) -> bool:
+    """Whether ``f`` is a float format the double datapath rounds (at most ``max_man``
+    mantissa bits, deterministic rounding, not fnuz)."""
+    return (isinstance(f, Float) and f.man_bits <= max_man
+            and f.rounding is not FloatRounding.STOCHASTIC and f.special is not Special.FNUZ)
+
+
+_F32 = Float(8, 23)  # IEEE binary32, RNE: its steps round by the hardware conversion
+
+
+def float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple | None:
+    """Double-arithmetic datapath parameters of ``mac`` for operands with the spans a_span,
+    b_span (:func:`float_span`): ``(mp, ap, mulvec, accvec, modes)`` with mp = (52 - mul
+    mantissa bits, mul fast bounds) and ap = (52 - acc mantissa bits, acc fast bounds) for
+    :func:`fxemu._kernels.convert.float_fast_element` and
+    :func:`~fxemu._kernels.mac_fast.float_step`, the mul and acc format vectors for the exact
+    engine, and modes = (mul rounding, acc rounding codes, whether acc is IEEE float32 with
+    RNE, which the hardware conversion rounds); None unless every product is exact in double
+    and the formats have a fast kernel (the mul entries repeat the acc's without a mul
+    format)."""
+    acc, mulf = mac.acc, mac.mul
+    if not fast_float_fmt(acc, 50) or (mulf is not None and not fast_float_fmt(mulf, 52)):
+        return None
+    pa, alo, ahi, bad_a = a_span
+    pb, blo, bhi, bad_b = b_span
+    # products exact in double: at most 53 significant bits, no underflow or overflow
+    if bad_a or bad_b or pa + pb > 53 or alo + blo < -960 or ahi + bhi > 1000:
+        return None
+    accp = format_vec(acc, sr_bits)
+    ap = (np.int64(52 - acc.man_bits), *float_bounds(acc))
+    hw32 = acc == _F32
+    if mulf is None:
+        return (np.int64(0), *ap[1:]), ap, accp, accp, (0, FLOAT_ROUNDING[acc.rounding], hw32)
+    mp = (np.int64(52 - mulf.man_bits), *float_bounds(mulf))
+    return mp, ap, format_vec(mulf, sr_bits), accp, (FLOAT_ROUNDING[mulf.rounding],
+                                                     FLOAT_ROUNDING[acc.rounding], hw32)
+
+
+class MacPath(NamedTuple):
+    """The path of one Mac product: ``kind`` "int" (BLAS tier first where ``blas``, then the
+    int64 kernel if ``kernel`` is set), "float" (the double kernel) or "exact" (the engine);
+    ``kernel`` and ``args`` are the fast kernel and its parameters after the operands; fa/fb
+    the operands' integer scales and sh_p the product's shift (int paths); ``hw32``: an IEEE
+    float32 accumulator rounded by the hardware (its inf/NaN results go to the engine)."""
+
+    kind: str
+    kernel: object = None
+    args: tuple = ()
+    fa: int = 0
+    fb: int = 0
+    blas: bool = False
+    sh_p: int = 0
+    hw32: bool = False
+
+
+_EXACT = MacPath("exact")
+
+
+def mac_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int) -> MacPath:
+    """Decide how a Mac product runs for operands with the raw spans ``spans`` (one per
+    operand, :func:`fxemu._kernels.mac_fast.span`)."""
+    if lm.out_stochastic:
+        return _EXACT
+    order, chunk = lm.order, max(lm.chunk, 1)
+    if isinstance(mac.acc, Fixed):
+        fa, ba, bad_a = int_span(spans[0])
+        fb, bb, bad_b = int_span(spans[1])
+        path = None if bad_a or bad_b else int_path(mac, fa, ba, fb, bb)
+        if path is None:
+            return _EXACT
+        pm, accpar, modes = path
+        sh_acc, sh_p = int(accpar[0]), int(accpar[1])
+        blas = mac.mul is None and sh_acc == 0
+        if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK):
+            # pairwise/exact orders have no integer kernel: only the BLAS tier
+            return MacPath("int", None, (), fa, fb, True, sh_p) if blas else _EXACT
+        kernel = _kmf.matmul_fast(_kmf.fixed_ops(mac.mul is not None, *modes), order)
+        chunk_par = (accpar[0], accpar[0], *accpar[2:])  # a chunk's sum is at the acc scale
+        return MacPath("int", kernel, (chunk, pm, accpar, chunk_par, _kmf.NO_VECS), fa, fb,
+                       blas, sh_p)
+    if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK) or not isinstance(mac.acc, Float):
+        return _EXACT
+    path = float_path(mac, float_span(spans[0]), float_span(spans[1]), sr_bits)
+    if path is None:
+        return _EXACT
+    mp, ap, mulp, accp, modes = path
+    kernel = _kmf.matmul_fast(_kmf.float_ops(mac.mul is not None, *modes), order)
+    return MacPath("float", kernel, (chunk, mp, ap, ap, (mulp, accp, key)), hw32=modes[2])
