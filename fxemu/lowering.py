@@ -30,7 +30,7 @@ from ._errors import msg
 from ._kernels import codes as c
 from ._kernels import convert as _kc
 from ._kernels import mac_fast as _kmf
-from ._kernels.params import NO_VEC, FixedParams, FloatParams, FormatVec
+from ._kernels.params import FixedParams, FloatParams, FormatVec
 from .formats import (
     Fixed,
     FixedOverflow,
@@ -46,7 +46,6 @@ __all__ = [
     "FIXED_OVERFLOW",
     "FIXED_ROUNDING",
     "FLOAT_ROUNDING",
-    "NO_VEC",
     "MacParams",
     "MacPath",
     "ac_shift",
@@ -65,6 +64,7 @@ __all__ = [
     "mac_key",
     "mac_path",
     "nan_raises",
+    "slow_vec",
     "sr_key",
 ]
 
@@ -216,6 +216,16 @@ def format_vec(fmt: Fixed | Float, sr_bits: int) -> FormatVec:
     return FormatVec(*(_I(v) for v in (
         c.KIND_FLOAT, fmt.width, p.mbits, p.emin, p.qmode, p.special, int(p.subn),
         int(p.overflow_sat), sr_bits, int(p.max_code), int(p.nan_code), int(p.inf_code))))
+
+
+@functools.lru_cache(maxsize=512)
+def slow_vec(fmt: Fixed | Float, sr_bits: int) -> np.ndarray:
+    """:func:`format_vec` as a read-only int64 array, for the slow-path slots of the fast Mac
+    kernels (Numba's parfor lowering cannot take tuples nested in a tuple argument into a
+    prange loop; arrays it can)."""
+    v = np.array(format_vec(fmt, sr_bits), np.int64)
+    v.flags.writeable = False
+    return v
 
 
 def _stochastic(fmt: Fixed | Float | None) -> bool:
@@ -384,13 +394,13 @@ def float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple | 
     # products exact in double: at most 53 significant bits, no underflow or overflow
     if bad_a or bad_b or pa + pb > 53 or alo + blo < -960 or ahi + bhi > 1000:
         return None
-    accp = format_vec(acc, sr_bits)
+    accp = slow_vec(acc, sr_bits)
     ap = (np.int64(52 - acc.man_bits), *float_bounds(acc))
     hw32 = acc == _F32
     if mulf is None:
         return (np.int64(0), *ap[1:]), ap, accp, accp, (0, FLOAT_ROUNDING[acc.rounding], hw32)
     mp = (np.int64(52 - mulf.man_bits), *float_bounds(mulf))
-    return mp, ap, format_vec(mulf, sr_bits), accp, (FLOAT_ROUNDING[mulf.rounding],
+    return mp, ap, slow_vec(mulf, sr_bits), accp, (FLOAT_ROUNDING[mulf.rounding],
                                                      FLOAT_ROUNDING[acc.rounding], hw32)
 
 
@@ -416,29 +426,40 @@ _EXACT = MacPath("exact")
 
 def mac_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int) -> MacPath:
     """Decide how a Mac product runs for operands with the raw spans ``spans`` (one per
-    operand, :func:`fxemu._kernels.mac_fast.span`)."""
+    operand, :func:`fxemu._kernels.mac_fast.span`); cached per Mac and span summary."""
     if lm.out_stochastic:
         return _EXACT
-    order, chunk = lm.order, max(lm.chunk, 1)
     if isinstance(mac.acc, Fixed):
-        fa, ba, bad_a = int_span(spans[0])
-        fb, bb, bad_b = int_span(spans[1])
-        path = None if bad_a or bad_b else int_path(mac, fa, ba, fb, bb)
-        if path is None:
-            return _EXACT
-        pm, accpar, modes = path
-        sh_acc, sh_p = int(accpar[0]), int(accpar[1])
-        blas = mac.mul is None and sh_acc == 0
-        if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK):
-            # pairwise/exact orders have no integer kernel: only the BLAS tier
-            return MacPath("int", None, (), fa, fb, True, sh_p) if blas else _EXACT
-        kernel = _kmf.matmul_fast(_kmf.fixed_ops(mac.mul is not None, *modes), order)
-        chunk_par = (accpar[0], accpar[0], *accpar[2:])  # a chunk's sum is at the acc scale
-        return MacPath("int", kernel, (chunk, pm, accpar, chunk_par, _kmf.NO_VECS), fa, fb,
-                       blas, sh_p)
+        return _int_mac_path(mac, lm.order, max(lm.chunk, 1), int_span(spans[0]),
+                             int_span(spans[1]))
+    return _float_mac_path(mac, lm.order, max(lm.chunk, 1), float_span(spans[0]),
+                           float_span(spans[1]), key, sr_bits)
+
+
+@functools.lru_cache(maxsize=1024)
+def _int_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple) -> MacPath:
+    (fa, ba, bad_a), (fb, bb, bad_b) = a, b
+    path = None if bad_a or bad_b else int_path(mac, fa, ba, fb, bb)
+    if path is None:
+        return _EXACT
+    pm, accpar, modes = path
+    sh_acc, sh_p = int(accpar[0]), int(accpar[1])
+    blas = mac.mul is None and sh_acc == 0
+    if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK):
+        # pairwise/exact orders have no integer kernel: only the BLAS tier
+        return MacPath("int", None, (), fa, fb, True, sh_p) if blas else _EXACT
+    kernel = _kmf.matmul_fast(_kmf.fixed_ops(mac.mul is not None, *modes), order)
+    chunk_par = (accpar[0], accpar[0], *accpar[2:])  # a chunk's sum is at the acc scale
+    return MacPath("int", kernel, (chunk, pm, accpar, chunk_par, _kmf.NO_VECS), fa, fb, blas,
+                   sh_p)
+
+
+@functools.lru_cache(maxsize=1024)
+def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: np.uint64,
+                    sr_bits: int) -> MacPath:
     if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK) or not isinstance(mac.acc, Float):
         return _EXACT
-    path = float_path(mac, float_span(spans[0]), float_span(spans[1]), sr_bits)
+    path = float_path(mac, a, b, sr_bits)
     if path is None:
         return _EXACT
     mp, ap, mulp, accp, modes = path

@@ -69,7 +69,11 @@ class _Kernel:
         self.parallel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)(fn)
 
     def __call__(self, *args):
-        size = max((a.size for a in args if hasattr(a, "size")), default=None)
+        size = None
+        for a in args:  # a plain loop: this runs on every kernel call
+            n = getattr(a, "size", None)
+            if n is not None and (size is None or n > size):
+                size = n
         if size is not None and size < PARALLEL_MIN:
             return self.serial(*args)
         if not _team_started:

@@ -1,8 +1,9 @@
-"""A format as one small int64 vector, so one kernel serves fixed and float targets.
+"""A format as one small int64 tuple, so one kernel serves fixed and float targets.
 
-Layout of the vector ``p`` (see ``fxemu.arith._fmt_vector``)::
+The tuple ``p`` is a :class:`fxemu._kernels.params.FormatVec` built by
+:func:`fxemu.lowering.format_vec` (or the same fields as a plain tuple)::
 
-    p[0] kind (0 fixed, 1 float)   p[1] width   p[2] frac bits F / man bits M
+    p[0] kind (KIND_FIXED, KIND_FLOAT)   p[1] width   p[2] frac bits F / man bits M
     p[3] signed / emin             p[4] rounding mode   p[5] overflow / special
     p[6] sat bits / subnormals     p[7] float: overflow_sat   p[8] sr_bits
     p[9] float max_code   p[10] nan_code   p[11] inf_code

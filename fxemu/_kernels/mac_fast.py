@@ -51,8 +51,10 @@ from .params import NO_VEC
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
-#: the slow-path slots (mul and acc format vectors, key) of an integer datapath: never read
-NO_VECS = (NO_VEC, NO_VEC, np.uint64(0))
+#: the slow-path slots (mul and acc format vectors, key) of an integer datapath: never read.
+#: Format vectors reach these kernels as int64 arrays (:func:`fxemu.lowering.slow_vec`): Numba's
+#: parfor lowering cannot take tuples nested in a tuple argument into a prange loop.
+NO_VECS = (np.array(NO_VEC, np.int64), np.array(NO_VEC, np.int64), np.uint64(0))
 _ROWS = 64  # rows per parallel tile (scratch is reused within a tile)
 _COLS = 512  # columns per parallel tile: a few rows of many outputs still fill the threads
 

@@ -37,7 +37,7 @@ from ._kernels import conv_block as _kc
 __all__ = ["conv_relu_pool", "conv_relu_pool_grad"]
 
 _ONE = np.ones(1)
-_NO_VECS = (lw.NO_VEC, lw.NO_VEC, lw.NO_VEC, _kmf.NO_VECS[2])  # (mul, acc, act vectors, key)
+_NO_VECS = (*_kmf.NO_VECS[:2], *_kmf.NO_VECS[1:])  # (mul, acc, activation vectors, key)
 
 
 def _shapes(x: np.ndarray, w_or_h: np.ndarray, what: str) -> tuple[int, int, int, int]:
@@ -139,7 +139,7 @@ def _float_forward(x, w, b, mac: Mac, act: Float) -> tuple | None:
     bp = (np.int64(52 - act.man_bits), *lw.float_bounds(act))
     kernel = _kc.forward(_kmf.float_ops(mac.mul is not None, *modes),
                          _kmf.float_ops(False, 0, lw.FLOAT_ROUNDING[act.rounding]))
-    return kernel, x, w, b, mp, ap, bp, (mulvec, accvec, lw.format_vec(act, bits), key), 1.0
+    return kernel, x, w, b, mp, ap, bp, (mulvec, accvec, lw.slow_vec(act, bits), key), 1.0
 
 
 def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.ndarray,
