@@ -27,7 +27,8 @@ __all__ = ["Mac", "add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "d
 
 
 def _operand(x: object, what: str) -> np.ndarray:
-    reject_masked(x, what)
+    if isinstance(x, np.ma.MaskedArray):
+        reject_masked(x, what)
     a = np.asarray(x)
     if a.dtype.kind not in "fiub":
         raise TypeError(msg(what, "must be a real numeric array", a.dtype))
@@ -213,8 +214,7 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
         raise TypeError(msg("mac", "must be an fx.Mac", type(mac).__name__))
     if nan not in ("raise", "hls"):
         raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
-    bits, key = lowering.mac_key(mac, seed, sr_bits)
-    lm = lowering.lower_mac(mac, bits)
+    lm, bits, key = lowering.lower_mac_call(mac, seed, sr_bits)
     # an FTZ multiplier (or, without one, an FTZ accumulator) reads subnormal operands as zero
     a = np.ascontiguousarray(daz(a, lm.first))
     b = np.ascontiguousarray(daz(b, lm.first))

@@ -61,7 +61,7 @@ __all__ = [
     "int_span",
     "lower",
     "lower_mac",
-    "mac_key",
+    "lower_mac_call",
     "mac_path",
     "nan_raises",
     "slow_vec",
@@ -233,26 +233,36 @@ def _stochastic(fmt: Fixed | Float | None) -> bool:
                                                 FloatRounding.STOCHASTIC)
 
 
-def sr_key(fmt: Fixed | Float, seed: int | None, sr_bits: int | None) -> tuple[int, np.uint64]:
-    """(sr_bits, key) of a stochastic rounding into ``fmt``: the validated bit count (default
-    62) and the counter-based generator's key from ``seed`` (0 where nothing is stochastic;
-    ``seed=None`` draws fresh entropy)."""
+def _sr_bits(sr_bits: int | None) -> int:
     if sr_bits is None:
-        bits = c.DEFAULT_SR_BITS
-    elif isinstance(sr_bits, bool) or not isinstance(sr_bits, int | np.integer):
+        return c.DEFAULT_SR_BITS
+    if isinstance(sr_bits, bool) or not isinstance(sr_bits, int | np.integer):
         raise TypeError(msg("sr_bits", "must be an int", sr_bits))
-    elif not 1 <= sr_bits <= 62:
+    if not 1 <= sr_bits <= 62:
         raise ValueError(msg("sr_bits", "must be in 1..62", sr_bits))
-    else:
-        bits = int(sr_bits)
-    if not _stochastic(fmt):
-        return bits, np.uint64(0)
+    return int(sr_bits)
+
+
+def _key(seed: int | None) -> np.uint64:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
         raise TypeError(msg("seed", "must be an int or None", seed))
     if seed is not None and seed < 0:
         raise ValueError(msg("seed", "must be >= 0", seed))
     key = np.random.SeedSequence(None if seed is None else int(seed)).generate_state(1, np.uint64)
-    return bits, np.uint64(key[0])
+    return np.uint64(key[0])
+
+
+_NO_KEY = np.uint64(0)
+
+
+def sr_key(fmt: Fixed | Float, seed: int | None, sr_bits: int | None) -> tuple[int, np.uint64]:
+    """(sr_bits, key) of a stochastic rounding into ``fmt``: the validated bit count (default
+    62) and the counter-based generator's key from ``seed`` (0 where nothing is stochastic;
+    ``seed=None`` draws fresh entropy)."""
+    bits = _sr_bits(sr_bits)
+    if not _stochastic(fmt):
+        return bits, _NO_KEY
+    return bits, _key(seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +286,7 @@ class MacParams(NamedTuple):
     first: Fixed | Float
     out_stochastic: bool
     lacks_nan: bool
+    stochastic: bool
 
 
 _ORDERS = {"sequential": c.ORDER_SEQUENTIAL, "pairwise": c.ORDER_PAIRWISE,
@@ -294,14 +305,17 @@ def lower_mac(mac: Mac, sr_bits: int) -> MacParams:
         chunk=mac.chunk, out_scale=out.step if isinstance(out, Fixed) else 0.0,
         first=mac.mul if mac.mul is not None else mac.acc,
         out_stochastic=_stochastic(mac.out),
-        lacks_nan=not all(has_nan(f) for f in (mac.mul, mac.acc, mac.out)))
+        lacks_nan=not all(has_nan(f) for f in (mac.mul, mac.acc, mac.out)),
+        stochastic=any(_stochastic(f) for f in (mac.acc, mac.mul, mac.out)))
 
 
-def mac_key(mac: Mac, seed: int | None, sr_bits: int | None) -> tuple[int, np.uint64]:
-    """:func:`sr_key` of a Mac: one key serves every stochastic rounding of the datapath
-    (each has its own counter)."""
-    keyed = next((f for f in (mac.acc, mac.mul, mac.out) if _stochastic(f)), mac.acc)
-    return sr_key(keyed, seed, sr_bits)
+def lower_mac_call(mac: Mac, seed: int | None,
+                   sr_bits: int | None) -> tuple[MacParams, int, np.uint64]:
+    """(params, sr_bits, key) of one Mac call: ``sr_bits`` validated, :func:`lower_mac`, and
+    the generator key from ``seed`` where a format of the datapath is stochastic (0 else)."""
+    bits = _sr_bits(sr_bits)
+    lm = lower_mac(mac, bits)
+    return lm, bits, (_key(seed) if lm.stochastic else _NO_KEY)
 
 
 def int_span(raw: tuple) -> tuple[int, int, int]:
@@ -426,19 +440,17 @@ _EXACT = MacPath("exact")
 
 def mac_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int) -> MacPath:
     """Decide how a Mac product runs for operands with the raw spans ``spans`` (one per
-    operand, :func:`fxemu._kernels.mac_fast.span`); cached per Mac and span summary."""
+    operand, :func:`fxemu._kernels.mac_fast.span`); cached per Mac and spans."""
     if lm.out_stochastic:
         return _EXACT
     if isinstance(mac.acc, Fixed):
-        return _int_mac_path(mac, lm.order, max(lm.chunk, 1), int_span(spans[0]),
-                             int_span(spans[1]))
-    return _float_mac_path(mac, lm.order, max(lm.chunk, 1), float_span(spans[0]),
-                           float_span(spans[1]), key, sr_bits)
+        return _int_mac_path(mac, lm.order, max(lm.chunk, 1), *spans)
+    return _float_mac_path(mac, lm.order, max(lm.chunk, 1), *spans, key, sr_bits)
 
 
 @functools.lru_cache(maxsize=1024)
 def _int_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple) -> MacPath:
-    (fa, ba, bad_a), (fb, bb, bad_b) = a, b
+    (fa, ba, bad_a), (fb, bb, bad_b) = int_span(a), int_span(b)
     path = None if bad_a or bad_b else int_path(mac, fa, ba, fb, bb)
     if path is None:
         return _EXACT
@@ -459,7 +471,7 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
                     sr_bits: int) -> MacPath:
     if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK) or not isinstance(mac.acc, Float):
         return _EXACT
-    path = float_path(mac, a, b, sr_bits)
+    path = float_path(mac, float_span(a), float_span(b), sr_bits)
     if path is None:
         return _EXACT
     mp, ap, mulp, accp, modes = path

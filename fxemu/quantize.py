@@ -38,7 +38,8 @@ def reject_masked(x: object, what: str) -> None:
 
 
 def _coerce_input(x: object) -> np.ndarray:
-    reject_masked(x, "x")
+    if isinstance(x, np.ma.MaskedArray):
+        reject_masked(x, "x")
     a = np.asarray(x)
     if a.dtype.kind == "f":
         if a.dtype.itemsize > 8:
