@@ -31,7 +31,7 @@ from .. import lowering as lw
 from .._errors import msg
 from .._kernels import mac_fast as _kmf
 from ..arith import daz, to_int
-from ..formats import Fixed, Float, Mac
+from ..formats import Fixed, Float, FloatRounding, Mac
 from ._kernels import conv_block as _kc
 
 __all__ = ["conv_relu_pool", "conv_relu_pool_grad"]
@@ -181,6 +181,10 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
     elif isinstance(mac.acc, Float):
         first = mac.mul if mac.mul is not None else mac.acc
         x, g = daz(x, first), daz(g, first)
+        if mac.acc.rounding is FloatRounding.RDN and np.signbit(x).any():
+            # a skipped term +0·x is -0 where x has its sign bit set, and rounded toward -inf
+            # (+0) + (-0) is -0: the skip is exact only when every skipped term is +0
+            return None
         bits, key = lw.sr_key(mac.acc, None, None)
         sg = lw.float_span(_kmf_span(g))
         pw = lw.float_path(mac, sg, lw.float_span(_kmf_span(x)), bits)
