@@ -56,6 +56,7 @@ __all__ = [
     "float_path",
     "float_span",
     "format_vec",
+    "has_nan",
     "int_limits",
     "int_path",
     "int_span",

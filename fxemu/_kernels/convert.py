@@ -379,12 +379,6 @@ def fixed_fast_element(xi, si, qmode, omode, lo, hi, tiny):
     return ok, v
 
 
-def fixed_fast_ok(qmode, omode, nsat):
-    """Whether the fast kernels implement this rounding/overflow combination."""
-    return qmode < STOCH_TC and qmode != TO_ODD and (omode in (O_SAT, O_SAT_ZERO, O_SAT_SYM)
-                                                     or (omode == O_WRAP and nsat == 0))
-
-
 @jit
 def float_fast_element(b, k, qmode, minnorm, maxbits):
     """Round the double with bits ``b`` to ``52 - k`` mantissa bits by integer addition on its
