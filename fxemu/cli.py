@@ -72,9 +72,90 @@ _SPECIAL = {
 }
 
 
-# -- error handling ---------------------------------------------------------------------------
+# -- error handling and lazy subcommands ------------------------------------------------------
+#: Top-level modules of the optional extras (pyproject.toml) -> the extra that installs them.
+EXTRAS = {
+    **dict.fromkeys(("pandas", "matplotlib", "seaborn", "scipy", "jinja2", "tabulate", "dask",
+                     "distributed"), "analysis"),
+    "hls4ml": "csim",
+    **dict.fromkeys(("pynq", "pynqmetadata", "pycparser"), "board"),
+    "mlxtend": "train",
+}
+
+#: Subcommands defined outside this module, imported only when invoked:
+#: name -> (module, attribute, the short help shown by ``fxemu --help``).
+LAZY_COMMANDS = {
+    "report": ("fxemu.analysis.command", "report_cmd",
+               "Write figures, tables and index.html for RUNS (run directories or folders of "
+               "runs)."),
+    "sweep": ("fxemu.analysis.sweep_command", "sweep_cmd",
+              "Train a grid of policies x seeds (x a [grid] of other settings) from SPEC and/or "
+              "flags."),
+    "study": ("fxemu.analysis.sweep_command", "study_cmd",
+              "Run a precision study (its sweep, then its report)."),
+    "hw": ("fxemu.hw.tools.cli", "hw",
+           "The HLS accelerator: cycle estimate and build helpers (see hw/README.md)."),
+}
+
+
+def _missing_extra(command: str, err: ModuleNotFoundError) -> _Failed | None:
+    """The one-line error for a command whose optional extra is not installed (None when the
+    missing module belongs to no extra)."""
+    extra = EXTRAS.get((err.name or "").partition(".")[0])
+    if extra is None:
+        return None
+    return _Failed(f"fxemu {command} needs the '{extra}' extra: pip install 'fxemu[{extra}]' "
+                   f"(module {err.name} is missing)")
+
+
 class _Group(click.Group):
-    """A click group whose errors are one line ``fxemu: error: ...`` on stderr."""
+    """A click group whose errors are one line ``fxemu: error: ...`` on stderr, with the
+    subcommands of :data:`LAZY_COMMANDS` imported only when invoked (``fxemu --help`` lists
+    them from their stored short help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, attr, _ = LAZY_COMMANDS[cmd_name]
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            failed = _missing_extra(cmd_name, e)
+            if failed is None:
+                raise
+            raise failed from None
+        self.add_command(cmd, cmd_name)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                cmd = self.commands[name]
+                if cmd.hidden:
+                    continue
+                rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                rows.append((name, click.utils.make_default_short_help(LAZY_COMMANDS[name][2],
+                                                                       limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as e:
+            failed = _missing_extra(ctx.invoked_subcommand or "", e)
+            if failed is None:
+                raise
+            raise failed from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -429,21 +510,6 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
         click.echo(f"run directory: {res['run_dir']}")
 
 
-from .analysis.command import report_cmd  # noqa: E402
-
-cli.add_command(report_cmd)
-
-from .analysis.sweep_command import study_cmd, sweep_cmd  # noqa: E402
-
-cli.add_command(sweep_cmd)
-cli.add_command(study_cmd)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")
-
-
-from .hw.cli import hw as _hw  # noqa: E402  (the `fxemu hw` group: hw/cli.py)
-
-cli.add_command(_hw)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import msg
-from ..backends.emulated import EmulatedBackend
-from ..nn.model import Params, forward, init_params, softmax_xent, train_step
-from ..policy import Policy
-from ..quantize import quantize, to_bits
-from . import layout
+from ..._errors import msg
+from ...backends.emulated import EmulatedBackend
+from ...nn.model import Params, forward, init_params, softmax_xent, train_step
+from ...policy import Policy
+from ...quantize import quantize, to_bits
+from .. import layout
 
 __all__ = ["MAGIC", "write_golden"]
 

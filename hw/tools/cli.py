@@ -1,6 +1,6 @@
 """``fxemu hw``: the accelerator's build helpers and cycle model (registered in fxemu.cli).
 
-``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.estimate`);
+``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.tools.estimate`);
 ``header``, ``golden``, ``includes`` and ``board`` are what ``hw/Makefile`` calls.
 """
 
@@ -12,7 +12,7 @@ __all__ = ["hw"]
 
 
 def _policy(spec: str):
-    from ..policy import load_policy
+    from ...policy import load_policy
 
     try:
         return load_policy(spec)
@@ -22,7 +22,7 @@ def _policy(spec: str):
 
 def _kernel_policy(spec: str):
     """A policy the kernel's datapath can run (the header generator decides)."""
-    from .codegen import policy_header
+    from ..codegen import policy_header
 
     p = _policy(spec)
     try:
@@ -51,8 +51,8 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) 
     From the kernel's loop trip counts, initiation intervals (set by each Mac's accumulator
     format and order) and typical operator latencies: not a synthesis result.
     """
+    from ..boards import board
     from . import estimate
-    from .boards import board
 
     p = _kernel_policy(policy)
     try:
@@ -86,7 +86,7 @@ def header_cmd(policy: str, output: str) -> None:
     """Write the kernel's type header (fxemu_policy.h) for POLICY."""
     from pathlib import Path
 
-    from .codegen import policy_header
+    from ..codegen import policy_header
 
     p = _policy(policy)
     try:
@@ -117,8 +117,8 @@ def golden_cmd(policy: str, output: str, policy_json: str | None) -> None:
 @hw.command("includes")
 def includes_cmd() -> None:
     """Print -I flags of the vendor headers (ap_types, ac_types) shipped in hls4ml."""
-    from .._errors import BackendUnavailable
-    from .toolchain import vendor_include_dirs
+    from ..._errors import BackendUnavailable
+    from ..toolchain import vendor_include_dirs
 
     try:
         click.echo(" ".join(f"-I{d}" for d in vendor_include_dirs()))
@@ -131,7 +131,7 @@ def includes_cmd() -> None:
 @click.argument("key")
 def board_cmd(name: str, key: str) -> None:
     """Print one field of board NAME in hw/boards/boards.json (e.g. part, clock_mhz)."""
-    from .boards import board
+    from ..boards import board
 
     try:
         b = board(name)
