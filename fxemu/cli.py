@@ -210,6 +210,9 @@ def _number(text: str) -> float:
         return float.fromhex(t) if _HEX.match(t) else float(t)
     except ValueError:
         pass
+    except OverflowError:  # float.fromhex('0x1p99999999999'); float() itself gives inf
+        raise click.UsageError(msg("VALUES", "beyond the range of a double", text,
+                                   "write inf or -inf for an infinite input")) from None
     if t.startswith("--"):  # a mistyped option lands here (unknown options pass as values)
         name = t.partition("=")[0]
         near = difflib.get_close_matches(name, ["--seed", "--sr-bits", "--nan", "--help"], 3)
@@ -461,8 +464,20 @@ def _table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
+def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--policy``: a preset or a readable policy file, else a usage error (exit 2, as
+    ``fxemu hw``); the text itself is passed on."""
+    from .policy import load_policy
+
+    try:
+        load_policy(value)
+    except (ValueError, TypeError, OSError) as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
 @cli.command("train")
-@click.option("--policy", default="fw32bw32", show_default=True,
+@click.option("--policy", default="fw32bw32", show_default=True, callback=_policy_arg,
               help="Preset name (float64 fw32bw32 fw16bw32 fw16bw16 fixed16 fixed16_sr) or a "
                    ".toml/.json policy file.")
 @click.option("--backend", type=click.Choice(["auto", "native", "emulated", "csim", "board"]),

@@ -224,8 +224,12 @@ def load_policy(spec: str | Path | dict | Policy) -> Policy:
         raw = path.read_bytes()
         try:
             d = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError,
+                RecursionError) as e:
             raise ValueError(msg(f"policy file {path}", "cannot be parsed", str(e))) from None
+        if not isinstance(d, dict):
+            raise ValueError(msg(f"policy file {path}", "must hold a table (a JSON object) "
+                                 "at the top level", type(d).__name__))
         d.setdefault("name", path.stem)
         return Policy.from_dict(d)
     raise ValueError(msg("policy", "unknown preset or file", text,

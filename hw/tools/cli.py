@@ -16,8 +16,39 @@ def _policy(spec: str):
 
     try:
         return load_policy(spec)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         raise click.UsageError(str(e)) from None
+
+
+def _write(path: str, write) -> None:
+    """``write(tmp)`` into a fresh temporary beside ``path``, then renamed onto it (a reader
+    never sees a partial file); a file-system error is one line naming ``path`` (exit 1)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from ..._errors import msg
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise click.ClickException(msg(f"output {path}", "cannot be written",
+                                       e.strerror or str(e))) from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp gives 0600)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise click.ClickException(msg(f"output {path}", "cannot be written",
+                                       e.strerror or str(e))) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _kernel_policy(spec: str):
@@ -84,8 +115,6 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) 
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
 def header_cmd(policy: str, output: str) -> None:
     """Write the kernel's type header (fxemu_policy.h) for POLICY."""
-    from pathlib import Path
-
     from ..codegen import policy_header
 
     p = _policy(policy)
@@ -93,7 +122,7 @@ def header_cmd(policy: str, output: str) -> None:
         text = policy_header(p)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    Path(output).write_text(text)
+    _write(output, lambda f: f.write(text.encode()))
 
 
 @hw.command("golden")
@@ -104,14 +133,14 @@ def header_cmd(policy: str, output: str) -> None:
 def golden_cmd(policy: str, output: str, policy_json: str | None) -> None:
     """Write golden vectors of the emulator for the test bench tb_train_step."""
     import json
-    from pathlib import Path
 
     from .golden import write_golden
 
     p = _kernel_policy(policy)
-    write_golden(p, output)
+    _write(output, lambda f: write_golden(p, f))
     if policy_json:
-        Path(policy_json).write_text(json.dumps(p.to_dict(), indent=2, sort_keys=True))
+        text = json.dumps(p.to_dict(), indent=2, sort_keys=True)
+        _write(policy_json, lambda f: f.write(text.encode()))
 
 
 @hw.command("includes")
