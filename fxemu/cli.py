@@ -164,7 +164,9 @@ class _Group(click.Group):
         except _NoArgsIsHelp as e:  # bare `fxemu`: the help, on stderr, status 2 (as click)
             click.echo(e.format_message(), err=True)
             sys.exit(e.exit_code)
-        except click.ClickException as e:  # UsageError / BadParameter: 2; our failures: 1
+        except click.UsageError as e:  # bad arguments (2): click quotes them whole, so cap
+            _die(_cap(e.format_message()), e.exit_code)
+        except click.ClickException as e:  # our failures: 1
             _die(e.format_message(), e.exit_code)
         except click.Abort:
             _die("aborted", 1)
@@ -179,6 +181,17 @@ class _Group(click.Group):
 
 # click >= 8.2 raises this for a bare group; older click prints the help itself
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+#: The longest usage-error message printed (click's own messages quote an argument whole).
+USAGE_MAX = 300
+
+
+def _cap(text: str) -> str:
+    """``text`` cut to :data:`USAGE_MAX` characters with ``...`` and its length when longer."""
+    if len(text) <= USAGE_MAX:
+        return text
+    return f"{text[: USAGE_MAX - 3]}... ({len(text)} characters)"
 
 
 def _die(text: str, code: int) -> None:

@@ -143,3 +143,15 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+@pytest.mark.parametrize("args", [["train", "--backend", "q" * 50_000],
+                                  ["formats", "--" + "o" * 50_000],
+                                  ["nosuchcommand" + "c" * 50_000],
+                                  ["train", "--epochs", "9" * 50_000 + "x"]])
+def test_click_usage_errors_are_capped(runner: CliRunner, args: list[str]) -> None:
+    from fxemu.cli import USAGE_MAX
+
+    err = fails(runner, *args, code=2)
+    assert len(err) <= len("fxemu: error: ") + USAGE_MAX + 30
+    assert err.endswith(" characters)")
