@@ -33,8 +33,8 @@ def _write(path: str, write) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as e:
-        raise click.ClickException(msg(f"output {path}", "cannot be written",
-                                       e.strerror or str(e))) from None
+        raise click.ClickException(msg(f"output {path}",
+                                       f"cannot be written ({e.strerror or e})")) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -44,8 +44,8 @@ def _write(path: str, write) -> None:
         os.replace(tmp, target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise click.ClickException(msg(f"output {path}", "cannot be written",
-                                       e.strerror or str(e))) from None
+        raise click.ClickException(msg(f"output {path}",
+                                       f"cannot be written ({e.strerror or e})")) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
