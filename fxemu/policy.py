@@ -162,6 +162,10 @@ class Policy:
         bw = take("backward", {"weight": "fmt", "grad": "fmt", "dense_dw": "mac",
                                "dense_dx": "mac", "conv_dw": "mac"})
         up = take("update", {"master": "fmt", "sr_bits": "opt"})
+        sr = up.get("sr_bits")
+        if sr is not None and (type(sr) is not int or not 1 <= sr <= 62):
+            raise ValueError(msg("policy.update.sr_bits", "must be an int in 1..62 (random bits "
+                                 "below the kept LSB)", sr))
         nd = d.get("native_dtype")
         if nd not in (None, "float32", "float64"):
             raise ValueError(msg("policy.native_dtype", "must be float32 or float64", nd))

@@ -155,3 +155,13 @@ def test_click_usage_errors_are_capped(runner: CliRunner, args: list[str]) -> No
     err = fails(runner, *args, code=2)
     assert len(err) <= len("fxemu: error: ") + USAGE_MAX + 30
     assert err.endswith(" characters)")
+
+
+@pytest.mark.parametrize("sr", ["8", 0, 63, 1.5, True, [1]])
+def test_policy_sr_bits_is_checked_at_load(sr: object) -> None:
+    d = PRESETS["fixed16_sr"].to_dict()
+    d["update"]["sr_bits"] = sr
+    with pytest.raises(ValueError, match=r"policy\.update\.sr_bits: must be an int in 1\.\.62"):
+        load_policy(d)
+    d["update"]["sr_bits"] = 8
+    assert load_policy(d).update.sr_bits == 8

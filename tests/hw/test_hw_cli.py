@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from fxemu.hw.codegen import policy_header
 from fxemu.hw.tools.golden import write_golden
@@ -30,8 +31,6 @@ def test_header_and_golden_files_are_the_library_bytes(tmp_path: Path) -> None:
 
 
 def test_golden_checks_the_words_the_bench_reads(tmp_path: Path) -> None:
-    import pytest
-
     pol = PRESETS["fixed16"]
     for kw, match in (({"n": 0}, "golden batch"), ({"n": 1 << 32}, "golden batch"),
                       ({"n": 2.0}, "golden batch"), ({"steps": -1}, "golden steps"),
