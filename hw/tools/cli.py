@@ -167,6 +167,8 @@ def board_cmd(name: str, key: str) -> None:
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if key not in b or isinstance(b[key], dict):
-        raise click.UsageError(f"key: must be one of {', '.join(k for k in b if k != 'scripts')}"
-                               f"; got {key!r}")
+        from ..._errors import msg
+
+        raise click.UsageError(msg("key", "must be one of "
+                                   + ", ".join(k for k in b if k != "scripts"), key))
     click.echo(b[key])

@@ -39,3 +39,17 @@ def test_golden_checks_the_words_the_bench_reads(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=match):
             write_golden(pol, tmp_path / "g.bin", **kw)
     assert not (tmp_path / "g.bin").exists()
+
+
+def test_board_field_errors_are_one_capped_line() -> None:
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:
+        runner = CliRunner()
+    ok = runner.invoke(cli, ["hw", "board", "pynq-z2", "part"], catch_exceptions=False)
+    assert ok.exit_code == 0 and ok.stdout.strip() == "xc7z020clg400-1"
+    bad = runner.invoke(cli, ["hw", "board", "pynq-z2", "k" * 5000], catch_exceptions=False)
+    assert bad.exit_code == 2
+    err = bad.stderr.strip()
+    assert err.startswith("fxemu: error: key: must be one of ") and "part" in err
+    assert err.endswith("... (5000 characters)") and "\n" not in err
