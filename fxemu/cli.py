@@ -5,8 +5,12 @@
 Errors print one line ``fxemu: error: ...`` on stderr and exit with status 2 (bad arguments)
 or 1 (the operation failed), never a traceback.
 
-Module import stays light (click and :mod:`fxemu.formats`); the Numba-backed conversion is
-imported inside the command that needs it.
+Module import stays light (click and :mod:`fxemu.formats`, no Numba): the Numba-backed
+conversion and training are imported inside the commands that need them, and ``report``,
+``sweep``, ``study`` and ``hw`` live in other modules imported only when invoked
+(:data:`LAZY_COMMANDS`), so ``fxemu --help``, ``formats`` and ``info`` answer at once. A
+command whose optional extra is missing says which one (:data:`EXTRAS`), exit status 1; a
+usage error quotes at most :data:`USAGE_MAX` characters.
 """
 
 from __future__ import annotations
