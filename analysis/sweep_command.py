@@ -134,6 +134,8 @@ def study_cmd(name: str, out: str, seeds: str, workers: int | None, scheduler: s
     """
     from fxemu._errors import BackendUnavailable
 
+    if not no_report:  # the report needs the 'analysis' extra: say so before any run trains
+        from . import report  # noqa: F401
     from .studies import run_study
 
     try:

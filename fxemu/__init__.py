@@ -4,23 +4,20 @@ Public surface: formats (:class:`Fixed`, :class:`Float`, :func:`parse`, :data:`P
 conversion (:func:`quantize`, :func:`to_bits`, :func:`from_bits`) and datapath arithmetic
 (:func:`add`, :func:`sub`, :func:`mul`, :func:`fma`, :class:`Mac`, :func:`dot`,
 :func:`matmul`, :func:`conv2d`).
+
+``import fxemu`` loads only the formats (no Numba): the conversion and arithmetic names are
+imported from their modules on first use (PEP 562), so ``fxemu --help`` and ``fxemu formats``
+stay fast. ``from fxemu import X``, ``fx.X``, ``dir(fx)`` and ``from fxemu import *`` behave
+as if every name had been imported eagerly.
 """
 
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
 from ._errors import BackendUnavailable
-from .arith import (
-    Mac,
-    add,
-    conv2d,
-    conv2d_grad_input,
-    conv2d_grad_weight,
-    dot,
-    fma,
-    matmul,
-    maxpool2d,
-    maxpool2d_backward,
-    mul,
-    sub,
-)
 from .formats import (
     PRESETS,
     Fixed,
@@ -33,7 +30,6 @@ from .formats import (
     Special,
     parse,
 )
-from .quantize import from_bits, quantize, to_bits
 
 __all__ = [
     "PRESETS",
@@ -66,12 +62,54 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+#: Public names imported on first use: name -> the submodule that defines it.
+_LAZY = {
+    **dict.fromkeys(("add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
+                     "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"), "arith"),
+    **dict.fromkeys(("from_bits", "quantize", "to_bits"), "quantize"),
+}
+
+
+def _mac() -> type:
+    """``Mac`` from :mod:`fxemu.formats` where it is defined, else from :mod:`fxemu.arith`."""
+    from . import formats
+
+    mac = getattr(formats, "Mac", None)
+    if mac is None:
+        from .arith import Mac as mac
+    return mac
+
 
 def __getattr__(name: str) -> object:
-    """``fx.train`` (callable: ``fx.train(config)``) is imported on first use, so
-    ``import fxemu`` stays light."""
-    if name == "train":
-        import importlib
-
+    """The lazily imported public names; ``fx.train`` (callable: ``fx.train(config)``) is the
+    training module, imported on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    elif name == "Mac":
+        value = _mac()
+    elif name == "train":
         return importlib.import_module(".train", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | {"train"})
+
+
+class _Package(types.ModuleType):
+    """The ``fxemu`` module object: importing the submodule :mod:`fxemu.quantize` binds the
+    function ``quantize`` as the package attribute, not the module (as the eager
+    ``from .quantize import quantize`` of earlier versions did), so ``fx.quantize`` is always
+    the function whichever import ran first."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if (name == "quantize" and isinstance(value, types.ModuleType)
+                and value.__name__ == f"{__name__}.quantize"):
+            value = value.quantize
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -5,8 +5,12 @@
 Errors print one line ``fxemu: error: ...`` on stderr and exit with status 2 (bad arguments)
 or 1 (the operation failed), never a traceback.
 
-Module import stays light (click and :mod:`fxemu.formats`); the Numba-backed conversion is
-imported inside the command that needs it.
+Module import stays light (click and :mod:`fxemu.formats`, no Numba): the Numba-backed
+conversion and training are imported inside the commands that need them, and ``report``,
+``sweep``, ``study`` and ``hw`` live in other modules imported only when invoked
+(:data:`LAZY_COMMANDS`), so ``fxemu --help``, ``formats`` and ``info`` answer at once. A
+command whose optional extra is missing says which one (:data:`EXTRAS`), exit status 1; a
+usage error quotes at most :data:`USAGE_MAX` characters.
 """
 
 from __future__ import annotations
@@ -72,9 +76,90 @@ _SPECIAL = {
 }
 
 
-# -- error handling ---------------------------------------------------------------------------
+# -- error handling and lazy subcommands ------------------------------------------------------
+#: Top-level modules of the optional extras (pyproject.toml) -> the extra that installs them.
+EXTRAS = {
+    **dict.fromkeys(("pandas", "matplotlib", "seaborn", "scipy", "jinja2", "tabulate", "dask",
+                     "distributed"), "analysis"),
+    "hls4ml": "csim",
+    **dict.fromkeys(("pynq", "pynqmetadata", "pycparser"), "board"),
+    "mlxtend": "train",
+}
+
+#: Subcommands defined outside this module, imported only when invoked:
+#: name -> (module, attribute, the short help shown by ``fxemu --help``).
+LAZY_COMMANDS = {
+    "report": ("fxemu.analysis.command", "report_cmd",
+               "Write figures, tables and index.html for RUNS (run directories or folders of "
+               "runs)."),
+    "sweep": ("fxemu.analysis.sweep_command", "sweep_cmd",
+              "Train a grid of policies x seeds (x a [grid] of other settings) from SPEC and/or "
+              "flags."),
+    "study": ("fxemu.analysis.sweep_command", "study_cmd",
+              "Run a precision study (its sweep, then its report)."),
+    "hw": ("fxemu.hw.tools.cli", "hw",
+           "The HLS accelerator: cycle estimate and build helpers (see hw/README.md)."),
+}
+
+
+def _missing_extra(command: str, err: ModuleNotFoundError) -> _Failed | None:
+    """The one-line error for a command whose optional extra is not installed (None when the
+    missing module belongs to no extra)."""
+    extra = EXTRAS.get((err.name or "").partition(".")[0])
+    if extra is None:
+        return None
+    return _Failed(f"fxemu {command} needs the '{extra}' extra: pip install 'fxemu[{extra}]' "
+                   f"(module {err.name} is missing)")
+
+
 class _Group(click.Group):
-    """A click group whose errors are one line ``fxemu: error: ...`` on stderr."""
+    """A click group whose errors are one line ``fxemu: error: ...`` on stderr, with the
+    subcommands of :data:`LAZY_COMMANDS` imported only when invoked (``fxemu --help`` lists
+    them from their stored short help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        module, attr, _ = LAZY_COMMANDS[cmd_name]
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            failed = _missing_extra(cmd_name, e)
+            if failed is None:
+                raise
+            raise failed from None
+        self.add_command(cmd, cmd_name)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                cmd = self.commands[name]
+                if cmd.hidden:
+                    continue
+                rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                rows.append((name, click.utils.make_default_short_help(LAZY_COMMANDS[name][2],
+                                                                       limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as e:
+            failed = _missing_extra(ctx.invoked_subcommand or "", e)
+            if failed is None:
+                raise
+            raise failed from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -83,7 +168,9 @@ class _Group(click.Group):
         except _NoArgsIsHelp as e:  # bare `fxemu`: the help, on stderr, status 2 (as click)
             click.echo(e.format_message(), err=True)
             sys.exit(e.exit_code)
-        except click.ClickException as e:  # UsageError / BadParameter: 2; our failures: 1
+        except click.UsageError as e:  # bad arguments (2): click quotes them whole, so cap
+            _die(_cap(e.format_message()), e.exit_code)
+        except click.ClickException as e:  # our failures: 1
             _die(e.format_message(), e.exit_code)
         except click.Abort:
             _die("aborted", 1)
@@ -98,6 +185,17 @@ class _Group(click.Group):
 
 # click >= 8.2 raises this for a bare group; older click prints the help itself
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+#: The longest usage-error message printed (click's own messages quote an argument whole).
+USAGE_MAX = 300
+
+
+def _cap(text: str) -> str:
+    """``text`` cut to :data:`USAGE_MAX` characters with ``...`` and its length when longer."""
+    if len(text) <= USAGE_MAX:
+        return text
+    return f"{text[: USAGE_MAX - 3]}... ({len(text)} characters)"
 
 
 def _die(text: str, code: int) -> None:
@@ -129,6 +227,9 @@ def _number(text: str) -> float:
         return float.fromhex(t) if _HEX.match(t) else float(t)
     except ValueError:
         pass
+    except OverflowError:  # float.fromhex('0x1p99999999999'); float() itself gives inf
+        raise click.UsageError(msg("VALUES", "beyond the range of a double", text,
+                                   "write inf or -inf for an infinite input")) from None
     if t.startswith("--"):  # a mistyped option lands here (unknown options pass as values)
         name = t.partition("=")[0]
         near = difflib.get_close_matches(name, ["--seed", "--sr-bits", "--nan", "--help"], 3)
@@ -380,8 +481,20 @@ def _table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
+def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--policy``: a preset or a readable policy file, else a usage error (exit 2, as
+    ``fxemu hw``); the text itself is passed on."""
+    from .policy import load_policy
+
+    try:
+        load_policy(value)
+    except (ValueError, TypeError, OSError) as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
 @cli.command("train")
-@click.option("--policy", default="fw32bw32", show_default=True,
+@click.option("--policy", default="fw32bw32", show_default=True, callback=_policy_arg,
               help="Preset name (float64 fw32bw32 fw16bw32 fw16bw16 fixed16 fixed16_sr) or a "
                    ".toml/.json policy file.")
 @click.option("--backend", type=click.Choice(["auto", "native", "emulated", "csim", "board"]),
@@ -429,21 +542,6 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
         click.echo(f"run directory: {res['run_dir']}")
 
 
-from .analysis.command import report_cmd  # noqa: E402
-
-cli.add_command(report_cmd)
-
-from .analysis.sweep_command import study_cmd, sweep_cmd  # noqa: E402
-
-cli.add_command(sweep_cmd)
-cli.add_command(study_cmd)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (``fxemu``)."""
     cli.main(args=argv, prog_name="fxemu")
-
-
-from .hw.cli import hw as _hw  # noqa: E402  (the `fxemu hw` group: hw/cli.py)
-
-cli.add_command(_hw)

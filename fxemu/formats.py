@@ -32,6 +32,8 @@ __all__ = [
     "Format",
     "Mac",
     "Special",
+    "fixed_cpp_type",
+    "float_cpp_type",
     "parse",
 ]
 
@@ -147,6 +149,46 @@ def _exact(v: Fraction) -> float:
     return float(v)
 
 
+# -- C++ type spelling: the one converter (Fixed/Float.hls_type and fxemu.hw.codegen call it) ---
+def fixed_cpp_type(width: int, int_bits: int, *, signed: bool = True, lib: str = "ap",
+                   rounding: FixedRounding | None = None, overflow: FixedOverflow | None = None,
+                   sat_bits: int = 0) -> str:
+    """The C++ spelling of a fixed-point type.
+
+    With ``rounding`` and ``overflow`` given: ``ap_fixed<W,I,AP_Q,AP_O,N>`` (``ap_ufixed`` when
+    unsigned) or ``ac_fixed<W,I,S,AC_Q,AC_O>``; with both None, the library's defaults
+    (truncate, wrap) in the short form ``ap_fixed<W,I>`` / ``ac_fixed<W,I,S>``. The mode
+    tokens are the enum names (:class:`FixedRounding`, :class:`FixedOverflow`). Spelling only:
+    the caller checks that W, I and N are in range for the C++ it writes.
+
+    >>> fixed_cpp_type(16, 8, rounding=FixedRounding.RND_CONV, overflow=FixedOverflow.SAT)
+    'ap_fixed<16,8,AP_RND_CONV,AP_SAT,0>'
+    >>> fixed_cpp_type(52, 36, lib="ac")
+    'ac_fixed<52,36,true>'
+    """
+    if (rounding is None) != (overflow is None):
+        raise ValueError(msg("fixed_cpp_type", "give both rounding and overflow, or neither",
+                             (rounding, overflow)))
+    if lib == "ac":
+        s = "true" if signed else "false"
+        modes = "" if rounding is None else f",AC_{rounding.name},AC_{overflow.name}"
+        return f"ac_fixed<{width},{int_bits},{s}{modes}>"
+    if lib != "ap":
+        raise ValueError(msg("fixed_cpp_type lib", "must be 'ap' or 'ac'", lib))
+    name = "ap_fixed" if signed else "ap_ufixed"
+    modes = "" if rounding is None else f",AP_{rounding.name},AP_{overflow.name},{sat_bits}"
+    return f"{name}<{width},{int_bits}{modes}>"
+
+
+def float_cpp_type(width: int, exp_bits: int) -> str:
+    """The C++ spelling of an IEEE-layout float, ``ac_std_float<W,E>`` (spelling only).
+
+    >>> float_cpp_type(16, 5)
+    'ac_std_float<16,5>'
+    """
+    return f"ac_std_float<{width},{exp_bits}>"
+
+
 @dataclass(frozen=True)
 class Fixed:
     """Fixed-point format ``ap_fixed<W,I,Q,O,N>`` (``lib="ap"``) or ``ac_fixed<W,I,S,Q,O>``.
@@ -260,12 +302,9 @@ class Fixed:
         return str(self)
 
     def __str__(self) -> str:
-        q, o = self.rounding.name, self.overflow.name
-        if self.lib == "ac":
-            s = "true" if self.signed else "false"
-            return f"ac_fixed<{self.width},{self.int_bits},{s},AC_{q},AC_{o}>"
-        name = "ap_fixed" if self.signed else "ap_ufixed"
-        return f"{name}<{self.width},{self.int_bits},AP_{q},AP_{o},{self.sat_bits}>"
+        return fixed_cpp_type(self.width, self.int_bits, signed=self.signed, lib=self.lib,
+                              rounding=self.rounding, overflow=self.overflow,
+                              sat_bits=self.sat_bits)
 
     def replace(self, **changes: object) -> Fixed:
         """A copy with some fields changed (validated)."""
@@ -426,7 +465,7 @@ class Float:
             raise ValueError(
                 msg("hls_type", "ac_std_float needs the IEEE bias and inf/NaN layout", str(self))
             )
-        return f"ac_std_float<{self.width},{self.exp_bits}>"
+        return float_cpp_type(self.width, self.exp_bits)
 
     def __str__(self) -> str:
         for name, fmt in _FLOAT_NAMES.items():

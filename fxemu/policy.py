@@ -161,6 +161,10 @@ class Policy:
         bw = take("backward", {"weight": "fmt", "grad": "fmt", "dense_dw": "mac",
                                "dense_dx": "mac", "conv_dw": "mac"})
         up = take("update", {"master": "fmt", "sr_bits": "opt"})
+        sr = up.get("sr_bits")
+        if sr is not None and (type(sr) is not int or not 1 <= sr <= 62):
+            raise ValueError(msg("policy.update.sr_bits", "must be an int in 1..62 (random bits "
+                                 "below the kept LSB)", sr))
         nd = d.get("native_dtype")
         if nd not in (None, "float32", "float64"):
             raise ValueError(msg("policy.native_dtype", "must be float32 or float64", nd))
@@ -223,8 +227,12 @@ def load_policy(spec: str | Path | dict | Policy) -> Policy:
         raw = path.read_bytes()
         try:
             d = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError,
+                RecursionError) as e:
             raise ValueError(msg(f"policy file {path}", "cannot be parsed", str(e))) from None
+        if not isinstance(d, dict):
+            raise ValueError(msg(f"policy file {path}", "must hold a table (a JSON object) "
+                                 "at the top level", type(d).__name__))
         d.setdefault("name", path.stem)
         return Policy.from_dict(d)
     raise ValueError(msg("policy", "unknown preset or file", text,

@@ -24,6 +24,7 @@ def import_pynq() -> ModuleType:
             import pynq
         except ImportError as e:
             raise BackendUnavailable(msg(
-                "backend 'board'", "needs the PYNQ library (pynq), which is not installed",
-                str(e), "pip install 'fxemu[board]' (pynq pins numpy<2)")) from None
+                "backend 'board'", "needs the PYNQ library (pynq), which is not installed "
+                "(the 'board' extra)", str(e),
+                "pip install 'fxemu[board]' (pynq pins numpy<2)")) from None
     return pynq

@@ -15,6 +15,11 @@ What the C++ datapath reproduces exactly, and therefore what this module accepts
 * every Mac order: ``sequential``, ``pairwise``, ``chunk:N`` and ``exact`` (an exact wide
   sum with 20 guard bits: up to 2^20 products, more than the largest reduction, 256·676).
 
+Every number written into the header (widths, integer bits, saturation bits, exponent
+widths, the order code and chunk size) is checked for type and range here, before it is
+written, whatever the objects' constructors promise: a value out of range is refused, never
+written as a literal the compiler would truncate.
+
 Anything else — stochastic rounding (no counter-based generator in the datapath), FTZ floats,
 mixed fixed/float or ap/ac policies — is refused with a ``ValueError`` naming the role and
 the reason, before anything is compiled.
@@ -23,11 +28,24 @@ the reason, before anything is compiled.
 from __future__ import annotations
 
 import json
+import re
+from typing import TYPE_CHECKING
 
 from .._errors import msg
-from ..arith import Mac
-from ..formats import Fixed, FixedRounding, Float, FloatOverflow, FloatRounding
+from ..formats import (
+    Fixed,
+    FixedOverflow,
+    FixedRounding,
+    Float,
+    FloatOverflow,
+    FloatRounding,
+    Special,
+    fixed_cpp_type,
+)
 from ..policy import Policy
+
+if TYPE_CHECKING:
+    from ..arith import Mac
 
 __all__ = ["MACS", "ROLES", "policy_header"]
 
@@ -51,12 +69,66 @@ MACS = {
 }
 
 _ORDERS = {"sequential": 0, "pairwise": 1}
+_CHUNK = re.compile(r"chunk:([1-9][0-9]*)", re.ASCII)
 _ONE = Fixed(1, 1, signed=False)
+
+#: Ranges of the numbers the header writes. Elements cross the boundary as 64-bit codes
+#: (width <= 64) with fxemu's exponent range; an accumulator node is at most 1024 bits
+#: (AP_INT_MAX_W); a chunk size is a C++ ``int`` template argument.
+ELEMENT_WIDTH = (1, 64)
+NODE_WIDTH = (1, 1024)
+INT_BITS = (-1100, 1100)
+FLOAT_EXP_BITS = (2, 11)
+FLOAT_MAN_BITS = (1, 52)
+CHUNK = (1, (1 << 31) - 1)
 
 
 def _refuse(policy: Policy, what: str, why: str, got: object = None) -> ValueError:
     return ValueError(msg(f"csim policy {policy.name!r}: {what}", why, got,
                           "use backend 'emulated' for this policy"))
+
+
+def _check_int(policy: Policy, what: str, value: object, bounds: tuple[int, int]) -> int:
+    """``value`` if it is an int (not a bool) in ``bounds``, else the refusal."""
+    lo, hi = bounds
+    if type(value) is not int or not lo <= value <= hi:
+        raise _refuse(policy, what, f"must be an int in {lo}..{hi} to be written into C++",
+                      value)
+    return value
+
+
+def _check_fields(policy: Policy, what: str, f: object) -> None:
+    """Type and range of every field of ``f`` that its C++ spelling writes."""
+    if isinstance(f, Fixed):
+        w = _check_int(policy, f"{what}.width", f.width, ELEMENT_WIDTH)
+        _check_int(policy, f"{what}.int_bits", f.int_bits, INT_BITS)
+        _check_int(policy, f"{what}.sat_bits", f.sat_bits, (0, w))
+        if not isinstance(f.signed, bool) or f.lib not in ("ap", "ac") \
+                or not isinstance(f.rounding, FixedRounding) \
+                or not isinstance(f.overflow, FixedOverflow):
+            raise _refuse(policy, what, "signed, lib, rounding or overflow is not valid",
+                          (f.signed, f.lib, f.rounding, f.overflow))
+    elif isinstance(f, Float):
+        _check_int(policy, f"{what}.exp_bits", f.exp_bits, FLOAT_EXP_BITS)
+        _check_int(policy, f"{what}.man_bits", f.man_bits, FLOAT_MAN_BITS)
+        _check_int(policy, f"{what}.bias", f.bias, (0, 1 << 12))
+        if not isinstance(f.special, Special):
+            raise _refuse(policy, what, "special is not valid", f.special)
+    else:
+        raise _refuse(policy, what, "must be a Fixed or Float format", type(f).__name__)
+
+
+def _order(policy: Policy, what: str, order: object) -> tuple[int, int]:
+    """The header's (order code, chunk size) of a Mac order, checked."""
+    if order == "exact":
+        return 3, 1
+    if isinstance(order, str) and order in _ORDERS:
+        return _ORDERS[order], 1
+    m = _CHUNK.fullmatch(order) if isinstance(order, str) else None
+    if m is None:
+        raise _refuse(policy, f"{what}.order", "must be sequential, pairwise, chunk:N or exact",
+                      order)
+    return 2, _check_int(policy, f"{what}.order chunk", int(m.group(1)), CHUNK)
 
 
 def _check_float(policy: Policy, what: str, f: Float) -> str:
@@ -95,9 +167,12 @@ def _fixed_node(fmts: list[Fixed], lib: str) -> str:
     i = max(f.int_bits + (0 if f.signed else 1) for f in fmts)
     fr = max(f.frac_bits for f in fmts)
     width = max(i + fr, 1)
-    if width > 1024:
-        raise ValueError(msg("csim Mac node", "needs more than 1024 bits", width))
-    return f"ap_fixed<{width},{i}>" if lib == "ap" else f"ac_fixed<{width},{i},true>"
+    if not NODE_WIDTH[0] <= width <= NODE_WIDTH[1]:
+        raise ValueError(msg("csim Mac node", f"needs more than {NODE_WIDTH[1]} bits", width))
+    if not INT_BITS[0] <= i <= INT_BITS[1] + 20:
+        raise ValueError(msg("csim Mac node", f"integer bits must be in {INT_BITS[0]}.."
+                             f"{INT_BITS[1] + 20}", i))
+    return fixed_cpp_type(width, i, lib=lib)
 
 
 def _product(a: Fixed, b: Fixed) -> Fixed:
@@ -123,10 +198,14 @@ def policy_header(policy: Policy) -> str:
         raise _refuse(policy, "update.sr_bits", "stochastic rounding is not in the datapath",
                       policy.update.sr_bits)
     every = [(f"{ROLES[n][0]}.{ROLES[n][1]}", f) for n, f in fmts.items()]
+    orders: dict[str, tuple[int, int]] = {}
     for k, m in macs.items():
         st, fl, _ = MACS[k]
         every += [(f"{st}.{fl}.{part}", f) for part, f in
                   (("acc", m.acc), ("mul", m.mul), ("out", m.out)) if f is not None]
+        orders[k] = _order(policy, f"{st}.{fl}", m.order)
+    for what, f in every:
+        _check_fields(policy, what, f)
     kinds = {type(f) for _, f in every}
     if len(kinds) > 1:
         raise _refuse(policy, "formats", "must be all fixed point or all floats",
@@ -165,12 +244,7 @@ def policy_header(policy: Policy) -> str:
     for k, m in macs.items():
         stage, field, uses = MACS[k]
         what = f"{stage}.{field}"
-        if m.order == "exact":
-            order, chunk = 3, 1
-        elif m.order.startswith("chunk:"):
-            order, chunk = 2, int(m.order[6:])
-        else:
-            order, chunk = _ORDERS[m.order], 1
+        order, chunk = orders[k]
         acc, out = m.acc.hls_type, m.out_format.hls_type
         mul = m.mul.hls_type if m.mul is not None else acc
         if is_float:

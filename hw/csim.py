@@ -8,6 +8,15 @@ header, the flags, the compiler's version and the vendor headers: a change to an
 builds a new library, an unchanged one is reused. :class:`CsimKernel` loads a library through a
 fresh uniquely named copy (so a rebuilt library at the same path is never confused with one
 already loaded) and calls the kernel with integer codes only.
+
+Files: every build runs in a fresh private folder (``tempfile.mkdtemp``: created exclusively,
+mode 0700, so no link can be planted in it) and its results are renamed into the cache, which
+replaces whatever sits at the name (a planted symlink included) without writing through it.
+Each object, library and test bench gets a ``.sha256`` file recorded at build time; a cached
+file is reused only if it is a regular file owned by this user whose content has that hash,
+else it is rebuilt, and :class:`CsimKernel` checks the hash of the very bytes it loads. The
+cache folder and its build folders must be owned by this user and writable by no one else
+(:class:`UnsafeCache` otherwise): code in a folder others can write is never loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import ctypes
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -29,8 +39,8 @@ from . import layout
 from .codegen import policy_header
 from .toolchain import Toolchain, find_toolchain
 
-__all__ = ["CXX_FLAGS", "KERNEL_DIR", "BuildError", "CsimKernel", "build", "build_testbench",
-           "cache_dir"]
+__all__ = ["CXX_FLAGS", "KERNEL_DIR", "BuildError", "CsimKernel", "UnsafeCache", "build",
+           "build_testbench", "cache_dir"]
 
 #: The kernel's sources (shipped as package data).
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels" / "train_step"
@@ -49,6 +59,11 @@ _LOCK = threading.Lock()
 
 class BuildError(RuntimeError):
     """The kernel did not compile; the message holds the command and the compiler's output."""
+
+
+class UnsafeCache(BuildError):
+    """The build cache is a folder another user owns or can write: its objects are not
+    trusted (and nothing is built into it)."""
 
 
 def cache_dir() -> Path:
@@ -80,22 +95,85 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise BuildError(f"csim build failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
 
 
+def _private_dir(path: Path, *, follow: bool) -> Path:
+    """``path`` created (mode 0700) if missing, then checked: a folder owned by this user and
+    writable by no one else (``follow=False``: not a symbolic link either)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(path) if follow else os.lstat(path)
+    except OSError as e:
+        raise BuildError(msg(f"csim cache {path}", "cannot be created",
+                             e.strerror or str(e))) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCache(msg(f"csim cache {path}", "is not a folder (a link or a file)"))
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise UnsafeCache(msg(f"csim cache {path}", "is owned by another user; its objects "
+                              "are not trusted", st.st_uid,
+                              "set FXEMU_CACHE_DIR to a folder of your own"))
+    if st.st_mode & 0o022:
+        raise UnsafeCache(msg(f"csim cache {path}", "is writable by other users; its objects "
+                              "are not trusted", oct(stat.S_IMODE(st.st_mode)),
+                              f"chmod go-w {path}, or set FXEMU_CACHE_DIR"))
+    return path
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _trusted(path: Path) -> bool:
+    """``path`` is a regular file of this user whose content has the hash recorded when it was
+    built (anything else — missing, a link, another owner, edited, truncated — is rebuilt)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            return False
+        want = _sidecar(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return want == _digest(path)
+
+
+def _install(tmp: Path, work: Path, names: tuple[str, ...], digest: str | None = None) -> None:
+    """Rename ``tmp/NAME`` onto ``work/NAME`` for each name (the rename replaces a planted
+    link instead of writing through it); ``digest``: the built file installed last, with its
+    hash recorded beside it (``NAME.sha256``, written in ``tmp`` and renamed after it)."""
+    if digest is not None:
+        (tmp / (digest + ".sha256")).write_text(_digest(tmp / digest) + "\n")
+        names = (*names, digest, digest + ".sha256")
+    for name in names:
+        os.replace(tmp / name, work / name)
+
+
+def _stage(tmp: Path, src: Path, header: str) -> None:
+    """The kernel's sources and the generated header, written into the private folder."""
+    for name in _SOURCES:
+        shutil.copyfile(src / name, tmp / name)
+    (tmp / "fxemu_policy.h").write_text(header)
+
+
 def _prepare(policy: Policy, cache: Path | None, sources: Path | None,
-             flags: tuple[str, ...]) -> tuple[Toolchain, Path, Path]:
+             flags: tuple[str, ...]) -> tuple[Toolchain, Path, Path, str]:
     header = policy_header(policy)  # refuses a policy the datapath cannot run, before g++
     tc = find_toolchain()
     src = Path(sources) if sources is not None else KERNEL_DIR
-    root = Path(cache) if cache is not None else cache_dir()
-    work = root / f"train_step-{_key(tc, header, flags, src)}"
-    if not (work / "train_step.o").is_file():
-        work.mkdir(parents=True, exist_ok=True)
-        for name in _SOURCES:
-            shutil.copyfile(src / name, work / name)
-        (work / "fxemu_policy.h").write_text(header)
-        tmp = work / f".train_step.{os.getpid()}.{threading.get_ident()}.o"
-        _run(tc.compile_cmd(work / "train_step.cpp", tmp, flags), work)
-        os.replace(tmp, work / "train_step.o")
-    return tc, work, src
+    root = _private_dir(Path(cache) if cache is not None else cache_dir(), follow=True)
+    work = _private_dir(root / f"train_step-{_key(tc, header, flags, src)}", follow=False)
+    if not _trusted(work / "train_step.o"):
+        with tempfile.TemporaryDirectory(prefix=".build-", dir=work) as d:
+            tmp = Path(d)
+            _stage(tmp, src, header)
+            _run(tc.compile_cmd(tmp / "train_step.cpp", tmp / "train_step.o", flags), tmp)
+            _install(tmp, work, (*_SOURCES, "fxemu_policy.h"), digest="train_step.o")
+    return tc, work, src, header
 
 
 def build(policy: Policy, *, cache: Path | str | None = None, sources: Path | str | None = None,
@@ -103,13 +181,14 @@ def build(policy: Policy, *, cache: Path | str | None = None, sources: Path | st
     """The shared library of the kernel typed by ``policy`` (built now unless cached).
 
     Raises ``ValueError`` for a policy the datapath cannot run exactly (before compiling),
-    :class:`fxemu.BackendUnavailable` without g++ or the vendor headers, and
-    :class:`BuildError` with the compiler's message when the sources do not compile.
+    :class:`fxemu.BackendUnavailable` without g++ or the vendor headers,
+    :class:`BuildError` with the compiler's message when the sources do not compile, and
+    :class:`UnsafeCache` for a cache folder another user owns or can write.
     ``sources`` replaces the kernel folder (tests use it for edited sources).
     """
     with _LOCK:
-        tc, work, _ = _prepare(policy, cache, sources, tuple(flags))
-        return _link(tc, work, "csim_api.cpp", "libfxemu_train_step.so", flags, shared=True)
+        prep = _prepare(policy, cache, sources, tuple(flags))
+        return _link(prep, "csim_api.cpp", "libfxemu_train_step.so", flags, shared=True)
 
 
 def build_testbench(policy: Policy, *, cache: Path | str | None = None,
@@ -117,25 +196,31 @@ def build_testbench(policy: Policy, *, cache: Path | str | None = None,
     """The self-checking test bench ``tb_train_step`` linked with the kernel for ``policy``
     (run it as ``tb_train_step GOLDEN_FILE``; it exits non-zero on a mismatch)."""
     with _LOCK:
-        tc, work, _ = _prepare(policy, cache, None, tuple(flags))
-        return _link(tc, work, "tb_train_step.cpp", "tb_train_step", flags, shared=False)
+        prep = _prepare(policy, cache, None, tuple(flags))
+        return _link(prep, "tb_train_step.cpp", "tb_train_step", flags, shared=False)
 
 
-def _link(tc, work: Path, source: str, target: str, flags: tuple[str, ...], *,
-          shared: bool) -> Path:
-    """``work/target``: ``source`` compiled and linked with the kernel object (unless already
-    there), written under a temporary name and renamed, so a concurrent reader never sees a
-    partial file."""
+def _link(prep: tuple[Toolchain, Path, Path, str], source: str, target: str,
+          flags: tuple[str, ...], *, shared: bool) -> Path:
+    """``work/target``: ``source`` compiled and linked with the kernel object (unless a
+    trusted one is already there), built in a private folder and renamed into the cache, so a
+    concurrent reader never sees a partial file."""
+    tc, work, src, header = prep
     out = work / target
-    if not out.is_file():
-        tag = f"{os.getpid()}.{threading.get_ident()}"
-        obj = work / f".{Path(source).stem}.{tag}.o"
-        _run(tc.compile_cmd(work / source, obj, flags), work)
-        tmp = work / f".{target}.{tag}"
-        _run([tc.cxx, *(["-shared"] if shared else []), str(work / "train_step.o"), str(obj),
-              "-o", str(tmp)], work)
-        os.replace(tmp, out)
-        obj.unlink(missing_ok=True)
+    if not _trusted(out):
+        with tempfile.TemporaryDirectory(prefix=".build-", dir=work) as d:
+            tmp = Path(d)
+            _stage(tmp, src, header)
+            obj = tmp / f"{Path(source).stem}.o"
+            kernel = tmp / "train_step.o"
+            shutil.copyfile(work / "train_step.o", kernel)
+            if _digest(kernel) != _sidecar(work / "train_step.o").read_text().strip():
+                raise BuildError(msg(f"csim object {work / 'train_step.o'}",
+                                     "changed while linking; run again"))
+            _run(tc.compile_cmd(tmp / source, obj, flags), tmp)
+            _run([tc.cxx, *(["-shared"] if shared else []), str(kernel), str(obj),
+                  "-o", str(tmp / target)], tmp)
+            _install(tmp, work, (), digest=target)
     return out
 
 
@@ -144,12 +229,21 @@ _ERRORS = {1: "op must be 0 (forward) or 1 (backward+update)",
            2: f"n must be in 1..{layout.BATCH_MAX}"}
 
 
+def _index_in(v: object, allowed: tuple[int, ...] | range) -> bool:
+    """``v`` is an integer (Python or numpy, not a bool) with a value in ``allowed``."""
+    if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer):
+        return False
+    return int(v) in allowed
+
+
 class CsimKernel:
     """The kernel of a library built by :func:`build`, loaded through ctypes.
 
     The library is copied to a fresh, uniquely named file before ``dlopen`` (and the copy
     removed once mapped), so loading a rebuilt library never returns the old one, and two
-    kernels never share state. The kernel keeps its on-chip buffers in static storage, as the
+    kernels never share state. Where :func:`build` recorded the library's hash beside it, the
+    copy must have that hash (``RuntimeError`` otherwise): the bytes loaded are the bytes
+    built. The kernel keeps its on-chip buffers in static storage, as the
     HLS design does: calls on one kernel are serialised by a lock.
     """
 
@@ -157,10 +251,16 @@ class CsimKernel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(msg("csim library", "not found", str(path)))
+        want = None
+        if _sidecar(path).is_file():
+            want = _sidecar(path).read_text().strip()
         fd, tmp = tempfile.mkstemp(prefix="fxemu_csim_", suffix=".so")
-        os.close(fd)
         try:
-            shutil.copyfile(path, tmp)
+            with os.fdopen(fd, "wb") as f, open(path, "rb") as g:
+                shutil.copyfileobj(g, f)
+            if want is not None and _digest(Path(tmp)) != want:
+                raise RuntimeError(msg(f"csim library {path}", "does not have the hash recorded "
+                                       "when it was built", hint="build it again"))
             self._lib = ctypes.CDLL(tmp)
         finally:
             os.unlink(tmp)
@@ -184,6 +284,16 @@ class CsimKernel:
             logits: np.ndarray, dlogits: np.ndarray, cache: np.ndarray) -> None:
         """Call the top function (arguments as in ``train_step.hpp``; arrays C-contiguous
         uint64 of at least the sizes :func:`fxemu.hw.layout.buffer_words` gives for n)."""
+        # op and n are uint32 in C (a larger value would wrap): checked here, exactly
+        if not _index_in(op, (layout.OP_FORWARD, layout.OP_BACKWARD_UPDATE)):
+            raise ValueError(msg("csim kernel", _ERRORS[1], (op, n)))
+        if not _index_in(n, range(1, layout.BATCH_MAX + 1)):
+            raise ValueError(msg("csim kernel", _ERRORS[2], (op, n)))
+        op, n = int(op), int(n)
+        if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating) \
+                or not layout.LR_MIN <= float(lr) < layout.LR_MAX:
+            raise ValueError(msg("csim kernel lr", "must be in [2^-64, 256) (the kernel's lr_t "
+                                 "holds it exactly there)", lr))
         arrays = {"x": x, "params": params, "logits": logits, "dlogits": dlogits,
                   "cache": cache}
         ptrs = []
@@ -192,7 +302,7 @@ class CsimKernel:
                     or not a.flags.c_contiguous:
                 raise TypeError(msg(f"csim buffer {name}", "must be a C-contiguous uint64 array",
                                     getattr(a, "dtype", type(a).__name__)))
-            if 1 <= n <= layout.BATCH_MAX and a.size < layout.buffer_words(name, n):
+            if a.size < layout.buffer_words(name, n):
                 raise ValueError(msg(f"csim buffer {name}", f"needs "
                                      f"{layout.buffer_words(name, n)} words for n={n}", a.size))
             if name in ("params", "logits", "cache") and not a.flags.writeable:

@@ -43,8 +43,9 @@ def vendor_include_dirs() -> tuple[Path, Path]:
     """
     spec = find_spec("hls4ml")
     if spec is None or not spec.submodule_search_locations:
-        raise BackendUnavailable(msg("hls4ml", "is not installed (it ships the ap_fixed/ac_fixed "
-                                     "headers)", hint="pip install hls4ml"))
+        raise BackendUnavailable(msg("csim", "needs the 'csim' extra: hls4ml, which ships the "
+                                     "ap_fixed/ac_fixed headers, is not installed",
+                                     hint="pip install 'fxemu[csim]'"))
     for loc in spec.submodule_search_locations:
         root = Path(loc) / "templates"
         ap = root / "vivado" / "ap_types"

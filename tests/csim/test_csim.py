@@ -12,7 +12,7 @@ import pytest
 from fxemu.hw import csim as hwcsim
 from fxemu.hw import layout
 from fxemu.hw.codegen import policy_header
-from fxemu.hw.golden import write_golden
+from fxemu.hw.tools.golden import write_golden
 
 import fxemu as fx
 from fxemu.arith import Mac

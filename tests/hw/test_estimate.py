@@ -6,7 +6,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from fxemu.hw import estimate as est
+from fxemu.hw.tools import estimate as est
 
 from fxemu.arith import Mac
 from fxemu.cli import cli

@@ -1,6 +1,6 @@
 // tb_train_step.cpp -- self-checking test bench of the training-step kernel (C simulation).
 //
-// Usage: tb_train_step GOLDEN   (a file written by fxemu.hw.golden.write_golden for the policy
+// Usage: tb_train_step GOLDEN   (a file written by fxemu.hw.tools.golden.write_golden for the policy
 // this bench was built with). Exit status: 0 all codes match, 1 a mismatch, 2 a bad file.
 //
 // The golden file is little-endian uint64 words:

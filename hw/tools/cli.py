@@ -1,6 +1,6 @@
 """``fxemu hw``: the accelerator's build helpers and cycle model (registered in fxemu.cli).
 
-``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.estimate`);
+``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.tools.estimate`);
 ``header``, ``golden``, ``includes`` and ``board`` are what ``hw/Makefile`` calls.
 """
 
@@ -12,17 +12,48 @@ __all__ = ["hw"]
 
 
 def _policy(spec: str):
-    from ..policy import load_policy
+    from ...policy import load_policy
 
     try:
         return load_policy(spec)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         raise click.UsageError(str(e)) from None
+
+
+def _write(path: str, write) -> None:
+    """``write(tmp)`` into a fresh temporary beside ``path``, then renamed onto it (a reader
+    never sees a partial file); a file-system error is one line naming ``path`` (exit 1)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from ..._errors import msg
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise click.ClickException(msg(f"output {path}",
+                                       f"cannot be written ({e.strerror or e})")) from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp gives 0600)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise click.ClickException(msg(f"output {path}",
+                                       f"cannot be written ({e.strerror or e})")) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _kernel_policy(spec: str):
     """A policy the kernel's datapath can run (the header generator decides)."""
-    from .codegen import policy_header
+    from ..codegen import policy_header
 
     p = _policy(spec)
     try:
@@ -51,8 +82,8 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) 
     From the kernel's loop trip counts, initiation intervals (set by each Mac's accumulator
     format and order) and typical operator latencies: not a synthesis result.
     """
+    from ..boards import board
     from . import estimate
-    from .boards import board
 
     p = _kernel_policy(policy)
     try:
@@ -84,16 +115,14 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) 
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
 def header_cmd(policy: str, output: str) -> None:
     """Write the kernel's type header (fxemu_policy.h) for POLICY."""
-    from pathlib import Path
-
-    from .codegen import policy_header
+    from ..codegen import policy_header
 
     p = _policy(policy)
     try:
         text = policy_header(p)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    Path(output).write_text(text)
+    _write(output, lambda f: f.write(text.encode()))
 
 
 @hw.command("golden")
@@ -104,21 +133,21 @@ def header_cmd(policy: str, output: str) -> None:
 def golden_cmd(policy: str, output: str, policy_json: str | None) -> None:
     """Write golden vectors of the emulator for the test bench tb_train_step."""
     import json
-    from pathlib import Path
 
     from .golden import write_golden
 
     p = _kernel_policy(policy)
-    write_golden(p, output)
+    _write(output, lambda f: write_golden(p, f))
     if policy_json:
-        Path(policy_json).write_text(json.dumps(p.to_dict(), indent=2, sort_keys=True))
+        text = json.dumps(p.to_dict(), indent=2, sort_keys=True)
+        _write(policy_json, lambda f: f.write(text.encode()))
 
 
 @hw.command("includes")
 def includes_cmd() -> None:
     """Print -I flags of the vendor headers (ap_types, ac_types) shipped in hls4ml."""
-    from .._errors import BackendUnavailable
-    from .toolchain import vendor_include_dirs
+    from ..._errors import BackendUnavailable
+    from ..toolchain import vendor_include_dirs
 
     try:
         click.echo(" ".join(f"-I{d}" for d in vendor_include_dirs()))
@@ -131,13 +160,15 @@ def includes_cmd() -> None:
 @click.argument("key")
 def board_cmd(name: str, key: str) -> None:
     """Print one field of board NAME in hw/boards/boards.json (e.g. part, clock_mhz)."""
-    from .boards import board
+    from ..boards import board
 
     try:
         b = board(name)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if key not in b or isinstance(b[key], dict):
-        raise click.UsageError(f"key: must be one of {', '.join(k for k in b if k != 'scripts')}"
-                               f"; got {key!r}")
+        from ..._errors import msg
+
+        raise click.UsageError(msg("key", "must be one of "
+                                   + ", ".join(k for k in b if k != "scripts"), key))
     click.echo(b[key])

@@ -49,11 +49,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._errors import msg
-from ..arith import Mac
-from ..formats import Fixed, Float
-from ..policy import Policy
-from . import layout
+from ..._errors import msg
+from ...arith import Mac
+from ...formats import Fixed, Float
+from ...policy import Policy
+from .. import layout
 
 __all__ = ["AXI_LATENCY", "Loop", "latency", "loops", "reduction", "summary"]
 
