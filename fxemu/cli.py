@@ -406,19 +406,29 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
               epochs: int, batch_size: int, lr: float, seed: int, checkpoint_every: int,
               out: str | None, resume: bool, quiet: bool) -> None:
     """Train the reference CNN under a precision policy and print per-epoch metrics."""
+    from pathlib import Path
+
     from ._errors import BackendUnavailable
     from .hw.csim import BuildError
+    from .rundir import CHECKPOINT, CONFIG
     from .train import TrainConfig, train
 
     if resume and out is None:
         raise click.UsageError("--resume needs --out")
+    if resume and not (Path(out) / CHECKPOINT).exists() and not (Path(out) / CONFIG).exists():
+        e = click.ClickException(f"--resume: {out} holds no run (no {CONFIG}, no {CHECKPOINT}):"
+                                 " nothing to resume (drop --resume to start it)")
+        e.exit_code = 2
+        raise e
+    if out is None:
+        click.echo("note: no --out given, so nothing is kept (no metrics file, weights or "
+                   "checkpoint)", err=True)
     try:
         cfg = TrainConfig(policy=policy, backend=backend, data=data, n_train=n_train,
                           n_test=n_test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                           checkpoint_every=checkpoint_every)
         res = train(cfg, out, resume=resume, progress=not quiet)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError,
-            BackendUnavailable, BuildError) as e:
+    except (ValueError, TypeError, OSError, BackendUnavailable, BuildError) as e:
         raise _Failed(str(e)) from None
     rows = [("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "samples/s")]
     rows += [(str(int(m["epoch"])), f"{m['train_loss']:.4f}", f"{m['train_acc']:.4f}",
