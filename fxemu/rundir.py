@@ -115,9 +115,10 @@ def snapshot_path(run: str | Path, epoch: int) -> Path:
 
 
 def is_run(path: str | Path) -> bool:
-    """Whether ``path`` is a run directory (it holds ``config.json`` or ``error.json``)."""
+    """Whether ``path`` is a run directory (it holds ``config.json`` or ``error.json``, even
+    unreadable ones: reading the run then says what is wrong with them)."""
     p = Path(path)
-    return (p / CONFIG).is_file() or (p / ERROR).is_file()
+    return (p / CONFIG).exists() or (p / ERROR).exists()
 
 
 def make_dir(path: str | Path) -> Path:
@@ -418,17 +419,20 @@ def load_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     path = Path(path)
     _regular_file(path, what)
     bad = msg(f"{what} {path}", "is corrupt or not an .npz archive")
+    errors = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+              NotImplementedError)
     try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ValueError(f"{bad}; {_short(str(e), 80)}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(msg(f"{what} {path}", "is a single .npy array, not an .npz archive"))
-    try:
-        with z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError) as e:
+        # numpy leaks the file it opened when the archive is corrupt: open it here
+        with open(path, "rb") as fh:
+            z = np.load(fh, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(msg(f"{what} {path}",
+                                     "is a single .npy array, not an .npz archive"))
+            with z:
+                arrays = {k: z[k] for k in z.files}
+    except errors as e:
+        if str(e).startswith(f"{what} {path}"):
+            raise
         raise ValueError(f"{bad}; {_short(str(e), 80)}") from None
     for k, a in arrays.items():
         if a.dtype.hasobject:
@@ -499,7 +503,11 @@ def load_checkpoint(path: str | Path, *, digests: Collection[str],
         if not np.isfinite(w).all():
             raise ValueError(msg(where, f"weight {name} holds NaN or infinite values"))
         if master is not None:
-            q = np.asarray(master(w), dtype=np.float64)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    q = np.asarray(master(w), dtype=np.float64)
+            except (ValueError, OverflowError, TypeError):
+                q = np.full_like(w, np.nan)  # not even representable: every value is off
             off = np.flatnonzero(q != w)
             if off.size:
                 i = int(off[0])

@@ -198,7 +198,8 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
         bar_factory = None
         if progress:
             from tqdm import tqdm as bar_factory
-        watch = _CompileWatch(_announce_compile(bar_factory.write) if bar_factory else None)
+        watch = _CompileWatch(_announce_compile(
+            lambda s: bar_factory.write(s, file=sys.stderr)) if bar_factory else None)
         stack.enter_context(watch.listener())
         return _train_locked(cfg, run, resume, backend, data, resolved, watch, bar_factory)
 
