@@ -69,10 +69,11 @@ import numpy as np
 from ._errors import msg
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "ERROR", "LOCK", "METRICS", "METRIC_FIELDS", "SWEEP", "WEIGHTS",
-    "DirLock", "RunDirBusy", "RunDirError", "atomic_write", "config_diff", "config_hash",
-    "is_run", "load_checkpoint", "load_npz", "make_dir", "read_config", "read_json",
-    "read_metrics", "save_npz", "snapshot_path", "status", "write_json", "write_metrics",
+    "CHECKPOINT", "CONFIG", "ERROR", "HASH_EXCLUDED", "LOCK", "METRICS", "METRIC_FIELDS",
+    "SWEEP", "WEIGHTS", "DirLock", "RunDirBusy", "RunDirError", "atomic_write", "config_diff",
+    "config_hash", "is_run", "legacy_config_hash", "load_checkpoint", "load_npz", "make_dir",
+    "read_config", "read_json", "read_metrics", "save_npz", "snapshot_path", "status",
+    "write_json", "write_metrics",
 ]
 
 CONFIG = "config.json"
@@ -440,14 +441,15 @@ def load_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     return arrays
 
 
-def _int_scalar(ck: dict, name: str, path: Path, lo: int, hi: int | None = None) -> int:
+def _int_scalar(ck: dict, name: str, path: Path, lo: int, hi: int | None = None,
+                exact: str = "") -> int:
     a = ck[name]
     if a.shape != () or a.dtype.kind not in "iu":
         shown = a.tolist() if a.size <= 4 else f"array of shape {a.shape}"
         raise ValueError(msg(f"checkpoint {path}", f"{name} must be an integer", shown))
     v = int(a)
     if v < lo or (hi is not None and v > hi):
-        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        rng = f">= {lo}" if hi is None else f"{lo} ({exact})" if exact else f"in {lo}..{hi}"
         raise ValueError(msg(f"checkpoint {path}", f"{name} must be {rng}", v))
     return v
 
@@ -484,9 +486,10 @@ def load_checkpoint(path: str | Path, *, digests: Collection[str],
     out["epoch"] = _int_scalar(ck, "epoch", path, 1)
     out["batch"] = _int_scalar(ck, "batch", path, 0, nb - 1)
     want_step = (out["epoch"] - 1) * nb + out["batch"]
-    out["step"] = _int_scalar(ck, "step", path, want_step, want_step)
+    out["step"] = _int_scalar(ck, "step", path, want_step, want_step,
+                              "(epoch - 1) * batches per epoch + batch")
     want_seen = out["batch"] * batch_size
-    out["seen"] = _int_scalar(ck, "seen", path, want_seen, want_seen)
+    out["seen"] = _int_scalar(ck, "seen", path, want_seen, want_seen, "batch * batch_size")
     out["correct"] = _int_scalar(ck, "correct", path, 0, out["seen"])
     ls = ck["loss_sum"]
     if ls.shape != () or ls.dtype.kind != "f":

@@ -232,6 +232,8 @@ CORRUPTIONS = {
     "batch past the end": (lambda d: _rewrite_checkpoint(d, epoch=np.array(1),
                                                          batch=np.array(7)),
                            r"batch must be in 0\.\.1"),
+    "step inconsistent": (lambda d: _rewrite_checkpoint(d, step=np.array(7)),
+                          r"step must be 2 \(\(epoch - 1\) \* batches"),
     "missing field": (lambda d: _drop(d, "seen"), r"is missing fields; got \['seen'\]"),
     "metrics without epoch": (lambda d: _metrics(d, lambda t: t.replace("epoch,", "epok,", 1)),
                               r"metrics.csv: lacks metrics columns; got \['epoch'\]"),
