@@ -22,13 +22,16 @@ that would go there.
 
 Each run gets its own directory under ``out``, named ``<policy>_seed<seed>`` plus ``_<hash>``
 (6 hex digits of the varied ``grid`` values) when the grid varies anything; ``sweep.json`` in
-``out`` lists every run with its varied values and configuration. A run directory follows the
-contract of :mod:`fxemu.train`; a run that raised holds ``error.json`` (``error``: the
-exception type, ``message``, ``traceback``) instead of finished metrics.
+``out`` lists every run with its varied values and configuration (written atomically). A run
+directory follows the contract of :mod:`fxemu.rundir`; a run that raised holds ``error.json``
+(``error``: the exception type, ``message``, ``traceback``) instead of finished metrics. While
+a sweep runs it holds the lock of ``out`` (a second ``run_sweep`` on it raises
+:class:`fxemu.rundir.RunDirBusy` naming the first one's pid) and each run holds its own.
 
 Re-running a sweep is resuming it: finished runs (``metrics.csv`` with ``epochs`` rows) are
 skipped, interrupted ones continue from their checkpoint (``train(..., resume=True)``, bit for
 bit the run that was never interrupted), and failed ones are tried again (``retry_failed``).
+A spec whose ``epochs`` grew extends the finished runs (bit for bit the longer run).
 
 Executors: a local process pool (default), or a Dask ``distributed`` scheduler (``scheduler=``
 its address). The local pool is ``workers`` single-process executors, one run each at a time,

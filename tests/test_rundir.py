@@ -501,3 +501,19 @@ def test_kernel_cache_dir_follows_numba_cache_dir(monkeypatch: pytest.MonkeyPatc
     assert kernel_cache_dir() == "/somewhere/numba"
     monkeypatch.setattr(numba.config, "CACHE_DIR", "")
     assert "__pycache__" in kernel_cache_dir() or "NUMBA_CACHE_DIR" in kernel_cache_dir()
+
+
+def test_sweep_with_more_epochs_extends_its_runs(tmp_path: Path) -> None:
+    from fxemu.analysis.sweep import run_sweep
+
+    small = {"n_train": 64, "n_test": 32, "batch_size": 32}
+    spec = {"policies": ["fw32bw32"], "seeds": [0], "train": {**small, "epochs": 1}}
+    run_sweep(spec, tmp_path / "s", workers=0, progress=False)
+    res = run_sweep({**spec, "train": {**small, "epochs": 2}}, tmp_path / "s", workers=0,
+                    progress=False)
+    assert res.done == ["fw32bw32_seed0"]
+    train(TrainConfig(policy="fw32bw32", seed=0, epochs=2, **small), tmp_path / "ref",
+          progress=False)
+    a = rundir.load_npz(rundir.snapshot_path(tmp_path / "ref", 2))
+    b = rundir.load_npz(rundir.snapshot_path(tmp_path / "s" / "fw32bw32_seed0", 2))
+    assert all(np.array_equal(a[k].view(np.uint64), b[k].view(np.uint64)) for k in a)
