@@ -344,7 +344,8 @@ def _set_threads(threads: int | None) -> int | None:
 def _execute(run_dir: str, config: dict, threads: int | None,
              train_fn: TrainFn | None) -> dict:
     """Train one run into ``run_dir`` (resuming its checkpoint if any); never raises for a
-    failed run: the error is written to ``error.json`` and returned."""
+    failed run: the error is written to ``error.json`` and returned (except when another
+    process holds the run directory: its files are that process's, nothing is written)."""
     d = Path(run_dir)
     t0 = time.perf_counter()
     before = None
@@ -354,6 +355,8 @@ def _execute(run_dir: str, config: dict, threads: int | None,
         if train_fn is None:
             from fxemu.train import train as train_fn
         train_fn(TrainConfig(**config), d, resume=True, progress=False)
+    except rundir.RunDirBusy as e:
+        return {"status": "failed", "error": type(e).__name__, "message": str(e)}
     except Exception as e:
         return _write_error(d, e)
     finally:

@@ -435,6 +435,9 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
               f"{m['test_loss']:.4f}", f"{m['test_acc']:.4f}", f"{m['samples_per_s']:.0f}")
              for m in res["metrics"]]
     _table(rows, right=(0, 1, 2, 3, 4, 5))
+    compiled = sum(m.get("compile_seconds", 0.0) for m in res["metrics"])
+    if compiled > 0:
+        click.echo(f"kernel compilation: {compiled:.1f} s (first run only; not in samples/s)")
     if res["run_dir"] is not None:
         click.echo(f"run directory: {res['run_dir']}")
 

@@ -462,7 +462,7 @@ class _Clock:
 
 def test_compile_time_is_recorded_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture) -> None:
-    """A fake clock: each training step takes 1 s, the first one also compiles for 5 s (a
+    """A fake clock: each training step takes 1 s, the first one also compiles for 1000 s (a
     ``numba:compile`` event around it, as a cache miss fires)."""
     from numba.core import event
 
@@ -477,21 +477,36 @@ def test_compile_time_is_recorded_apart(tmp_path: Path, monkeypatch: pytest.Monk
         if len(steps) == 1:
             with event.trigger_event("numba:compile", data={"dispatcher": None, "args": (),
                                                             "return_type": None}):
-                clock.t += 5.0
+                clock.t += 1000.0
         clock.t += 1.0
         return real_step(*a, **k)
 
+    import tqdm
+
+    closed: list[float] = []
+
+    class Bar(tqdm.tqdm):
+        def close(self) -> None:
+            if not getattr(self, "seen_closing", False):  # tqdm may close twice
+                self.seen_closing = True
+                closed.append(self.format_dict["elapsed"])
+            super().close()
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
     monkeypatch.setattr(tr, "train_step", step)
     monkeypatch.setattr(tr, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
     monkeypatch.setattr(tr._CompileWatch, "announced", False)
     res = train(TrainConfig(**{**NATIVE, "epochs": 2}), tmp_path, progress=True)
     m = res["metrics"]
-    assert [r["compile_seconds"] for r in m] == [5.0, 0.0]
+    assert [r["compile_seconds"] for r in m] == [1000.0, 0.0]
     assert [r["seconds"] for r in m] == [2.0, 2.0]  # two steps of 1 s, compilation excluded
     assert [r["samples_per_s"] for r in m] == [32.0, 32.0]
     err = capsys.readouterr().err
     assert err.count("compiling kernels (first run only; cached in ") == 1
-    assert rundir.read_metrics(tmp_path)[0]["compile_seconds"] == 5.0
+    assert rundir.read_metrics(tmp_path)[0]["compile_seconds"] == 1000.0
+    # the progress bar's clock (real time) had the compilation taken out of its rate and ETA
+    first, second = closed
+    assert first < -900 and second >= 0
 
 
 def test_kernel_cache_dir_follows_numba_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -517,3 +532,16 @@ def test_sweep_with_more_epochs_extends_its_runs(tmp_path: Path) -> None:
     a = rundir.load_npz(rundir.snapshot_path(tmp_path / "ref", 2))
     b = rundir.load_npz(rundir.snapshot_path(tmp_path / "s" / "fw32bw32_seed0", 2))
     assert all(np.array_equal(a[k].view(np.uint64), b[k].view(np.uint64)) for k in a)
+
+
+def test_sweep_leaves_a_run_another_process_holds_alone(tmp_path: Path) -> None:
+    from fxemu.analysis.sweep import run_sweep
+
+    spec = {"policies": ["fw32bw32"], "seeds": [0], "train": {"n_train": 64, "n_test": 32,
+                                                              "epochs": 1, "batch_size": 32}}
+    run = tmp_path / "fw32bw32_seed0"
+    run.mkdir()
+    with rundir.DirLock(run):
+        res = run_sweep(spec, tmp_path, workers=0, progress=False)
+    assert f"in use by pid {os.getpid()}" in res.failed["fw32bw32_seed0"]
+    assert not (run / "error.json").exists()
