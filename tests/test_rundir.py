@@ -161,6 +161,17 @@ def test_planted_links_are_not_written_through(tmp_path: Path) -> None:
     assert json.loads((out / "config.json").read_text())["policy"]["name"] == "fw32bw32"
 
 
+def test_planted_lock_link_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (out / "lock").symlink_to(victim)
+    with pytest.raises(rundir.RunDirError, match="lock: cannot be opened as a lock file"):
+        train(TrainConfig(**NATIVE), out, progress=False)
+    assert victim.read_text() == "precious"
+
+
 def test_sweep_manifest_and_error_file_not_written_through_links(tmp_path: Path) -> None:
     from fxemu.analysis.sweep import run_sweep
 
@@ -245,6 +256,8 @@ CORRUPTIONS = {
                                "metrics.csv: is a directory, not a file"),
     "config is a directory": (lambda d: _to_dir(d / "config.json"),
                               "config.json: is a directory, not a file"),
+    "config garbage": (lambda d: (d / "config.json").write_bytes(b"\x00{garbage"),
+                       "config.json: is not readable JSON"),
 }
 
 
