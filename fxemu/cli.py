@@ -399,8 +399,11 @@ def _table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
 @click.option("--checkpoint-every", type=int, default=20, show_default=True,
               help="Batches between mid-epoch checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run directory (config, metrics.csv, weight snapshots, checkpoint).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+              help="Run directory (config, metrics.csv, weight snapshots, checkpoint; "
+                   "locked while training; layout: fxemu.rundir). Without it nothing is kept.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint; with a larger --epochs, "
+                   "extend a finished run (bit-identical to asking for them at the start).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test: int | None,
               epochs: int, batch_size: int, lr: float, seed: int, checkpoint_every: int,
