@@ -1,9 +1,12 @@
 """Reading run directories into tidy pandas tables.
 
-A run directory is what :func:`fxemu.train.train` writes: ``config.json`` (the resolved
-configuration), ``metrics.csv`` (one row per finished epoch), ``weights/epoch_NNN.npz``
-(snapshots, epoch 0 = initial weights) and ``checkpoint.npz``. A sweep may add ``error.json``
-(``{"error": exception type, "message": str, "traceback": str}``) to a run that raised.
+A run directory is what :func:`fxemu.train.train` writes, laid out as :mod:`fxemu.rundir`
+states: ``config.json`` (the resolved configuration), ``metrics.csv`` (one row per finished
+epoch; ``compile_seconds`` is kept as a column when the run recorded it),
+``weights/epoch_NNN.npz`` (snapshots, epoch 0 = initial weights) and ``checkpoint.npz``. A
+sweep may add ``error.json`` (``{"error": exception type, "message": str, "traceback": str}``)
+to a run that raised. Files are read through :mod:`fxemu.rundir`: a corrupt one is a
+``ValueError`` naming the file and what is wrong.
 
 Status of a run:
 
@@ -22,7 +25,6 @@ parent folders where two runs share a name.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fxemu import rundir
 from fxemu._errors import msg
 
 __all__ = ["LAYERS", "Run", "Runs", "expand_run_dirs", "load_run", "load_runs"]
@@ -43,7 +46,7 @@ METRIC_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds",
 
 
 def _is_run(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "error.json").is_file()
+    return rundir.is_run(path)
 
 
 def _natural(name: str) -> list:
@@ -139,44 +142,30 @@ class Run:
         """The weight snapshot after ``epoch`` (float64 arrays by layer name), cached."""
         if epoch not in self._weights:
             f = self.path / "weights" / f"epoch_{int(epoch):03d}.npz"
-            if not f.is_file():
+            if not f.exists():
                 raise ValueError(msg(f"run {self.name}", f"has no weight snapshot for epoch "
                                      f"{epoch}", str(f),
                                      f"available: {self.weight_epochs()}"))
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    self._weights[epoch] = {k: np.asarray(z[k], dtype=np.float64)
-                                            for k in z.files}
-            except (OSError, ValueError, EOFError) as e:
-                raise ValueError(msg(f"weight snapshot {f}", "is corrupt or unreadable",
-                                     str(e))) from None
+            arrays = rundir.load_npz(f, "weight snapshot")
+            bad = [k for k, a in arrays.items() if a.dtype.kind not in "fiu"]
+            if bad:
+                raise ValueError(msg(f"weight snapshot {f}", "arrays must be numeric", bad))
+            self._weights[epoch] = {k: np.asarray(a, dtype=np.float64)
+                                    for k, a in arrays.items()}
         return self._weights[epoch]
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(msg(f"{path}", "is not readable JSON", str(e))) from None
-    if not isinstance(d, dict):
-        raise ValueError(msg(f"{path}", "must hold a JSON object", type(d).__name__))
-    return d
+    return rundir.read_json(path)
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
-    f = path / "metrics.csv"
     cols = ["epoch", *METRIC_COLUMNS]
-    if not f.is_file():
+    rows = rundir.read_metrics(path)
+    if not rows:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
-    try:
-        df = pd.read_csv(f)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ValueError(msg(f"{f}", "is not a readable CSV file", str(e))) from None
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(msg(f"{f}", "lacks metrics columns", missing))
+    df = pd.DataFrame(rows)
+    cols += [c for c in rundir.METRIC_FIELDS if c in df.columns and c not in cols]
     df = df[cols].astype("float64")
     df["epoch"] = df["epoch"].astype("int64")
     return df.sort_values("epoch").reset_index(drop=True)
@@ -191,7 +180,10 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise ValueError(msg(f"run directory {path}", "is not a directory"))
-    err_file, cfg_file = path / "error.json", path / "config.json"
+    err_file, cfg_file = path / rundir.ERROR, path / rundir.CONFIG
+    for f in (err_file, cfg_file):
+        if f.is_dir():
+            raise ValueError(msg(f"{f}", "is a directory, not a file"))
     error = None
     if err_file.is_file():
         error = _read_json(err_file)

@@ -89,22 +89,22 @@ STUDIES = {"founding": founding_spec, "rounding": rounding_spec}
 
 
 def _final(runs_dir: str | Path) -> list[dict]:
-    """(policy, seed, final test accuracy and loss) of every finished run in ``runs_dir``."""
-    import json
-
-    import pandas as pd
+    """(policy, seed, final test accuracy and loss) of every complete run in ``runs_dir``
+    (read through :mod:`fxemu.rundir`: a corrupt ``config.json`` or ``metrics.csv`` is an
+    error naming the file)."""
+    from fxemu import rundir
 
     rows = []
     for d in sorted(Path(runs_dir).iterdir()):
-        if not (d / "config.json").is_file() or not (d / "metrics.csv").is_file():
+        if not (d / rundir.CONFIG).is_file() or not (d / rundir.METRICS).exists():
             continue
-        cfg = json.loads((d / "config.json").read_text())
-        m = pd.read_csv(d / "metrics.csv")
+        cfg = rundir.read_config(d)
+        m = rundir.read_metrics(d)
         if len(m) < int(cfg["epochs"]):
             continue
         rows.append({"policy": str(cfg["policy"]["name"]), "seed": cfg["seed"],
-                     "test_acc": float(m["test_acc"].iloc[-1]),
-                     "test_loss": float(m["test_loss"].iloc[-1])})
+                     "test_acc": float(m[-1]["test_acc"]),
+                     "test_loss": float(m[-1]["test_loss"])})
     return rows
 
 

@@ -22,13 +22,16 @@ that would go there.
 
 Each run gets its own directory under ``out``, named ``<policy>_seed<seed>`` plus ``_<hash>``
 (6 hex digits of the varied ``grid`` values) when the grid varies anything; ``sweep.json`` in
-``out`` lists every run with its varied values and configuration. A run directory follows the
-contract of :mod:`fxemu.train`; a run that raised holds ``error.json`` (``error``: the
-exception type, ``message``, ``traceback``) instead of finished metrics.
+``out`` lists every run with its varied values and configuration (written atomically). A run
+directory follows the contract of :mod:`fxemu.rundir`; a run that raised holds ``error.json``
+(``error``: the exception type, ``message``, ``traceback``) instead of finished metrics. While
+a sweep runs it holds the lock of ``out`` (a second ``run_sweep`` on it raises
+:class:`fxemu.rundir.RunDirBusy` naming the first one's pid) and each run holds its own.
 
 Re-running a sweep is resuming it: finished runs (``metrics.csv`` with ``epochs`` rows) are
 skipped, interrupted ones continue from their checkpoint (``train(..., resume=True)``, bit for
 bit the run that was never interrupted), and failed ones are tried again (``retry_failed``).
+A spec whose ``epochs`` grew extends the finished runs (bit for bit the longer run).
 
 Executors: a local process pool (default), or a Dask ``distributed`` scheduler (``scheduler=``
 its address). The local pool is ``workers`` single-process executors, one run each at a time,
@@ -66,6 +69,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fxemu import rundir
 from fxemu._errors import msg
 from fxemu.policy import Policy, load_policy
 from fxemu.train import TrainConfig
@@ -266,42 +270,45 @@ def _check_data(runs: Sequence[Run]) -> None:
 
 # -- run directories --------------------------------------------------------------------------
 def _metric_rows(run_dir: Path) -> int:
+    """Finished epochs in ``metrics.csv`` (0 when it is missing or unreadable: resuming such a
+    run reports what is wrong with it)."""
     try:
-        with open(run_dir / "metrics.csv") as fh:
-            return max(sum(1 for line in fh if line.strip()) - 1, 0)
-    except FileNotFoundError:
+        return len(rundir.read_metrics(run_dir))
+    except (ValueError, OSError):
         return 0
 
 
 def run_status(run_dir: str | Path, epochs: int) -> str:
     """``"finished"`` (``metrics.csv`` has ``epochs`` rows), ``"failed"`` (``error.json``),
-    ``"partial"`` (a checkpoint or some files, no error), or ``"new"`` (no directory)."""
+    ``"partial"`` (a checkpoint or some files, no error), or ``"new"`` (no directory, or one
+    holding nothing but a lock file)."""
     d = Path(run_dir)
     if _metric_rows(d) >= epochs:
         return "finished"
-    if (d / "error.json").exists():
+    if (d / rundir.ERROR).exists():
         return "failed"
-    if d.exists() and any(d.iterdir()):
-        return "partial"
-    return "new"
+    return "new" if rundir.status(d, epochs) == "new" else "partial"
 
 
 def _mismatch(run_dir: Path, run: Run) -> str | None:
-    """The first field where ``run_dir/config.json`` differs from ``run``, or None."""
-    from fxemu.train import _resolve
+    """The first field where ``run_dir/config.json`` differs from ``run``, or None.
 
-    path = run_dir / "config.json"
-    if not path.exists():
+    ``checkpoint_every`` does not change results and ``epochs`` may grow (the run is then
+    extended, bit for bit the longer run), so neither counts."""
+    from fxemu.train import resolve
+
+    path = run_dir / rundir.CONFIG
+    if not (path.exists() or path.is_symlink()):
         return None
     try:
-        stored = json.loads(path.read_text())
+        stored = rundir.read_json(path)
     except (OSError, ValueError) as e:
         return f"config.json unreadable ({e})"
     cfg = TrainConfig(**run.config)
-    policy, backend = _resolve(cfg)
+    policy, backend = resolve(cfg)
     want = {**run.config, "policy": policy.to_dict(), "backend": backend}
     for k, v in want.items():
-        if k == "checkpoint_every":
+        if k in rundir.HASH_EXCLUDED:
             continue  # does not change the result
         have = stored.get(k)
         if k == "data":
@@ -313,12 +320,13 @@ def _mismatch(run_dir: Path, run: Run) -> str | None:
 
 def _write_error(run_dir: Path, exc: BaseException, message: str | None = None,
                  trace: str | None = None) -> dict:
-    run_dir.mkdir(parents=True, exist_ok=True)
     rec = {"error": type(exc).__name__, "message": message if message is not None else str(exc),
            "traceback": trace if trace is not None else "".join(tb.format_exception(exc))}
-    tmp = run_dir / "error.json.tmp"
-    tmp.write_text(json.dumps(rec, indent=2))
-    os.replace(tmp, run_dir / "error.json")
+    try:
+        rundir.make_dir(run_dir)
+        rundir.write_json(run_dir / rundir.ERROR, rec)
+    except OSError as e:  # the error is still reported, just not recorded on disk
+        rec["message"] += f" (error.json not written: {e})"
     return {"status": "failed", "error": rec["error"], "message": rec["message"]}
 
 
@@ -336,16 +344,19 @@ def _set_threads(threads: int | None) -> int | None:
 def _execute(run_dir: str, config: dict, threads: int | None,
              train_fn: TrainFn | None) -> dict:
     """Train one run into ``run_dir`` (resuming its checkpoint if any); never raises for a
-    failed run: the error is written to ``error.json`` and returned."""
+    failed run: the error is written to ``error.json`` and returned (except when another
+    process holds the run directory: its files are that process's, nothing is written)."""
     d = Path(run_dir)
     t0 = time.perf_counter()
     before = None
     try:
         before = _set_threads(threads)
-        (d / "error.json").unlink(missing_ok=True)
+        (d / rundir.ERROR).unlink(missing_ok=True)
         if train_fn is None:
             from fxemu.train import train as train_fn
         train_fn(TrainConfig(**config), d, resume=True, progress=False)
+    except rundir.RunDirBusy as e:
+        return {"status": "failed", "error": type(e).__name__, "message": str(e)}
     except Exception as e:
         return _write_error(d, e)
     finally:
@@ -483,10 +494,18 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
                                  "use a new --out or delete that directory"))
     _check_data(runs)
 
-    out.mkdir(parents=True, exist_ok=True)
+    rundir.make_dir(out)
+    with rundir.DirLock(out, what="sweep directory"):
+        return _run_locked(runs, out, workers, scheduler, threads, retry_failed, progress,
+                           train_fn)
+
+
+def _run_locked(runs: list[Run], out: Path, workers: int | None, scheduler: str | None,
+                threads: int | None, retry_failed: bool, progress: bool,
+                train_fn: TrainFn | None) -> SweepResult:
     manifest = {"runs": [{"name": r.name, "varied": r.varied, "config": r.config}
                          for r in runs]}
-    (out / "sweep.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    rundir.write_json(out / rundir.SWEEP, manifest)
 
     result = SweepResult(out=out, runs=runs)
     todo: list[Run] = []
@@ -532,7 +551,7 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
 
 def _error_line(run_dir: Path) -> str:
     try:
-        e = json.loads((run_dir / "error.json").read_text())
+        e = rundir.read_json(run_dir / rundir.ERROR)
         return f"{e.get('error')}: {e.get('message')}"
     except (OSError, ValueError):
         return "error.json unreadable"

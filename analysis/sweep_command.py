@@ -13,7 +13,7 @@ from fxemu._errors import msg
 
 __all__ = ["study_cmd", "sweep_cmd"]
 
-_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+_ERRORS = (ValueError, TypeError, OSError)  # OSError: FileNotFoundError, rundir.RunDirBusy, ...
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:

@@ -512,32 +512,48 @@ def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--checkpoint-every", type=int, default=20, show_default=True,
               help="Batches between mid-epoch checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Run directory (config, metrics.csv, weight snapshots, checkpoint).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+              help="Run directory (config, metrics.csv, weight snapshots, checkpoint; "
+                   "locked while training; layout: fxemu.rundir). Without it nothing is kept.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint; with a larger --epochs, "
+                   "extend a finished run (bit-identical to asking for them at the start).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test: int | None,
               epochs: int, batch_size: int, lr: float, seed: int, checkpoint_every: int,
               out: str | None, resume: bool, quiet: bool) -> None:
     """Train the reference CNN under a precision policy and print per-epoch metrics."""
+    from pathlib import Path
+
     from ._errors import BackendUnavailable
     from .hw.csim import BuildError
+    from .rundir import CHECKPOINT, CONFIG
     from .train import TrainConfig, train
 
     if resume and out is None:
         raise click.UsageError("--resume needs --out")
+    if resume and not (Path(out) / CHECKPOINT).exists() and not (Path(out) / CONFIG).exists():
+        e = click.ClickException(f"--resume: {out} holds no run (no {CONFIG}, no {CHECKPOINT}):"
+                                 " nothing to resume (drop --resume to start it)")
+        e.exit_code = 2
+        raise e
+    if out is None:
+        click.echo("note: no --out given, so nothing is kept (no metrics file, weights or "
+                   "checkpoint)", err=True)
     try:
         cfg = TrainConfig(policy=policy, backend=backend, data=data, n_train=n_train,
                           n_test=n_test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                           checkpoint_every=checkpoint_every)
         res = train(cfg, out, resume=resume, progress=not quiet)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError,
-            BackendUnavailable, BuildError) as e:
+    except (ValueError, TypeError, OSError, BackendUnavailable, BuildError) as e:
         raise _Failed(str(e)) from None
     rows = [("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "samples/s")]
     rows += [(str(int(m["epoch"])), f"{m['train_loss']:.4f}", f"{m['train_acc']:.4f}",
               f"{m['test_loss']:.4f}", f"{m['test_acc']:.4f}", f"{m['samples_per_s']:.0f}")
              for m in res["metrics"]]
     _table(rows, right=(0, 1, 2, 3, 4, 5))
+    compiled = sum(m.get("compile_seconds", 0.0) for m in res["metrics"])
+    if compiled > 0:
+        click.echo(f"kernel compilation: {compiled:.1f} s (first run only; not in samples/s)")
     if res["run_dir"] is not None:
         click.echo(f"run directory: {res['run_dir']}")
 

@@ -1,41 +1,46 @@
-"""Training loop, run directory and atomic checkpoints.
+"""Training loop.
 
 Seeding (all from ``TrainConfig.seed``): initial weights ``init_params(seed)``; the sample
 order of epoch ``e`` is ``Generator(PCG64([seed, e])).permutation(n_train)``; stochastic
 rounding of update ``step`` on tensor ``t`` is keyed by ``(seed, step, t)``. Nothing depends
 on wall time or thread count, so the same config gives bit-identical weights, and a run resumed
-from a checkpoint continues exactly where it stopped.
+from a checkpoint continues exactly where it stopped; a finished run resumed with more
+``epochs`` is bit-identical to one asked for that many epochs at the start.
 
-A run directory holds ``config.json`` (the resolved configuration), ``metrics.csv`` (one row
-per finished epoch), ``weights/epoch_NNN.npz`` (snapshots after each epoch, epoch 0 = initial)
-and ``checkpoint.npz`` (written to a temporary file, fsynced and renamed: a crash leaves either
-the old or the new checkpoint).
+The run directory (``config.json``, ``metrics.csv``, ``weights/epoch_NNN.npz``,
+``checkpoint.npz``, the lock) is the contract of :mod:`fxemu.rundir`: ``train`` holds the
+directory's lock while it runs and writes every file atomically.
+
+Compilation: the first run of a process compiles Numba kernels (seconds to minutes, once:
+they are cached on disk, see :func:`kernel_cache_dir`). With ``progress`` a line says so when
+it starts; compile time is kept out of the progress bar's rate and ETA, out of ``seconds`` and
+``samples_per_s``, and recorded in the ``compile_seconds`` column of ``metrics.csv``.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 import sys
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import rundir
 from ._errors import msg
 from .backends import get_backend
 from .nn import Params, forward, init_params, softmax_xent, train_step
-from .policy import load_policy
+from .policy import Policy, load_policy
 
-__all__ = ["TrainConfig", "evaluate", "train"]
+__all__ = ["TrainConfig", "evaluate", "kernel_cache_dir", "resolve", "train"]
 
-METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-           "samples_per_s"]
+#: Columns of ``metrics.csv`` (see :mod:`fxemu.rundir`).
+METRICS = list(rundir.METRIC_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,9 @@ class TrainConfig:
                 raise ValueError(msg(f"config.{name}", "must be None or an int >= 1", v))
 
 
-def _resolve(cfg: TrainConfig):
+def resolve(cfg: TrainConfig) -> tuple[Policy, str]:
+    """The policy ``cfg`` names, loaded, and the backend it runs on (``"auto"`` resolved:
+    native for float32/float64 policies, else emulated)."""
     policy = load_policy(cfg.policy)
     backend = cfg.backend
     if backend == "auto":
@@ -92,43 +99,17 @@ def evaluate(backend, p: Params, x: np.ndarray, y: np.ndarray,
     return loss_sum / len(y), correct / len(y)
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _config_hash(resolved: dict) -> str:
-    keep = {k: v for k, v in resolved.items() if k not in ("versions", "checkpoint_every")}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _load_checkpoint(path: Path, digest: str) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            ck = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(msg(f"checkpoint {path}", "is corrupt or unreadable", str(e))) from None
-    need = {"config_hash", "epoch", "batch", "step", "loss_sum", "correct", "seen",
-            *Params.NAMES}
-    if not need <= set(ck):
-        raise ValueError(msg(f"checkpoint {path}", "is missing fields",
-                             sorted(need - set(ck))))
-    if str(ck["config_hash"]) != digest:
-        raise ValueError(msg(f"checkpoint {path}", "was written by a different configuration",
-                             hint="use a new --out directory"))
-    return ck
-
-
 def train(config: TrainConfig | dict, out: str | Path | None = None, *, resume: bool = False,
           progress: bool = True) -> dict:
     """Train the reference CNN; returns ``{"metrics": [...], "params": Params, "run_dir"}``.
 
-    With ``out`` the run directory is written (see module docstring); ``resume=True``
-    continues from its checkpoint (and refuses a checkpoint of another configuration).
+    With ``out`` the run directory is written (:mod:`fxemu.rundir`), under its lock
+    (:class:`fxemu.rundir.RunDirBusy` when another process holds it). A directory that already
+    holds a checkpoint raises ``FileExistsError`` unless ``resume=True``, which continues from
+    the validated checkpoint (``ValueError`` naming the file for a corrupt one, and naming the
+    fields that differ for one of another configuration; ``epochs`` may grow, never shrink);
+    ``resume=True`` without a checkpoint starts afresh. A file system that refuses a write
+    raises :class:`fxemu.rundir.RunDirError`; the old checkpoint is then intact.
     BLAS runs single-threaded meanwhile: the network's matrices are small, and idle OpenBLAS
     threads spin for a while after each call, which on a small machine stalls the Numba
     kernels that follow (measured 1.7x native and 2.8x emulated fixed16 speed-up on 2 cores;
@@ -141,67 +122,160 @@ def train(config: TrainConfig | dict, out: str | Path | None = None, *, resume: 
         return _train(config, out, resume=resume, progress=progress)
 
 
+class _CompileWatch:
+    """Times Numba compilations while installed (``numba:compile`` events; loading a kernel
+    from the cache is not one). ``total`` is the time spent in outermost compilations so far;
+    ``on_first`` is called at the first one of the process."""
+
+    announced = False  # the "compiling kernels" line is printed once per process
+
+    def __init__(self, on_first: Callable[[], None] | None) -> None:
+        self.total = 0.0
+        self._depth = 0
+        self._t0 = 0.0
+        self._on_first = on_first
+
+    def listener(self):
+        from numba.core import event
+
+        watch = self
+
+        class _Listener(event.Listener):
+            def on_start(self, ev) -> None:
+                if watch._depth == 0:
+                    watch._t0 = time.perf_counter()
+                    if not _CompileWatch.announced and watch._on_first is not None:
+                        _CompileWatch.announced = True
+                        watch._on_first()
+                watch._depth += 1
+
+            def on_end(self, ev) -> None:
+                watch._depth -= 1
+                if watch._depth == 0:
+                    watch.total += time.perf_counter() - watch._t0
+
+        return event.install_listener("numba:compile", _Listener())
+
+
+def kernel_cache_dir() -> str:
+    """Where Numba caches fxemu's compiled kernels: ``NUMBA_CACHE_DIR`` when set, else the
+    ``__pycache__`` folders beside fxemu's kernel modules (when the package folder is
+    writable), else Numba's per-user cache folder."""
+    import numba
+
+    if numba.config.CACHE_DIR:
+        return str(numba.config.CACHE_DIR)
+    pkg = Path(__file__).resolve().parent
+    if os.access(pkg / "_kernels", os.W_OK):
+        return f"the __pycache__ folders under {pkg}"
+    return "Numba's per-user cache folder (set NUMBA_CACHE_DIR to choose one)"
+
+
+def _announce_compile(write: Callable[[str], None]) -> Callable[[], None]:
+    def say() -> None:
+        write(f"compiling kernels (first run only; cached in {kernel_cache_dir()})")
+    return say
+
+
 def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
            progress: bool) -> dict:
     from . import __version__
     from .data import load
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
-    policy, backend_name = _resolve(cfg)
+    policy, backend_name = resolve(cfg)
     backend = get_backend(backend_name, policy, cfg.seed, options=cfg.extra)
     data = load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test)
     resolved = {**dataclasses.asdict(cfg), "policy": policy.to_dict(), "backend": backend_name,
                 "data": {"spec": cfg.data, "name": data.name, "source": str(data.source),
                          "n_train": len(data.y_train), "n_test": len(data.y_test)},
                 "versions": {"fxemu": __version__, "numpy": np.__version__}}
-    digest = _config_hash(resolved)
     run = Path(out) if out is not None else None
-    ck_path = run / "checkpoint.npz" if run else None
-    metrics: list[dict] = []
-    if run is not None:
-        if ck_path.exists() and not resume:
-            raise FileExistsError(msg(f"run directory {run}", "already holds a checkpoint",
-                                      hint="pass --resume to continue it or choose a new --out"))
-        (run / "weights").mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True))
+    with contextlib.ExitStack() as stack:
+        if run is not None:
+            rundir.make_dir(run)
+            stack.enter_context(rundir.DirLock(run))
+        bar_factory = None
+        if progress:
+            from tqdm import tqdm as bar_factory
+        watch = _CompileWatch(_announce_compile(
+            lambda s: bar_factory.write(s, file=sys.stderr)) if bar_factory else None)
+        stack.enter_context(watch.listener())
+        return _train_locked(cfg, run, resume, backend, data, resolved, watch, bar_factory)
 
+
+def _start(cfg: TrainConfig, run: Path, resume: bool, backend, n: int, resolved: dict,
+           shapes: dict) -> tuple[dict | None, list[dict]]:
+    """Checks the run directory (this process holds its lock) and reads where to resume:
+    the validated checkpoint (None: a fresh start) and the metrics rows before it."""
+    ck_path = run / rundir.CHECKPOINT
+    if not (ck_path.exists() or ck_path.is_symlink()):
+        return None, []
+    if not resume:
+        raise FileExistsError(msg(f"run directory {run}", "already holds a checkpoint",
+                                  hint="pass --resume to continue it or choose a new --out"))
+    old = rundir.read_config(run) if (run / rundir.CONFIG).exists() else None
+    digests = {rundir.config_hash(resolved), rundir.legacy_config_hash(resolved)}
+    if old is not None and "epochs" in old:
+        digests.add(rundir.legacy_config_hash({**resolved, "epochs": old["epochs"]}))
+    ck = rundir.load_checkpoint(
+        ck_path, digests=digests, shapes=shapes, n_samples=n, batch_size=cfg.batch_size,
+        master=backend.master,
+        differs=(lambda: rundir.config_diff(old, resolved)) if old is not None else None)
+    done = ck["epoch"] - 1  # epochs finished before the checkpoint
+    if cfg.epochs < done or (cfg.epochs == done and ck["batch"] > 0):
+        raise ValueError(msg("config.epochs", f"the run in {run} has already trained "
+                             f"{done} epochs{' and part of the next' if ck['batch'] else ''}; "
+                             "it can be extended, not shortened", cfg.epochs))
+    metrics = [m for m in rundir.read_metrics(run) if m["epoch"] <= done]
+    if [m["epoch"] for m in metrics] != list(range(1, done + 1)):
+        raise ValueError(msg(f"{run / rundir.METRICS}", f"must hold epochs 1..{done} "
+                             f"(the checkpoint is at epoch {ck['epoch']})",
+                             [m["epoch"] for m in metrics]))
+    return ck, metrics
+
+
+def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, data,
+                  resolved: dict, watch: _CompileWatch, bar_factory) -> dict:
+    digest = rundir.config_hash(resolved)
     n = len(data.y_train)
     nb = (n + cfg.batch_size - 1) // cfg.batch_size
+    p0 = init_params(cfg.seed)
+    shapes = {k: v.shape for k, v in p0.arrays().items()}
+    ck, metrics = _start(cfg, run, resume, backend, n, resolved, shapes) if run else (None, [])
+    if run is not None:
+        rundir.make_dir(run / rundir.WEIGHTS)
+        rundir.write_json(run / rundir.CONFIG, resolved)
+
     start_epoch, start_batch, step = 1, 0, 0
     loss_sum, correct, seen = 0.0, 0, 0
-    if resume and ck_path is not None and ck_path.exists():
-        ck = _load_checkpoint(ck_path, digest)
+    if ck is not None:
         p = Params(**{k: ck[k] for k in Params.NAMES})
-        start_epoch, start_batch, step = int(ck["epoch"]), int(ck["batch"]), int(ck["step"])
-        loss_sum, correct, seen = float(ck["loss_sum"]), int(ck["correct"]), int(ck["seen"])
-        if (run / "metrics.csv").exists():
-            with open(run / "metrics.csv", newline="") as fh:
-                metrics = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-            metrics = [m for m in metrics if m["epoch"] < start_epoch]
+        start_epoch, start_batch, step = ck["epoch"], ck["batch"], ck["step"]
+        loss_sum, correct, seen = ck["loss_sum"], ck["correct"], ck["seen"]
     else:
-        p0 = init_params(cfg.seed)
         p = Params(**{k: backend.master(v) for k, v in p0.arrays().items()})
         if run is not None:
-            _atomic_savez(run / "weights" / "epoch_000.npz", **p.arrays())
+            rundir.save_npz(rundir.snapshot_path(run, 0), p.arrays())
 
     def checkpoint(epoch: int, batch: int) -> None:
-        if ck_path is not None:
-            _atomic_savez(ck_path, config_hash=np.array(digest), epoch=np.array(epoch),
-                          batch=np.array(batch), step=np.array(step),
-                          loss_sum=np.array(loss_sum), correct=np.array(correct),
-                          seen=np.array(seen), **p.arrays())
+        if run is not None:
+            rundir.save_npz(run / rundir.CHECKPOINT, {
+                "config_hash": np.array(digest), "epoch": np.array(epoch),
+                "batch": np.array(batch), "step": np.array(step),
+                "loss_sum": np.array(loss_sum), "correct": np.array(correct),
+                "seen": np.array(seen), **p.arrays()})
 
-    bar_factory = None
-    if progress:
-        from tqdm import tqdm as bar_factory
     for epoch in range(start_epoch, cfg.epochs + 1):
         order = np.random.Generator(np.random.PCG64([cfg.seed, epoch])).permutation(n)
         t0 = time.perf_counter()
+        compiled_at_start = watch.total
         done_at_start = seen
         bar = (bar_factory(total=nb, initial=start_batch, desc=f"epoch {epoch}/{cfg.epochs}",
                            unit="batch", leave=True) if bar_factory else None)
         for b in range(start_batch, nb):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            compiled = watch.total
             p, loss, c = train_step(backend, p, data.x_train[idx], data.y_train[idx], cfg.lr,
                                     step)
             step += 1
@@ -209,17 +283,24 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
             correct += c
             seen += len(idx)
             if bar is not None:
-                rate = (seen - done_at_start) / max(time.perf_counter() - t0, 1e-9)
+                dc = watch.total - compiled
+                if dc > 0:  # compilation is not training: keep it out of the rate and ETA
+                    bar.start_t += dc
+                    bar.last_print_t += dc
+                busy = time.perf_counter() - t0 - (watch.total - compiled_at_start)
+                rate = (seen - done_at_start) / max(busy, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
                                 sps=f"{rate:.0f}")
                 bar.update(1)
             if (b + 1) % cfg.checkpoint_every == 0 and b + 1 < nb:
                 checkpoint(epoch, b + 1)
-        seconds = time.perf_counter() - t0
+        compile_seconds = watch.total - compiled_at_start
+        seconds = time.perf_counter() - t0 - compile_seconds
         test_loss, test_acc = evaluate(backend, p, data.x_test, data.y_test)
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
-               "samples_per_s": (seen - done_at_start) / max(seconds, 1e-9)}
+               "samples_per_s": (seen - done_at_start) / max(seconds, 1e-9),
+               "compile_seconds": compile_seconds}
         metrics.append(row)
         if bar is not None:
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['train_acc']:.3f}",
@@ -227,16 +308,10 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
             bar.close()
         start_batch, loss_sum, correct, seen = 0, 0.0, 0, 0
         if run is not None:
-            _atomic_savez(run / "weights" / f"epoch_{epoch:03d}.npz", **p.arrays())
-            tmp = run / "metrics.csv.tmp"
-            with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=METRICS)
-                w.writeheader()
-                w.writerows(metrics)
-            os.replace(tmp, run / "metrics.csv")
+            rundir.save_npz(rundir.snapshot_path(run, epoch), p.arrays())
+            rundir.write_metrics(run, metrics)
             checkpoint(epoch + 1, 0)
     return {"metrics": metrics, "params": p, "run_dir": run}
-
 
 class _TrainModule(types.ModuleType):
     """``fxemu.train`` is this module and, called, :func:`train`: the architecture's

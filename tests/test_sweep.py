@@ -35,8 +35,10 @@ def faulty_train(cfg, out, **kw):
 
 
 def _mtimes(root: Path) -> dict[str, int]:
+    """Modification times of the files a sweep must leave alone (not the manifest and the lock
+    file, which every sweep run rewrites)."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
-            if p.is_file() and p.name != "sweep.json"}
+            if p.is_file() and p.name not in ("sweep.json", "lock")}
 
 
 def _weights(run_dir: Path, epoch: int) -> dict[str, np.ndarray]:
