@@ -465,7 +465,7 @@ def format_axes(runs: Runs) -> pd.DataFrame:
     rows = []
     for r in runs.complete():
         pol = r.config.get("policy") or {}
-        row = {"run": r.name, "policy": r.policy, "test_acc": acc[r.name]}
+        row = {"run": r.name, "policy": r.policy, "test_acc": acc.get(r.name, math.nan)}
         for name, (stage, role, attr) in AXES.items():
             row[name] = _axis_value(pol, stage, role, attr)
         rows.append(row)
@@ -495,7 +495,7 @@ def heatmap(runs: Runs, out: str | Path,
     bits; rounding reads e.g. ``fixed rnd_conv`` or ``float rne``.
     """
     out = Path(out)
-    df = format_axes(runs)
+    df = format_axes(runs).dropna(subset=["test_acc"])
     if len(df) < 2:
         return None, "fewer than two complete runs"
     if axes is None:

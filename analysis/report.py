@@ -9,7 +9,9 @@ Layout of the output directory::
 The page's inline script checks, once the page has loaded, that every ``<img>`` is complete
 with ``naturalWidth > 0`` and writes the result into ``#image-check`` (``data-status`` ``ok``
 or ``broken``, ``data-total``, ``data-broken``), so a headless browser's DOM dump shows
-whether the page rendered with all its images.
+whether the page rendered with all its images; ``#layout-check`` likewise counts the tables
+wider than the page (``data-tables``, ``data-overflow``, ``data-wide``: their sections),
+which scroll sideways inside their own box rather than widening the page.
 """
 
 from __future__ import annotations
@@ -170,6 +172,15 @@ window.addEventListener('load', function () {
   el.textContent = 'image check: ' + (imgs.length - bad.length) + ' of ' + imgs.length +
     ' images loaded' + (bad.length ? '; broken: ' +
     bad.map(function (im) { return im.getAttribute('src'); }).join(', ') : '');
+  var boxes = Array.prototype.slice.call(document.querySelectorAll('.scroll'));
+  var wide = boxes.filter(function (b) { return b.scrollWidth > b.clientWidth + 1; });
+  var lay = document.getElementById('layout-check');
+  lay.setAttribute('data-tables', String(boxes.length));
+  lay.setAttribute('data-overflow', String(wide.length));
+  lay.setAttribute('data-wide', wide.map(function (b) {
+    var s = b.closest('section'); return s ? s.id : '?'; }).join(' '));
+  lay.textContent = 'layout check: ' + (boxes.length - wide.length) + ' of ' + boxes.length +
+    ' tables fit the page width' + (wide.length ? ' (the others scroll sideways)' : '');
 });
 """
 
@@ -432,6 +443,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
         "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav>"
         + "".join(parts)
         + '<p id="image-check" data-status="pending">image check: pending</p>'
+        + '<p id="layout-check" class="files">layout check: pending</p>'
         f"<script>{_SCRIPT}</script></body></html>\n")
     index = out / "index.html"
     tmp = out / "index.html.tmp"

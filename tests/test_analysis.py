@@ -486,6 +486,15 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     assert "figures/curves.png" in dom and "figures/sqnr.png" in dom
 
 
+def test_report_tables_fit_the_page_in_chromium(report: Path, tmp_path: Path) -> None:
+    dom = _browse(report, tmp_path / "profile", "--window-size=1300,2400", "--dump-dom").stdout
+    m = re.search(r'<p id="layout-check"([^>]*)>', dom)
+    assert m, "the page's layout check is missing from the DOM"
+    check = dict(re.findall(r'data-([a-z]+)="([^"]*)"', m.group(1)))
+    assert int(check["tables"]) >= 5
+    assert check["overflow"] == "0", check["wide"]
+
+
 def test_report_of_failed_runs_only(run_root: Path, tmp_path: Path) -> None:
     page = write_report([run_root / "fixed16_s9", run_root / "bad_policy_s0"], tmp_path / "r")
     text = page.read_text()
