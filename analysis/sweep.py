@@ -422,7 +422,9 @@ def _worker_init(parent: int) -> None:
     racing a re-run of the sweep on the same run directory, and then waits for work forever.
     On Linux the kernel kills the worker (``PR_SET_PDEATHSIG``, set before the parent check
     so a parent that died in between is seen); elsewhere a daemon thread polls
-    ``os.getppid()`` every 0.5 s.
+    ``os.getppid()`` every 0.5 s. (The kernel's signal follows the *thread* that started the
+    worker: the pool starts its worker from the thread that submits, the one running
+    :func:`run_sweep`, which waits for every run before it returns.)
     """
     linux = _die_with_parent_linux()
     if os.getppid() != parent:
