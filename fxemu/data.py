@@ -711,7 +711,9 @@ def _read_upto(fh: BinaryIO, n: int) -> bytes:
 
 
 def _read(fh: BinaryIO, n: int, what: str) -> bytes:
-    """:func:`_read_upto`; a corrupt gzip stream → ValueError."""
+    """:func:`_read_upto`; a corrupt gzip stream → ValueError (other read errors pass)."""
+    if not isinstance(fh, gzip.GzipFile):
+        return _read_upto(fh, n)
     try:
         return _read_upto(fh, n)
     except (OSError, EOFError, zlib.error) as exc:
