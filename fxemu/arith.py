@@ -148,18 +148,30 @@ def _stochastic(*fmts: Fixed | Float | None) -> bool:
 _SPLIT = 134217729.0  # 2^27 + 1, Veltkamp's splitter for float64
 
 
-def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray,
-                                                                               np.ndarray]:
+def _zero_sum_sign(s: np.ndarray, x: np.ndarray, y: np.ndarray, floor: bool) -> np.ndarray:
+    """``s = x + y`` (double) with the IEEE 754 §6.3 sign of its exact zeros: numpy's
+    round-to-nearest sum is -0 only for (-0) + (-0); rounded toward -inf (``floor``) every
+    exact zero sum is -0 except (+0) + (+0). A double sum never underflows to 0, so its zeros
+    are exact."""
+    if not floor:
+        return s
+    neg0 = (s == 0) & (np.signbit(x) | np.signbit(y))
+    return np.where(neg0, -0.0, s) if neg0.any() else s
+
+
+def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+                  floor: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The op's result in double and a mask of the elements where it is exact (error-free
     transformations: TwoSum for sums, Veltkamp/Dekker TwoProduct for products, guarded
-    against overflow and underflow). Elsewhere the caller uses the exact engine."""
+    against overflow and underflow). Elsewhere the caller uses the exact engine. ``floor``:
+    exact zero sums take the sign of a rounding toward -inf (see :func:`_zero_sum_sign`)."""
     with np.errstate(all="ignore"):
         if op in (_km.OP_ADD, _km.OP_SUB):
             y = b if op == _km.OP_ADD else -b
             s = a + y
             bb = s - a
             err = (a - (s - bb)) + (y - bb)
-            return s, (err == 0) & np.isfinite(s)
+            return _zero_sum_sign(s, a, y, floor), (err == 0) & np.isfinite(s)
         p = a * b
         ah = a * _SPLIT
         ah = ah - (ah - a)
@@ -175,7 +187,7 @@ def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple
         s = p + c
         bb = s - p
         err2 = (p - (s - bb)) + (c - bb)
-        return s, ok & (err2 == 0) & np.isfinite(s)
+        return _zero_sum_sign(s, p, c, floor), ok & (err2 == 0) & np.isfinite(s)
 
 
 def _daz(x: np.ndarray, fmt: Fixed | Float | None) -> np.ndarray:
@@ -203,7 +215,8 @@ def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
     bits, key = _sr(f, seed, sr_bits)
     # exact in double → one conversion (fast kernels); the rest → the exact engine. Both
     # draw stochastic bits from (key, element index), so the split does not change results.
-    r, exact = _exact_double(op, *flat)
+    floor = isinstance(f, Float) and f.rounding is FloatRounding.RDN
+    r, exact = _exact_double(op, *flat, floor=floor)
     out = quantize(r, f, seed=seed, sr_bits=sr_bits, nan="hls")
     rest = np.flatnonzero(~exact)
     if rest.size:

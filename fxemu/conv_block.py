@@ -43,7 +43,7 @@ from .arith import (
     _int_span,
     _to_int,
 )
-from .formats import Fixed, Float
+from .formats import Fixed, Float, FloatRounding
 from .quantize import _FIXED_O, _FIXED_Q, _FLOAT_Q, _float_fast_bounds, _sr
 
 __all__ = ["conv_relu_pool", "conv_relu_pool_grad"]
@@ -188,6 +188,10 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
     elif isinstance(mac.acc, Float):
         first = mac.mul if mac.mul is not None else mac.acc
         x, g = _daz(x, first), _daz(g, first)
+        if mac.acc.rounding is FloatRounding.RDN and np.signbit(x).any():
+            # a skipped term +0·x is -0 where x has its sign bit set, and rounded toward -inf
+            # (+0) + (-0) is -0: the skip is exact only when every skipped term is +0
+            return None
         bits, key = _sr(mac.acc, None, None)
         sg = _float_sig_bits(g)
         pw = _float_path(mac, sg, _float_sig_bits(x), bits)

@@ -102,7 +102,8 @@ class Special(enum.Enum):
 
 class FloatOverflow(enum.Enum):
     """Float overflow: ``INF`` as IEEE 754 (directed rounding toward 0 gives ±max; formats
-    without inf give NaN, or ±max when they have no NaN either) or ``SAT`` (always ±max)."""
+    without inf give NaN, or ±max when they have no NaN either) or ``SAT`` (±max). Both act on
+    finite values beyond ±max; ±inf inputs keep ±inf in an ``ieee`` format (see :class:`Float`)."""
 
     INF = "inf"
     SAT = "sat"
@@ -288,7 +289,13 @@ class Float:
     special : str or :class:`Special`
         inf/NaN policy.
     rounding : str or :class:`FloatRounding`
+        Also decides the sign of an exact zero sum (IEEE 754 §6.3): ``x + (-x)`` and
+        ``(+0) + (-0)`` give +0, or -0 under ``rdn``; two zeros of one sign keep it.
     overflow : str or :class:`FloatOverflow`
+        What a finite value beyond ±max becomes. ±inf inputs are exact, not an overflow:
+        ``ieee`` keeps ±inf under ``sat`` too; ``fn`` and ``fnuz`` give ±max under ``sat``
+        and their NaN under ``inf`` (``fn``: the NaN of the input's sign; ``fnuz``: the single
+        NaN); ``none`` gives ±max under both.
 
     The format's values must lie within float64's range (they are emulated in float64).
     """

@@ -17,7 +17,9 @@ composition (tested):
   ``g·x`` over (n, i, j) in row-major order, the bias ``g·1``; the +0 terms are skipped,
   which leaves a fixed accumulator unchanged and a float one too while it is finite and not
   −0 (a +0 product added to −0 gives +0). A filter whose accumulator ever leaves that domain
-  is redone over every term.
+  is redone over every term. (Rounded toward −inf, (+0) + (−0) is −0: there the caller
+  takes this path only when no image element has its sign bit set, so that every skipped
+  product +0·x is +0.)
 
 ``prange`` runs over samples (forward) and filters (backward): each writes its own outputs,
 so results do not depend on the thread count.

@@ -126,6 +126,14 @@ def mul_doubles(ba, bb):
 
 
 @jit
+def zero_sum_neg(n1, n2, floor):
+    """Sign of an exact zero sum of two terms with signs ``n1`` and ``n2`` (IEEE 754 §6.3):
+    two zeros of the same sign keep it; every other exact zero sum (x + (−x), (+0) + (−0)) is
+    +0, or −0 when the sum is rounded toward −inf (``floor``: a float format's ``rdn``)."""
+    return (n1 or n2) if floor else (n1 and n2)
+
+
+@jit
 def add_parts(n1, h1, l1, e1, n2, h2, l2, e2):
     """Exact sum of two exact windows (each at most 125 bits, no sticky) as parts.
 

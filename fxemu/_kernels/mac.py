@@ -12,8 +12,9 @@ import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
-from .exact import add_parts, from_double, mul_doubles
-from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
+from .exact import add_parts, from_double, mul_doubles, zero_sum_neg
+from .fmt import KIND_FLOAT, code_is_finite, code_parts, code_value, round_parts, value_code
+from .rounding import FLOOR
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
@@ -34,6 +35,13 @@ OP_FMA = 3
 @jit
 def _is_finite_bits(b):
     return (b & _EXP) != _EXP
+
+
+@jit
+def _floor(p):
+    """Whether format ``p`` is a float format rounding toward −inf (``rdn``), whose exact zero
+    sums are −0 (see :func:`~fxemu._kernels.exact.zero_sum_neg`)."""
+    return p[0] == KIND_FLOAT and p[4] == FLOOR
 
 
 @jit
@@ -59,20 +67,12 @@ def elementwise(op, a, b, c, p, key, idx):
         n, h, lo, e, s = add_parts(n1, h1, l1, e1, n2, h2, l2, e2)
     else:
         n, h, lo, e, s = mul_doubles(a, b)
+        n1, n2 = n, False  # an exact product: its zero keeps the xor sign
         if op == OP_FMA:
-            n3, h3, l3, e3, _ = from_double(c)
-            n, h, lo, e, s = add_parts(n, h, lo, e, n3, h3, l3, e3)
-    if h == _U0 and lo == _U0 and not s:
-        # exact zero: IEEE sign rules (x + -x = +0; -0 + -0 = -0; products keep the xor sign)
-        if op == OP_ADD or op == OP_SUB or op == OP_FMA:
-            va, vb, vc = bits_f64(a), bits_f64(b), bits_f64(c)
-            if op == OP_ADD:
-                r = va + vb
-            elif op == OP_SUB:
-                r = va - vb
-            else:
-                r = va * vb + vc
-            return value_code(p, f64_bits(r), key, idx)
+            n2, h3, l3, e3, _ = from_double(c)
+            n, h, lo, e, s = add_parts(n, h, lo, e, n2, h3, l3, e3)
+    if op != OP_MUL and h == _U0 and lo == _U0 and not s:
+        n = zero_sum_neg(n1, n2, _floor(p))  # an exact zero sum: IEEE 754 §6.3
     return round_parts(p, n, h, lo, e, s, False, key, idx)
 
 
@@ -118,7 +118,7 @@ def _add_nodes(accp, n1, h1, l1, e1, s1, n2, h2, l2, e2, s2, key, idx):
         return value_code(accp, f64_bits(s1 + s2), key, idx)
     sn, sh, sl, se, ss = add_parts(n1, h1, l1, e1, n2, h2, l2, e2)
     if sh == _U0 and sl == _U0 and not ss:
-        sn = n1 and n2  # exact zero sum: -0 only for (-0) + (-0)
+        sn = zero_sum_neg(n1, n2, _floor(accp))  # an exact zero sum: IEEE 754 §6.3
     return round_parts(accp, sn, sh, sl, se, ss, False, key, idx)
 
 
@@ -197,9 +197,11 @@ def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
             m = nxt
         return _acc_step(accp, zero, tn[0], th[0], tl[0], te[0], ts[0], key, step)
     # ORDER_EXACT: exact sum of all products, one rounding into acc; products that rounded to
-    # inf/NaN make the IEEE sum of those specials the result
+    # inf/NaN make the IEEE sum of those specials the result. An exact zero sum is the +0
+    # accumulator plus the products added exactly: -0 under rdn unless every product is +0.
     sacc[:] = 0
     special = 0.0
+    not_pos0 = False
     for k in range(kk):
         n, h, lo, e, sp = _product(a[k], b[k], mulp, use_mul, key, step)
         step += 1
@@ -207,9 +209,12 @@ def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
             special += sp
         else:
             _sacc_add(sacc, n, h, lo, e)
+            not_pos0 = not_pos0 or n or h != _U0 or lo != _U0
     if special != 0.0:
         return value_code(accp, f64_bits(special), key, step)
     n, h, lo, e, s = _sacc_parts(sacc)
+    if h == _U0 and lo == _U0 and not s:
+        n = zero_sum_neg(False, not_pos0, _floor(accp))
     return round_parts(accp, n, h, lo, e, s, False, key, step)
 
 

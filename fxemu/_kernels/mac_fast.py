@@ -29,7 +29,7 @@ from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
 from .convert import O_SAT, O_SAT_SYM, O_SAT_ZERO, float_fast_element
-from .exact import bitlen64, from_double
+from .exact import bitlen64, from_double, zero_sum_neg
 from .fmt import code_value, value_code
 from .mac import ORDER_CHUNK, ORDER_SEQUENTIAL, _add_nodes
 from .rounding import (
@@ -124,7 +124,12 @@ def float_step(acc, p, k, qmode, minnorm, maxbits):
             sb -= _U1
     ok, sign, r = float_fast_element(sb, k, qmode, minnorm, maxbits)
     if s == 0.0:
-        # exact zero: IEEE sum sign (+0 unless both are -0) is what s already holds
+        # an exact zero sum (a double sum never underflows to 0): IEEE 754 §6.3. The double
+        # sum's sign (+0 unless both are -0) is the round-to-nearest one; rdn makes it -0
+        # unless both are +0.
+        if qmode == FLOOR and zero_sum_neg(f64_bits(acc) >> np.uint64(63) != _U0,
+                                           f64_bits(p) >> np.uint64(63) != _U0, True):
+            return ok, -0.0
         return ok, s
     return ok, bits_f64(sign | r)
 
