@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib as mpl
@@ -22,13 +22,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import gaussian_kde
+from scipy.stats import t as sps_t
 
 from fxemu.formats import Fixed, Float, parse
 
 from .runs import LAYERS, Run, Runs
+from .stats import common_epoch, final_accuracy, welch_p
 
-__all__ = ["STYLE", "FigureFile", "curves", "distance_figure", "format_axes", "heatmap",
-           "policy_colors", "sqnr_epochs_figure", "sqnr_figure", "weight_histograms"]
+__all__ = ["MIN_SPAN_PP", "STYLE", "FigureFile", "color_limits", "curves", "distance_figure",
+           "format_axes", "heatmap", "policy_colors", "sqnr_epochs_figure", "sqnr_figure",
+           "weight_histograms"]
 
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.15),
          "savefig.dpi": 150, "figure.dpi": 100, "pdf.fonttype": 42,
@@ -42,13 +45,15 @@ LAYER_TITLES = {"conv_w": "conv weights (12×1×3×3)", "conv_b": "conv bias (12
 
 @dataclass(frozen=True)
 class FigureFile:
-    """A written figure: file stem, title, caption and the PNG / PDF paths."""
+    """A written figure: file stem, title, caption, the PNG / PDF paths and, where a figure
+    provides them, the numbers drawn (``data``; its ``attrs`` hold scale settings)."""
 
     stem: str
     title: str
     caption: str
     png: Path
     pdf: Path
+    data: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 def policy_colors(policies: Sequence[str]) -> dict[str, tuple]:
@@ -80,6 +85,27 @@ def _legend_to_figure(fig: Figure, ax) -> None:
         handles, labels = ax.get_legend_handles_labels()
         leg.remove()
         fig.legend(handles, labels, loc="outside right upper", title="policy")
+
+
+def _nest_lines(ax, colors: dict[str, tuple]) -> None:
+    """Draw coinciding curves as nested lines: the k-th policy's line (in ``colors``' order,
+    which is also the drawing order) is thinner, with smaller markers, than the ones before
+    it, so a line drawn over an identical earlier one leaves that one's edges visible. The
+    policy legend, drawn already, gets the same widths."""
+    rank = {mpl.colors.to_hex(c): k for k, c in enumerate(colors.values())}
+
+    def style(line) -> None:
+        k = rank.get(mpl.colors.to_hex(line.get_color()))
+        if k is not None:
+            line.set_linewidth(max(3.2 - 0.7 * k, 1.0))
+            line.set_markersize(max(8.5 - 1.5 * k, 3.5))
+            line.set_alpha(0.9)
+
+    for line in ax.get_lines():
+        style(line)
+    leg = ax.get_legend()
+    for line in (leg.get_lines() if leg is not None else []):
+        style(line)
 
 
 def _paired_diff(m: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -120,16 +146,18 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None,
                 ax = axes[i, j]
                 sns.lineplot(data=m, x="epoch", y=f"{split}_{what}", ax=ax,
                              legend=(i == 0 and j == 0), **style)
+                _nest_lines(ax, pal)
                 ax.set_title(f"{split} {'loss' if what == 'loss' else 'accuracy'}")
                 ax.set_ylabel(ylabel)
         if nrows == 3:
             dpal = {k: v for k, v in pal.items() if k in set(diff["label"])}
             for j, split in enumerate(("train", "test")):
                 ax = axes[2, j]
-                ax.axhline(0.0, color="0.3", lw=1)
+                ax.axhline(0.0, color="0.3", lw=0.8, zorder=1)
                 sns.lineplot(data=diff, x="epoch", y=f"{split}_acc_diff", ax=ax, legend=False,
                              **{**style, "hue_order": list(dpal), "palette": dpal,
                                 "style_order": list(pal)})
+                _nest_lines(ax, pal)
                 ax.set_title(f"{split} accuracy − {baseline} (same seed)")
                 ax.set_ylabel("accuracy difference [pp]")
         for ax in axes.flat:
@@ -140,9 +168,10 @@ def curves(runs: Runs, out: str | Path, colors: dict[str, tuple] | None = None,
                "epoch; train numbers are running means over the epoch's batches, test numbers "
                "are measured after the epoch. Line: mean over seeds; band: ± one sample "
                "standard deviation over seeds (no band for a single seed). "
-               "Each policy has its own colour, dash pattern and marker, so lines that "
-               "coincide stay distinguishable; '(partial)' marks a policy with an unfinished "
-               "run.")
+               "Each policy has its own colour, dash pattern and marker, and each later "
+               "policy's line is drawn thinner on top of the earlier ones, so lines that "
+               "coincide stay visible (as a thin line inside a wider one); '(partial)' marks "
+               "a policy with an unfinished run.")
     if nrows == 3:
         caption += (f" Bottom row: a run's accuracy minus that of the {baseline} run with the "
                     "same seed (same initial weights and sample order) at the same epoch, in "
@@ -348,8 +377,9 @@ def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
         for ax, layer in zip(axes, LAYERS, strict=True):
             sub = d[d["layer"] == layer]
             sns.lineplot(data=sub, x="epoch", y="sqnr_db", hue="policy", hue_order=list(pal),
-                         palette=pal, errorbar="sd", marker="o", markersize=4, ax=ax,
-                         legend=layer == LAYERS[0])
+                         palette=pal, style="policy", style_order=list(pal), dashes=True,
+                         markers=True, errorbar="sd", ax=ax, legend=layer == LAYERS[0])
+            _nest_lines(ax, pal)
             ax.set_title(layer)
             ax.set_xlabel("epoch")
             ax.set_ylabel("trajectory SQNR [dB]")
@@ -359,7 +389,8 @@ def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
                f"{baseline} run of the same seed) after each epoch; epoch 0 shows the "
                "rounding of the common initial weights. Line: mean over seeds; band: ± one "
                "sample standard deviation. Epochs with identical weights (infinite SQNR) are "
-               "left out.")
+               "left out. Each policy has its own colour, dash pattern and marker; later "
+               "lines are thinner, so coinciding lines stay visible.")
     return _save(fig, out, "sqnr_epochs", "Trajectory SQNR per epoch", caption)
 
 
@@ -380,8 +411,9 @@ def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
                                              ("wasserstein", "Wasserstein-1 [weight units]"))):
                 ax = axes[i, j]
                 sns.lineplot(data=sub, x="epoch", y=col, hue="policy", hue_order=list(pal),
-                             palette=pal, marker="o", markersize=4, ax=ax,
-                             legend=(i == 0 and j == 0))
+                             palette=pal, style="policy", style_order=list(pal), dashes=True,
+                             markers=True, ax=ax, legend=(i == 0 and j == 0))
+                _nest_lines(ax, pal)
                 if i == 0:
                     ax.set_title(layer)
                 ax.set_xlabel("epoch")
@@ -391,7 +423,8 @@ def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
     caption = ("Distance of each layer's weight distribution from the baseline "
                f"{baseline} after each epoch: two-sample Kolmogorov–Smirnov statistic (top) "
                "and 1-Wasserstein distance in weight units (bottom); both sides pooled over "
-               "their seeds.")
+               "their seeds. Each policy has its own colour, dash pattern and marker; later "
+               "lines are thinner, so coinciding lines stay visible.")
     return _save(fig, out, "distances", "Weight-distribution distance from the baseline",
                  caption)
 
@@ -426,12 +459,13 @@ def _axis_value(policy: dict, stage: str, role: str, attr: str) -> object:
 
 
 def format_axes(runs: Runs) -> pd.DataFrame:
-    """Per complete run: ``run, policy, test_acc`` (last epoch) and every :data:`AXES` value."""
+    """Per complete run: ``run, policy, test_acc`` (at the last epoch every complete run
+    reached, :func:`~fxemu.analysis.stats.common_epoch`) and every :data:`AXES` value."""
+    acc = dict(zip(*(final_accuracy(runs)[c] for c in ("run", "test_acc")), strict=True))
     rows = []
     for r in runs.complete():
         pol = r.config.get("policy") or {}
-        row = {"run": r.name, "policy": r.policy,
-               "test_acc": float(r.metrics["test_acc"].iloc[-1])}
+        row = {"run": r.name, "policy": r.policy, "test_acc": acc.get(r.name, math.nan)}
         for name, (stage, role, attr) in AXES.items():
             row[name] = _axis_value(pol, stage, role, attr)
         rows.append(row)
@@ -461,7 +495,7 @@ def heatmap(runs: Runs, out: str | Path,
     bits; rounding reads e.g. ``fixed rnd_conv`` or ``float rne``.
     """
     out = Path(out)
-    df = format_axes(runs)
+    df = format_axes(runs).dropna(subset=["test_acc"])
     if len(df) < 2:
         return None, "fewer than two complete runs"
     if axes is None:
@@ -473,25 +507,89 @@ def heatmap(runs: Runs, out: str | Path,
                           f"(varying: {', '.join(vary) or 'none'}, in lockstep if more than "
                           f"one; axes read: {', '.join(AXES)})")
     ya, xa = axes
-    g = df.groupby([ya, xa])["test_acc"]
-    mean = (g.mean() * 100).unstack(xa)
-    count = g.size().unstack(xa)
+    cells = _cells(df, ya, xa)
+    vmin, vmax = color_limits(cells["mean"].to_numpy())
+    cells.attrs.update(vmin=vmin, vmax=vmax, axes=(ya, xa), epoch=common_epoch(runs))
+    mean = cells.pivot(index=ya, columns=xa, values="mean")
+    annot = cells.pivot(index=ya, columns=xa, values="text").fillna("")
     npol = df.groupby([ya, xa])["policy"].nunique().max()
-    annot = mean.map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-    annot = annot + count.map(lambda c: "" if pd.isna(c) else f"\n(n={int(c)})")
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(1.2 * mean.shape[1] + 3, 0.8 * mean.shape[0] + 2),
+        fig = Figure(figsize=(1.5 * mean.shape[1] + 3.2, 0.9 * mean.shape[0] + 2),
                      layout="constrained")
         ax = fig.subplots()
-        sns.heatmap(mean, annot=annot.to_numpy(), fmt="", cmap="viridis", ax=ax,
-                    cbar_kws={"label": "final test accuracy [%]"}, linewidths=0.5)
+        sns.heatmap(mean, annot=annot.to_numpy(), fmt="", cmap="viridis", vmin=vmin,
+                    vmax=vmax, ax=ax, cbar_kws={"label": "final test accuracy [%]"},
+                    linewidths=0.5, annot_kws={"fontsize": "small"})
         ax.grid(False)
         ax.set_xlabel(xa)
         ax.set_ylabel(ya)
         ax.set_title("Final test accuracy by format")
-    caption = (f"Final test accuracy [%] (last epoch, complete runs) by {ya} (rows) and {xa} "
-               "(columns), read from each run's policy; cell: mean over the runs in it, n = "
-               "number of runs; blank: no run."
-               + (f" Some cells hold up to {npol} policies that differ on other axes."
-                  if npol > 1 else ""))
-    return _save(fig, out, "heatmap", "Format sweep", caption), ""
+    epoch = cells.attrs["epoch"]
+    caption = (f"Final test accuracy [%] (at epoch {epoch}, the last epoch every complete run "
+               f"reached; complete runs only) by {ya} (rows) and {xa} (columns), read from "
+               "each run's policy; cell: mean over the runs in it, ± the half-width of its "
+               "95% Student-t confidence interval (with ≥ 2 runs), n = number of runs; "
+               "blank: no run. Colour scale: fixed at the data's range widened to at least "
+               f"{MIN_SPAN_PP:g} percentage points ({vmin:.1f}–{vmax:.1f} %), so differences "
+               "smaller than a few points show as close colours, not as opposite ends of the "
+               "scale. 'best': the cell with the highest mean; 'n.s.': not significantly "
+               "different from it (Welch's t-test, p ≥ 0.05); cells without a mark differ "
+               "significantly (p < 0.05) or cannot be tested (fewer than 2 runs on a side, "
+               "or no variation).")
+    if npol > 1:
+        caption += f" Some cells hold up to {npol} policies that differ on other axes."
+    f = _save(fig, out, "heatmap", "Format sweep", caption)
+    return replace(f, data=cells), ""
+
+
+#: The least span of the heatmap's colour scale, in percentage points of accuracy.
+MIN_SPAN_PP = 10.0
+
+
+def color_limits(values: Sequence[float] | np.ndarray,
+                 min_span: float = MIN_SPAN_PP) -> tuple[float, float]:
+    """``(vmin, vmax)`` of an accuracy colour scale in percent: the range of the finite
+    ``values``, widened about its middle to at least ``min_span`` and then shifted to lie in
+    [0, 100]. A difference much smaller than ``min_span`` thus never spans the whole scale."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 100.0
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+        if lo < 0.0:
+            lo, hi = 0.0, hi - lo
+        if hi > 100.0:
+            lo, hi = max(lo - (hi - 100.0), 0.0), 100.0
+    return lo, hi
+
+
+def _cells(df: pd.DataFrame, ya: str, xa: str) -> pd.DataFrame:
+    """Per (ya, xa) cell: mean, ci_half, n (accuracies in percent), p-value against the best
+    cell, the mark and the annotation text."""
+    rows = []
+    for (a, b), g in df.groupby([ya, xa]):
+        x = g["test_acc"].to_numpy() * 100.0
+        half = math.nan
+        if len(x) > 1:
+            s = float(np.std(x, ddof=1))
+            half = float(sps_t.ppf(0.975, len(x) - 1) * s / math.sqrt(len(x)))
+        rows.append({ya: a, xa: b, "mean": float(x.mean()), "ci_half": half, "n": len(x),
+                     "values": x})
+    cells = pd.DataFrame(rows)
+    best = int(cells["mean"].to_numpy().argmax())
+    ps, marks, texts = [], [], []
+    for i, c in cells.iterrows():
+        p = math.nan if i == best else welch_p(c["values"], cells.loc[best, "values"])
+        mark = "best" if i == best else ("n.s." if p >= 0.05 else "")
+        text = f"{c['mean']:.2f}"
+        if not math.isnan(c["ci_half"]):
+            text += f" ±{c['ci_half']:.2f}"
+        text += f"\nn={c['n']}" + (f" {mark}" if mark else "")
+        ps.append(p)
+        marks.append(mark)
+        texts.append(text)
+    cells["p_vs_best"], cells["mark"], cells["text"] = ps, marks, texts
+    return cells.drop(columns="values")

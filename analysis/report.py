@@ -9,7 +9,9 @@ Layout of the output directory::
 The page's inline script checks, once the page has loaded, that every ``<img>`` is complete
 with ``naturalWidth > 0`` and writes the result into ``#image-check`` (``data-status`` ``ok``
 or ``broken``, ``data-total``, ``data-broken``), so a headless browser's DOM dump shows
-whether the page rendered with all its images.
+whether the page rendered with all its images; ``#layout-check`` likewise counts the tables
+wider than the page (``data-tables``, ``data-overflow``, ``data-wide``: their sections),
+which scroll sideways inside their own box rather than widening the page.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 a
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right;white-space:nowrap}
+th{white-space:normal;min-width:4.5em;vertical-align:bottom}
 th{background:#f1f3f5} td:first-child,th:first-child{text-align:left}
 tr.partial td{background:#fff7db} tr.failed td{background:#fde2e1}
 th:last-child{text-align:left}
@@ -169,6 +172,15 @@ window.addEventListener('load', function () {
   el.textContent = 'image check: ' + (imgs.length - bad.length) + ' of ' + imgs.length +
     ' images loaded' + (bad.length ? '; broken: ' +
     bad.map(function (im) { return im.getAttribute('src'); }).join(', ') : '');
+  var boxes = Array.prototype.slice.call(document.querySelectorAll('.scroll'));
+  var wide = boxes.filter(function (b) { return b.scrollWidth > b.clientWidth + 1; });
+  var lay = document.getElementById('layout-check');
+  lay.setAttribute('data-tables', String(boxes.length));
+  lay.setAttribute('data-overflow', String(wide.length));
+  lay.setAttribute('data-wide', wide.map(function (b) {
+    var s = b.closest('section'); return s ? s.id : '?'; }).join(' '));
+  lay.textContent = 'layout check: ' + (boxes.length - wide.length) + ' of ' + boxes.length +
+    ' tables fit the page width' + (wide.length ? ' (the others scroll sideways)' : '');
 });
 """
 
@@ -307,18 +319,46 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
 
         # comparison table
         comp = T.comparison_table(runs, eps)
-        comp_text = T.format_comparison(comp, eps)
-        cap = ("Comparison of policies: wall time = sum of the per-epoch training seconds "
-               "in metrics.csv (evaluation excluded); losses are cross-entropy in nats, "
-               "accuracies in percent, after the epoch named (@N). Mean over seeds, ± sample "
-               "standard deviation when there is more than one.")
+        comp_text = T.format_comparison(comp, eps, compact=True)
+        common = S.common_epoch(runs)
+        lengths = T.planned_epochs(runs)
+        mixed = bool(len(comp)) and bool(comp["length_differs"].any())
+        cap = ("Comparison of policies: epochs = planned length of the runs; wall time = sum "
+               "of the per-epoch training seconds in metrics.csv (evaluation excluded)"
+               + ("; compile = one-off kernel compilation, recorded apart "
+                  "(compile_seconds) and not part of the wall time" if "compile [s]"
+                  in comp_text else "")
+               + "; losses are cross-entropy in nats, accuracies in percent, after the "
+               "epoch named (@N): test accuracy at every epoch shown, the other metrics at "
+               "the last one (every metric at every epoch is in the CSV). Mean over seeds, ± "
+               "sample standard deviation when there is more than one.")
+        if (comp["compile_n"] < comp["wall_n"]).any():
+            cap += (f" {T.COMPILE_FLAG.strip()}: wall time of runs that did not record their "
+                    "compile time apart; their first epoch's seconds include the one-off "
+                    "compilation of the kernels (emulated backend).")
+        if mixed:
+            cap += (f" {T.LENGTH_FLAG.strip()}: runs of different lengths share this table; "
+                    "wall times and numbers at an epoch only some runs reached are not "
+                    f"comparable across rows; compare at an epoch all reached (@{common}).")
         files = T.write_table(comp_text, comp, tab_dir, "comparison", cap)
-        section("comparison", "Comparison table", _table_html(comp_text, files, out, cap))
+        warn = ""
+        if mixed:
+            desc = "; ".join(f"{p}: {', '.join(map(str, v))}" for p, v in lengths.items())
+            warn = (f'<p class="warn">Runs of different lengths (planned epochs — {_e(desc)}) '
+                    "are flagged ≠ in the table. Wall times and last-epoch numbers of "
+                    "different lengths are not comparable; the statistics below compare "
+                    f"every complete run at epoch {common}, the last epoch all of them "
+                    "reached.</p>")
+        section("comparison", "Comparison table",
+                warn + _table_html(comp_text, files, out, cap))
 
         # statistics of the final accuracy
         acc = S.accuracy_stats(runs, base)
         acc_text = _acc_text(acc)
-        cap = (f"Final test accuracy (last epoch; complete runs only) over seeds: mean ± "
+        at = ("last epoch" if not mixed else
+              f"epoch {common}, the last epoch every complete run reached: the runs have "
+              "different lengths")
+        cap = (f"Final test accuracy ({at}; complete runs only) over seeds: mean ± "
                f"sample standard deviation and the 95% Student-t confidence interval. "
                f"Against the baseline {base}: difference of means in percentage points, "
                "Welch's unequal-variance t-test (two-sided; needs ≥ 2 seeds on each side; "
@@ -403,6 +443,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
         "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav>"
         + "".join(parts)
         + '<p id="image-check" data-status="pending">image check: pending</p>'
+        + '<p id="layout-check" class="files">layout check: pending</p>'
         f"<script>{_SCRIPT}</script></body></html>\n")
     index = out / "index.html"
     tmp = out / "index.html.tmp"

@@ -4,8 +4,10 @@ distribution distances and quantization error.
 Definitions (all used verbatim in the report's captions):
 
 final test accuracy
-    ``test_acc`` of a run's last epoch; complete runs only (partial and failed runs are left
-    out of every statistic here).
+    ``test_acc`` at the **common epoch**: the last epoch every complete run reached, which is
+    every run's last epoch when all runs have the same length; runs of different lengths
+    are thus compared at the shorter length, never a 2-epoch run against a 10-epoch one.
+    Complete runs only (partial and failed runs are left out of every statistic here).
 95% CI
     Student t interval over seeds, ``mean ± t(0.975, n-1)·s/√n`` with ``s`` the sample
     standard deviation (ddof 1); undefined (NaN) for a single seed.
@@ -44,8 +46,8 @@ from fxemu._errors import msg
 
 from .runs import LAYERS, Run, Runs
 
-__all__ = ["DEFAULT_BASELINE", "accuracy_stats", "choose_baseline", "final_accuracy",
-           "sqnr_db", "sqnr_table", "weight_distances"]
+__all__ = ["DEFAULT_BASELINE", "accuracy_stats", "choose_baseline", "common_epoch",
+           "final_accuracy", "sqnr_db", "sqnr_table", "weight_distances", "welch_p"]
 
 DEFAULT_BASELINE = "fw32bw32"
 
@@ -65,13 +67,35 @@ def choose_baseline(runs: Runs, baseline: str | None = None) -> str:
     return DEFAULT_BASELINE if DEFAULT_BASELINE in names else names[0]
 
 
-def final_accuracy(runs: Runs) -> pd.DataFrame:
-    """One row per complete run: ``run, policy, seed, epoch, test_acc`` at its last epoch."""
-    rows = [{"run": r.name, "policy": r.policy, "seed": r.seed,
-             "epoch": int(r.metrics["epoch"].iloc[-1]),
-             "test_acc": float(r.metrics["test_acc"].iloc[-1])}
-            for r in runs.complete()]
+def common_epoch(runs: Runs) -> int | None:
+    """The last epoch every complete run reached (None without a complete run)."""
+    done = [int(r.metrics["epoch"].max()) for r in runs.complete() if len(r.metrics)]
+    return min(done) if done else None
+
+
+def final_accuracy(runs: Runs, epoch: int | None = None) -> pd.DataFrame:
+    """One row per complete run: ``run, policy, seed, epoch, test_acc`` at ``epoch`` (default
+    :func:`common_epoch`: each run's last epoch when all runs have the same length)."""
+    if epoch is None:
+        epoch = common_epoch(runs)
+    rows = []
+    for r in runs.complete():
+        at = r.metrics[r.metrics["epoch"] == epoch]
+        if len(at):
+            rows.append({"run": r.name, "policy": r.policy, "seed": r.seed, "epoch": int(epoch),
+                         "test_acc": float(at["test_acc"].iloc[-1])})
     return pd.DataFrame(rows, columns=["run", "policy", "seed", "epoch", "test_acc"])
+
+
+def welch_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided p-value of Welch's unequal-variance t-test; NaN with fewer than 2 values on
+    a side or when neither side varies."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or len(y) < 2 or not (np.var(x) > 0 or np.var(y) > 0):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(sps.ttest_ind(x, y, equal_var=False).pvalue)
 
 
 def _ci95(x: np.ndarray) -> tuple[float, float]:
@@ -86,12 +110,15 @@ def _ci95(x: np.ndarray) -> tuple[float, float]:
 
 
 def accuracy_stats(runs: Runs, baseline: str) -> pd.DataFrame:
-    """Per policy: final test accuracy over seeds and tests against ``baseline``.
+    """Per policy: final test accuracy (at :func:`common_epoch`) over seeds and tests
+    against ``baseline``.
 
     Columns: ``policy, n, mean, std, ci_low, ci_high, diff`` (mean − baseline mean),
-    ``welch_t, welch_p, mwu_u, mwu_p`` (see the module docstring for when each is defined).
+    ``welch_t, welch_p, mwu_u, mwu_p`` (see the module docstring for when each is defined),
+    ``epoch`` (the epoch compared).
     """
-    fa = final_accuracy(runs)
+    epoch = common_epoch(runs)
+    fa = final_accuracy(runs, epoch)
     base = fa.loc[fa["policy"] == baseline, "test_acc"].to_numpy()
     rows = []
     for pol in runs.policies:
@@ -114,9 +141,11 @@ def accuracy_stats(runs: Runs, baseline: str) -> pd.DataFrame:
         if pol != baseline and len(x) >= 3 and len(base) >= 3:
             u = sps.mannwhitneyu(x, base, alternative="two-sided")
             row["mwu_u"], row["mwu_p"] = float(u.statistic), float(u.pvalue)
+        row["epoch"] = epoch
         rows.append(row)
     return pd.DataFrame(rows, columns=["policy", "n", "mean", "std", "ci_low", "ci_high",
-                                       "diff", "welch_t", "welch_p", "mwu_u", "mwu_p"])
+                                       "diff", "welch_t", "welch_p", "mwu_u", "mwu_p",
+                                       "epoch"])
 
 
 def _pooled(rs: Sequence[Run], epoch: int, layer: str) -> np.ndarray | None:

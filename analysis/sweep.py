@@ -21,12 +21,13 @@ checked, every data set loaded once, and every existing run directory compared w
 that would go there.
 
 Each run gets its own directory under ``out``, named ``<policy>_seed<seed>`` plus ``_<hash>``
-(6 hex digits of the varied ``grid`` values) when the grid varies anything; ``sweep.json`` in
-``out`` lists every run with its varied values and configuration (written atomically). A run
-directory follows the contract of :mod:`fxemu.rundir`; a run that raised holds ``error.json``
-(``error``: the exception type, ``message``, ``traceback``) instead of finished metrics. While
-a sweep runs it holds the lock of ``out`` (a second ``run_sweep`` on it raises
-:class:`fxemu.rundir.RunDirBusy` naming the first one's pid) and each run holds its own.
+(6 hex digits of the SHA-256 of the varied ``grid`` values; 16 digits for combinations whose
+first 6 digits collide, as they do by chance in grids of a few thousand) when the grid varies
+anything; ``sweep.json`` in ``out`` lists every run with its varied values and configuration
+(written atomically). A run directory follows the contract of :mod:`fxemu.rundir`; a run that
+raised holds ``error.json`` (``error``: the exception type, ``message``, ``traceback``) instead
+of finished metrics. While a sweep runs it holds the lock of ``out`` (a second ``run_sweep`` on
+it raises :class:`fxemu.rundir.RunDirBusy` naming the first one's pid) and each run holds its own.
 
 Re-running a sweep is resuming it: finished runs (``metrics.csv`` with ``epochs`` rows) are
 skipped, interrupted ones continue from their checkpoint (``train(..., resume=True)``, bit for
@@ -36,7 +37,9 @@ A spec whose ``epochs`` grew extends the finished runs (bit for bit the longer r
 Executors: a local process pool (default), or a Dask ``distributed`` scheduler (``scheduler=``
 its address). The local pool is ``workers`` single-process executors, one run each at a time,
 so a worker that dies (``BrokenProcessPool``) names exactly the run it was running; that run is
-recorded as failed, its executor is replaced and the sweep goes on. Under Dask, a run whose
+recorded as failed, its executor is replaced and the sweep goes on. A local worker dies
+with the sweep process (killed by the kernel on Linux, by a watchdog thread elsewhere), so
+a sweep killed with ``kill -9`` leaves no worker behind to race its re-run. Under Dask, a run whose
 worker died more often than the scheduler's ``distributed.scheduler.allowed-failures`` comes
 back as ``KilledWorker`` and is recorded the same way. Dask workers must see ``out`` at the
 same path (a shared file system).
@@ -197,8 +200,31 @@ def _safe(name: str) -> str:
     return _UNSAFE.sub("_", name).strip("._") or "policy"
 
 
+_SHORT_HASH = 6  # hex digits of a run name's grid hash (24 bits), as sweeps have always used
+_LONG_HASH = 16  # hex digits (64 bits) for the combinations whose short hashes collide
+
+
 def _digest(varied: dict) -> str:
-    return hashlib.sha256(json.dumps(varied, sort_keys=True).encode()).hexdigest()[:6]
+    """SHA-256 (hex) of the varied grid values, as canonical JSON."""
+    return hashlib.sha256(json.dumps(varied, sort_keys=True).encode()).hexdigest()
+
+
+def _grid_tags(combos: Sequence[dict]) -> list[str]:
+    """The hash tag of each grid combination in run names.
+
+    6 hex digits (24 bits) name a combination whose 6-digit prefix no other combination of
+    the sweep shares, so every sweep that ever ran keeps its run directory names; 24 bits
+    collide by the birthday bound at a few thousand combinations (50 % at ~4 800), and the
+    combinations that share a prefix get 16 digits (64 bits) instead. The tag depends only
+    on the combination's values and on which other combinations the grid holds, never on
+    their order.
+    """
+    full = [_digest(v) for v in combos]
+    short = [d[:_SHORT_HASH] for d in full]
+    count: dict[str, int] = {}
+    for s in short:
+        count[s] = count.get(s, 0) + 1
+    return [s if count[s] == 1 else d[:_LONG_HASH] for s, d in zip(short, full, strict=True)]
 
 
 def build_runs(spec: Mapping) -> list[Run]:
@@ -230,6 +256,7 @@ def build_runs(spec: Mapping) -> list[Run]:
     keys = sorted(grid)
     combos = [dict(zip(keys, c, strict=True)) for c in itertools.product(*(grid[k] for k in keys))]
     hashed = len(combos) > 1
+    tags = _grid_tags(combos)
 
     seen: dict[str, dict] = {}
     for p in policies:
@@ -240,14 +267,14 @@ def build_runs(spec: Mapping) -> list[Run]:
     runs: list[Run] = []
     names: dict[str, str] = {}
     for p in dict((p.name, p) for p in policies).values():
-        for varied in combos:
+        for varied, tag in zip(combos, tags, strict=True):
             for seed in seeds:
                 kw = {**shared, **varied, "policy": p.to_dict(), "seed": seed}
                 try:
                     cfg = TrainConfig(**kw)
                 except (ValueError, TypeError) as e:
                     raise type(e)(msg(f"sweep run {p.name} seed {seed}", str(e))) from None
-                name = f"{_safe(p.name)}_seed{seed}" + (f"_{_digest(varied)}" if hashed else "")
+                name = f"{_safe(p.name)}_seed{seed}" + (f"_{tag}" if hashed else "")
                 if name in names:
                     raise ValueError(msg("sweep", "two runs map to one directory name", name,
                                          f"policies {names[name]!r} and {p.name!r}"))
@@ -370,6 +397,55 @@ def _execute(run_dir: str, config: dict, threads: int | None,
 
 
 # -- executors --------------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+_WATCH_INTERVAL_S = 0.5  # how often the portable watchdog looks for the parent
+
+
+def _die_with_parent_linux() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``);
+    False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit this process (no cleanup, as SIGKILL would) once ``parent`` is no longer its
+    parent: an orphan is re-parented to init or a subreaper."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(_WATCH_INTERVAL_S)
+
+
+def _worker_init(parent: int) -> None:
+    """Pool initializer: the worker dies with the sweep process that started it.
+
+    Without this, a worker whose parent was killed (``kill -9``) finishes the run it holds,
+    racing a re-run of the sweep on the same run directory, and then waits for work forever.
+    On Linux the kernel kills the worker (``PR_SET_PDEATHSIG``, set before the parent check
+    so a parent that died in between is seen); elsewhere a daemon thread polls
+    ``os.getppid()`` every 0.5 s. (The kernel's signal follows the *thread* that started the
+    worker: the pool starts its worker from the thread that submits, the one running
+    :func:`run_sweep`, which waits for every run before it returns.)
+    """
+    linux = _die_with_parent_linux()
+    if os.getppid() != parent:
+        os._exit(1)
+    if not linux:
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(parent,), name="fxemu-parent-watch",
+                         daemon=True).start()
+
+
 def _run_local(todo: list[Run], out: Path, workers: int, threads: int | None,
                train_fn: TrainFn | None, report: Callable[[Run, dict], None]) -> None:
     if workers == 0:  # in this process: no isolation, for debugging and tests
@@ -386,7 +462,9 @@ def _run_local(todo: list[Run], out: Path, workers: int, threads: int | None,
             for i in range(len(slots)):
                 if queue and i not in busy:
                     if slots[i] is None:
-                        slots[i] = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+                        slots[i] = ProcessPoolExecutor(max_workers=1, mp_context=ctx,
+                                                       initializer=_worker_init,
+                                                       initargs=(os.getpid(),))
                     run = queue.pop()
                     f = slots[i].submit(_execute, str(out / run.name), run.config, threads,
                                         train_fn)

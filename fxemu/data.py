@@ -30,10 +30,19 @@ Sources
 
 No loader unpickles: IDX files are parsed byte by byte and npz files are opened with
 ``allow_pickle=False``, so an object array inside an npz raises ``ValueError``.
+
+Limits
+    No loader allocates more than its file's header justifies, nor more than
+    :data:`MAX_DATA_BYTES` per file or array: IDX and npz headers are read first and their
+    sizes checked against the data actually present and against the limit, and gzip streams
+    are decompressed with a bounded reader, so a forged header or a gzip bomb gives a
+    ``ValueError`` instead of exhausting memory. :func:`load` refuses a data set whose
+    training or test split is empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import io
@@ -43,11 +52,11 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -56,6 +65,7 @@ from ._errors import msg
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
     "IDX_KEYS",
+    "MAX_DATA_BYTES",
     "Dataset",
     "embedded_path",
     "fashion_mnist_dir",
@@ -79,6 +89,10 @@ IDX_KEYS: Mapping[str, str] = MappingProxyType({
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 })
+
+#: The most bytes one data file (decompressed) or one npz array may hold: 1 GiB, about
+#: 1.3 million 28×28 images (full MNIST is 47 MB). Larger claims are refused before reading.
+MAX_DATA_BYTES = 1 << 30
 
 _SIDE = 28
 _N_CLASSES = 10
@@ -191,8 +205,18 @@ def load(spec: PathLike = "embedded", *, n_train: int | None = None,
     FileNotFoundError
         The path, or a file the loader needs, does not exist.
     ValueError
-        ``spec`` names nothing loadable, or a file is malformed.
+        ``spec`` names nothing loadable, a file is malformed, or the training or the test
+        split holds no samples (training needs both).
     """
+    ds = _load(spec, n_train, n_test)
+    for split, n in (("training", ds.n_train), ("test", ds.n_test)):
+        if n == 0:
+            raise ValueError(msg(f"data '{spec}'", f"the {split} split holds no samples",
+                                 ds.source, "training needs at least one of each"))
+    return ds
+
+
+def _load(spec: PathLike, n_train: int | None, n_test: int | None) -> Dataset:
     if isinstance(spec, str) and spec == "embedded":
         kwargs = {k: v for k, v in (("n_train", n_train), ("n_test", n_test)) if v is not None}
         return load_default(**kwargs)
@@ -357,30 +381,39 @@ def read_idx(path: PathLike) -> np.ndarray:
 
 def _read_idx(path: Path) -> tuple[np.ndarray, int]:
     what = f"IDX file '{path}'"
-    data = _decompressed(path, what)
-    if len(data) < 4:
-        raise ValueError(msg(what, "is shorter than the 4-byte IDX magic number",
-                             f"{len(data)} bytes", "file truncated"))
-    if data[0] != 0 or data[1] != 0 or data[3] == 0:
-        raise ValueError(msg(what, "bad magic number: must be 0x0000 <type> <ndim >= 1>",
-                             "0x" + data[:4].hex(), "not an IDX file"))
-    code, ndim = data[2], data[3]
-    if code not in _IDX_DTYPES:
-        raise ValueError(msg(what, "unknown IDX type code; must be one of 0x08 0x09 0x0B 0x0C "
-                             "0x0D 0x0E", f"0x{code:02X}"))
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(msg(what, f"is shorter than its {header}-byte header",
-                             f"{len(data)} bytes", "file truncated"))
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = _IDX_DTYPES[code]
-    count = math.prod(dims)
-    expected = header + count * dtype.itemsize
-    if len(data) != expected:
-        kind = "file truncated" if len(data) < expected else "trailing bytes after the data"
+    with _opened(path, what) as fh:
+        data = _read(fh, 4, what)
+        if len(data) < 4:
+            raise ValueError(msg(what, "is shorter than the 4-byte IDX magic number",
+                                 f"{len(data)} bytes", "file truncated"))
+        if data[0] != 0 or data[1] != 0 or data[3] == 0:
+            raise ValueError(msg(what, "bad magic number: must be 0x0000 <type> <ndim >= 1>",
+                                 "0x" + data[:4].hex(), "not an IDX file"))
+        code, ndim = data[2], data[3]
+        if code not in _IDX_DTYPES:
+            raise ValueError(msg(what, "unknown IDX type code; must be one of 0x08 0x09 0x0B "
+                                 "0x0C 0x0D 0x0E", f"0x{code:02X}"))
+        header = 4 + 4 * ndim
+        data += _read(fh, header - 4, what)
+        if len(data) < header:
+            raise ValueError(msg(what, f"is shorter than its {header}-byte header",
+                                 f"{len(data)} bytes", "file truncated"))
+        dims = struct.unpack(f">{ndim}I", data[4:header])
+        dtype = _IDX_DTYPES[code]
+        count = math.prod(dims)
+        expected = header + count * dtype.itemsize
+        if expected > MAX_DATA_BYTES:
+            raise ValueError(msg(what, f"header dims {dims} of {dtype.name} claim {expected} "
+                                 f"bytes, more than the limit of {MAX_DATA_BYTES}",
+                                 hint="fxemu.data.MAX_DATA_BYTES"))
+        body = _read(fh, expected - header + 1, what)  # one byte more detects trailing data
+    size = header + len(body)
+    if size != expected:
+        kind = "file truncated" if size < expected else "trailing bytes after the data"
+        got = f"{size} bytes" if size < expected else f"more than {expected} bytes"
         raise ValueError(msg(what, f"size must be {expected} bytes for header dims {dims} of "
-                             f"{dtype.name}", f"{len(data)} bytes", kind))
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+                             f"{dtype.name}", got, kind))
+    array = np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True), code
 
 
@@ -506,7 +539,9 @@ def load_npz(path: PathLike, *, n_train: int | None = None, n_test: int | None =
         The file does not exist.
     ValueError
         Not an npz archive, corrupt member, pickled/object data, missing keys, wrong shapes or
-        dtypes, labels outside 0..9, mismatched counts, sizes larger than the arrays.
+        dtypes, labels outside 0..9, mismatched counts, sizes larger than the arrays; a
+        member whose ``.npy`` header claims more bytes than the member holds or than
+        :data:`MAX_DATA_BYTES` (checked from the header, before anything is allocated).
     """
     path = Path(path)
     what = f"npz file '{path}'"
@@ -531,8 +566,8 @@ def load_npz(path: PathLike, *, n_train: int | None = None, n_test: int | None =
             arrays = {}
             for key in _NPZ_KEYS:
                 try:
-                    arrays[key] = archive[key]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                    arrays[key] = _npz_member(archive.zip, key, f"{what} array {key}")
+                except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                     raise ValueError(msg(f"{what} array {key}",
                                          "must be a readable non-object array",
                                          str(exc))) from None
@@ -553,6 +588,42 @@ def load_npz(path: PathLike, *, n_train: int | None = None, n_test: int | None =
         _check_labels(y[:keep], f"{what} array y_{split}")
         splits += [_scale(x[:keep]), y[:keep].astype(np.int64)]
     return Dataset(*splits, name=name, source=str(path))
+
+
+def _npz_member(zf: zipfile.ZipFile, key: str, what: str) -> np.ndarray:
+    """Read array ``key`` of an npz archive, checking its ``.npy`` header (shape, dtype) against
+    the member's size and :data:`MAX_DATA_BYTES` before reading the data."""
+    name = f"{key}.npy"
+    info = zf.getinfo(name if name in zf.namelist() else key)
+    with zf.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except ValueError as exc:
+            raise ValueError(msg(what, "must be a .npy array with a readable header",
+                                 str(exc))) from None
+        if dtype.hasobject:
+            raise ValueError(msg(what, "must be a readable non-object array",
+                                 "object arrays are refused (allow_pickle=False)"))
+        nbytes = math.prod(shape) * dtype.itemsize
+        held = info.file_size - fh.tell()
+        if nbytes > MAX_DATA_BYTES:
+            raise ValueError(msg(what, f"header claims shape {shape} of {dtype} ({nbytes} "
+                                 f"bytes), more than the limit of {MAX_DATA_BYTES}",
+                                 hint="fxemu.data.MAX_DATA_BYTES"))
+        if nbytes != held:
+            raise ValueError(msg(what, f"header claims shape {shape} of {dtype} ({nbytes} "
+                                 "bytes) but the member holds", f"{held} bytes"))
+        body = _read_upto(fh, nbytes)
+    if len(body) != nbytes:
+        raise ValueError(msg(what, f"must hold {nbytes} bytes of data", f"{len(body)} bytes",
+                             "member truncated"))
+    return np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,18 +677,58 @@ def load_fashion(directory: PathLike | None = None, *, n_train: int | None = Non
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def _decompressed(path: Path, what: str) -> bytes:
-    """The file's bytes, gunzipped when they start with the gzip magic."""
+@contextlib.contextmanager
+def _opened(path: Path, what: str) -> Iterator[BinaryIO]:
+    """The file opened for reading, through a gzip decoder when it starts with the gzip
+    magic (the decoder inflates only as much as is read)."""
     if not path.is_file():
         raise FileNotFoundError(msg(what, "does not exist" if not path.exists()
                                     else "is not a file"))
-    data = path.read_bytes()
-    if data[:2] != _GZIP_MAGIC:
-        return data
+    with path.open("rb") as raw:
+        if raw.read(2) == _GZIP_MAGIC:
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                yield gz
+        else:
+            raw.seek(0)
+            yield raw
+
+
+_CHUNK = 1 << 24
+
+
+def _read_upto(fh: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes from ``fh`` (fewer at its end), read in 16 MiB chunks: memory grows
+    with the data actually there, not with ``n`` (``read(n)`` may allocate ``n`` up front)."""
+    parts, left = [], n
+    while left > 0:
+        part = fh.read(min(left, _CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _read(fh: BinaryIO, n: int, what: str) -> bytes:
+    """:func:`_read_upto`; a corrupt gzip stream → ValueError (other read errors pass)."""
+    if not isinstance(fh, gzip.GzipFile):
+        return _read_upto(fh, n)
     try:
-        return gzip.decompress(data)
+        return _read_upto(fh, n)
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(msg(what, "corrupt gzip stream", str(exc))) from None
+
+
+def _decompressed(path: Path, what: str) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic; at most
+    :data:`MAX_DATA_BYTES` (more → ValueError, without reading further)."""
+    with _opened(path, what) as fh:
+        data = _read(fh, MAX_DATA_BYTES + 1, what)
+    if len(data) > MAX_DATA_BYTES:
+        raise ValueError(msg(what, f"holds more than the limit of {MAX_DATA_BYTES} bytes "
+                             "(decompressed)", hint="fxemu.data.MAX_DATA_BYTES"))
+    return data
 
 
 def _scale(pixels: np.ndarray) -> np.ndarray:

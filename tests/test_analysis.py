@@ -290,6 +290,131 @@ def test_heatmap_over_two_format_axes(run_root: Path, tmp_path: Path) -> None:
         "lockstep if more than one; axes read: " + ", ".join(F.AXES) + ")"))
 
 
+# -- report honesty -----------------------------------------------------------------------------
+def _fx_policies(run_root: Path, cells: dict[str, tuple[int, int]]) -> dict[str, dict]:
+    fx = "ap_fixed<{},{},AP_RND_CONV,AP_SAT,0>"
+    fw = json.loads((run_root / "fw32bw32_s0" / "config.json").read_text())["policy"]["forward"]
+    return {name: {"forward": {**fw, "activation": fx.format(d, d // 2),
+                               "conv": {"acc": fx.format(a, a // 2), "order": "sequential"}}}
+            for name, (d, a) in cells.items()}
+
+
+def test_heatmap_colour_scale_does_not_exaggerate(run_root: Path, tmp_path: Path) -> None:
+    assert F.color_limits([98.0, 98.07]) == pytest.approx((90.0, 100.0))
+    assert F.color_limits([50.0, 90.0]) == (50.0, 90.0)
+    assert F.color_limits([0.5, 1.0]) == pytest.approx((0.0, 10.0))
+    cells = {"d8a16": (8, 16), "d8a32": (8, 32), "d16a16": (16, 16), "d16a32": (16, 32)}
+    accs = {"d8a16": [0.9790, 0.9830, 0.9780], "d8a32": [0.9750, 0.9870, 0.9786],
+            "d16a16": [0.9000, 0.9010, 0.9005], "d16a32": [0.9795, 0.9800, 0.9805]}
+    runs = load_runs([_synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0", accs,
+                                      _fx_policies(run_root, cells))])
+    fig, why = F.heatmap(runs, tmp_path / "fig")
+    assert why == ""
+    d, lim = fig.data.set_index(["data bits", "accumulator bits"]), fig.data.attrs
+    assert lim["vmax"] - lim["vmin"] >= F.MIN_SPAN_PP
+    # 98.00 vs 98.02 (p ~ 0.97): close colours on the scale, and marked not significant
+    close = [d.loc[(8, 16), "mean"], d.loc[(8, 32), "mean"]]
+    assert abs(close[0] - close[1]) < 0.1
+    norm = (np.array(close) - lim["vmin"]) / (lim["vmax"] - lim["vmin"])
+    assert abs(norm[0] - norm[1]) < 0.02
+    best = d["mean"].idxmax()
+    assert d.loc[best, "mark"] == "best"
+    assert d.loc[(16, 16), "mark"] == "" and d.loc[(16, 16), "p_vs_best"] < 0.05
+    others = [k for k in d.index if k not in (best, (16, 16))]
+    assert all(d.loc[k, "mark"] == "n.s." and d.loc[k, "p_vs_best"] > 0.5 for k in others)
+    assert "n.s." in d.loc[others[0], "text"] and "±" in d.loc[others[0], "text"]
+    assert "Colour scale: fixed at the data's range widened to at least 10" in fig.caption
+
+
+def _shorten(run: Path, epochs: int) -> None:
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "epochs": epochs}))
+    lines = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\n".join(lines[:epochs + 1]) + "\n")
+
+
+def test_runs_of_different_lengths_are_flagged(run_root: Path, tmp_path: Path) -> None:
+    accs = {"fw32bw32": [0.9, 0.92], "short": [0.8, 0.84]}
+    root = _synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0", accs)
+    for s in (0, 1):
+        _shorten(root / f"short_s{s}", 1)
+    runs = load_runs([root])
+    assert [r.status for r in runs] == ["complete"] * 4
+    assert T.planned_epochs(runs) == {"fw32bw32": [2], "short": [1]}
+    assert T.default_epochs(runs) == [1, 2]
+    tab = T.comparison_table(runs).set_index("policy")
+    assert tab["length_differs"].all() and tab.loc["short", "epochs"] == "1"
+    text = T.format_comparison(tab.reset_index(), [1, 2]).set_index("policy")
+    assert text.loc["short", "epochs"] == "1" + T.LENGTH_FLAG
+    # statistics compare at epoch 1, where both reached, not 2-epoch runs against 1-epoch ones
+    assert S.common_epoch(runs) == 1
+    st = S.accuracy_stats(runs, "fw32bw32").set_index("policy")
+    assert (st["epoch"] == 1).all()
+    assert st.loc["fw32bw32", "mean"] == pytest.approx(0.455)  # epoch 1 holds acc / 2
+    assert st.loc["short", "diff"] == pytest.approx(0.41 - 0.455)
+    page = write_report([root], tmp_path / "r").read_text()
+    assert "Runs of different lengths (planned epochs — fw32bw32: 2; short: 1)" in page
+    assert "compare every complete run at epoch 1" in page
+    assert "the runs have different lengths" in page
+    # one length: no flag
+    same = T.comparison_table(load_runs([run_root / "fixed16_s0", run_root / "fixed16_s1"]))
+    assert not same["length_differs"].any()
+
+
+def test_compile_time_shown_apart(run_root: Path, tmp_path: Path) -> None:
+    root = _synthetic_runs(tmp_path / "syn", run_root / "fw32bw32_s0",
+                           {"fw32bw32": [0.9, 0.92], "fixed16": [0.8, 0.84]})
+    for s, extra in ((0, 30.0), (1, 50.0)):  # fixed16 recorded its compile time apart
+        f = root / f"fixed16_s{s}" / "metrics.csv"
+        rows = list(csv.reader(f.read_text().splitlines()))
+        rows = [[*rows[0], "compile_seconds"], [*rows[1], str(extra)], [*rows[2], "0.0"]]
+        f.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    runs = load_runs([root])
+    assert T.compile_seconds(runs["fixed16_s1"]) == 50.0
+    assert T.compile_seconds(runs["fw32bw32_s0"]) is None
+    tab = T.comparison_table(runs, [2]).set_index("policy")
+    assert tab.loc["fixed16", "wall_s_mean"] == pytest.approx(2.5)  # seconds only
+    assert tab.loc["fixed16", "compile_s_mean"] == pytest.approx(40.0)
+    assert tab.loc["fixed16", "compile_n"] == 2 and tab.loc["fw32bw32", "compile_n"] == 0
+    text = T.format_comparison(tab.reset_index(), [2]).set_index("policy")
+    assert text.loc["fixed16", "compile [s]"] == "40.0 ± 14.1"
+    assert text.loc["fixed16", "wall time [s]"] == "2.5 ± 0.0"
+    assert text.loc["fw32bw32", "wall time [s]"] == "2.5 ± 0.0" + T.COMPILE_FLAG
+    assert text.loc["fw32bw32", "compile [s]"] == "–"
+    page = write_report([root], tmp_path / "r").read_text()
+    assert "compile = one-off kernel compilation" in page
+    assert "their first epoch&#x27;s seconds include the one-off compilation" in page
+
+
+def test_comparison_table_fits_the_page(run_root: Path) -> None:
+    runs = load_runs([run_root])
+    eps = [1, 2, 3]
+    tab = T.comparison_table(runs, eps)
+    full = T.format_comparison(tab, eps)
+    compact = T.format_comparison(tab, eps, compact=True)
+    assert len(full.columns) == 4 + 4 * len(eps)
+    assert list(compact.columns) == [
+        "policy", "runs", "epochs", "wall time [s]", "test acc [%] @1", "test acc [%] @2",
+        "train loss @3", "train acc [%] @3", "test loss @3", "test acc [%] @3"]
+    assert (compact["test acc [%] @3"] == full["test acc [%] @3"]).all()
+
+
+def test_coinciding_curves_stay_visible(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    rows = [{"policy": p, "layer": layer, "epoch": e, "ks": 0.1 * e, "wasserstein": 0.01 * e}
+            for p in ("a", "b") for layer in LAYERS for e in range(4)]
+    colors = {"base": (0.5, 0.5, 0.5), "a": (1.0, 0.0, 0.0), "b": (0.0, 0.0, 1.0)}
+    f = F.distance_figure(pd.DataFrame(rows), tmp_path, "base", colors)
+    img = imread(f.png)[..., :3]
+
+    def pixels(rgb: tuple) -> int:
+        return int((np.abs(img - np.array(rgb)).max(axis=-1) < 0.25).sum())
+
+    # "a" is drawn first and "b" exactly on top of it: both must show, beyond the legend
+    assert pixels(colors["a"]) > 0.3 * pixels(colors["b"]) > 0
+
+
 # -- report and browser -----------------------------------------------------------------------
 def test_report_files(report: Path) -> None:
     out = report.parent
@@ -359,6 +484,15 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     check = _image_check(dom)
     assert check == {"status": "broken", "total": str(n_img), "broken": "2"}
     assert "figures/curves.png" in dom and "figures/sqnr.png" in dom
+
+
+def test_report_tables_fit_the_page_in_chromium(report: Path, tmp_path: Path) -> None:
+    dom = _browse(report, tmp_path / "profile", "--window-size=1300,2400", "--dump-dom").stdout
+    m = re.search(r'<p id="layout-check"([^>]*)>', dom)
+    assert m, "the page's layout check is missing from the DOM"
+    check = dict(re.findall(r'data-([a-z]+)="([^"]*)"', m.group(1)))
+    assert int(check["tables"]) >= 5
+    assert check["overflow"] == "0", check["wide"]
 
 
 def test_report_of_failed_runs_only(run_root: Path, tmp_path: Path) -> None:

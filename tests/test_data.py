@@ -497,3 +497,94 @@ def test_fashion_missing_and_explicit_dir(tmp_path, monkeypatch):
 def test_module_surface():
     assert all(hasattr(data, n) for n in data.__all__)
     assert os.fspath(data.DEBIAN_FASHION_MNIST_DIR) == "/usr/share/datasets/fashion-mnist"
+
+
+# ------------------------------------------------------------------------------------------
+# Hostile inputs: empty splits, forged headers, gzip bombs
+# ------------------------------------------------------------------------------------------
+
+def test_load_refuses_an_empty_split(tmp_path):
+    write_idx_dir(tmp_path / "idx")
+    write(tmp_path / "idx" / "train-images-idx3-ubyte", idx_bytes(np.zeros((0, 28, 28), "u1")))
+    write(tmp_path / "idx" / "train-labels-idx1-ubyte", idx_bytes(np.zeros(0, "u1")))
+    with pytest.raises(ValueError, match=re.escape(f"data '{tmp_path / 'idx'}'")
+                       + ": the training split holds no samples"):
+        data.load(tmp_path / "idx")
+    a = _npz_arrays()
+    path = tmp_path / "empty_test.npz"
+    np.savez(path, **{**a, "x_test": a["x_test"][:0], "y_test": a["y_test"][:0]})
+    with pytest.raises(ValueError, match=re.escape(f"data '{path}'")
+                       + ": the test split holds no samples"):
+        data.load(path)
+    assert data.load_npz(path).n_test == 0  # the loaders themselves still return the data
+
+
+def _npz_with_member(path: Path, key: str, header: dict, payload: bytes) -> Path:
+    """An npz holding the good arrays, with member ``key`` replaced by a forged header."""
+    import io
+    import zipfile
+
+    np.savez(path, **{k: v for k, v in _npz_arrays().items() if k != key})
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(f"{key}.npy", buf.getvalue() + payload)
+    return path
+
+
+def test_npz_forged_header_refused_before_allocating(tmp_path):
+    huge = {"descr": "|u1", "fortran_order": False, "shape": (10**12, 28, 28)}
+    path = _npz_with_member(tmp_path / "huge.npz", "x_train", huge, bytes(28 * 28 * 3))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r"' array x_train: header "
+                       r"claims shape \(1000000000000, 28, 28\) of uint8 \(784000000000000 "
+                       r"bytes\), more than the limit"):
+        data.load_npz(path)
+    # within the limit but more than the member holds
+    short = {"descr": "|u1", "fortran_order": False, "shape": (25, 28, 28)}
+    path = _npz_with_member(tmp_path / "short.npz", "x_train", short, bytes(28 * 28 * 3))
+    with pytest.raises(ValueError, match=r"array x_train: header claims shape \(25, 28, 28\) "
+                       r"of uint8 \(19600 bytes\) but the member holds; got '2352 bytes'"):
+        data.load_npz(path)
+
+
+def _gzip_file(path: Path, head: bytes, zeros: int) -> Path:
+    """``head`` followed by ``zeros`` zero bytes, gzip-compressed in a stream (the test never
+    holds the decompressed bytes)."""
+    chunk = bytes(1 << 20)
+    with gzip.open(path, "wb") as f:
+        f.write(head)
+        for _ in range(zeros // len(chunk)):
+            f.write(chunk)
+    return path
+
+
+def test_idx_gzip_bomb_read_with_a_cap(tmp_path, monkeypatch):
+    import tracemalloc
+
+    write_idx_dir(tmp_path, gz=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    # a header within the limit followed by 256 MiB of zeros: refused, never all inflated
+    _gzip_file(path, bytes([0, 0, 8, 3]) + struct.pack(">3I", 30, 28, 28), 256 << 20)
+    assert path.stat().st_size < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ".*trailing bytes"):
+            data.load_idx(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+    # a header that claims more than the limit: refused before reading the data
+    monkeypatch.setattr(data, "MAX_DATA_BYTES", 1 << 20)
+    _gzip_file(path, bytes([0, 0, 8, 3]) + struct.pack(">3I", 10**5, 28, 28), 0)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r"': header dims \(100000, 28, "
+                       r"28\) of uint8 claim 78400016 bytes, more than the limit of 1048576"):
+        data.load_idx(tmp_path)
+
+
+def test_csv_gzip_bomb_read_with_a_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_DATA_BYTES", 1 << 20)
+    path = _gzip_file(tmp_path / "bomb.csv.gz", b"", 4 << 20)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + "': holds more than the limit "
+                       "of 1048576 bytes"):
+        data.load_default(path=path)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +65,25 @@ def test_runs_and_names() -> None:
     assert names[0].startswith("fw32bw32_seed0_") and len(set(names)) == 2
     again = build_runs({"policies": ["fw32bw32"], "grid": {"lr": [0.05, 0.01]}})
     assert {r.name for r in again} == set(names)  # stable: the hash names the values
+
+
+def test_grid_hash_has_no_collisions_at_10000_combinations() -> None:
+    # 6 hex digits alone collide here (about 3 pairs are expected among 10 000 values)
+    spec = {"policies": ["fw32bw32"], "grid": {"lr": [0.001 * (i + 1) for i in range(100)],
+                                               "batch_size": list(range(1, 101))}}
+    runs = build_runs(spec)
+    names = [r.name for r in runs]
+    assert len(runs) == 10_000 and len(set(names)) == 10_000
+    tags = [n.rsplit("_", 1)[1] for n in names]
+    long = [t for t in tags if len(t) == 16]
+    assert long and all(len(t) in (6, 16) for t in tags)
+    # the long tags are exactly the combinations whose first 6 digits collide
+    assert len({t[:6] for t in long}) < len(long)
+    assert not {t[:6] for t in long} & {t for t in tags if len(t) == 6}
+    # a grid without collisions keeps the 6-digit names sweeps have always had
+    small = build_runs({"policies": ["fw32bw32"], "grid": {"lr": [0.01, 0.05]}})
+    assert [r.name for r in small] == ["fw32bw32_seed0_" + r.name[-6:] for r in small]
+    assert all(len(r.name.rsplit("_", 1)[1]) == 6 for r in small)
 
 
 @pytest.mark.parametrize(("spec", "match"), [
@@ -205,6 +229,104 @@ def test_pool_raising_and_dying_runs_recorded_then_retried(tmp_path: Path) -> No
     assert sorted(res.skipped) == ["fw32bw32_seed0", "fw32bw32_seed3"]
     assert not any((tmp_path / f"fw32bw32_seed{s}" / "error.json").exists() for s in (1, 2))
     assert finished_files() == done
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _wait_for(cond, timeout: float, step: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+_SLEEPER = """
+import os, sys, time
+from pathlib import Path
+
+def sleepy_train(cfg, out, **kw):
+    Path(os.environ["FXEMU_TEST_PIDFILE"]).write_text(str(os.getpid()))
+    time.sleep(120)  # a long run; the worker must not outlive its parent
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_die_with_a_killed_sweep(tmp_path: Path) -> None:
+    (tmp_path / "sleeper.py").write_text(textwrap.dedent(_SLEEPER))
+    pidfile = tmp_path / "worker.pid"
+    script = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+              "from sleeper import sleepy_train\n"
+              "from fxemu.analysis.sweep import run_sweep\n"
+              f"run_sweep({_spec(seeds=(0,))!r}, {str(tmp_path / 'out')!r}, workers=1, "
+              "progress=False, train_fn=sleepy_train)\n")
+    env = {**os.environ, "FXEMU_TEST_PIDFILE": str(pidfile)}
+    log = tmp_path / "parent.log"
+    with open(log, "wb") as fh:
+        parent = subprocess.Popen([sys.executable, "-c", script], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=fh)
+    try:
+        assert _wait_for(lambda: (pidfile.exists() and pidfile.read_text().strip())
+                         or parent.poll() is not None, 240, 0.2)
+        assert parent.poll() is None, log.read_text()
+        worker = int(pidfile.read_text())
+        assert not _gone(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        assert _wait_for(lambda: _gone(worker), 10), f"worker {worker} outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if pidfile.exists() and pidfile.read_text().strip():
+            w = int(pidfile.read_text())
+            if not _gone(w):
+                os.kill(w, signal.SIGKILL)
+
+
+_ORPHAN = """
+import os, sys, time
+import fxemu.analysis.sweep as sweep
+
+sweep._die_with_parent_linux = lambda: False  # the portable path: the watchdog thread
+sweep._worker_init(os.getppid())
+print(os.getpid(), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_worker_watchdog_without_prctl(tmp_path: Path) -> None:
+    (tmp_path / "orphan.py").write_text(textwrap.dedent(_ORPHAN))
+    # the middle process starts the worker, prints its pid, then waits to be killed
+    middle = ("import subprocess, sys, time\n"
+              f"p = subprocess.Popen([sys.executable, {str(tmp_path / 'orphan.py')!r}], "
+              "stdout=subprocess.PIPE, text=True)\n"
+              "print(p.stdout.readline().strip(), flush=True)\n"
+              "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", middle], stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        worker = int(parent.stdout.readline())
+        assert not _gone(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        assert _wait_for(lambda: _gone(worker), 10), f"worker {worker} outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()
+        if worker is not None and not _gone(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 # -- Dask ---------------------------------------------------------------------------------------
