@@ -65,18 +65,9 @@ def compile_seconds(run: Run) -> float | None:
     """The run's one-off kernel compilation time: the sum of its ``metrics.csv``
     ``compile_seconds`` column, or None for a run that did not record one (its ``seconds``
     then include the compilation of its first epoch)."""
-    col = "compile_seconds"
-    if col in run.metrics.columns:
-        v = run.metrics[col]
-    else:  # the run reader keeps only the base columns: read this one where it is present
-        f = run.path / "metrics.csv"
-        try:
-            v = pd.read_csv(f, usecols=lambda c: c == col)
-        except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
-            return None
-        if col not in v.columns:
-            return None
-        v = v[col]
+    if "compile_seconds" not in run.metrics.columns:  # the run reader keeps it where recorded
+        return None
+    v = run.metrics["compile_seconds"]
     v = pd.to_numeric(v, errors="coerce")
     return float(v.sum()) if v.notna().any() else None
 

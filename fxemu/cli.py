@@ -147,8 +147,9 @@ class _Group(click.Group):
                     continue
                 rows.append((name, cmd.get_short_help_str(limit)))
             else:
-                rows.append((name, click.utils.make_default_short_help(LAZY_COMMANDS[name][2],
-                                                                       limit)))
+                # the stored short help, shortened as click shortens a loaded command's
+                rows.append((name, click.Command(name, help=LAZY_COMMANDS[name][2])
+                             .get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
