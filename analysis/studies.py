@@ -39,8 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fxemu._errors import msg
-from fxemu.arith import Mac
-from fxemu.formats import Fixed
+from fxemu.formats import Fixed, Mac
 from fxemu.policy import Backward, Forward, Policy, Update
 
 __all__ = ["FRACTION_BITS", "STUDIES", "founding_spec", "rounding_policy", "rounding_spec",

@@ -5,10 +5,10 @@ conversion (:func:`quantize`, :func:`to_bits`, :func:`from_bits`) and datapath a
 (:func:`add`, :func:`sub`, :func:`mul`, :func:`fma`, :class:`Mac`, :func:`dot`,
 :func:`matmul`, :func:`conv2d`).
 
-``import fxemu`` loads only the formats (no Numba): the conversion and arithmetic names are
-imported from their modules on first use (PEP 562), so ``fxemu --help`` and ``fxemu formats``
-stay fast. ``from fxemu import X``, ``fx.X``, ``dir(fx)`` and ``from fxemu import *`` behave
-as if every name had been imported eagerly.
+``import fxemu`` loads only the formats and the ``Mac`` description (no Numba): the conversion
+and arithmetic names are imported from their modules on first use (PEP 562), so
+``fxemu --help`` and ``fxemu formats`` stay fast. ``from fxemu import X``, ``fx.X``,
+``dir(fx)`` and ``from fxemu import *`` behave as if every name had been imported eagerly.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .formats import (
     FloatOverflow,
     FloatRounding,
     Format,
+    Mac,
     Special,
     parse,
 )
@@ -70,23 +71,11 @@ _LAZY = {
 }
 
 
-def _mac() -> type:
-    """``Mac`` from :mod:`fxemu.formats` where it is defined, else from :mod:`fxemu.arith`."""
-    from . import formats
-
-    mac = getattr(formats, "Mac", None)
-    if mac is None:
-        from .arith import Mac as mac
-    return mac
-
-
 def __getattr__(name: str) -> object:
     """The lazily imported public names; ``fx.train`` (callable: ``fx.train(config)``) is the
     training module, imported on first use."""
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    elif name == "Mac":
-        value = _mac()
     elif name == "train":
         return importlib.import_module(".train", __name__)
     else:

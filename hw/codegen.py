@@ -45,7 +45,7 @@ from ..formats import (
 from ..policy import Policy
 
 if TYPE_CHECKING:
-    from ..arith import Mac
+    from ..formats import Mac
 
 __all__ = ["MACS", "ROLES", "policy_header"]
 

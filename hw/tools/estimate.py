@@ -50,8 +50,7 @@ import math
 from dataclasses import dataclass
 
 from ..._errors import msg
-from ...arith import Mac
-from ...formats import Fixed, Float
+from ...formats import Fixed, Float, Mac
 from ...policy import Policy
 from .. import layout
 
