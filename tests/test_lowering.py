@@ -20,7 +20,6 @@ from fxemu import lowering
 from fxemu._kernels.params import FixedParams, FloatParams, FormatVec
 
 FIX = fx.Fixed(16, 8, rounding="rnd_conv", overflow="sat")
-ROOT = Path(fxemu.__file__).resolve().parent
 
 # ---------------------------------------------------------------------------------------------
 # Mac: a pure description next to the formats, chunk:N bounded
