@@ -152,7 +152,7 @@ def atomic_write(path: str | Path, data: bytes | Callable[[io.BufferedWriter], N
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, flags, 0o644)
+            fd = os.open(tmp, flags, 0o666)  # less the umask, as open() creates files
             break
         except FileExistsError:
             continue

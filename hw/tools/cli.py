@@ -21,34 +21,15 @@ def _policy(spec: str):
 
 
 def _write(path: str, write) -> None:
-    """``write(tmp)`` into a fresh temporary beside ``path``, then renamed onto it (a reader
-    never sees a partial file); a file-system error is one line naming ``path`` (exit 1)."""
-    import os
-    import tempfile
-    from pathlib import Path
+    """``write(file)`` through :func:`fxemu.rundir.atomic_write` (an exclusive temporary beside
+    ``path``, renamed onto it: a reader never sees a partial file, a planted link is replaced);
+    a file-system error is one line naming ``path`` (exit 1)."""
+    from ...rundir import RunDirError, atomic_write
 
-    from ..._errors import msg
-
-    target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as e:
-        raise click.ClickException(msg(f"output {path}",
-                                       f"cannot be written ({e.strerror or e})")) from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it (mkstemp gives 0600)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise click.ClickException(msg(f"output {path}",
-                                       f"cannot be written ({e.strerror or e})")) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, write)
+    except RunDirError as e:
+        raise click.ClickException(f"output {e}") from None
 
 
 def _kernel_policy(spec: str):
