@@ -20,7 +20,7 @@ from ._kernels import mac as _km
 from ._kernels import mac_fast as _kmf
 from ._kernels import pool as _kp
 from .formats import Fixed, FixedOverflow, Float, FloatRounding, Mac
-from .quantize import NanPolicy, as_format, quantize, reject_masked
+from .quantize import NanPolicy, as_format, check_nan_policy, quantize, reject_masked
 
 __all__ = ["Mac", "add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
            "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"]
@@ -225,8 +225,7 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     """``R_out(reduce_k a[i,k]·b[k,j])`` for 2-D float64 operands a (M, K), b (K, N)."""
     if not isinstance(mac, Mac):
         raise TypeError(msg("mac", "must be an fx.Mac", type(mac).__name__))
-    if nan not in ("raise", "hls"):
-        raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
+    check_nan_policy(nan)
     lm, bits, key = lowering.lower_mac_call(mac, seed, sr_bits)
     # an FTZ multiplier (or, without one, an FTZ accumulator) reads subnormal operands as zero
     a = np.ascontiguousarray(daz(a, lm.first))

@@ -16,7 +16,8 @@ from ._errors import msg
 from ._kernels import convert as _kc
 from .formats import Fixed, Float, parse
 
-__all__ = ["as_format", "from_bits", "quantize", "reject_masked", "to_bits"]
+__all__ = ["as_format", "check_nan_policy", "from_bits", "quantize", "reject_masked",
+           "to_bits"]
 
 NanPolicy = Literal["raise", "hls"]
 
@@ -35,6 +36,12 @@ def reject_masked(x: object, what: str) -> None:
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(msg(what, "masked arrays are not supported (the mask would be lost)",
                             "MaskedArray", "pass x.filled(value) or x.data"))
+
+
+def check_nan_policy(nan: object) -> None:
+    """Raise ``ValueError`` unless ``nan`` is ``"raise"`` or ``"hls"``."""
+    if nan not in ("raise", "hls"):
+        raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
 
 
 def _coerce_input(x: object) -> np.ndarray:
@@ -74,8 +81,7 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
              nan: str, out: np.ndarray | None, codes: bool) -> np.ndarray:
     fmt = as_format(fmt)
     a = _coerce_input(x)
-    if nan not in ("raise", "hls"):
-        raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
+    check_nan_policy(nan)
     bits, key = lowering.sr_key(fmt, seed, sr_bits)
     res = _prepare_out(out, a.shape, np.uint64 if codes else np.float64)
     kernel, p = lowering.converter(fmt, codes)
