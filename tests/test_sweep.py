@@ -249,6 +249,14 @@ def _wait_for(cond, timeout: float, step: float = 0.05) -> bool:
     return cond()
 
 
+def _kill_and_expect_orphan_gone(parent: subprocess.Popen, worker: int) -> None:
+    """SIGKILL ``parent`` (whose child ``worker`` is alive) and wait for ``worker`` to exit."""
+    assert not _gone(worker)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    assert _wait_for(lambda: _gone(worker), 10), f"worker {worker} outlived its parent"
+
+
 _SLEEPER = """
 import os, sys, time
 from pathlib import Path
@@ -277,11 +285,7 @@ def test_workers_die_with_a_killed_sweep(tmp_path: Path) -> None:
         assert _wait_for(lambda: (pidfile.exists() and pidfile.read_text().strip())
                          or parent.poll() is not None, 240, 0.2)
         assert parent.poll() is None, log.read_text()
-        worker = int(pidfile.read_text())
-        assert not _gone(worker)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-        assert _wait_for(lambda: _gone(worker), 10), f"worker {worker} outlived its parent"
+        _kill_and_expect_orphan_gone(parent, int(pidfile.read_text()))
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -316,10 +320,7 @@ def test_worker_watchdog_without_prctl(tmp_path: Path) -> None:
     worker = None
     try:
         worker = int(parent.stdout.readline())
-        assert not _gone(worker)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-        assert _wait_for(lambda: _gone(worker), 10), f"worker {worker} outlived its parent"
+        _kill_and_expect_orphan_gone(parent, worker)
     finally:
         if parent.poll() is None:
             parent.kill()
