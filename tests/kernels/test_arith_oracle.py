@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from reference import fixed_oracle as fxo
 from reference import float_oracle as flo
+from reference.mac_order import reduce_in_order
 
 import fxemu as fx
 from fxemu import lowering
@@ -47,28 +48,10 @@ def oracle_dot(a, b, mac: fx.Mac) -> Fraction:
     if mac.mul is not None:
         prods = [_round(p, mac.mul) for p in prods]
     zero = Fraction(0)
-    if mac.order == "sequential":
-        acc = zero
-        for p in prods:
-            acc = _add(acc, p, mac.acc)
-    elif mac.order.startswith("chunk:"):
-        n = int(mac.order[6:])
-        acc = zero
-        for s in range(0, len(prods), n):
-            part = zero
-            for p in prods[s:s + n]:
-                part = _add(part, p, mac.acc)
-            acc = _add(acc, part, mac.acc)
-    elif mac.order == "pairwise":
-        nodes = prods
-        while len(nodes) > 1:
-            nxt = [_add(nodes[j], nodes[j + 1], mac.acc) for j in range(0, len(nodes) - 1, 2)]
-            if len(nodes) % 2:
-                nxt.append(nodes[-1])
-            nodes = nxt
-        acc = _add(zero, nodes[0] if nodes else zero, mac.acc)
-    else:
+    if mac.order == "exact":
         acc = _round(sum(prods, zero), mac.acc)
+    else:
+        acc = reduce_in_order(prods, mac.order, zero, lambda u, v: _add(u, v, mac.acc))
     return _round(acc, mac.out) if mac.out is not None else acc
 
 

@@ -27,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from reference import float_oracle as flo
+from reference.mac_order import reduce_in_order
 
 import fxemu as fx
 from fxemu import lowering
@@ -100,31 +101,13 @@ def ref_dot(a: np.ndarray, b: np.ndarray, mac: fx.Mac) -> float:
     def step(u: Node, v: Node) -> Node:
         return node(rnd(add(u, v, r), acc_f))
 
-    if mac.order == "sequential":
-        acc = zero
-        for p in prods:
-            acc = step(acc, p)
-    elif mac.order.startswith("chunk:"):
-        n = int(mac.order[6:])
-        acc = zero
-        for s in range(0, len(prods), n):
-            part = zero
-            for p in prods[s:s + n]:
-                part = step(part, p)
-            acc = step(acc, part)
-    elif mac.order == "pairwise":
-        nodes = prods
-        while len(nodes) > 1:
-            nxt = [step(nodes[j], nodes[j + 1]) for j in range(0, len(nodes) - 1, 2)]
-            if len(nodes) % 2:
-                nxt.append(nodes[-1])
-            nodes = nxt
-        acc = step(zero, nodes[0]) if nodes else zero
-    else:  # exact: every addition exact (with its §6.3 sign), one rounding
+    if mac.order == "exact":  # every addition exact (with its §6.3 sign), one rounding
         acc = zero
         for p in prods:
             acc = add(acc, p, r)
         acc = node(rnd(acc, acc_f))
+    else:
+        acc = reduce_in_order(prods, mac.order, zero, step)
     return rnd(acc, mac.out) if mac.out is not None else rnd(acc, acc_f)
 
 
