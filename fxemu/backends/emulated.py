@@ -13,21 +13,15 @@ from ..quantize import quantize
 from .base import Backend
 
 
-def _pad(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    t, b, left, r = pads
-    if not (t or b or left or r):
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
-
-
 class EmulatedBackend(Backend):
     """Bit-exact datapath of ``policy``; ``seed`` keys every stochastic rounding.
 
     Every call that may round stochastically draws one key (:meth:`_key`) in a fixed order, so
     a run is reproducible and resumable at step bounds; the fused conv block draws the keys its
-    composition would. Stride-1 zero padding is an explicit zero border before a valid conv
-    (the padded terms enter each sum in :func:`fxemu.conv2d`'s order, as exact zeros); strided
-    convs and overlapping or padded pools use :mod:`fxemu.arith`'s stride/padding arguments.
+    composition would. Stride and zero padding are :mod:`fxemu.arith`'s (the padded terms
+    enter each sum in :func:`fxemu.conv2d`'s order, as exact zeros). Overlapping pool windows
+    sum their gradient shares in ``backward.grad`` (maxpool) or through ``backward.conv_dx``
+    (avgpool, a transposed conv of the shares).
     """
 
     name = "emulated"
@@ -56,8 +50,6 @@ class EmulatedBackend(Backend):
 
     # -- conv ----------------------------------------------------------------------------------
     def _conv(self, x, wq, layer, mac: Mac) -> np.ndarray:
-        if layer.strides == (1, 1):
-            return conv2d(_pad(x, layer.pads), wq, mac, seed=self._key())
         return conv2d(x, wq, mac, stride=layer.strides, padding=layer.pads, seed=self._key())
 
     def conv2d(self, x, w, b, layer, prec):
@@ -78,12 +70,8 @@ class EmulatedBackend(Backend):
         bw = prec.backward
         mac = bw.conv_dw
         dzq = self._q(dz, bw.grad)
-        kernel = layer.kernel
-        if layer.strides == (1, 1):
-            gw = conv2d_grad_weight(_pad(x, layer.pads), dzq, kernel, mac, seed=self._key())
-        else:
-            gw = conv2d_grad_weight(x, dzq, kernel, mac, stride=layer.strides,
-                                    padding=layer.pads, seed=self._key())
+        gw = conv2d_grad_weight(x, dzq, layer.kernel, mac, stride=layer.strides,
+                                padding=layer.pads, seed=self._key())
         dw = self._q(gw, bw.grad)
         db = None
         if bias:
@@ -93,15 +81,9 @@ class EmulatedBackend(Backend):
         dx = None
         if need_dx:
             wq = self._q(w, bw.weight)
-            h, wd = x.shape[2:]
-            if layer.strides == (1, 1):
-                t, b, left, r = layer.pads
-                gi = conv2d_grad_input(dzq, wq, (h + t + b, wd + left + r), bw.conv_dx_mac,
-                                       seed=self._key())[:, :, t:t + h, left:left + wd]
-            else:
-                gi = conv2d_grad_input(dzq, wq, (h, wd), bw.conv_dx_mac, stride=layer.strides,
-                                       padding=layer.pads, seed=self._key())
-            dx = self._q(np.ascontiguousarray(gi), bw.grad)
+            gi = conv2d_grad_input(dzq, wq, x.shape[2:], bw.conv_dx_mac, stride=layer.strides,
+                                   padding=layer.pads, seed=self._key())
+            dx = self._q(gi, bw.grad)
         return dx, dw, db
 
     # -- the founding block --------------------------------------------------------------------
@@ -171,17 +153,14 @@ class EmulatedBackend(Backend):
 
     # -- pools -----------------------------------------------------------------------------------
     def maxpool2d(self, x, layer):
-        if layer.simple:
-            h, arg = arith.maxpool2d(x, layer.window[0])
-        else:
-            h, arg = arith.maxpool2d(x, layer.window, stride=layer.strides,
-                                     padding=layer.pads)
+        h, arg = arith.maxpool2d(x, layer.window, stride=layer.strides, padding=layer.pads)
         return h, (arg, x.shape, layer)
 
     def maxpool2d_backward(self, ctx, dh, prec):
         arg, shape, layer = ctx
-        if layer.simple:
-            return arith.maxpool2d_backward(dh, arg, shape, layer.window[0])
+        if not layer.overlapping:  # a routing: nothing rounds, no key is drawn
+            return arith.maxpool2d_backward(dh, arg, shape, layer.window, stride=layer.strides,
+                                            padding=layer.pads)
         return arith.maxpool2d_backward(dh, arg, shape, layer.window, stride=layer.strides,
                                         padding=layer.pads, fmt=prec.backward.grad,
                                         seed=self._key())
@@ -196,7 +175,7 @@ class EmulatedBackend(Backend):
         shape, layer = ctx
         return arith.avgpool2d_backward(dh, shape, layer.window, prec.backward.grad,
                                         stride=layer.strides, padding=layer.pads,
-                                        seed=self._key())
+                                        mac=prec.backward.conv_dx_mac, seed=self._key())
 
     # -- gradients and the update --------------------------------------------------------------
     def grad(self, g, prec=None):

@@ -202,6 +202,11 @@ class _Pool(Layer):
         return _pair(self.padding, "padding", 0)
 
     @property
+    def overlapping(self) -> bool:
+        """Windows share input cells (a stride below the window size)."""
+        return any(s < k for s, k in zip(self.strides, self.window, strict=True))
+
+    @property
     def simple(self) -> bool:
         """Square non-overlapping windows without padding (stride = size)."""
         k = self.window
