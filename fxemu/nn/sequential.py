@@ -256,7 +256,8 @@ class Sequential:
             elif isinstance(layer, MaxPool2d):
                 g = backend.maxpool2d_backward(ctx, g, prec)
             elif isinstance(layer, AvgPool2d):
-                g = backend.avgpool2d_backward(ctx, g, prec)
+                g = backend.avgpool2d_backward(ctx, g, prec)  # rounded into its grad format
+                gfmt = prec.backward.grad
             elif isinstance(layer, Flatten):
                 g = np.reshape(g, ctx)
         return {k: grads[k] for k in self.param_shapes}
