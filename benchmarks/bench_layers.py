@@ -2,8 +2,9 @@
 
 Each row times one operation (forward or backward) of LeNet-5 at batch 128 in float32 (or
 float64 with ``--dtype float64``): fxemu's native op and the same op in PyTorch eager, in one
-process, with the same thread count for Numba, BLAS and torch; it prints the median time of
-each and the ratio torch / fxemu (> 1: fxemu faster). The last row is one whole LeNet-5
+process, interleaved, with the same thread count for Numba, BLAS and torch; it prints the
+median time of each and the median ratio torch / fxemu (> 1: fxemu faster) with its
+quartiles. The last row is one whole LeNet-5
 forward + backward step built from these ops. Ratios only, never asserts.
 
     python benchmarks/bench_layers.py [--threads 2] [--repeats 20] [--batch 128]
@@ -12,6 +13,7 @@ forward + backward step built from these ops. Ratios only, never asserts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -38,14 +40,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _median(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (compiles kernels, allocates)
-    times = []
+def _time(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _compare(fx_op: Callable[[], object], t_op: Callable[[], object],
+             repeats: int) -> tuple[float, float, float, float, float]:
+    """Interleaved timings (fxemu, torch, fxemu, torch, …) after a warm-up of each, so both
+    see the same machine load: (median fxemu s, median torch s, median, 25th and 75th
+    percentile of the per-repeat ratio torch / fxemu)."""
+    fx_op()  # warm-up (compiles kernels, allocates)
+    t_op()
+    a, b = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        a.append(_time(fx_op))
+        b.append(_time(t_op))
+    r = sorted(y / x for x, y in zip(a, b, strict=True))
+    q = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0]] * 3
+    return statistics.median(a), statistics.median(b), q[1], q[0], q[2]
 
 
 def cases(n: int, dtype: str) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
@@ -176,36 +190,38 @@ def _torch_step(n: int, td: object, torch, F) -> Callable[[], object]:
     return step
 
 
-def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
+def run(args: argparse.Namespace) -> tuple[str, list[tuple]]:
+    """(thread description, rows (label, fxemu s, torch s, ratio, 25 %, 75 %)); thread
+    settings are restored afterwards."""
     torch, why = optional_import("torch")
     if torch is None:
         raise SystemExit(f"bench_layers needs torch (the 'torch' extra): {why}")
     import numba
 
-    if args.threads is not None:
-        numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
-        torch.set_num_threads(args.threads)
-        threadpool, _ = optional_import("threadpoolctl")
-        if threadpool is not None:
-            threadpool.threadpool_limits(args.threads)
     n, repeats = (8, 2) if args.quick else (args.batch, args.repeats)
-    rows = []
-    for label, fx_op, t_op in cases(n, args.dtype):
-        rows.append((label, _median(fx_op, repeats), _median(t_op, repeats)))
-    return rows
+    with contextlib.ExitStack() as stack:
+        if args.threads is not None:
+            stack.callback(numba.set_num_threads, numba.get_num_threads())
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+            numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
+            torch.set_num_threads(args.threads)
+            threadpool, _ = optional_import("threadpoolctl")
+            if threadpool is not None:
+                stack.enter_context(threadpool.threadpool_limits(args.threads))
+        threads = f"numba {numba.get_num_threads()}, torch {torch.get_num_threads()}"
+        rows = [(label, *_compare(fx_op, t_op, repeats))
+                for label, fx_op, t_op in cases(n, args.dtype)]
+    return threads, rows
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    rows = run(args)
-    import numba
-    import torch
-
+    threads, rows = run(args)
     print(f"native layer ops, {args.dtype}, batch {8 if args.quick else args.batch}, threads: "
-          f"numba {numba.get_num_threads()}, torch {torch.get_num_threads()}")
-    print(f"{'op':<24}{'fxemu ms':>10}{'torch ms':>10}{'torch/fxemu':>13}")
-    for label, a, b in rows:
-        print(f"{label:<24}{a * 1e3:>10.3f}{b * 1e3:>10.3f}{b / a:>13.2f}")
+          f"{threads}")
+    print(f"{'op':<24}{'fxemu ms':>10}{'torch ms':>10}{'torch/fxemu':>13}  (25%-75%)")
+    for label, a, b, r, lo, hi in rows:
+        print(f"{label:<24}{a * 1e3:>10.3f}{b * 1e3:>10.3f}{r:>13.2f}  ({lo:.2f}-{hi:.2f})")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fxemu as fx
 from fxemu.nn import native_ops as no
 
 torch = pytest.importorskip("torch")
@@ -26,10 +27,6 @@ def _close(a: np.ndarray, t, dtype) -> None:
     assert np.abs(a - want).max() <= TOL[dtype] * scale, np.abs(a - want).max() / scale
 
 
-def _torch_pad(padding, kh, kw):
-    return "same" if padding == "same" else padding
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("case", CONVS, ids=str)
 def test_conv_matches_torch(case, dtype) -> None:
@@ -38,7 +35,8 @@ def test_conv_matches_torch(case, dtype) -> None:
     x, wt = rng.standard_normal((n, c, h, w)), rng.standard_normal((f, c, kh, kw))
     b = rng.standard_normal(f)
     xt, wtt, bt = (torch.tensor(a.astype(dtype), requires_grad=True) for a in (x, wt, b))
-    yt = F.conv2d(xt, wtt, bt, stride=stride, padding=_torch_pad(padding, kh, kw))
+    t, bo, left, r = fx.conv_geometry(h, w, kh, kw, stride, padding).padding
+    yt = F.conv2d(F.pad(xt, (left, r, t, bo)), wtt, bt, stride=stride)
     g = rng.standard_normal(tuple(yt.shape))
     yt.backward(torch.tensor(g.astype(dtype)))
     _close(no.conv2d(x, wt, b, stride, padding, dtype), yt, dtype)
@@ -126,3 +124,22 @@ def test_native_ops_do_not_depend_on_thread_count() -> None:
 def test_errors(call, match) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_bench_layers_quick_run(capsys) -> None:
+    """benchmarks/bench_layers.py runs end to end on tiny inputs (no timing claims)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_layers.py"
+    spec = importlib.util.spec_from_file_location("bench_layers", path)
+    bench = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(bench)
+        assert bench.main(["--quick", "--threads", "1"]) == 0
+    finally:
+        sys.path[:] = saved
+    out = capsys.readouterr().out
+    assert "LeNet-5 step" in out and "conv2 fwd+backward" in out

@@ -38,7 +38,7 @@ from fxemu import Fixed
 pytestmark = pytest.mark.vendor
 
 #: the default run's two datapaths (a rounding, saturating fixed Mac with a product format and
-#: an out format; a float Mac with a product format), then those of the ``slow`` run
+#: an out format; a float Mac with a product format), then those of the ``layers_full`` run
 FAST_CASES = [FIXED_MACS[13], FLOAT_MACS[8]]
 SLOW_CASES = [FIXED_MACS[i] for i in (0, 9, 12)] + [FLOAT_MACS[i] for i in (0, 1, 3, 7, 12, 13,
                                                                            18)]
@@ -87,7 +87,7 @@ def _window_sum(x: np.ndarray, mac: fx.Mac, stride: object, padding: object) -> 
 
 @pytest.mark.parametrize(("which", "case"), [
     *(pytest.param("fast", c, id=str(c)) for c in FAST_CASES),
-    *(pytest.param("slow", c, id=str(c), marks=pytest.mark.slow) for c in SLOW_CASES)])
+    *(pytest.param("slow", c, id=str(c), marks=pytest.mark.layers_full) for c in SLOW_CASES)])
 def test_conv_layers_vs_vendor(which: str, case: MacCase, vendor_build, tmp_path):
     """conv2d, conv2d_grad_weight, conv2d_grad_input (stride, padding) and the avg-pool
     window sum, every order, through the vendor MAC loops."""
