@@ -28,6 +28,7 @@ GEOMETRIES = [
     (2, 2, 6, 5, 2, 3, 2, (2, 1), (1, 0, 2, 1)),
     (1, 2, 5, 5, 2, 3, 3, 1, "same"),
     (2, 1, 7, 6, 3, 2, 3, (3, 2), 1),
+    (2, 2, 5, 5, 2, 1, 2, 2, (2, 1)),  # padding beyond the kernel: border outputs see no input
 ]
 
 
