@@ -394,3 +394,22 @@ def test_conv_geometry_normalises() -> None:
     assert (g.stride, g.padding, g.out, g.ho, g.wo) == ((2, 3), (1, 1, 0, 0), (4, 3), 4, 3)
     assert fx.conv_geometry(5, 5, 3, 3).trivial and not g.trivial
     assert math.prod(fx.conv_geometry(4, 4, 4, 4).out) == 1
+
+
+def test_conv_geometry_agrees_with_torch_shapes() -> None:
+    """Output sizes (or a refusal) as torch computes them, over random geometries."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    for _ in range(300):
+        h, w, kh, kw = (int(v) for v in rng.integers(1, 9, 4))
+        stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        pad = (int(rng.integers(0, 4)), int(rng.integers(0, 4)))
+        try:
+            g = fx.conv_geometry(h, w, kh, kw, stride, pad)
+        except ValueError as e:
+            assert "larger than the padded input" in str(e)
+            assert h + 2 * pad[0] < kh or w + 2 * pad[1] < kw
+            continue
+        y = torch.nn.functional.conv2d(torch.zeros(1, 1, h, w), torch.zeros(1, 1, kh, kw),
+                                       stride=stride, padding=pad)
+        assert g.out == tuple(y.shape[2:]), (h, w, kh, kw, stride, pad)
