@@ -44,36 +44,35 @@ def _conv_geo(x: np.ndarray, w: np.ndarray, stride: object, padding: object) -> 
 
 
 def _cols(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """(C·Kh·Kw, N·Ho·Wo) patches of x (zero padding), row k = (c·Kh + a)·Kw + b, columns in
-    (n, i, j) order."""
+    """(N, C·Kh·Kw, Ho·Wo) patches of x (zero padding), column k = (c·Kh + a)·Kw + b."""
     n, c = x.shape[:2]
     kh, kw = g.kernel
-    cols = np.empty((c * kh * kw, n, g.ho * g.wo), x.dtype)
+    cols = np.empty((n, c * kh * kw, g.ho * g.wo), x.dtype)
     _kl.im2col(x, kh, kw, *g.stride, g.padding[0], g.padding[2], g.ho, g.wo, cols)
-    return cols.reshape(c * kh * kw, -1)
+    return cols
 
 
 def conv2d(x: object, w: object, b: object | None, stride: object = 1, padding: object = 0,
            dtype: object = np.float32) -> np.ndarray:
     """Cross-correlation (N, C, H, W) × (F, C, Kh, Kw) (+ bias (F,) or None) → (N, F, Ho, Wo),
-    as ``torch.nn.functional.conv2d``: one BLAS product ``w (F, C·Kh·Kw) @ cols`` over the
-    zero-padded patches of the whole batch, then the bias added."""
+    as ``torch.nn.functional.conv2d``: per sample the BLAS product ``w (F, C·Kh·Kw) @ cols``
+    of the zero-padded patches, then the bias added."""
     d = _dt(dtype)
     xa, wa = _c(x, d), _c(w, d)
     g = _conv_geo(xa, wa, stride, padding)
     f = wa.shape[0]
-    y = wa.reshape(f, -1) @ _cols(xa, g)  # (F, N·Ho·Wo)
+    y = np.matmul(wa.reshape(f, -1), _cols(xa, g))  # (N, F, Ho·Wo)
     if b is not None:
-        y += _c(b, d).reshape(f, 1)
-    return np.ascontiguousarray(y.reshape(f, xa.shape[0], g.ho, g.wo).transpose(1, 0, 2, 3))
+        y += _c(b, d).reshape(1, f, 1)
+    return y.reshape(xa.shape[0], f, g.ho, g.wo)
 
 
 def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding: object = 0,
                     dtype: object = np.float32, need_dx: bool = True,
                     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d` for the output gradient g (N, F, Ho, Wo): (dx or None when
-    not ``need_dx``, dw (F, C, Kh, Kw), db (F,)): dw is the BLAS product ``g (F, N·Ho·Wo) @
-    colsᵀ``; dx scatters ``wᵀ @ g`` back through col2im."""
+    not ``need_dx``, dw (F, C, Kh, Kw), db (F,)). dw sums the per-sample BLAS products
+    ``g_n @ cols_nᵀ`` over n in order; dx scatters ``wᵀ @ g_n`` back through col2im."""
     d = _dt(dtype)
     xa, wa, ga = _c(x, d), _c(w, d), _c(g, d)
     geo = _conv_geo(xa, wa, stride, padding)
@@ -81,12 +80,13 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
     if ga.shape != (n, f, geo.ho, geo.wo):
         raise ValueError(msg("conv2d_backward", "g must have the conv output's shape",
                              f"{ga.shape} for {(n, f, geo.ho, geo.wo)}"))
-    gm = np.ascontiguousarray(ga.reshape(n, f, -1).transpose(1, 0, 2)).reshape(f, -1)
-    dw = (gm @ _cols(xa, geo).T).reshape(wa.shape)
-    db = gm.sum(axis=1)
+    gm = ga.reshape(n, f, -1)
+    cols = _cols(xa, geo)
+    dw = np.matmul(gm, cols.transpose(0, 2, 1)).sum(axis=0).reshape(wa.shape)
+    db = gm.sum(axis=(0, 2))
     dx = None
     if need_dx:
-        dcols = (wa.reshape(f, -1).T @ gm).reshape(-1, n, geo.ho * geo.wo)
+        dcols = np.matmul(wa.reshape(f, -1).T, gm)  # (N, C·Kh·Kw, Ho·Wo)
         dx = np.empty(xa.shape, d)
         kh, kw = geo.kernel
         _kl.col2im(dcols, kh, kw, *geo.stride, geo.padding[0], geo.padding[2], geo.ho, geo.wo,

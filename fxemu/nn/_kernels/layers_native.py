@@ -25,9 +25,8 @@ def _span(b, sw, pl, wo, w):
 
 @pjit
 def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo, cols):
-    """cols (C·kh·kw, N, ho·wo): ``cols[(c·kh + a)·kw + b, n, i·wo + j] =
-    x[n, c, i·sh − pt + a, j·sw − pl + b]`` (0 outside x): one matrix (C·kh·kw, N·ho·wo) for
-    the whole batch."""
+    """cols (N, C·kh·kw, ho·wo): ``cols[n, (c·kh + a)·kw + b, i·wo + j] =
+    x[n, c, i·sh − pt + a, j·sw − pl + b]`` (0 outside x)."""
     n, c, h, w = x.shape
     for s in prange(n):
         for ch in range(c):
@@ -40,22 +39,21 @@ def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo, cols):
                         base = i * wo
                         if y < 0 or y >= h:
                             for j in range(wo):
-                                cols[row, s, base + j] = 0
+                                cols[s, row, base + j] = 0
                             continue
                         for j in range(j0):
-                            cols[row, s, base + j] = 0
+                            cols[s, row, base + j] = 0
                         z0 = j0 * sw - pl + b
                         for j in range(j0, j1):
-                            cols[row, s, base + j] = x[s, ch, y, z0 + (j - j0) * sw]
+                            cols[s, row, base + j] = x[s, ch, y, z0 + (j - j0) * sw]
                         for j in range(j1, wo):
-                            cols[row, s, base + j] = 0
+                            cols[s, row, base + j] = 0
 
 
 @pjit
 def col2im(cols, kh, kw, sh, sw, pt, pl, ho, wo, dx):
-    """The adjoint of :func:`im2col` (same layout): dx (N, C, H, W) zeroed, then each column
-    entry added to the input position it was read from (rows in order, then i, j; padding
-    dropped)."""
+    """The adjoint of :func:`im2col`: dx (N, C, H, W) zeroed, then each column entry added to
+    the input position it was read from (rows in order, then i, j; padding dropped)."""
     n, c, h, w = dx.shape
     for s in prange(n):
         for ch in range(c):
@@ -73,7 +71,7 @@ def col2im(cols, kh, kw, sh, sw, pt, pl, ho, wo, dx):
                             continue
                         base = i * wo
                         for j in range(j0, j1):
-                            dx[s, ch, y, z0 + (j - j0) * sw] += cols[row, s, base + j]
+                            dx[s, ch, y, z0 + (j - j0) * sw] += cols[s, row, base + j]
 
 
 @pjit
