@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import msg
 from .._kernels import pool as _kp
-from ..arith import ConvGeometry, conv_geometry
+from ..arith import ConvGeometry, argmax_cells, conv_geometry, pool_geometry
 from ._kernels import layers_native as _kl
 
 __all__ = ["avgpool2d", "avgpool2d_backward", "conv2d", "conv2d_backward", "linear",
@@ -94,26 +94,13 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
     return dx, dw, db
 
 
-def _pool_geo(shape: tuple[int, ...], size: object, stride: object, padding: object,
-              what: str) -> ConvGeometry:
-    if len(shape) != 4:
-        raise ValueError(msg(what, "needs x (N, C, H, W)", shape))
-    kh, kw = (size, size) if not isinstance(size, tuple | list) else size
-    g = conv_geometry(shape[2], shape[3], kh, kw, (kh, kw) if stride is None else stride,
-                      padding)
-    if 2 * max(g.padding[:2]) > kh or 2 * max(g.padding[2:]) > kw:
-        raise ValueError(msg("padding", "must be at most half the pool window",
-                             f"{g.padding} for {kh}×{kw}"))
-    return g
-
-
 def maxpool2d(x: object, size: object = 2, stride: object = None, padding: object = 0,
               dtype: object = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Max pooling as :func:`fxemu.arith.maxpool2d` (same argmax: the first maximum in
     row-major window order, a NaN wins) in ``dtype``: (pooled, argmax)."""
     d = _dt(dtype)
     xa = _c(x, d)
-    g = _pool_geo(xa.shape, size, stride, padding, "maxpool2d")
+    g = pool_geometry(xa.shape, size, stride, padding, "maxpool2d")
     out = np.empty((*xa.shape[:2], *g.out), d)
     arg = np.empty(out.shape, np.int64)
     _kp.maxpool_forward(xa, *g.kernel, *g.stride, g.padding[0], g.padding[2], out, arg)
@@ -127,11 +114,12 @@ def maxpool2d_backward(g: object, argmax: np.ndarray, input_shape: tuple[int, ..
     d = _dt(dtype)
     ga = _c(g, d)
     shape = tuple(int(v) for v in input_shape)
-    geo = _pool_geo(shape, size, stride, padding, "maxpool2d_backward")
+    geo = pool_geometry(shape, size, stride, padding, "maxpool2d_backward")
     arg = np.ascontiguousarray(argmax, dtype=np.int64)
     if ga.shape != (*shape[:2], *geo.out) or arg.shape != ga.shape:
         raise ValueError(msg("maxpool2d_backward", "g and argmax must have the pooled shape",
                              f"{ga.shape}, {arg.shape} for input {shape}"))
+    argmax_cells(arg, geo)  # every index names an input cell of its window
     kw = geo.kernel[1]
     dx = np.empty(shape, d)
     args = (kw, *geo.stride, geo.padding[0], geo.padding[2], dx)
@@ -148,7 +136,7 @@ def avgpool2d(x: object, size: object = 2, stride: object = None, padding: objec
     zeros, torch's ``count_include_pad=True``)."""
     d = _dt(dtype)
     xa = _c(x, d)
-    g = _pool_geo(xa.shape, size, stride, padding, "avgpool2d")
+    g = pool_geometry(xa.shape, size, stride, padding, "avgpool2d")
     out = np.empty((*xa.shape[:2], *g.out), d)
     kh, kw = g.kernel
     _kl.avgpool_forward(xa, kh, kw, *g.stride, g.padding[0], g.padding[2], d.type(kh * kw), out)
@@ -163,7 +151,7 @@ def avgpool2d_backward(g: object, input_shape: tuple[int, ...], size: object = 2
     d = _dt(dtype)
     ga = _c(g, d)
     shape = tuple(int(v) for v in input_shape)
-    geo = _pool_geo(shape, size, stride, padding, "avgpool2d_backward")
+    geo = pool_geometry(shape, size, stride, padding, "avgpool2d_backward")
     if ga.shape != (*shape[:2], *geo.out):
         raise ValueError(msg("avgpool2d_backward", "g must have the pooled shape",
                              f"{ga.shape} for input {shape}"))
