@@ -180,6 +180,9 @@ def linear_backward(x: object, w: object, g: object, dtype: object = np.float32,
     db = Σ_n g)."""
     d = _dt(dtype)
     xa, wa, ga = _c(x, d), _c(w, d), _c(g, d)
-    if ga.ndim != 2 or ga.shape != (xa.shape[0], wa.shape[0]):
+    if xa.ndim != 2 or wa.ndim != 2 or xa.shape[1] != wa.shape[1]:
+        raise ValueError(msg("linear_backward", "needs x (N, I) and w (O, I)",
+                             f"{xa.shape}, {wa.shape}"))
+    if ga.shape != (xa.shape[0], wa.shape[0]):
         raise ValueError(msg("linear_backward", "g must be (N, O)", f"{ga.shape}"))
     return (ga @ wa if need_dx else None), ga.T @ xa, ga.sum(axis=0)
