@@ -14,6 +14,8 @@ float64 within 1e-10 relative, float32 to float32 tolerance).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .._errors import msg
@@ -43,11 +45,28 @@ def _conv_geo(x: np.ndarray, w: np.ndarray, stride: object, padding: object) -> 
     return conv_geometry(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride, padding)
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
+    """A per-thread scratch array for ``slot`` (reused while its shape and dtype stay: a
+    fresh multi-megabyte array per call costs more in page faults than the kernel that fills
+    it)."""
+    cache = getattr(_SCRATCH, "arrays", None)
+    if cache is None:
+        cache = _SCRATCH.arrays = {}
+    a = cache.get(slot)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = cache[slot] = np.empty(shape, dtype)
+    return a
+
+
 def _cols(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """(N, C·Kh·Kw, Ho·Wo) patches of x (zero padding), column k = (c·Kh + a)·Kw + b."""
+    """(N, C·Kh·Kw, Ho·Wo) patches of x (zero padding), column k = (c·Kh + a)·Kw + b, in a
+    per-thread scratch array (valid until the next call)."""
     n, c = x.shape[:2]
     kh, kw = g.kernel
-    cols = np.empty((n, c * kh * kw, g.ho * g.wo), x.dtype)
+    cols = _scratch((n, c * kh * kw, g.ho * g.wo), x.dtype, "cols")
     _kl.im2col(x, kh, kw, *g.stride, g.padding[0], g.padding[2], g.ho, g.wo, cols)
     return cols
 
@@ -86,7 +105,8 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
     db = gm.sum(axis=(0, 2))
     dx = None
     if need_dx:
-        dcols = np.matmul(wa.reshape(f, -1).T, gm)  # (N, C·Kh·Kw, Ho·Wo)
+        dcols = np.matmul(wa.reshape(f, -1).T, gm,  # (N, C·Kh·Kw, Ho·Wo)
+                          out=_scratch((n, wa[0].size, geo.ho * geo.wo), d, "dcols"))
         dx = np.empty(xa.shape, d)
         kh, kw = geo.kernel
         _kl.col2im(dcols, kh, kw, *geo.stride, geo.padding[0], geo.padding[2], geo.ho, geo.wo,
