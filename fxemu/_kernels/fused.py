@@ -1,0 +1,148 @@
+"""The multi-term fused adder of ``Mac(order="fused:…")`` (semantics: :class:`fxemu.Fused`).
+
+Everything is integer arithmetic on the operands' bit patterns: a product of two operands is
+exact in double (the caller checked the operands' spans), its 53-bit significand is shifted
+onto the alignment grid ``2^(E - align)`` with the alignment rounding, the aligned integers are
+summed in an int64 (wrapped to the adder's width when it has one), and the sum is rounded to
+``out`` fraction bits below its leading bit before the accumulator format rounds it.
+
+Parameters (lowered by :func:`fxemu.lowering.fused_params`): ``fp`` = (terms, align, align
+rounding code, out, out rounding code, adder width or 0 for unbounded, min_exp, emin_a,
+emin_b, acc emin), ``accp`` the accumulator's :class:`~fxemu._kernels.params.FloatParams`.
+An absent floor is ``NO_FLOOR``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import f64_bits, jit, pjit
+from .convert import float_element, float_value, pow2
+from .exact import bitlen64
+from .rounding import round_up
+
+__all__ = ["NO_FLOOR", "float_element_value", "fused_matmul", "fused_step"]
+
+NO_FLOOR = -(1 << 30)  # an exponent floor below every exponent
+_NEG = -(1 << 40)  # the exponent of zero (never the maximum)
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_MANT = np.uint64((1 << 52) - 1)
+
+
+@jit
+def _decode(x):
+    """(negative, 53-bit significand m, exponent of its LSB) of a finite nonzero double:
+    |x| = m·2^lsb."""
+    b = f64_bits(x)
+    ef = np.int64((b >> np.uint64(52)) & np.uint64(0x7FF))
+    m = b & _MANT
+    if ef == 0:
+        return x < 0.0, m, np.int64(-1074)
+    return x < 0.0, m | (_U1 << np.uint64(52)), ef - 1075
+
+
+@jit
+def _exp(x):
+    """floor(log2|x|) of a finite nonzero double."""
+    _, m, lsb = _decode(x)
+    return lsb + bitlen64(m) - 1
+
+
+@jit
+def _shift_round(neg, m, sh, mode):
+    """The signed integer ``±m·2^-sh`` rounded by ``mode`` (sign-magnitude; sh >= 0 or a
+    left shift when negative; the caller keeps the result inside int64)."""
+    if sh <= 0:
+        q = m << np.uint64(-sh)
+        return -np.int64(q) if neg else np.int64(q)
+    if sh >= 128:
+        q, r64, sticky = _U0, _U0, m != _U0
+    elif sh >= 64:
+        q = _U0
+        r64 = m >> np.uint64(sh - 64) if sh > 64 else m
+        sticky = sh > 64 and (m & ((_U1 << np.uint64(sh - 64)) - _U1)) != _U0
+    else:
+        q = m >> np.uint64(sh)
+        r64 = m << np.uint64(64 - sh)
+        sticky = False
+    if round_up(mode, neg, q, r64, sticky, 62, _U0):
+        q += _U1
+    return -np.int64(q) if neg else np.int64(q)
+
+
+@jit
+def fused_step(a, b, k0, k1, c, fp, accp):
+    """One fused-adder step: ``c`` plus the products ``a[k]·b[k]`` for k0 <= k < k1, aligned,
+    summed, normalised and rounded into the accumulator (a finite ``c``, finite operands
+    whose products are exact in double). Returns the new accumulator value."""
+    align, amode, out, omode = fp[1], fp[2], fp[3], fp[4]
+    width, min_exp, emin_a, emin_b, acc_emin = fp[5], fp[6], fp[7], fp[8], fp[9]
+    big = np.int64(_NEG)
+    for k in range(k0, k1):
+        x, y = a[k], b[k]
+        if x != 0.0 and y != 0.0:
+            big = max(big, max(_exp(x), emin_a) + max(_exp(y), emin_b))
+    if c != 0.0:
+        big = max(big, _exp(c))
+    if big == _NEG and min_exp == NO_FLOOR:
+        return 0.0
+    big = max(big, min_exp)
+    grid = big - align  # the aligned terms are integers times 2^grid
+    s = np.int64(0)
+    for k in range(k0, k1):
+        p = a[k] * b[k]
+        if p != 0.0:
+            neg, m, lsb = _decode(p)
+            s += _shift_round(neg, m, grid - lsb, amode)
+    if c != 0.0:
+        neg, m, lsb = _decode(c)
+        s += _shift_round(neg, m, grid - lsb, amode)
+    if width > 0:  # two's complement register of `width` bits: wrap
+        s = (s << np.int64(64 - width)) >> np.int64(64 - width)
+    if s == 0:
+        return 0.0  # +0 (the measured hardware rule)
+    neg = s < 0
+    mag = np.uint64(-s) if neg else np.uint64(s)
+    lead = grid + bitlen64(mag) - 1
+    if lead > 1023:  # beyond every double: the accumulator's overflow rule decides
+        return float_element_value(-np.inf if neg else np.inf, accp)
+    ed = max(lead, acc_emin)
+    drop = ed - out - grid
+    if drop > 0:
+        q = _shift_round(neg, mag, drop, omode)
+        r = np.float64(q) * pow2(grid + drop)
+    else:
+        r = (-np.float64(mag) if neg else np.float64(mag)) * pow2(grid)
+    return float_element_value(r, accp)
+
+
+@jit
+def float_element_value(r, accp):
+    """The double ``r`` rounded into the accumulator format (deterministic rounding)."""
+    sign, code = float_element(f64_bits(r), accp.mbits, accp.emin, accp.max_code,
+                               accp.nan_code, accp.inf_code, accp.special, accp.subn,
+                               accp.overflow_sat, accp.qmode, 62, _U0, 0)
+    return float_value(sign, code, accp.mbits, accp.emin, accp.nan_code, accp.inf_code,
+                       accp.special)
+
+
+@pjit
+def fused_matmul(a, bt, out, fp, accp):
+    """``out[i, j]`` = the fused-adder chain over ``a[i, :]·bt[j, :]`` from +0, ``fp[0]``
+    products per step (the last step takes the rest). A non-finite accumulator stays as it is
+    (the caller replaces outputs with non-finite operands by their IEEE value)."""
+    m, kk = a.shape
+    n = bt.shape[0]
+    terms = fp[0]
+    for ij in prange(m * n):
+        i = ij // n
+        j = ij - i * n
+        acc = 0.0
+        for k0 in range(0, kk, terms):
+            if not np.isfinite(acc):
+                break
+            acc = fused_step(a[i], bt[j], k0, min(k0 + terms, kk), acc, fp, accp)
+        out[i, j] = acc
+
