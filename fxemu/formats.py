@@ -752,6 +752,7 @@ FUSED_PRESETS: dict[str, Fused] = {
     "a100_tf32": Fused(4, 24, 23, min_exp=-132, emin_a=-126, emin_b=-126),
     "h100_fp16": Fused(16, 25, 23, min_exp=-133, emin_a=-14, emin_b=-14),
     "h100_bf16": Fused(16, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    "h100_tf32": Fused(4, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
 }
 
 # canonical key of each field in the order text (fixed order)
