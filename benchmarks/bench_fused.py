@@ -18,6 +18,11 @@ rounds, one warm-up call each excluded, garbage collector off):
 Printed: the best time and MMAC/s of each row, and per-round ratios (median and the min–max
 spread over the rounds) of fused against sequential and of fxemu against mmaemu.
 
+``--mmaemu`` also checks ``fused:hopper_fp8`` / ``fused:ada_fp8`` against mmaemu's chain model
+``mmaemu.model.chain.dot`` on every pair of rows of random FP8 matrices (7 rows, every K from 1
+to 256; uniform, subnormal-heavy and zero-heavy codes; E4M3, E5M2 and mixed operands) and prints
+the number of dot products compared and differing per preset.
+
 ``--toolbox DIR`` also replays the hardware-measured vectors of the MATLAB tensor-core toolbox
 (a checkout of github.com/north-numerical-computing/MATLAB-tensor-core; 13 sets of 5000
 vectors, see tests/golden/README.md) through the presets and prints the mismatch counts.
@@ -27,7 +32,7 @@ Usage::
     python benchmarks/bench_fused.py                 # best of 7
     python benchmarks/bench_fused.py --repeats 11 --threads 1
     python benchmarks/bench_fused.py --quick         # tiny sizes, 1 repeat (smoke run)
-    python benchmarks/bench_fused.py --toolbox ~/MATLAB-tensor-core --repeats 1
+    python benchmarks/bench_fused.py --mmaemu --toolbox ~/MATLAB-tensor-core --repeats 1
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     p.add_argument("--quick", action="store_true", help="(16, 100) @ (100, 4), 1 repeat")
+    p.add_argument("--mmaemu", action="store_true",
+                   help="check every K in 1..256 against mmaemu's chain model")
     p.add_argument("--toolbox", type=Path, default=None,
                    help="MATLAB-tensor-core checkout: replay its hardware vectors")
     args = p.parse_args(argv)
@@ -154,6 +161,47 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     return out
 
 
+def mmaemu_check(n: int = 7, kmax: int = 256) -> int:
+    """Compare the FP8 presets with mmaemu's chain model; the number of differing results."""
+    import dataclasses
+
+    import torch
+    from mmaemu.model.chain import dot
+
+    fmts = {"e4m3": (fx.parse("float8_e4m3fn"), -6), "e5m2": (fx.parse("float8_e5m2"), -14)}
+    rng = np.random.default_rng(12)
+
+    def operands(name: str, k: int, kind: str) -> np.ndarray:
+        fmt = fmts[name][0]
+        codes = rng.integers(0, 256, (n, k)).astype(np.uint64)
+        if kind == "subnormal":
+            sub = rng.random((n, k)) < 0.7
+            codes = np.where(sub, codes & np.uint64(0x80 | ((1 << fmt.man_bits) - 1)), codes)
+        v = fx.from_bits(codes, fmt)
+        v = np.where(np.isfinite(v), v, 0.0)
+        return np.where(rng.random((n, k)) < 0.75, 0.0, v) if kind == "zero" else v
+
+    bad_all = 0
+    for preset in ("hopper", "ada"):
+        count = bad = 0
+        for fa, fb in (("e4m3", "e4m3"), ("e5m2", "e5m2"), ("e4m3", "e5m2")):
+            f = dataclasses.replace(fx.FUSED_PRESETS[f"{preset}_fp8"], emin_a=fmts[fa][1],
+                                    emin_b=fmts[fb][1])
+            mac = fx.Mac("float32", order=f)
+            for k in range(1, kmax + 1):
+                kind = ("uniform", "subnormal", "zero")[k % 3]
+                a, b = operands(fa, k, kind), operands(fb, k, kind)
+                ours = fx.matmul(a, b.T, mac).astype(np.float32)
+                ref = dot(torch.tensor(a)[:, None, :].expand(n, n, k),
+                          torch.tensor(b)[None, :, :].expand(n, n, k), preset=preset,
+                          fmt=(fa, fb)).numpy()
+                bad += int(np.count_nonzero(ours.view(np.uint32) != ref.view(np.uint32)))
+                count += n * n
+        print(f"| fused:{preset}_fp8 | mmaemu chain.dot preset={preset} | {count} | {bad} |")
+        bad_all += bad
+    return bad_all
+
+
 def toolbox(root: Path) -> int:
     """Replay the toolbox's hardware vectors; the number of mismatching outputs."""
     base = root / "model_validation"
@@ -189,6 +237,9 @@ def toolbox(root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with_threads(args, run)
+    if args.mmaemu:
+        print("\n| fxemu | reference | dot products | differing |\n|---|---|---|---|")
+        mmaemu_check()
     if args.toolbox is not None:
         print("\n| hardware vectors | preset | vectors | mismatches |\n|---|---|---|---|")
         toolbox(args.toolbox)

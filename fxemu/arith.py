@@ -268,7 +268,10 @@ def _fused_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, path: lowering.MacPath
         a = np.where(np.isfinite(a), a, 0.0)
         b = np.where(np.isfinite(b), b, 0.0)
     res = np.empty((a.shape[0], b.shape[1]), np.float64)
-    path.kernel(a, np.ascontiguousarray(b.T), res, *path.args)
+    bt = np.ascontiguousarray(b.T)
+    fp = path.args[0]
+    path.kernel(a, bt, lowering.fused_exponents(a, fp[7]), lowering.fused_exponents(bt, fp[8]),
+                res, *path.args)
     if ieee is not None:
         bad = ~np.isfinite(ieee)
         res[bad] = quantize(ieee[bad], mac.acc, nan="hls")

@@ -58,6 +58,7 @@ __all__ = [
     "float_path",
     "float_span",
     "format_vec",
+    "fused_exponents",
     "fused_params",
     "has_nan",
     "int_limits",
@@ -519,3 +520,11 @@ def _fused_path(mac: Mac, a: tuple, b: tuple) -> MacPath:
                              "in -960..1000)", f"{pa} + {pb} bits, exponents {alo + blo}.."
                              f"{ahi + bhi}"))
     return MacPath("fused", _kfu.fused_matmul, fused_params(mac))
+
+
+def fused_exponents(x: np.ndarray, emin: np.int64) -> np.ndarray:
+    """The clamped exponents max(floor(log2|x|), emin) of a fused Mac's operand (a finite
+    float64 array; zeros get :data:`fxemu._kernels.fused.ZERO_EXP`), same shape."""
+    out = np.empty(x.shape, np.int64)
+    _kfu.exponents(x.reshape(-1), emin, out.reshape(-1))
+    return out

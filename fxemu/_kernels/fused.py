@@ -18,14 +18,17 @@ import numpy as np
 from numba import prange
 
 from ._jit import f64_bits, jit, pjit
+from .codes import TO_ZERO
 from .convert import float_element, float_value, pow2
 from .exact import bitlen64
 from .rounding import round_up
 
-__all__ = ["NO_FLOOR", "float_element_value", "fused_matmul", "fused_step"]
+__all__ = ["NO_FLOOR", "ZERO_EXP", "exponents", "float_element_value", "fused_matmul",
+           "fused_step"]
 
 NO_FLOOR = -(1 << 30)  # an exponent floor below every exponent
-_NEG = -(1 << 40)  # the exponent of zero (never the maximum)
+_NEG = -(1 << 40)  # no exponent (below every real one)
+ZERO_EXP = -(1 << 36)  # the exponent of a zero operand: a product with it never leads
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _MANT = np.uint64((1 << 52) - 1)
@@ -73,17 +76,24 @@ def _shift_round(neg, m, sh, mode):
 
 
 @jit
-def fused_step(a, b, k0, k1, c, fp, accp):
-    """One fused-adder step: ``c`` plus the products ``a[k]·b[k]`` for k0 <= k < k1, aligned,
-    summed, normalised and rounded into the accumulator (a finite ``c``, finite operands
-    whose products are exact in double). Returns the new accumulator value."""
+def exponents(x, emin, out):
+    """``out[i]`` = max(floor(log2|x[i]|), emin) for nonzero finite x[i], ``ZERO_EXP`` for
+    zeros (flat arrays)."""
+    for i in range(x.shape[0]):
+        out[i] = max(_exp(x[i]), emin) if x[i] != 0.0 else ZERO_EXP
+
+
+@jit
+def _block(a, b, ea, eb, k0, k1, c, fp, accp):
+    """One fused-adder step over k0 <= k < k1 from the accumulator ``c`` (a finite value);
+    ``ea``/``eb`` the operands' clamped exponents (:func:`exponents`)."""
     align, amode, out, omode = fp[1], fp[2], fp[3], fp[4]
-    width, min_exp, emin_a, emin_b, acc_emin = fp[5], fp[6], fp[7], fp[8], fp[9]
-    big = np.int64(_NEG)
-    for k in range(k0, k1):
-        x, y = a[k], b[k]
-        if x != 0.0 and y != 0.0:
-            big = max(big, max(_exp(x), emin_a) + max(_exp(y), emin_b))
+    width, min_exp, acc_emin = fp[5], fp[6], fp[9]
+    big = np.int64(2 * ZERO_EXP)
+    for k in range(k0, k1):  # a zero operand's exponent keeps the sum below every real one
+        big = max(big, ea[k] + eb[k])
+    if big < ZERO_EXP // 2:  # every product has a zero operand
+        big = np.int64(_NEG)
     if c != 0.0:
         big = max(big, _exp(c))
     if big == _NEG and min_exp == NO_FLOOR:
@@ -91,11 +101,17 @@ def fused_step(a, b, k0, k1, c, fp, accp):
     big = max(big, min_exp)
     grid = big - align  # the aligned terms are integers times 2^grid
     s = np.int64(0)
-    for k in range(k0, k1):
-        p = a[k] * b[k]
-        if p != 0.0:
-            neg, m, lsb = _decode(p)
-            s += _shift_round(neg, m, grid - lsb, amode)
+    if amode == TO_ZERO and -1000 <= grid <= 1000:
+        # |p|·2^-grid < 2^(align+2) is exact where it is >= 2^-1022 and truncates to 0 below
+        scale = pow2(-grid)
+        for k in range(k0, k1):
+            s += np.int64(a[k] * b[k] * scale)
+    else:
+        for k in range(k0, k1):
+            p = a[k] * b[k]
+            if p != 0.0:
+                neg, m, lsb = _decode(p)
+                s += _shift_round(neg, m, grid - lsb, amode)
     if c != 0.0:
         neg, m, lsb = _decode(c)
         s += _shift_round(neg, m, grid - lsb, amode)
@@ -119,6 +135,18 @@ def fused_step(a, b, k0, k1, c, fp, accp):
 
 
 @jit
+def fused_step(a, b, k0, k1, c, fp, accp):
+    """One fused-adder step: ``c`` plus the products ``a[k]·b[k]`` for k0 <= k < k1, aligned,
+    summed, normalised and rounded into the accumulator (a finite ``c``, finite operands
+    whose products are exact in double). Returns the new accumulator value."""
+    ea = np.empty(a.shape[0], np.int64)
+    eb = np.empty(b.shape[0], np.int64)
+    exponents(a, fp[7], ea)
+    exponents(b, fp[8], eb)
+    return _block(a, b, ea, eb, k0, k1, c, fp, accp)
+
+
+@jit
 def float_element_value(r, accp):
     """The double ``r`` rounded into the accumulator format (deterministic rounding)."""
     sign, code = float_element(f64_bits(r), accp.mbits, accp.emin, accp.max_code,
@@ -129,10 +157,11 @@ def float_element_value(r, accp):
 
 
 @pjit
-def fused_matmul(a, bt, out, fp, accp):
+def fused_matmul(a, bt, ea, ebt, out, fp, accp):
     """``out[i, j]`` = the fused-adder chain over ``a[i, :]·bt[j, :]`` from +0, ``fp[0]``
-    products per step (the last step takes the rest). A non-finite accumulator stays as it is
-    (the caller replaces outputs with non-finite operands by their IEEE value)."""
+    products per step (the last step takes the rest); ``ea``/``ebt`` the operands' clamped
+    exponents (:func:`exponents`). A non-finite accumulator stays as it is (the caller
+    replaces outputs with non-finite operands by their IEEE value)."""
     m, kk = a.shape
     n = bt.shape[0]
     terms = fp[0]
@@ -143,6 +172,5 @@ def fused_matmul(a, bt, out, fp, accp):
         for k0 in range(0, kk, terms):
             if not np.isfinite(acc):
                 break
-            acc = fused_step(a[i], bt[j], k0, min(k0 + terms, kk), acc, fp, accp)
+            acc = _block(a[i], bt[j], ea[i], ebt[j], k0, min(k0 + terms, kk), acc, fp, accp)
         out[i, j] = acc
-
