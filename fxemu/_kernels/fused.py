@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import f64_bits, jit, pjit
+from ._jit import bits_f64, f64_bits, jit, pjit
 from .codes import TO_ZERO
 from .convert import float_element, float_value, pow2
 from .exact import bitlen64
@@ -106,15 +106,16 @@ def _block(a, b, ea, eb, k0, k1, c, fp, accp):
         scale = pow2(-grid)
         for k in range(k0, k1):
             s += np.int64(a[k] * b[k] * scale)
+        s += np.int64(c * scale)  # |c|·2^-grid < 2^(align+1): the same argument
     else:
         for k in range(k0, k1):
             p = a[k] * b[k]
             if p != 0.0:
                 neg, m, lsb = _decode(p)
                 s += _shift_round(neg, m, grid - lsb, amode)
-    if c != 0.0:
-        neg, m, lsb = _decode(c)
-        s += _shift_round(neg, m, grid - lsb, amode)
+        if c != 0.0:
+            neg, m, lsb = _decode(c)
+            s += _shift_round(neg, m, grid - lsb, amode)
     if width > 0:  # two's complement register of `width` bits: wrap
         s = (s << np.int64(64 - width)) >> np.int64(64 - width)
     if s == 0:
@@ -127,10 +128,20 @@ def _block(a, b, ea, eb, k0, k1, c, fp, accp):
     ed = max(lead, acc_emin)
     drop = ed - out - grid
     if drop > 0:
-        q = _shift_round(neg, mag, drop, omode)
+        if omode == TO_ZERO:
+            q = np.int64(mag >> np.uint64(drop)) if drop < 64 else np.int64(0)
+            q = -q if neg else q
+        else:
+            q = _shift_round(neg, mag, drop, omode)
         r = np.float64(q) * pow2(grid + drop)
     else:
         r = (-np.float64(mag) if neg else np.float64(mag)) * pow2(grid)
+    # r has at most `out` fraction bits above the accumulator's emin: when they fit its
+    # mantissa and r lies in its range (normal, or subnormal where it keeps them), r is an
+    # accumulator value already
+    if out <= accp.mbits and abs(r) <= bits_f64(accp.maxbits) and (
+            accp.subn or abs(r) >= bits_f64(accp.minnorm)):
+        return r
     return float_element_value(r, accp)
 
 
