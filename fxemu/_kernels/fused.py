@@ -49,8 +49,10 @@ def _decode(x):
 @jit
 def _exp(x):
     """floor(log2|x|) of a finite nonzero double."""
-    _, m, lsb = _decode(x)
-    return lsb + bitlen64(m) - 1
+    ef = np.int64((f64_bits(x) >> np.uint64(52)) & np.uint64(0x7FF))
+    if ef != 0:
+        return ef - 1023
+    return bitlen64(f64_bits(x) & _MANT) - 1075
 
 
 @jit
