@@ -308,3 +308,18 @@ def test_carry_bits_wrap_the_adder() -> None:
     assert fx.dot([1.0] * 4, [1.0] * 4, mac) == -4.0
     assert fx.dot([1.0] * 4, [1.0] * 4, fx.Mac("float32", order=fx.Fused(4, 2, carry_bits=1))) \
         == 4.0
+
+
+def test_training_with_fused_macs() -> None:
+    """A policy with fused Macs for every product trains on the emulated backend."""
+    from fxemu.train import TrainConfig, train
+
+    d = PRESETS["fw16bw16"].to_dict()
+    for stage in ("forward", "backward"):
+        for v in d[stage].values():
+            if isinstance(v, dict):
+                v["acc"], v["order"] = "float32", "fused:a100_fp16"
+    cfg = TrainConfig(policy=d, backend="emulated", n_train=32, n_test=32, epochs=1,
+                      batch_size=32, seed=1)
+    res = train(cfg, progress=False)
+    assert np.isfinite(res["metrics"][0]["train_loss"])
