@@ -235,7 +235,7 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
         _refuse_nan(a, b, mac, names)
     path = lowering.mac_path(mac, lm, spans, key, bits)
     if path.kind == "fused":
-        return _fused_matmul(a, b, mac, path, spans[0][3] or spans[1][3])
+        return _fused_matmul(a, b, mac, path, spans[0][3] or spans[1][3], seed, sr_bits)
     if path.kind == "int":
         res = _fixed_blas(a, b, path.fa, path.fb, path.sh_p, mac.acc) if path.blas else None
         if res is None and path.kernel is not None:
@@ -258,9 +258,10 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
 
 
 def _fused_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, path: lowering.MacPath,
-                  nonfinite: bool) -> np.ndarray:
+                  nonfinite: bool, seed: int | None, sr_bits: int | None) -> np.ndarray:
     """The fused-adder chain (:class:`fxemu.Fused`); outputs with an inf/NaN operand take
-    the IEEE value of their exact dot product, rounded into acc."""
+    the IEEE value of their exact dot product, rounded into acc; then ``out`` (a stochastic
+    ``out`` draws from ``seed``)."""
     ieee = None
     if nonfinite:
         with np.errstate(all="ignore"):
@@ -275,7 +276,8 @@ def _fused_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, path: lowering.MacPath
     if ieee is not None:
         bad = ~np.isfinite(ieee)
         res[bad] = quantize(ieee[bad], mac.acc, nan="hls")
-    return res if mac.out is None else quantize(res, mac.out, nan="hls")
+    return res if mac.out is None else quantize(res, mac.out, seed=seed, sr_bits=sr_bits,
+                                                   nan="hls")
 
 
 def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,

@@ -287,6 +287,15 @@ def test_out_format_and_nonfinite_operands() -> None:
     assert np.isnan(fx.dot([np.inf, 1.0], [0.0, 1.0], mac))
 
 
+def test_stochastic_out_follows_the_seed() -> None:
+    mac = fx.Mac("float32", out="float<5,2,rounding=stochastic>", order="fused:a100_fp16")
+    a = fx.quantize(np.linspace(-3, 3, 64).reshape(8, 8), "float16")
+    one, two = fx.matmul(a, a, mac, seed=5), fx.matmul(a, a, mac, seed=5)
+    assert np.array_equal(one.view(np.uint64), two.view(np.uint64))
+    exact = fx.matmul(a, a, fx.Mac("float32", order="fused:a100_fp16"))
+    assert np.all(np.abs(one - exact) <= np.abs(exact) * 0.25)
+
+
 def test_products_must_be_exact_in_double() -> None:
     mac = fx.Mac("float64", order="fused:4")
     x = 1 + ldexp(1, -40)
