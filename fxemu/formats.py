@@ -753,6 +753,8 @@ FUSED_PRESETS: dict[str, Fused] = {
     "h100_fp16": Fused(16, 25, 23, min_exp=-133, emin_a=-14, emin_b=-14),
     "h100_bf16": Fused(16, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
     "h100_tf32": Fused(4, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # B200TC.m: fp16/bf16 as h100_fp16/h100_bf16 (H200 too); tf32 in blocks of 8
+    "b200_tf32": Fused(8, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
 }
 
 # canonical key of each field in the order text (fixed order)

@@ -192,7 +192,11 @@ TOOLBOX = [("V100_fp16", "fused:v100_fp16"), ("A100_fp16", "fused:a100_fp16"),
            ("H100_tf32", "fused:h100_tf32"), ("H100_E4M3", "fused:hopper_fp8"),
            ("H100_E5M2", "fused:hopper_fp8,ea=-14,eb=-14"), ("Ada_E4M3", "fused:ada_fp8"),
            ("Ada_E5M2", "fused:ada_fp8,ea=-14,eb=-14"), ("Ada_fp16", "fused:a100_fp16"),
-           ("Ada_bf16", "fused:a100_bf16")]
+           ("Ada_bf16", "fused:a100_bf16"), ("H200_fp16", "fused:h100_fp16"),
+           ("H200_bf16", "fused:h100_bf16"), ("H200_tf32", "fused:h100_tf32"),
+           ("H200_E4M3", "fused:hopper_fp8"), ("H200_E5M2", "fused:hopper_fp8,ea=-14,eb=-14"),
+           ("B200_fp16", "fused:h100_fp16"), ("B200_bf16", "fused:h100_bf16"),
+           ("B200_tf32", "fused:b200_tf32")]
 
 
 @pytest.mark.parametrize(("name", "order"), TOOLBOX)
