@@ -690,6 +690,11 @@ class Fused:
        ``out_bits`` <= its mantissa bits and the result is in range). A zero result is +0 (the
        hardware rule mmaemu measured).
 
+    With ``late=True`` the running sum takes no part in steps 1–3 (the products alone are
+    aligned, summed and normalised) and is added afterwards, the exact sum rounded once into the
+    accumulator (IEEE addition, its signed zeros included) — the "late c" of mmaemu's
+    ``b200_mma_sync`` model.
+
     An inf/NaN operand gives the IEEE result of the exact dot product (NaN for NaN,
     ``inf·0`` or ``inf - inf``, else ±inf), rounded into the accumulator.
 
@@ -707,8 +712,12 @@ class Fused:
     min_exp: int | None = None
     emin_a: int | None = None
     emin_b: int | None = None
+    late: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.late, bool):
+            raise ValueError(msg("Fused late", "must be a bool", self.late))
+
         def num(name: str, lo: int, hi: int, none: bool = False) -> None:
             v = getattr(self, name)
             if v is None and none:
@@ -755,12 +764,15 @@ FUSED_PRESETS: dict[str, Fused] = {
     "h100_tf32": Fused(4, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
     # B200TC.m: fp16/bf16 as h100_fp16/h100_bf16 (H200 too); tf32 in blocks of 8
     "b200_tf32": Fused(8, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # mmaemu "b200_mma_sync" (experimental there: it fits the toolbox's B200 mma.sync vectors,
+    # an fp16-HMMA rewrite): the accumulator is added late, by an fp32 addition
+    "b200_fp8": Fused(32, 25, 23, min_exp=-133, emin_a=-6, emin_b=-6, late=True),
 }
 
 # canonical key of each field in the order text (fixed order)
 _FUSED_KEYS = (("align", "align_bits"), ("out", "out_bits"), ("round", "align_rounding"),
                ("norm", "out_rounding"), ("carry", "carry_bits"), ("emin", "min_exp"),
-               ("ea", "emin_a"), ("eb", "emin_b"))
+               ("ea", "emin_a"), ("eb", "emin_b"), ("late", "late"))
 _FUSED_BASE = re.compile(r"^fused:([0-9]{1,5}|[a-z][a-z0-9_]*)$")
 
 
@@ -772,8 +784,8 @@ def _fused_text(f: Fused) -> str:
     bases.append((str(f.terms), Fused(f.terms)))
 
     def diff(base: Fused) -> list[str]:
-        return [f"{key}={'none' if v is None else v}" for key, attr in _FUSED_KEYS
-                if (v := getattr(f, attr)) != getattr(base, attr)]
+        return [f"{key}={'none' if v is None else int(v) if isinstance(v, bool) else v}"
+                for key, attr in _FUSED_KEYS if (v := getattr(f, attr)) != getattr(base, attr)]
 
     name, base = min(bases, key=lambda nb: len(diff(nb[1])))
     return ",".join([f"fused:{name}", *diff(base)])
@@ -781,8 +793,8 @@ def _fused_text(f: Fused) -> str:
 
 def parse_fused(text: str) -> Fused:
     """The :class:`Fused` record of a Mac order ``fused:K[,key=value…]`` or
-    ``fused:PRESET[,key=value…]``; keys ``align out round norm carry emin ea eb`` (integers,
-    ``none``, or rounding names) override the base.
+    ``fused:PRESET[,key=value…]``; keys ``align out round norm carry emin ea eb late``
+    (integers, ``none``, rounding names, 0/1 for late) override the base.
 
     >>> parse_fused("fused:hopper_fp8,ea=-14,eb=-14").emin_a
     -14
@@ -812,6 +824,10 @@ def parse_fused(text: str) -> Fused:
                                  + " ".join(keys), item))
         if k in ("round", "norm"):
             kw[keys[k]] = v
+        elif k == "late":
+            if v not in ("0", "1"):
+                raise ValueError(msg("Mac order", "fused option late must be 0 or 1", item))
+            kw["late"] = v == "1"
         elif v == "none" and k in ("carry", "emin", "ea", "eb"):
             kw[keys[k]] = None
         elif re.fullmatch(r"[+-]?[0-9]{1,5}", v):

@@ -496,18 +496,20 @@ def _floor(v: int | None) -> np.int64:
 
 
 @functools.lru_cache(maxsize=256)
-def fused_params(mac: Mac) -> tuple[tuple, FloatParams]:
-    """The fused-adder kernel's parameters of a ``fused:…`` Mac: ``(fp, accp)`` with fp =
-    (terms, align bits, align rounding code, out bits, out rounding code, adder width
-    ``3 + align + carry`` or 0 when unbounded, min_exp, emin_a, emin_b, acc emin), absent
-    floors as :data:`fxemu._kernels.fused.NO_FLOOR`, and accp the accumulator's conversion
-    parameters (see :mod:`fxemu._kernels.fused`)."""
+def fused_params(mac: Mac) -> tuple[tuple, FloatParams, FormatVec]:
+    """The fused-adder kernel's parameters of a ``fused:…`` Mac: ``(fp, accp, accvec)`` with
+    fp = (terms, align bits, align rounding code, out bits, out rounding code, adder width
+    ``3 + align + carry`` or 0 when unbounded, min_exp, emin_a, emin_b, acc emin, late),
+    absent floors as :data:`fxemu._kernels.fused.NO_FLOOR`, accp the accumulator's
+    conversion parameters and accvec its exact-engine vector (see
+    :mod:`fxemu._kernels.fused`)."""
     f = mac.fused
     width = 0 if f.carry_bits is None else 3 + f.align_bits + f.carry_bits
     fp = (np.int64(f.terms), np.int64(f.align_bits), np.int64(_FUSED_ROUNDING[f.align_rounding]),
           np.int64(f.out_bits), np.int64(_FUSED_ROUNDING[f.out_rounding]), np.int64(width),
-          _floor(f.min_exp), _floor(f.emin_a), _floor(f.emin_b), np.int64(mac.acc.emin))
-    return fp, _lower_float(mac.acc)
+          _floor(f.min_exp), _floor(f.emin_a), _floor(f.emin_b), np.int64(mac.acc.emin),
+          np.int64(f.late))
+    return fp, _lower_float(mac.acc), format_vec(mac.acc, c.DEFAULT_SR_BITS)
 
 
 @functools.lru_cache(maxsize=1024)

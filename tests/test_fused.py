@@ -24,11 +24,12 @@ F32 = fx.Float(8, 23)
 def chain(a: list[float], b: list[float], c: float, order: str) -> float:
     """The fused Mac's chain from the accumulator value ``c`` (the kernel's own step)."""
     mac = fx.Mac(F32, order=order)
-    fp, accp = lowering.fused_params(mac)
+    params = lowering.fused_params(mac)
+    fp = params[0]
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     terms = int(fp[0])
     for k0 in range(0, len(a64), terms):
-        c = fused_step(a64, b64, k0, min(k0 + terms, len(a64)), c, fp, accp)
+        c = fused_step(a64, b64, k0, min(k0 + terms, len(a64)), c, *params)
     return c
 
 
@@ -196,7 +197,8 @@ TOOLBOX = [("V100_fp16", "fused:v100_fp16"), ("A100_fp16", "fused:a100_fp16"),
            ("H200_bf16", "fused:h100_bf16"), ("H200_tf32", "fused:h100_tf32"),
            ("H200_E4M3", "fused:hopper_fp8"), ("H200_E5M2", "fused:hopper_fp8,ea=-14,eb=-14"),
            ("B200_fp16", "fused:h100_fp16"), ("B200_bf16", "fused:h100_bf16"),
-           ("B200_tf32", "fused:b200_tf32")]
+           ("B200_tf32", "fused:b200_tf32"), ("B200_E4M3", "fused:b200_fp8"),
+           ("B200_E5M2", "fused:b200_fp8,ea=-14,eb=-14")]
 
 
 @pytest.mark.parametrize(("name", "order"), TOOLBOX)
@@ -233,7 +235,7 @@ def test_generic_fused_matches_the_fraction_oracle() -> None:
                      None if rng.random() < 0.5 else int(rng.integers(0, 4)),
                      None if rng.random() < 0.5 else int(rng.integers(-40, 4)),
                      None if rng.random() < 0.3 else fa.emin,
-                     None if rng.random() < 0.3 else fb.emin)
+                     None if rng.random() < 0.3 else fb.emin, bool(rng.random() < 0.25))
         mac = fx.Mac(acc, order=f)
         k = int(rng.integers(0, 70))
         a = np.stack([_operands(rng, fa, k) for _ in range(3)])

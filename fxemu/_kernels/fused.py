@@ -8,7 +8,8 @@ summed in an int64 (wrapped to the adder's width when it has one), and the sum i
 
 Parameters (lowered by :func:`fxemu.lowering.fused_params`): ``fp`` = (terms, align, align
 rounding code, out, out rounding code, adder width or 0 for unbounded, min_exp, emin_a,
-emin_b, acc emin), ``accp`` the accumulator's :class:`~fxemu._kernels.params.FloatParams`.
+emin_b, acc emin, late), ``accp`` the accumulator's :class:`~fxemu._kernels.params.FloatParams`
+and ``accvec`` its :class:`~fxemu._kernels.params.FormatVec` (the late addition).
 An absent floor is ``NO_FLOOR``.
 """
 
@@ -18,9 +19,11 @@ import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
-from .codes import TO_ZERO
+from .codes import OP_ADD, TO_ZERO
 from .convert import float_element, float_value, pow2
 from .exact import bitlen64
+from .fmt import code_value
+from .mac import elementwise
 from .rounding import round_up
 
 __all__ = ["NO_FLOOR", "ZERO_EXP", "exponents", "float_element_value", "fused_matmul",
@@ -86,9 +89,30 @@ def exponents(x, emin, out):
 
 
 @jit
-def _block(a, b, ea, eb, k0, k1, c, fp, accp):
+def _block(a, b, ea, eb, k0, k1, c, fp, accp, accvec):
     """One fused-adder step over k0 <= k < k1 from the accumulator ``c`` (a finite value);
     ``ea``/``eb`` the operands' clamped exponents (:func:`exponents`)."""
+    if fp[10] != 0:  # late accumulator: the products' sum, then one rounded addition of c
+        r = _normalised(a, b, ea, eb, k0, k1, 0.0, fp)
+        return code_value(accvec, elementwise(OP_ADD, f64_bits(r), f64_bits(c), _U0, accvec,
+                                              _U0, 0), 0.0)
+    r = _normalised(a, b, ea, eb, k0, k1, c, fp)
+    if r == 0.0:
+        return 0.0  # +0 (the measured hardware rule)
+    # r has at most `out` fraction bits above the accumulator's emin: when they fit its
+    # mantissa and r lies in its range (normal, or subnormal where it keeps them), r is an
+    # accumulator value already
+    if fp[3] <= accp.mbits and abs(r) <= bits_f64(accp.maxbits) and (
+            accp.subn or abs(r) >= bits_f64(accp.minnorm)):
+        return r
+    return float_element_value(r, accp)
+
+
+@jit
+def _normalised(a, b, ea, eb, k0, k1, c, fp):
+    """The aligned, summed and normalised value of ``c`` and the products (steps 1–4 of
+    :class:`fxemu.Fused` before the accumulator's rounding), exact in double (±inf beyond
+    every double); +0 for a zero sum."""
     align, amode, out, omode = fp[1], fp[2], fp[3], fp[4]
     width, min_exp, acc_emin = fp[5], fp[6], fp[9]
     big = np.int64(2 * ZERO_EXP)
@@ -121,34 +145,26 @@ def _block(a, b, ea, eb, k0, k1, c, fp, accp):
     if width > 0:  # two's complement register of `width` bits: wrap
         s = (s << np.int64(64 - width)) >> np.int64(64 - width)
     if s == 0:
-        return 0.0  # +0 (the measured hardware rule)
+        return 0.0
     neg = s < 0
     mag = np.uint64(-s) if neg else np.uint64(s)
     lead = grid + bitlen64(mag) - 1
-    if lead > 1023:  # beyond every double: the accumulator's overflow rule decides
-        return float_element_value(-np.inf if neg else np.inf, accp)
+    if lead > 1023:  # beyond every double
+        return -np.inf if neg else np.inf
     ed = max(lead, acc_emin)
     drop = ed - out - grid
-    if drop > 0:
-        if omode == TO_ZERO:
-            q = np.int64(mag >> np.uint64(drop)) if drop < 64 else np.int64(0)
-            q = -q if neg else q
-        else:
-            q = _shift_round(neg, mag, drop, omode)
-        r = np.float64(q) * pow2(grid + drop)
+    if drop <= 0:
+        return (-np.float64(mag) if neg else np.float64(mag)) * pow2(grid)
+    if omode == TO_ZERO:
+        q = np.int64(mag >> np.uint64(drop)) if drop < 64 else np.int64(0)
+        q = -q if neg else q
     else:
-        r = (-np.float64(mag) if neg else np.float64(mag)) * pow2(grid)
-    # r has at most `out` fraction bits above the accumulator's emin: when they fit its
-    # mantissa and r lies in its range (normal, or subnormal where it keeps them), r is an
-    # accumulator value already
-    if out <= accp.mbits and abs(r) <= bits_f64(accp.maxbits) and (
-            accp.subn or abs(r) >= bits_f64(accp.minnorm)):
-        return r
-    return float_element_value(r, accp)
+        q = _shift_round(neg, mag, drop, omode)
+    return np.float64(q) * pow2(grid + drop)
 
 
 @jit
-def fused_step(a, b, k0, k1, c, fp, accp):
+def fused_step(a, b, k0, k1, c, fp, accp, accvec):
     """One fused-adder step: ``c`` plus the products ``a[k]·b[k]`` for k0 <= k < k1, aligned,
     summed, normalised and rounded into the accumulator (a finite ``c``, finite operands
     whose products are exact in double). Returns the new accumulator value."""
@@ -156,7 +172,7 @@ def fused_step(a, b, k0, k1, c, fp, accp):
     eb = np.empty(b.shape[0], np.int64)
     exponents(a, fp[7], ea)
     exponents(b, fp[8], eb)
-    return _block(a, b, ea, eb, k0, k1, c, fp, accp)
+    return _block(a, b, ea, eb, k0, k1, c, fp, accp, accvec)
 
 
 @jit
@@ -170,7 +186,7 @@ def float_element_value(r, accp):
 
 
 @pjit
-def fused_matmul(a, bt, ea, ebt, out, fp, accp):
+def fused_matmul(a, bt, ea, ebt, out, fp, accp, accvec):
     """``out[i, j]`` = the fused-adder chain over ``a[i, :]·bt[j, :]`` from +0, ``fp[0]``
     products per step (the last step takes the rest); ``ea``/``ebt`` the operands' clamped
     exponents (:func:`exponents`). A non-finite accumulator stays as it is (the caller
@@ -185,5 +201,6 @@ def fused_matmul(a, bt, ea, ebt, out, fp, accp):
         for k0 in range(0, kk, terms):
             if not np.isfinite(acc):
                 break
-            acc = _block(a[i], bt[j], ea[i], ebt[j], k0, min(k0 + terms, kk), acc, fp, accp)
+            acc = _block(a[i], bt[j], ea[i], ebt[j], k0, min(k0 + terms, kk), acc, fp, accp,
+                         accvec)
         out[i, j] = acc

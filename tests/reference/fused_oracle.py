@@ -12,6 +12,8 @@ Exact :class:`fractions.Fraction` arithmetic, written from the semantics in the
 * the sum ``v`` is rounded to a multiple of ``2^(max(floor(log2|v|), acc emin) - out)`` under
   the normalisation rounding, then into the accumulator format (by ``fx.quantize``, the
   conversion checked against its own oracles); a zero sum is +0;
+* ``late``: ``c`` takes no part in the above; the products' normalised sum plus ``c`` is
+  rounded once into the accumulator (``fx.add``, IEEE signed zeros);
 * an accumulator that overflowed to ±inf stays so (IEEE ``inf + finite``).
 """
 
@@ -55,7 +57,16 @@ def _floor_log2(v: Fraction) -> int:
     return e if Fraction(2) ** e <= v else e - 1
 
 
-def _step(a: list[float], b: list[float], c: Fraction, f: fx.Fused, acc: fx.Float) -> float:
+def _step(a: list[float], b: list[float], c: float, f: fx.Fused, acc: fx.Float) -> float:
+    if f.late:  # the products alone, then one correctly rounded addition of c (fx.add)
+        return float(fx.add(_sum(a, b, Fraction(0), f, acc), c, acc))
+    r = _sum(a, b, Fraction(c), f, acc)
+    return 0.0 if r == 0 else float(fx.quantize(r, acc))
+
+
+def _sum(a: list[float], b: list[float], c: Fraction, f: fx.Fused, acc: fx.Float) -> float:
+    """The aligned, summed and normalised value (a double: it has at most out + 1 <= 53
+    significant bits), +0 for a zero sum."""
     prods, exps = [], []
     for x, y in zip(a, b, strict=True):
         if x != 0 and y != 0:
@@ -83,8 +94,7 @@ def _step(a: list[float], b: list[float], c: Fraction, f: fx.Fused, acc: fx.Floa
         return 0.0
     v = s * unit
     q = Fraction(2) ** (max(_floor_log2(v), acc.emin) - f.out_bits)
-    r = round_int(v / q, f.out_rounding) * q
-    return float(fx.quantize(float(r), acc))
+    return float(round_int(v / q, f.out_rounding) * q)
 
 
 def fused_chain(a: np.ndarray, b: np.ndarray, mac: fx.Mac) -> float:
@@ -94,5 +104,5 @@ def fused_chain(a: np.ndarray, b: np.ndarray, mac: fx.Mac) -> float:
     for k0 in range(0, len(a), f.terms):
         if not math.isfinite(c):  # an overflowed accumulator stays inf (IEEE: inf + finite)
             break
-        c = _step(list(a[k0:k0 + f.terms]), list(b[k0:k0 + f.terms]), Fraction(c), f, mac.acc)
+        c = _step(list(a[k0:k0 + f.terms]), list(b[k0:k0 + f.terms]), c, f, mac.acc)
     return c
