@@ -25,8 +25,9 @@ to 256; uniform, subnormal-heavy and zero-heavy codes; E4M3, E5M2 and mixed oper
 the number of dot products compared and differing per preset.
 
 ``--toolbox DIR`` also replays the hardware-measured vectors of the MATLAB tensor-core toolbox
-(a checkout of github.com/north-numerical-computing/MATLAB-tensor-core; 23 sets of 5000
-vectors, see tests/golden/README.md) through the presets and prints the mismatch counts.
+(a checkout of github.com/north-numerical-computing/MATLAB-tensor-core; 29 sets of 5000
+vectors, 6 of them with binary16 accumulators; see tests/golden/README.md) through the presets
+and prints the mismatch counts.
 
 Usage::
 
@@ -71,7 +72,14 @@ TOOLBOX = [("V100", "fp16", 4, "fused:v100_fp16"), ("A100", "fp16", 8, "fused:a1
            ("H200", "E5M2", 32, "fused:hopper_fp8,ea=-14,eb=-14"),
            ("B200", "fp16", 16, "fused:h100_fp16"), ("B200", "bf16", 16, "fused:h100_bf16"),
            ("B200", "tf32", 4, "fused:b200_tf32"), ("B200", "E4M3", 32, "fused:b200_fp8"),
-           ("B200", "E5M2", 32, "fused:b200_fp8,ea=-14,eb=-14")]
+           ("B200", "E5M2", 32, "fused:b200_fp8,ea=-14,eb=-14"),
+           # binary16 accumulators (the d_*_fp16 files; c rounded to binary16 on the way in)
+           ("V100", "fp16", 4, "fused:v100_fp16_acc16"),
+           ("A100", "fp16", 8, "fused:a100_fp16_acc16"),
+           ("H100", "fp16", 16, "fused:h100_fp16_acc16"),
+           ("Ada", "fp16", 8, "fused:a100_fp16_acc16"),
+           ("H200", "fp16", 16, "fused:h100_fp16_acc16"),
+           ("B200", "fp16", 16, "fused:h100_fp16_acc16")]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -226,11 +234,13 @@ def toolbox(root: Path) -> int:
         d = base / gpu / fmt
         a = words(d / f"a_{gpu}_{fmt}.txt", 16).reshape(-1, k)
         b = words(d / f"b_{gpu}_{fmt}.txt", 16).reshape(-1, k)
+        acc = "float16" if order.endswith("_acc16") else "float32"
         c = words(d / f"c_{gpu}_fp32.txt", 2)
-        want = words(d / f"d_{gpu}_fp32.txt", 2)
+        want = words(d / f"d_{gpu}_{'fp16' if acc == 'float16' else 'fp32'}.txt", 2)
         if gpu in ("H100", "H200") and fmt in ("E4M3", "E5M2"):
             c = np.zeros_like(c)  # WGMMA with d = 0, as the toolbox's validation script
-        params = lowering.fused_params(fx.Mac("float32", order=order))
+        c = fx.quantize(c, acc)  # binary16 accumulators get c rounded to nearest
+        params = lowering.fused_params(fx.Mac(acc, order=order))
         fp = params[0]
         terms = int(fp[0])
         miss = 0
@@ -239,7 +249,7 @@ def toolbox(root: Path) -> int:
             for k0 in range(0, k, terms):
                 r = fused_step(a[i], b[i], k0, min(k0 + terms, k), r, *params)
             miss += np.float32(r).view(np.uint32) != np.float32(want[i]).view(np.uint32)
-        print(f"| {gpu} {fmt} | {order} | {len(want)} | {miss} |")
+        print(f"| {gpu} {fmt} (acc {acc}) | {order} | {len(want)} | {miss} |")
         total += len(want)
         bad += int(miss)
     print(f"| all | | {total} | {bad} |")

@@ -764,6 +764,11 @@ FUSED_PRESETS: dict[str, Fused] = {
     "h100_tf32": Fused(4, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
     # B200TC.m: fp16/bf16 as h100_fp16/h100_bf16 (H200 too); tf32 in blocks of 8
     "b200_tf32": Fused(8, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # binary16 accumulators (Mac acc="float16"; toolbox V100TC/A100TC/H100TC with fp16 output):
+    # normalisation rounds to nearest, the alignment floor moves up
+    "v100_fp16_acc16": Fused(4, 23, 10, "rtz", "rne", min_exp=-19, emin_a=-14, emin_b=-14),
+    "a100_fp16_acc16": Fused(8, 24, 10, "rtz", "rne", min_exp=-20, emin_a=-14, emin_b=-14),
+    "h100_fp16_acc16": Fused(16, 25, 10, "rtz", "rne", min_exp=-21, emin_a=-14, emin_b=-14),
     # mmaemu "b200_mma_sync" (experimental there: it fits the toolbox's B200 mma.sync vectors,
     # an fp16-HMMA rewrite): the accumulator is added late, by an fp32 addition
     "b200_fp8": Fused(32, 25, 23, min_exp=-133, emin_a=-6, emin_b=-6, late=True),

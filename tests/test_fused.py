@@ -21,9 +21,9 @@ GOLDEN = Path(__file__).parent / "golden" / "tensor_core_toolbox.npz"
 F32 = fx.Float(8, 23)
 
 
-def chain(a: list[float], b: list[float], c: float, order: str) -> float:
+def chain(a: list[float], b: list[float], c: float, order: str, acc: str = "float32") -> float:
     """The fused Mac's chain from the accumulator value ``c`` (the kernel's own step)."""
-    mac = fx.Mac(F32, order=order)
+    mac = fx.Mac(acc, order=order)
     params = lowering.fused_params(mac)
     fp = params[0]
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -198,14 +198,19 @@ TOOLBOX = [("V100_fp16", "fused:v100_fp16"), ("A100_fp16", "fused:a100_fp16"),
            ("H200_E4M3", "fused:hopper_fp8"), ("H200_E5M2", "fused:hopper_fp8,ea=-14,eb=-14"),
            ("B200_fp16", "fused:h100_fp16"), ("B200_bf16", "fused:h100_bf16"),
            ("B200_tf32", "fused:b200_tf32"), ("B200_E4M3", "fused:b200_fp8"),
-           ("B200_E5M2", "fused:b200_fp8,ea=-14,eb=-14")]
+           ("B200_E5M2", "fused:b200_fp8,ea=-14,eb=-14"),
+           # binary16 accumulators: c rounded to binary16 on the way in, as the CUDA program does
+           ("V100_fp16acc16", "fused:v100_fp16_acc16"), ("A100_fp16acc16", "fused:a100_fp16_acc16"),
+           ("H100_fp16acc16", "fused:h100_fp16_acc16"), ("Ada_fp16acc16", "fused:a100_fp16_acc16"),
+           ("H200_fp16acc16", "fused:h100_fp16_acc16"), ("B200_fp16acc16", "fused:h100_fp16_acc16")]
 
 
 @pytest.mark.parametrize(("name", "order"), TOOLBOX)
 def test_hardware_vectors(name: str, order: str) -> None:
     with np.load(GOLDEN) as z:
         a, b, c, d = (z[f"{name}_{k}"].view(np.float32).astype(np.float64) for k in "abcd")
-    got = np.array([chain(a[i], b[i], c[i], order) for i in range(len(d))])
+    acc = "float16" if "acc16" in name else "float32"
+    got = np.array([chain(a[i], b[i], c[i], order, acc) for i in range(len(d))])
     bad = np.flatnonzero(got.astype(np.float32).view(np.uint32) != d.astype(np.float32)
                          .view(np.uint32))
     assert bad.size == 0, (name, bad[:5])
