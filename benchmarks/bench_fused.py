@@ -25,8 +25,8 @@ to 256; uniform, subnormal-heavy and zero-heavy codes; E4M3, E5M2 and mixed oper
 the number of dot products compared and differing per preset.
 
 ``--toolbox DIR`` also replays the hardware-measured vectors of the MATLAB tensor-core toolbox
-(a checkout of github.com/north-numerical-computing/MATLAB-tensor-core; 29 sets of 5000
-vectors, 6 of them with binary16 accumulators; see tests/golden/README.md) through the presets
+(a checkout of github.com/north-numerical-computing/MATLAB-tensor-core; 40 sets of 5000
+vectors, 8 of them with binary16 accumulators; see tests/golden/README.md) through the presets
 and prints the mismatch counts.
 
 Usage::
@@ -79,7 +79,14 @@ TOOLBOX = [("V100", "fp16", 4, "fused:v100_fp16"), ("A100", "fp16", 8, "fused:a1
            ("H100", "fp16", 16, "fused:h100_fp16_acc16"),
            ("Ada", "fp16", 8, "fused:a100_fp16_acc16"),
            ("H200", "fp16", 16, "fused:h100_fp16_acc16"),
-           ("B200", "fp16", 16, "fused:h100_fp16_acc16")]
+           ("B200", "fp16", 16, "fused:h100_fp16_acc16"),
+           # A2 (Ampere) and L40S (Ada): the A100 and Ada presets
+           ("A2", "fp16", 8, "fused:a100_fp16"), ("A2", "bf16", 8, "fused:a100_bf16"),
+           ("A2", "tf32", 4, "fused:a100_tf32"), ("A2", "fp16", 8, "fused:a100_fp16_acc16"),
+           ("L40S", "fp16", 8, "fused:a100_fp16"), ("L40S", "bf16", 8, "fused:a100_bf16"),
+           ("L40S", "tf32", 4, "fused:a100_tf32"), ("L40S", "E4M3", 32, "fused:ada_fp8"),
+           ("L40S", "E5M2", 32, "fused:ada_fp8,ea=-14,eb=-14"),
+           ("L40S", "fp16", 8, "fused:a100_fp16_acc16"), ("Ada", "tf32", 4, "fused:a100_tf32")]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
