@@ -716,15 +716,17 @@ class Fused:
 
     def __post_init__(self) -> None:
         if not isinstance(self.late, bool):
-            raise ValueError(msg("Fused late", "must be a bool", self.late))
+            raise TypeError(msg("Fused late", "must be a bool", self.late))
 
         def num(name: str, lo: int, hi: int, none: bool = False) -> None:
             v = getattr(self, name)
             if v is None and none:
                 return
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(msg(f"Fused {name}", f"must be an int in {lo}..{hi}"
-                                     + (" or None" if none else ""), v))
+            what = f"must be an int in {lo}..{hi}" + (" or None" if none else "")
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(msg(f"Fused {name}", what, v))
+            if not lo <= v <= hi:
+                raise ValueError(msg(f"Fused {name}", what, v))
 
         num("terms", 1, 4096)
         num("align_bits", 1, 55)
@@ -734,9 +736,11 @@ class Fused:
             num(name, -1100, 1100, none=True)
         for name in ("align_rounding", "out_rounding"):
             v = getattr(self, name)
-            if not isinstance(v, str) or v.strip().lower() not in _FUSED_ROUNDING:
-                raise ValueError(msg(f"Fused {name}", "must be one of "
-                                     + " ".join(_FUSED_ROUNDING), v))
+            what = "must be one of " + " ".join(_FUSED_ROUNDING)
+            if not isinstance(v, str):
+                raise TypeError(msg(f"Fused {name}", what, v))
+            if v.strip().lower() not in _FUSED_ROUNDING:
+                raise ValueError(msg(f"Fused {name}", what, v))
             object.__setattr__(self, name, v.strip().lower())
         width = self.align_bits + self.terms.bit_length() + (self.carry_bits or 0)
         if width > 58:

@@ -94,6 +94,18 @@ def _toml(d: dict, prefix: str = "") -> str:
     return text
 
 
+@pytest.mark.parametrize(("kw", "err", "match"), [
+    ({"terms": 4.0}, TypeError, "Fused terms: must be an int in 1..4096; got 4.0"),
+    ({"terms": True}, TypeError, "Fused terms"),
+    ({"terms": 4, "late": 1}, TypeError, "Fused late: must be a bool"),
+    ({"terms": 4, "out_rounding": None}, TypeError, "Fused out_rounding: must be one of"),
+    ({"terms": 4, "min_exp": -2000}, ValueError, "Fused min_exp: must be an int in -1100..1100"),
+])
+def test_fused_record_checks_types_and_ranges(kw: dict, err: type, match: str) -> None:
+    with pytest.raises(err, match=match.replace(".", r"\.")):
+        fx.Fused(**kw)
+
+
 def test_policy_toml_names_a_fused_order(tmp_path: Path) -> None:
     d = PRESETS["fw32bw32"].to_dict()
     d["forward"]["dense"]["order"] = "fused:hopper_fp8, ea=-14,eb=-14"
