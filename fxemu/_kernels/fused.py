@@ -26,8 +26,8 @@ from .fmt import code_value
 from .mac import elementwise
 from .rounding import round_up
 
-__all__ = ["NO_FLOOR", "ZERO_EXP", "exponents", "float_element_value", "fused_matmul",
-           "fused_step"]
+__all__ = ["NO_FLOOR", "ZERO_EXP", "exponents", "float_element_value", "fused_chain",
+           "fused_matmul"]
 
 NO_FLOOR = -(1 << 30)  # an exponent floor below every exponent
 _NEG = -(1 << 40)  # no exponent (below every real one)
@@ -89,59 +89,57 @@ def exponents(x, emin, out):
 
 
 @jit
-def _block(a, b, ea, eb, k0, k1, c, fp, accp, accvec):
-    """One fused-adder step over k0 <= k < k1 from the accumulator ``c`` (a finite value);
-    ``ea``/``eb`` the operands' clamped exponents (:func:`exponents`)."""
-    if fp[10] != 0:  # late accumulator: the products' sum, then one rounded addition of c
-        r = _normalised(a, b, ea, eb, k0, k1, 0.0, fp)
-        return code_value(accvec, elementwise(OP_ADD, f64_bits(r), f64_bits(c), _U0, accvec,
-                                              _U0, 0), 0.0)
-    r = _normalised(a, b, ea, eb, k0, k1, c, fp)
-    if r == 0.0:
-        return 0.0  # +0 (the measured hardware rule)
-    # r has at most `out` fraction bits above the accumulator's emin: when they fit its
-    # mantissa and r lies in its range (normal, or subnormal where it keeps them), r is an
-    # accumulator value already
-    if fp[3] <= accp.mbits and abs(r) <= bits_f64(accp.maxbits) and (
-            accp.subn or abs(r) >= bits_f64(accp.minnorm)):
-        return r
-    return float_element_value(r, accp)
+def _chain(a, b, ea, eb, c, fp, accp, accvec):
+    """The fused-adder chain over the products ``a[k]·b[k]`` from the accumulator ``c``:
+    steps of ``fp[0]`` products (the last takes the rest); ``ea``/``eb`` the operands' clamped
+    exponents (:func:`exponents`). A non-finite accumulator stays as it is. The array loops
+    live here, once per output, and the helpers take scalars (a call with array arguments
+    per step costs more than the step)."""
+    kk = a.shape[0]
+    terms, align, amode, min_exp, late = fp[0], fp[1], fp[2], fp[6], fp[10] != 0
+    for k0 in range(0, kk, terms):
+        if not np.isfinite(c):
+            break
+        k1 = min(k0 + terms, kk)
+        cin = 0.0 if late else c  # a late accumulator takes no part in the alignment
+        big = np.int64(2 * ZERO_EXP)
+        for k in range(k0, k1):  # a zero operand's exponent keeps the sum below every real one
+            big = max(big, ea[k] + eb[k])
+        if big < ZERO_EXP // 2:  # every product has a zero operand
+            big = np.int64(_NEG)
+        if cin != 0.0:
+            big = max(big, _exp(cin))
+        s = np.int64(0)
+        grid = np.int64(0)
+        if big != _NEG or min_exp != NO_FLOOR:
+            big = max(big, min_exp)
+            grid = big - align  # the aligned terms are integers times 2^grid
+            if amode == TO_ZERO and -1000 <= grid <= 1000:
+                # |p|·2^-grid < 2^(align+2) is exact where it is >= 2^-1022 and truncates to
+                # 0 below; the same for |c|·2^-grid < 2^(align+1)
+                scale = pow2(-grid)
+                for k in range(k0, k1):
+                    s += np.int64(a[k] * b[k] * scale)
+                s += np.int64(cin * scale)
+            else:
+                for k in range(k0, k1):
+                    p = a[k] * b[k]
+                    if p != 0.0:
+                        neg, m, lsb = _decode(p)
+                        s += _shift_round(neg, m, grid - lsb, amode)
+                if cin != 0.0:
+                    neg, m, lsb = _decode(cin)
+                    s += _shift_round(neg, m, grid - lsb, amode)
+        c = _finish(_normalised(s, grid, fp), c, fp, accp, accvec)
+    return c
 
 
 @jit
-def _normalised(a, b, ea, eb, k0, k1, c, fp):
-    """The aligned, summed and normalised value of ``c`` and the products (steps 1–4 of
-    :class:`fxemu.Fused` before the accumulator's rounding), exact in double (±inf beyond
-    every double); +0 for a zero sum."""
-    align, amode, out, omode = fp[1], fp[2], fp[3], fp[4]
-    width, min_exp, acc_emin = fp[5], fp[6], fp[9]
-    big = np.int64(2 * ZERO_EXP)
-    for k in range(k0, k1):  # a zero operand's exponent keeps the sum below every real one
-        big = max(big, ea[k] + eb[k])
-    if big < ZERO_EXP // 2:  # every product has a zero operand
-        big = np.int64(_NEG)
-    if c != 0.0:
-        big = max(big, _exp(c))
-    if big == _NEG and min_exp == NO_FLOOR:
-        return 0.0
-    big = max(big, min_exp)
-    grid = big - align  # the aligned terms are integers times 2^grid
-    s = np.int64(0)
-    if amode == TO_ZERO and -1000 <= grid <= 1000:
-        # |p|·2^-grid < 2^(align+2) is exact where it is >= 2^-1022 and truncates to 0 below
-        scale = pow2(-grid)
-        for k in range(k0, k1):
-            s += np.int64(a[k] * b[k] * scale)
-        s += np.int64(c * scale)  # |c|·2^-grid < 2^(align+1): the same argument
-    else:
-        for k in range(k0, k1):
-            p = a[k] * b[k]
-            if p != 0.0:
-                neg, m, lsb = _decode(p)
-                s += _shift_round(neg, m, grid - lsb, amode)
-        if c != 0.0:
-            neg, m, lsb = _decode(c)
-            s += _shift_round(neg, m, grid - lsb, amode)
+def _normalised(s, grid, fp):
+    """The aligned sum ``s·2^grid`` wrapped to the adder's width and rounded to ``out``
+    fraction bits below its leading bit (exponent floored at the accumulator's emin): exact
+    in double, ±inf beyond every double, +0 for a zero sum."""
+    out, omode, width, acc_emin = fp[3], fp[4], fp[5], fp[9]
     if width > 0:  # two's complement register of `width` bits: wrap
         s = (s << np.int64(64 - width)) >> np.int64(64 - width)
     if s == 0:
@@ -164,15 +162,33 @@ def _normalised(a, b, ea, eb, k0, k1, c, fp):
 
 
 @jit
-def fused_step(a, b, k0, k1, c, fp, accp, accvec):
-    """One fused-adder step: ``c`` plus the products ``a[k]·b[k]`` for k0 <= k < k1, aligned,
-    summed, normalised and rounded into the accumulator (a finite ``c``, finite operands
-    whose products are exact in double). Returns the new accumulator value."""
+def _finish(r, c, fp, accp, accvec):
+    """The step's result: the normalised value ``r`` into the accumulator (+0 for zero), or
+    with a late accumulator ``r + c`` rounded once into it."""
+    if fp[10] != 0:
+        return code_value(accvec, elementwise(OP_ADD, f64_bits(r), f64_bits(c), _U0, accvec,
+                                              _U0, 0), 0.0)
+    if r == 0.0:
+        return 0.0  # +0 (the measured hardware rule)
+    # r has at most `out` fraction bits above the accumulator's emin: when they fit its
+    # mantissa and r lies in its range (normal, or subnormal where it keeps them), r is an
+    # accumulator value already
+    if fp[3] <= accp.mbits and abs(r) <= bits_f64(accp.maxbits) and (
+            accp.subn or abs(r) >= bits_f64(accp.minnorm)):
+        return r
+    return float_element_value(r, accp)
+
+
+@jit
+def fused_chain(a, b, c, fp, accp, accvec):
+    """The fused-adder chain over ``a[k]·b[k]`` (1-D operands) from the accumulator value
+    ``c`` (finite operands whose products are exact in double): what one output of
+    :func:`fused_matmul` computes, with an initial accumulator."""
     ea = np.empty(a.shape[0], np.int64)
     eb = np.empty(b.shape[0], np.int64)
     exponents(a, fp[7], ea)
     exponents(b, fp[8], eb)
-    return _block(a, b, ea, eb, k0, k1, c, fp, accp, accvec)
+    return _chain(a, b, ea, eb, c, fp, accp, accvec)
 
 
 @jit
@@ -187,20 +203,12 @@ def float_element_value(r, accp):
 
 @pjit
 def fused_matmul(a, bt, ea, ebt, out, fp, accp, accvec):
-    """``out[i, j]`` = the fused-adder chain over ``a[i, :]·bt[j, :]`` from +0, ``fp[0]``
-    products per step (the last step takes the rest); ``ea``/``ebt`` the operands' clamped
-    exponents (:func:`exponents`). A non-finite accumulator stays as it is (the caller
-    replaces outputs with non-finite operands by their IEEE value)."""
-    m, kk = a.shape
+    """``out[i, j]`` = the fused-adder chain over ``a[i, :]·bt[j, :]`` from +0
+    (:func:`_chain`); ``ea``/``ebt`` the operands' clamped exponents (:func:`exponents`). The
+    caller replaces outputs with non-finite operands by their IEEE value."""
+    m = a.shape[0]
     n = bt.shape[0]
-    terms = fp[0]
     for ij in prange(m * n):
         i = ij // n
         j = ij - i * n
-        acc = 0.0
-        for k0 in range(0, kk, terms):
-            if not np.isfinite(acc):
-                break
-            acc = _block(a[i], bt[j], ea[i], ebt[j], k0, min(k0 + terms, kk), acc, fp, accp,
-                         accvec)
-        out[i, j] = acc
+        out[i, j] = _chain(a[i], bt[j], ea[i], ebt[j], 0.0, fp, accp, accvec)
