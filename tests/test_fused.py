@@ -349,3 +349,18 @@ def test_training_with_fused_macs() -> None:
                       batch_size=32, seed=1)
     res = train(cfg, progress=False)
     assert np.isfinite(res["metrics"][0]["train_loss"])
+
+
+def test_benchmark_script_runs(capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/bench_fused.py --quick runs end to end (no timing claims); where mmaemu is
+    installed its outputs agree with fxemu's."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_fused.py"
+    spec = importlib.util.spec_from_file_location("bench_fused", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| fxemu fused:hopper_fp8 (e4m3) |" in out and "| fxemu sequential (fp16) |" in out
+    assert "mmaemu row skipped" in out or "0 of 64 outputs differ" in out
