@@ -305,7 +305,8 @@ def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,
 
 def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
            sr_bits: int | None = None, nan: NanPolicy = "raise") -> np.ndarray:
-    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac``.
+    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac`` (a
+    ``fused:…`` order in steps of its multi-term adder, see :class:`fxemu.Fused`).
 
     ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
     and a format of ``mac`` (mul, acc or out) has no NaN, ``"raise"`` (default) raises
