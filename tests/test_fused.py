@@ -261,6 +261,30 @@ def test_generic_fused_matches_the_fraction_oracle() -> None:
     assert checked == 720
 
 
+def test_wide_adders_and_extreme_floors_match_the_oracle() -> None:
+    """float32 operands spread over 2^±100, float64 and float32 accumulators, adders up to
+    the int64 limit, floors up to ±1100 (results beyond every double become ±inf)."""
+    rng = np.random.default_rng(99)
+    f32, f64 = fx.parse("float32"), fx.parse("float64")
+    modes = ["rtz", "rne", "rdn", "rup", "rna", "rto"]
+    for _ in range(100):
+        terms = int(rng.integers(1, 300))
+        carry = None if rng.random() < 0.5 else int(rng.integers(0, 57 - terms.bit_length()))
+        align = int(rng.integers(1, 59 - terms.bit_length() - (carry or 0)))
+        f = fx.Fused(terms, align, int(rng.integers(1, 53)), str(rng.choice(modes)),
+                     str(rng.choice(modes)), carry,
+                     None if rng.random() < 0.5 else int(rng.integers(-1100, 1100)),
+                     None if rng.random() < 0.5 else -126, None if rng.random() < 0.5 else -126,
+                     bool(rng.random() < 0.3))
+        mac = fx.Mac(f64 if rng.random() < 0.5 else f32, order=f)
+        k = int(rng.integers(0, 400))
+        a = fx.quantize(rng.standard_normal(k) * 2.0 ** rng.integers(-100, 100, size=k), f32)
+        b = fx.quantize(rng.standard_normal(k) * 2.0 ** rng.integers(-100, 100, size=k), f32)
+        a[rng.random(k) < 0.2] = 0.0
+        got, want = fx.dot(a, b, mac), oracle_chain(a, b, mac)
+        assert np.float64(got).view(np.uint64) == np.float64(want).view(np.uint64), (str(f), k)
+
+
 # ---------------------------------------------------------------------------------------------
 # Plumbing
 

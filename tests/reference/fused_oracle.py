@@ -66,7 +66,7 @@ def _step(a: list[float], b: list[float], c: float, f: fx.Fused, acc: fx.Float) 
 
 def _sum(a: list[float], b: list[float], c: Fraction, f: fx.Fused, acc: fx.Float) -> float:
     """The aligned, summed and normalised value (a double: it has at most out + 1 <= 53
-    significant bits), +0 for a zero sum."""
+    significant bits; ±inf from 2^1024 on), +0 for a zero sum."""
     prods, exps = [], []
     for x, y in zip(a, b, strict=True):
         if x != 0 and y != 0:
@@ -94,7 +94,10 @@ def _sum(a: list[float], b: list[float], c: Fraction, f: fx.Fused, acc: fx.Float
         return 0.0
     v = s * unit
     q = Fraction(2) ** (max(_floor_log2(v), acc.emin) - f.out_bits)
-    return float(round_int(v / q, f.out_rounding) * q)
+    r = round_int(v / q, f.out_rounding) * q
+    if abs(r) >= 2**1024:
+        return math.inf if r > 0 else -math.inf
+    return float(r)
 
 
 def fused_chain(a: np.ndarray, b: np.ndarray, mac: fx.Mac) -> float:
