@@ -19,6 +19,7 @@ import types
 
 from ._errors import BackendUnavailable
 from .formats import (
+    FUSED_PRESETS,
     PRESETS,
     Fixed,
     FixedOverflow,
@@ -27,12 +28,14 @@ from .formats import (
     FloatOverflow,
     FloatRounding,
     Format,
+    Fused,
     Mac,
     Special,
     parse,
 )
 
 __all__ = [
+    "FUSED_PRESETS",
     "PRESETS",
     "BackendUnavailable",
     "ConvGeometry",
@@ -43,6 +46,7 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Fused",
     "Mac",
     "Special",
     "add",

@@ -237,6 +237,8 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     if nan == "raise" and lm.lacks_nan and (spans[0][3] or spans[1][3]):
         _refuse_nan(a, b, mac, names)
     path = lowering.mac_path(mac, lm, spans, key, bits)
+    if path.kind == "fused":
+        return _fused_matmul(a, b, mac, path, spans[0][3] or spans[1][3], seed, sr_bits)
     if path.kind == "int":
         res = _fixed_blas(a, b, path.fa, path.fb, path.sh_p, mac.acc) if path.blas else None
         if res is None and path.kernel is not None:
@@ -256,6 +258,29 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, lm.acc, lm.mul, lm.out,
                       lm.use_mul, lm.order, lm.chunk, key, lm.out_scale)
     return out
+
+
+def _fused_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, path: lowering.MacPath,
+                  nonfinite: bool, seed: int | None, sr_bits: int | None) -> np.ndarray:
+    """The fused-adder chain (:class:`fxemu.Fused`); outputs with an inf/NaN operand take
+    the IEEE value of their exact dot product, rounded into acc; then ``out`` (a stochastic
+    ``out`` draws from ``seed``)."""
+    ieee = None
+    if nonfinite:
+        with np.errstate(all="ignore"):
+            ieee = a @ b
+        a = np.where(np.isfinite(a), a, 0.0)
+        b = np.where(np.isfinite(b), b, 0.0)
+    res = np.empty((a.shape[0], b.shape[1]), np.float64)
+    bt = np.ascontiguousarray(b.T)
+    fp = path.args[0]
+    path.kernel(a, bt, lowering.fused_exponents(a, fp[7]), lowering.fused_exponents(bt, fp[8]),
+                res, *path.args)
+    if ieee is not None:
+        bad = ~np.isfinite(ieee)
+        res[bad] = quantize(ieee[bad], mac.acc, nan="hls")
+    return res if mac.out is None else quantize(res, mac.out, seed=seed, sr_bits=sr_bits,
+                                                   nan="hls")
 
 
 def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,
@@ -283,7 +308,8 @@ def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,
 
 def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
            sr_bits: int | None = None, nan: NanPolicy = "raise") -> np.ndarray:
-    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac``.
+    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac`` (a
+    ``fused:…`` order in steps of its multi-term adder, see :class:`fxemu.Fused`).
 
     ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
     and a format of ``mac`` (mul, acc or out) has no NaN, ``"raise"`` (default) raises
