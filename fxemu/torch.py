@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -69,32 +70,62 @@ except ModuleNotFoundError as _e:  # pragma: no cover - exercised in a subproces
         "missing)", name="torch") from None
 
 from .backends import get_backend
-from .nn import softmax_xent
+from .nn import SGD as _SGDRule
+from .nn import Layer, softmax_xent
+from .nn import layers as fl
 from .policy import Policy, load_policy
 
 __all__ = ["SGD", "Emulation", "cross_entropy", "emulate", "evaluating"]
 
 #: Layers that stay torch's: exact selections (no rounding happens in them).
-EXACT = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+EXACT = (nn.ReLU, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
 #: Containers whose forward only calls their children.
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 class Emulation:
     """The state one emulated module shares between its layers and its optimizer: the
-    :class:`fxemu.backends.EmulatedBackend` of ``policy`` keyed by ``seed`` and the training
-    step (advanced by :meth:`SGD.step`)."""
+    :class:`fxemu.backends.EmulatedBackend` of ``policy`` keyed by ``seed``, the training
+    step (advanced by :meth:`SGD.step`), the format the gradient flowing back is held in
+    (None: not yet rounded, as the loss hands it) and the loss scale of the optimizer."""
 
     def __init__(self, policy: Policy, seed: int) -> None:
         self.policy = policy
         self.seed = seed
         self.backend = get_backend("emulated", policy, seed)
         self.step = 0
+        self.grad_fmt = None
+        self.scale = 1.0
+        self.names: list[str] = []
+        self._prec: dict[str, Policy] = {}
+
+    def prec(self, name: str) -> Policy:
+        """The policy layer ``name`` runs under (``policy.for_layer(name)``)."""
+        if name not in self._prec:
+            self._prec[name] = self.policy.for_layer(name)
+        return self._prec[name]
+
+    def precisions(self, policy: Policy) -> list[Policy]:
+        """Each layer's policy in :attr:`names` order (the interface :class:`fxemu.nn.SGD`
+        reads a model through)."""
+        return [self.prec(n) for n in self.names]
 
     def begin(self, step: int) -> None:
         """Start training step ``step`` (keys of its stochastic roundings restart)."""
         self.step = int(step)
+        self.grad_fmt = None
         self.backend.begin_step(self.step)
+
+    def incoming(self, g: np.ndarray, prec: Policy) -> np.ndarray:
+        """The gradient entering a Conv2d/Linear backward as :meth:`fxemu.nn.Sequential.
+        backward` hands it on: the loss's gradient times the loss scale, rounded into the
+        layer's ``grad`` format, and rounded again only where that format changes."""
+        if self.grad_fmt is None and self.scale != 1.0:
+            g = g * self.scale  # exact: a power of two
+        if self.grad_fmt != prec.backward.grad:
+            g = self.backend.grad(g, prec)
+        self.grad_fmt = prec.backward.grad
+        return g
 
 
 def _host(t: torch.Tensor, what: str) -> np.ndarray:
@@ -114,135 +145,212 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 
 
 class _Input(torch.autograd.Function):
-    """The network input rounded into the forward ``input`` format; gradient passed through."""
+    """The network input rounded into the forward ``input`` format of the first layer;
+    gradient passed through."""
 
     @staticmethod
-    def forward(ctx, x, emu):
-        return _tensor(emu.backend.input(_host(x, "input")))
+    def forward(ctx, x, emu, prec):
+        return _tensor(emu.backend.input(_host(x, "input"), prec))
 
     @staticmethod
     def backward(ctx, g):
-        return g, None
+        return g, None, None
+
+
+def _spatial(xa: np.ndarray, name: str, kind: str) -> None:
+    if xa.ndim != 4:
+        raise ValueError(msg(f"{name} input", f"{kind} needs (N, C, H, W)", tuple(xa.shape)))
 
 
 class _Linear(torch.autograd.Function):
-    """``y = x @ W.T + b`` over the last dimension of x through the backend's dense methods."""
+    """``y = x @ W.T + b`` over the last dimension of x: the backend's ``linear`` and
+    ``linear_backward``."""
 
     @staticmethod
     def forward(ctx, x, w, b, emu, name):
-        be = emu.backend
+        prec = emu.prec(name)
         xa = _host(x, f"{name} input")
         wa = _host(w, f"{name}.weight")
-        ba = _host(b, f"{name}.bias") if b is not None else np.zeros(wa.shape[0])
+        ba = _host(b, f"{name}.bias") if b is not None else None
+        if xa.ndim < 1 or xa.shape[-1] != wa.shape[1]:
+            raise ValueError(msg(f"{name} input", f"Linear needs (..., {wa.shape[1]})",
+                                 tuple(xa.shape)))
         lead = xa.shape[:-1]
-        x2 = xa.reshape(-1, xa.shape[-1])
-        y = be.dense(x2, wa, ba)
-        ctx.emu, ctx.x2, ctx.w, ctx.lead = emu, x2, wa, lead
-        ctx.has_bias = b is not None
+        y, ctx.layer = emu.backend.linear(np.ascontiguousarray(xa.reshape(-1, wa.shape[1])),
+                                          wa, ba, prec)
+        ctx.emu, ctx.name, ctx.lead, ctx.shape = emu, name, lead, wa.shape
         return _tensor(y.reshape(*lead, wa.shape[0]))
 
     @staticmethod
     def backward(ctx, dy):
-        be = ctx.emu.backend
-        g = be.grad(_host(dy, "gradient").reshape(-1, ctx.w.shape[0]))
-        dw, db = be.dense_dw(g, ctx.x2)
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = _tensor(be.dense_dx(g, ctx.w).reshape(*ctx.lead, ctx.w.shape[1]))
-        return dx, _tensor(dw), (_tensor(db) if ctx.has_bias else None), None, None
+        emu, prec = ctx.emu, ctx.emu.prec(ctx.name)
+        g = emu.incoming(_host(dy, f"{ctx.name} gradient").reshape(-1, ctx.shape[0]), prec)
+        dx, dw, db = emu.backend.linear_backward(ctx.layer, g, prec, ctx.needs_input_grad[0])
+        if dx is not None:
+            dx = _tensor(dx.reshape(*ctx.lead, ctx.shape[1]))
+        return dx, _tensor(dw), (None if db is None else _tensor(db)), None, None
 
 
 class _Conv2d(torch.autograd.Function):
-    """Cross-correlation NCHW × FCKhKw with zero padding and stride, through the backend's conv
-    methods (stride 1 on the padded input, outputs taken at the stride)."""
+    """Cross-correlation with stride and zero padding: the backend's ``conv2d`` and
+    ``conv2d_backward``."""
 
     @staticmethod
-    def forward(ctx, x, w, b, emu, name, stride, pad):
-        be = emu.backend
+    def forward(ctx, x, w, b, emu, name, layer):
+        prec = emu.prec(name)
         xa = _host(x, f"{name} input")
-        if xa.ndim != 4:
-            raise ValueError(msg(f"{name} input", "Conv2d needs (N, C, H, W)", tuple(xa.shape)))
+        _spatial(xa, name, "Conv2d")
         wa = _host(w, f"{name}.weight")
-        ba = _host(b, f"{name}.bias") if b is not None else np.zeros(wa.shape[0])
-        (top, bottom), (left, right) = pad
-        xp = np.pad(xa, ((0, 0), (0, 0), (top, bottom), (left, right)))
-        if xp.shape[2] < wa.shape[2] or xp.shape[3] < wa.shape[3]:
-            raise ValueError(msg(f"{name} input", "smaller than the kernel (after padding)",
+        ba = _host(b, f"{name}.bias") if b is not None else None
+        if xa.shape[1] != wa.shape[1]:
+            raise ValueError(msg(f"{name} input", f"Conv2d needs {wa.shape[1]} channels",
                                  tuple(xa.shape)))
-        z = be.conv(xp, wa, ba)
-        sh, sw = stride
-        ctx.emu, ctx.xp, ctx.w, ctx.zshape, ctx.stride, ctx.pad = emu, xp, wa, z.shape, stride, pad
-        ctx.has_bias = b is not None
-        return _tensor(z[:, :, ::sh, ::sw])
+        layer.out_shape(xa.shape[1:], name)  # a kernel larger than the padded input: SpecError
+        z, ctx.layer = emu.backend.conv2d(xa, wa, ba, layer, prec)
+        ctx.emu, ctx.name = emu, name
+        return _tensor(z)
 
     @staticmethod
     def backward(ctx, dy):
-        be = ctx.emu.backend
-        sh, sw = ctx.stride
-        dz = np.zeros(ctx.zshape)
-        dz[:, :, ::sh, ::sw] = _host(dy, "gradient")
-        if ctx.needs_input_grad[0]:
-            raise NotImplementedError(
-                "fxemu.torch: a Conv2d whose input needs a gradient (not the first layer) "
-                "needs the per-layer emulated backend (issue 13)")
-        dw, db = be.conv_dw(ctx.xp, dz)
-        return None, _tensor(dw), (_tensor(db) if ctx.has_bias else None), None, None, None, None
+        emu, prec = ctx.emu, ctx.emu.prec(ctx.name)
+        g = emu.incoming(_host(dy, f"{ctx.name} gradient"), prec)
+        dx, dw, db = emu.backend.conv2d_backward(ctx.layer, g, prec, ctx.needs_input_grad[0])
+        return ((None if dx is None else _tensor(dx)), _tensor(dw),
+                (None if db is None else _tensor(db)), None, None, None)
+
+
+class _MaxPool2d(torch.autograd.Function):
+    """The backend's ``maxpool2d`` (first maximum in row-major order) and its backward (a
+    routing; overlapping windows add their shares rounded into ``grad``)."""
+
+    @staticmethod
+    def forward(ctx, x, emu, name, layer):
+        xa = _host(x, f"{name} input")
+        _spatial(xa, name, "MaxPool2d")
+        layer.out_shape(xa.shape[1:], name)
+        h, ctx.layer = emu.backend.maxpool2d(xa, layer)
+        ctx.emu, ctx.name = emu, name
+        return _tensor(h)
+
+    @staticmethod
+    def backward(ctx, dh):
+        dx = ctx.emu.backend.maxpool2d_backward(ctx.layer, _host(dh, f"{ctx.name} gradient"),
+                                                ctx.emu.prec(ctx.name))
+        return _tensor(dx), None, None, None
+
+
+class _AvgPool2d(torch.autograd.Function):
+    """The backend's ``avgpool2d`` (window sum through the pool Mac, one correctly rounded
+    division into ``activation``) and its backward."""
+
+    @staticmethod
+    def forward(ctx, x, emu, name, layer):
+        xa = _host(x, f"{name} input")
+        _spatial(xa, name, "AvgPool2d")
+        layer.out_shape(xa.shape[1:], name)
+        h, ctx.layer = emu.backend.avgpool2d(xa, layer, emu.prec(name))
+        ctx.emu, ctx.name = emu, name
+        return _tensor(h)
+
+    @staticmethod
+    def backward(ctx, dh):
+        dx = ctx.emu.backend.avgpool2d_backward(ctx.layer, _host(dh, f"{ctx.name} gradient"),
+                                                ctx.emu.prec(ctx.name))
+        return _tensor(dx), None, None, None
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-class EmulatedConv2d(nn.Module):
-    """An ``nn.Conv2d`` (its parameters, stride and zero padding) computed by fxemu."""
+class _Emulated(nn.Module):
+    """A torch layer computed by fxemu: its parameters (the same Parameter objects), its
+    fxemu layer description and the emulation it runs in."""
 
-    def __init__(self, conv: nn.Conv2d, emu: Emulation, name: str) -> None:
+    def __init__(self, src: nn.Module, layer: Layer, emu: Emulation, name: str) -> None:
         super().__init__()
-        self.weight, self.bias = conv.weight, conv.bias
-        self.stride = _pair(conv.stride)
-        kh, kw = conv.kernel_size
-        if conv.padding == "valid":
-            pad = ((0, 0), (0, 0))
-        elif conv.padding == "same":  # torch: the extra row/column (even kernels) at the end
-            pad = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in (kh, kw))
-        else:
-            ph, pw = _pair(conv.padding)
-            pad = ((ph, ph), (pw, pw))
-        self.pad = pad
+        for p in ("weight", "bias"):
+            if hasattr(src, p):
+                setattr(self, p, getattr(src, p))
+        self.layer = layer
         self._emu, self._name = emu, name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _Conv2d.apply(x, self.weight, self.bias, self._emu, self._name, self.stride,
-                             self.pad)
 
     def extra_repr(self) -> str:
-        return f"{tuple(self.weight.shape)}, stride={self.stride}, padding={self.pad}"
+        return f"{self.layer}"
 
 
-class EmulatedLinear(nn.Module):
-    """An ``nn.Linear`` (its parameters) computed by fxemu."""
+class EmulatedConv2d(_Emulated):
+    """An ``nn.Conv2d`` (its parameters, stride and zero padding) computed by fxemu."""
 
-    def __init__(self, lin: nn.Linear, emu: Emulation, name: str) -> None:
-        super().__init__()
-        self.weight, self.bias = lin.weight, lin.bias
-        self._emu, self._name = emu, name
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Conv2d.apply(x, self.weight, self.bias, self._emu, self._name, self.layer)
+
+
+class EmulatedLinear(_Emulated):
+    """An ``nn.Linear`` computed by fxemu."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _Linear.apply(x, self.weight, self.bias, self._emu, self._name)
 
-    def extra_repr(self) -> str:
-        return f"{tuple(self.weight.shape)}, bias={self.bias is not None}"
+
+class EmulatedMaxPool2d(_Emulated):
+    """An ``nn.MaxPool2d`` computed by fxemu (a selection; its backward rounds only where
+    windows overlap)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _MaxPool2d.apply(x, self._emu, self._name, self.layer)
+
+
+class EmulatedAvgPool2d(_Emulated):
+    """An ``nn.AvgPool2d`` computed by fxemu."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _AvgPool2d.apply(x, self._emu, self._name, self.layer)
+
+
+def _layer(m: nn.Module, name: str) -> tuple[type[_Emulated], Layer] | None:
+    """The emulated class and fxemu layer of a torch layer the bridge computes (None: it
+    stays torch's)."""
+    kind = type(m)
+    if kind is nn.Conv2d:
+        pad = m.padding if isinstance(m.padding, str) else _pair(m.padding)
+        if pad == "valid":
+            pad = 0
+        return EmulatedConv2d, fl.Conv2d(name=name, out_channels=m.out_channels,
+                                         kernel_size=_pair(m.kernel_size),
+                                         stride=_pair(m.stride), padding=pad,
+                                         bias=m.bias is not None)
+    if kind is nn.Linear:
+        return EmulatedLinear, fl.Linear(name=name, out_features=m.out_features,
+                                         bias=m.bias is not None)
+    if kind in (nn.MaxPool2d, nn.AvgPool2d):
+        cls = EmulatedMaxPool2d if kind is nn.MaxPool2d else EmulatedAvgPool2d
+        desc = fl.MaxPool2d if kind is nn.MaxPool2d else fl.AvgPool2d
+        stride = m.stride if m.stride else m.kernel_size  # torch: stride None/() = kernel
+        return cls, desc(name=name, size=_pair(m.kernel_size), stride=_pair(stride),
+                         padding=_pair(m.padding))
+    return None
 
 
 def _why_unsupported(m: nn.Module) -> str | None:
     """None when the bridge computes ``m`` exactly (or it only holds children), else why not."""
     kind = type(m)
+    bad: list[str] = []
     if kind is nn.Conv2d:
         bad = [f"{a}={getattr(m, a)!r}" for a, ok in
                (("dilation", _pair(m.dilation) == (1, 1)), ("groups", m.groups == 1),
                 ("padding_mode", m.padding_mode == "zeros")) if not ok]
-        return ", ".join(bad) + " (unsupported)" if bad else None
-    if kind is nn.Linear or kind in CONTAINERS:
+    elif kind is nn.MaxPool2d:
+        bad = [f"{a}={getattr(m, a)!r}" for a, ok in
+               (("dilation", _pair(m.dilation) == (1, 1)), ("ceil_mode", not m.ceil_mode),
+                ("return_indices", not m.return_indices)) if not ok]
+    elif kind is nn.AvgPool2d:
+        bad = [f"{a}={getattr(m, a)!r}" for a, ok in
+               (("ceil_mode", not m.ceil_mode), ("count_include_pad", m.count_include_pad),
+                ("divisor_override", m.divisor_override is None)) if not ok]
+    if bad:
+        return ", ".join(bad) + " (unsupported)"
+    if kind in (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d) or kind in CONTAINERS:
         return None
     if kind in EXACT:
         return None
@@ -262,14 +370,17 @@ def _dropout_guard(m: nn.Module, args: tuple) -> None:
 
 
 def emulate(module: nn.Module, policy: str | Policy | dict, *, seed: int = 0) -> nn.Module:
-    """A deep copy of ``module`` whose Conv2d/Linear layers run through fxemu under ``policy``.
+    """A deep copy of ``module`` whose Conv2d, Linear, MaxPool2d and AvgPool2d layers run
+    through fxemu's emulated backend under ``policy``.
 
-    ``policy``: a preset name, a policy file path, a mapping or a :class:`fxemu.policy.Policy`.
-    ``seed`` keys every stochastic rounding (as ``fxemu train``'s seed). The copy's parameters
-    are float64, rounded into the master format (in ``module.parameters()`` order, which
-    draws stochastic keys as ``fxemu train`` rounds its initial weights); ``module`` itself is
-    left as it was. Raises ``ValueError`` listing every unsupported module (name and type) and
-    for parameters on another device than the CPU. See the module docstring for semantics.
+    ``policy``: a preset name, a policy file path, a mapping or a :class:`fxemu.policy.Policy`;
+    its ``[layers.NAME]`` overrides name torch modules as ``named_modules()`` does (``"0"``,
+    ``"features.3"``, ``"fc1"``). ``seed`` keys every stochastic rounding (as ``fxemu
+    train``'s seed). The copy's parameters are float64, rounded into their layer's master
+    format (in ``parameters()`` order, drawing stochastic keys as ``fxemu train`` rounds its
+    initial weights); ``module`` itself is left as it was. Raises ``ValueError`` listing every
+    unsupported module (name and type), for an override naming no module, and for parameters
+    on another device than the CPU. See the module docstring for the semantics.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(msg("module", "must be a torch.nn.Module", type(module).__name__))
@@ -278,43 +389,53 @@ def emulate(module: nn.Module, policy: str | Policy | dict, *, seed: int = 0) ->
            for name, m in module.named_modules() if (why := _why_unsupported(m)) is not None]
     if bad:
         raise ValueError(msg("fxemu.torch.emulate", "unsupported modules (the bridge computes "
-                             "Conv2d and Linear and keeps exact selections)", None,
+                             "Conv2d, Linear and pools and keeps exact selections)", None,
                              "; ".join(bad)))
     for name, p in module.named_parameters():
         if p.device.type != "cpu":
             raise ValueError(msg(f"parameter {name}", "fxemu.torch runs on CPU tensors only",
                                  str(p.device), "move the module with .cpu()"))
+    names = [name or "<root>" for name, _ in module.named_modules()]
+    pol.check_layers(names, "the torch module")
     emu = Emulation(pol, seed)
     out = copy.deepcopy(module).to(torch.float64)
+    owner = {id(p): (name or "<root>") for name, m in out.named_modules()
+             for p in m.parameters(recurse=False)}
+    keys = []
     with torch.no_grad():
-        for p in out.parameters():  # train's master(init) order, at step -1
-            p.copy_(_tensor(emu.backend.master(_host(p, "parameter"))))
+        for pname, p in out.named_parameters():  # train's master(init) order, at step -1
+            layer = owner[id(p)]
+            p.copy_(_tensor(emu.backend.master(_host(p, "parameter"), emu.prec(layer))))
             p._fxemu_emulation = emu
+            p._fxemu_key = f"{layer}_{'b' if pname.endswith('bias') else 'w'}"
+            keys.append(p._fxemu_key)
+    emu.names = list(dict.fromkeys(k.rsplit("_", 1)[0] for k in keys))
+    leaves = [name for name, m in out.named_modules() if not any(True for _ in m.children())]
+    first = leaves[0] if leaves else "<root>"
     for name, m in list(out.named_modules()):
         for child_name, child in list(m.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if type(child) is nn.Conv2d:
-                setattr(m, child_name, EmulatedConv2d(child, emu, full))
-            elif type(child) is nn.Linear:
-                setattr(m, child_name, EmulatedLinear(child, emu, full))
+            made = _layer(child, full)
+            if made is not None:
+                setattr(m, child_name, made[0](child, made[1], emu, full))
             elif isinstance(child, nn.Dropout):
                 child.register_forward_pre_hook(_dropout_guard)
-    if type(out) is nn.Conv2d:
-        out = EmulatedConv2d(out, emu, "<root>")
-    elif type(out) is nn.Linear:
-        out = EmulatedLinear(out, emu, "<root>")
-    out.register_forward_pre_hook(_round_input)
+    made = _layer(out, "<root>")
+    if made is not None:
+        out = made[0](out, made[1], emu, "<root>")
+    out.register_forward_pre_hook(functools.partial(_round_input, prec=emu.prec(first)))
     out.fxemu = emu
     emu.begin(0)
     return out
 
 
-def _round_input(m: nn.Module, args: tuple) -> tuple:
+def _round_input(m: nn.Module, args: tuple, prec: Policy) -> tuple:
     if not args or not isinstance(args[0], torch.Tensor):
         raise TypeError(msg("emulated module", "takes the network input as its first "
                             "positional argument (a tensor)", type(args[0]).__name__
                             if args else None))
-    return (_Input.apply(args[0], m.fxemu), *args[1:])
+    m.fxemu.grad_fmt = None  # a new pass: the gradient its loss hands back is not yet rounded
+    return (_Input.apply(args[0], m.fxemu, prec), *args[1:])
 
 
 def _emulation(params: Iterable[torch.Tensor]) -> Emulation:
@@ -350,22 +471,27 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``logits`` (N, classes) for integer ``target`` (N,), computed as
     ``fxemu train`` does (:func:`fxemu.nn.softmax_xent`: max-subtracted softmax in float64 on
     the host); its backward hands the logits the gradient ``(softmax - onehot)/N`` (times the
-    incoming gradient when that is not 1)."""
+    incoming gradient when that is not 1). The optimizer's loss scale is applied where the
+    gradient enters the model, as :meth:`fxemu.nn.Sequential.backward` applies it."""
     return _CrossEntropy.apply(logits, target)
 
 
 class SGD(torch.optim.Optimizer):
-    """Plain SGD whose update is the emulated backend's: ``W <- R_master(fma(-lr, dW, W))``,
-    one rounding into the policy's ``update`` ``master`` format (stochastic when it is, keyed
-    as ``fxemu train`` keys it). ``params`` must come from one :func:`emulate` module; after
-    updating every parameter with a gradient (in order) :meth:`step` starts the next training
-    step of that module."""
+    """SGD whose update is the emulated backend's, by :class:`fxemu.nn.SGD`'s rule: per
+    parameter (in order) ``d = R_grad(dW/S + wd·W)`` (wd > 0), ``v = R_momentum(μ·v + d)``
+    (μ > 0), ``W <- R_master(W - lr·d)`` — one rounding each, stochastic when the format is,
+    keyed as ``fxemu train`` keys it, each in its layer's precision. ``loss_scale`` S: a power
+    of two or ``"dynamic"`` (:mod:`fxemu.nn.optim`'s rule; a step whose gradients overflow is
+    skipped). ``params`` must be every parameter of one :func:`emulate` module; after the
+    update :meth:`step` starts the module's next training step. Momentum buffers live in
+    :attr:`rule` (``rule.velocity``), not in torch's ``state_dict``."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01) -> None:
-        if not (isinstance(lr, int | float) and np.isfinite(lr) and lr > 0):
-            raise ValueError(msg("lr", "must be a finite number > 0", lr))
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 0.01, momentum: float = 0.0,
+                 weight_decay: float = 0.0, loss_scale: float | str = 1.0) -> None:
+        self.rule = _SGDRule(lr, momentum, weight_decay, loss_scale)
         super().__init__(params, {"lr": float(lr)})
         self.emulation = _emulation(p for g in self.param_groups for p in g["params"])
+        self.emulation.scale = self.rule.scale
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -374,15 +500,14 @@ class SGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         emu = self.emulation
-        i = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                new = emu.backend.update(_host(p, "parameter"), _host(p.grad, "gradient"),
-                                         group["lr"], emu.step, i)
-                p.copy_(_tensor(new))
-                i += 1
+        ps = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        params = {p._fxemu_key: _host(p, "parameter") for p in ps}
+        grads = {p._fxemu_key: _host(p.grad, f"{p._fxemu_key} gradient") for p in ps}
+        self.rule.lr = self.param_groups[0]["lr"]
+        new = self.rule.step(emu.backend, emu, params, grads)
+        for p in ps:
+            p.copy_(_tensor(new[p._fxemu_key]))
+        emu.scale = self.rule.scale
         emu.begin(emu.step + 1)
         return loss
 
