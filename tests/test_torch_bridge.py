@@ -90,14 +90,72 @@ def _grads_match_torch(ref: nn.Module, em: nn.Module, x: torch.Tensor, y: torch.
         assert a.grad.abs().max() > 0, name
 
 
-def test_float64_strided_padded_model_matches_torch() -> None:
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+def test_float64_any_model_matches_torch() -> None:
+    # padding 2, "same" with an even kernel, a strided conv, conv input gradients, an
+    # overlapping avgpool and maxpool, a linear without bias
     ref, em = _twin(nn.Sequential(
-        nn.Conv2d(2, 5, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(5 * 4 * 4, 16), nn.ReLU(), nn.Dropout(0.0), nn.Linear(16, 7, bias=False)))
+        nn.Conv2d(2, 4, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, stride=2, padding=1),
+        nn.Conv2d(4, 6, 4, padding="same"), nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2, padding=1),
+        nn.MaxPool2d(3, stride=1), nn.Flatten(), nn.Linear(24, 16), nn.ReLU(), nn.Dropout(0.0),
+        nn.Linear(16, 7, bias=False)))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(6, 2, 15, 16, generator=g, dtype=torch.float64)
     y = torch.randint(0, 7, (6,), generator=g)
     _grads_match_torch(ref, em, x, y)
+
+
+def test_float64_lenet5_matches_torch() -> None:
+    ref, em = _twin(_lenet5())
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 1, 28, 28, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (4,), generator=g)
+    _grads_match_torch(ref, em, x, y)
+
+
+def _lenet5() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, 10))
+
+
+def test_lenet5_with_overrides_and_momentum_is_bit_identical_to_fxemu_train() -> None:
+    """Every per-layer method, a per-layer override (a wider first layer, a last layer whose
+    gradient format differs, so the gradient is rounded again where it changes), momentum
+    and weight decay under stochastic rounding: keys drawn in fxemu train's order."""
+    from fxemu.policy import PRESETS
+
+    wide = "ap_fixed<24,8,AP_RND_CONV,AP_SAT>"
+    over = {"forward": {"weight": wide, "activation": wide}}
+    last = {"backward": {"grad": "ap_fixed<20,6,AP_RND_CONV,AP_SAT>"}}
+    base = PRESETS["fixed16_sr"].to_dict()
+    ours_pol = {**base, "layers": {"conv1": over, "fc3": last}}
+    torch_pol = {**base, "layers": {"0": over, "11": last}}
+    n, batch, seed = 48, 16, 5
+    cfg = TrainConfig(policy=ours_pol, backend="emulated", model="lenet5", n_train=n,
+                      n_test=16, epochs=1, batch_size=batch, seed=seed, momentum_coef=0.9,
+                      weight_decay=1e-3)
+    ours = train(cfg, progress=False)["params"]
+    p0 = fnn.load_model("lenet5").build((1, 28, 28)).init_params(seed)
+    net = _lenet5().double()
+    with torch.no_grad():
+        for t, a in zip(net.parameters(), p0.values(), strict=True):
+            t.copy_(torch.from_numpy(a))
+    em = fxt.emulate(net, torch_pol, seed=seed)
+    opt = fxt.SGD(em.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    d = load("embedded", n_train=n, n_test=16)
+    order = np.random.Generator(np.random.PCG64([seed, 1])).permutation(n)
+    for b in range(n // batch):
+        idx = order[b * batch:(b + 1) * batch]
+        opt.zero_grad()
+        fxt.cross_entropy(em(torch.from_numpy(d.x_train[idx])),
+                          torch.from_numpy(d.y_train[idx])).backward()
+        opt.step()
+    assert len(ours) == len(list(em.parameters())) == 10
+    for name, t in zip(ours, em.parameters(), strict=True):
+        assert np.array_equal(_bits(t.detach().numpy()), _bits(ours[name])), name
+        assert not np.array_equal(ours[name], p0[name]), name
 
 
 def test_loss_matches_torch_and_is_fxemus() -> None:
