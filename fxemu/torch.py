@@ -14,35 +14,39 @@ the :class:`fxemu.backends.EmulatedBackend` of a precision policy, as
         loss.backward()
         opt.step()
 
-Semantics (those of ``fxemu train --backend emulated``, layer by layer):
+Semantics (those of ``fxemu train --backend emulated`` on a :class:`fxemu.nn.Sequential`, layer
+by layer; each layer runs under ``policy.for_layer(NAME)``, NAME its ``named_modules()`` name,
+so a policy's ``[layers."0"]`` or ``[layers.fc1]`` table overrides one torch layer):
 
-- The copy holds float64 parameters: the master weights, rounded into the policy's ``update``
-  ``master`` format when :func:`emulate` runs (as ``fxemu train`` rounds its initial weights).
-  Its outputs are float64 tensors holding values of the policy's formats.
+- The copy holds float64 parameters: the master weights, rounded into the master format when
+  :func:`emulate` runs (as ``fxemu train`` rounds its initial weights). Outputs are float64
+  tensors holding values of the policy's formats (float32 inputs convert exactly).
 - The first positional tensor given to the module is the network input: it is rounded into
-  the ``forward`` ``input`` format (its gradient passes through unchanged).
-- ``Conv2d``/``Linear``: weights and biases are read in the ``forward`` ``weight`` format, the
-  product runs through the ``conv``/``dense`` Mac and the result plus bias is rounded into the
-  ``activation`` format (a layer without bias adds an exact zero). Backward: the incoming
-  gradient is rounded into ``grad``, dW and db reduce over the batch through the ``conv_dw``/
-  ``dense_dw`` Mac and are rounded into ``grad``, the input gradient (only when something
-  upstream needs it) through ``dense_dx`` with weights in the backward ``weight`` format.
-- ``ReLU``, ``MaxPool2d`` (ties: the first maximum in row-major order, as fxemu), ``Flatten``,
-  ``Unflatten``, ``Identity`` and ``Dropout`` (evaluation mode, or ``p = 0``) are exact
-  selections and stay torch's; gradients that overlapping pool windows route to one input are
-  summed in float64 and rounded into ``grad`` by the layer that consumes them.
-- :class:`SGD` applies the emulated backend's update, ``W <- R_master(W - lr*dW)`` (one
-  rounding, stochastic when ``master`` is), and starts the next step.
+  the first layer's ``forward.input`` format (its gradient passes through unchanged).
+- ``Conv2d`` (stride, zero padding as torch defines them, ``"same"`` included), ``Linear``,
+  ``MaxPool2d`` and ``AvgPool2d`` (kernel, stride, padding) run the emulated backend's
+  ``conv2d``/``linear``/``maxpool2d``/``avgpool2d`` methods and their backward methods (see
+  :mod:`fxemu.backends.base` for the roles and reduction orders); the input gradient of a
+  conv/linear is formed only when something upstream needs it.
+- The gradient the loss hands back is multiplied by the optimizer's loss scale and rounded into
+  the backward ``grad`` format where it enters the last Conv2d/Linear, and rounded again only
+  where a layer's ``grad`` format differs (as :meth:`fxemu.nn.Sequential.backward`).
+- ``ReLU``, ``Flatten``, ``Unflatten``, ``Identity`` and ``Dropout`` (evaluation mode, or
+  ``p = 0``) are exact selections and stay torch's.
+- :class:`SGD` applies :class:`fxemu.nn.SGD`'s rule through the backend (momentum, weight
+  decay, loss scaling) and starts the next step.
 - Stochastic rounding draws the emulated backend's keys in its order: one backend per emulated
   module, keyed by ``seed``, the step counter :class:`SGD` advances, and the call number in the
-  step. Training the founding network through the bridge is therefore bit-identical to
-  ``fxemu train`` (``tests/test_torch_bridge.py``). Use :func:`evaluating` around forward
-  passes that are not training steps (evaluation draws its own keys, as ``fxemu train``'s).
+  step. Training the founding network (or LeNet-5, with per-layer overrides and momentum)
+  through the bridge is therefore bit-identical to ``fxemu train`` (``tests/test_torch_bridge.
+  py``) when the module is a chain of layers as a ``Sequential`` is. Use :func:`evaluating`
+  around forward passes that are not training steps (evaluation draws its own keys).
 
 Unsupported (one ``ValueError`` lists every such module with its name and type): any other
-layer with parameters or arithmetic (BatchNorm, LayerNorm, AvgPool2d, Conv1d, LSTM, Softmax,
-...), a torch layer with submodules of its own (MultiheadAttention, Transformer layers),
-``Conv2d`` with ``dilation != 1``, ``groups != 1`` or ``padding_mode != "zeros"``, and a
+layer with parameters or arithmetic (BatchNorm, LayerNorm, Conv1d, LSTM, Softmax, ...), a torch
+layer with submodules of its own (MultiheadAttention, Transformer layers), ``Conv2d`` with
+``dilation != 1``, ``groups != 1`` or ``padding_mode != "zeros"``, pools with ``ceil_mode``,
+``dilation``, ``return_indices``, ``count_include_pad=False`` or ``divisor_override``, and a
 parameter-holding or leaf module of a user class. Arithmetic a user module writes in its own
 ``forward`` (``x + y``, ``F.softmax``) is plain torch and is not seen by the bridge. Tensors on
 another device than the CPU raise ``ValueError``.
@@ -75,7 +79,9 @@ from .nn import Layer, softmax_xent
 from .nn import layers as fl
 from .policy import Policy, load_policy
 
-__all__ = ["SGD", "Emulation", "cross_entropy", "emulate", "evaluating"]
+__all__ = ["SGD", "EmulatedAvgPool2d", "EmulatedConv2d", "EmulatedConvReluPool",
+           "EmulatedLinear", "EmulatedMaxPool2d", "Emulation", "cross_entropy", "emulate",
+           "evaluating"]
 
 #: Layers that stay torch's: exact selections (no rounding happens in them).
 EXACT = (nn.ReLU, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
@@ -259,6 +265,30 @@ class _AvgPool2d(torch.autograd.Function):
         return _tensor(dx), None, None, None
 
 
+class _ConvReluPool(torch.autograd.Function):
+    """conv → ReLU → maxpool of an input that needs no gradient: the backend's
+    ``conv_relu_pool`` and its backward (fused kernels where it has them; the same values and
+    keys as the composition)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, emu, name, conv, pool):
+        prec = emu.prec(name)
+        xa = _host(x, f"{name} input")
+        _spatial(xa, name, "Conv2d")
+        conv.out_shape(xa.shape[1:], name)
+        h, ctx.block = emu.backend.conv_relu_pool(xa, _host(w, f"{name}.weight"),
+                                                  _host(b, f"{name}.bias"), conv, pool, prec)
+        ctx.emu, ctx.name = emu, name
+        return _tensor(h)
+
+    @staticmethod
+    def backward(ctx, dh):
+        emu, prec = ctx.emu, ctx.emu.prec(ctx.name)
+        g = emu.incoming(_host(dh, f"{ctx.name} gradient"), prec)
+        dw, db = emu.backend.conv_relu_pool_backward(ctx.block, g, prec)
+        return None, _tensor(dw), _tensor(db), None, None, None, None
+
+
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -306,6 +336,45 @@ class EmulatedAvgPool2d(_Emulated):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _AvgPool2d.apply(x, self._emu, self._name, self.layer)
+
+
+class EmulatedConvReluPool(nn.Module):
+    """A torch ``Conv2d`` 3×3 (stride 1, no padding, bias) → ``ReLU`` → ``MaxPool2d(2)`` run
+    as one block (the founding network's, with fused kernels) when its input needs no
+    gradient, else as the three emulated layers. It takes the conv's place in its
+    ``Sequential`` (the conv's parameters keep their names) and the ReLU and pool become
+    ``Identity``; each part keeps its own name's precision."""
+
+    def __init__(self, conv: EmulatedConv2d, relu: nn.ReLU, pool: EmulatedMaxPool2d) -> None:
+        super().__init__()
+        self.weight, self.bias = conv.weight, conv.bias
+        self._parts = (conv, relu, pool)  # not submodules: the parameters keep one name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, relu, pool = self._parts
+        if x.requires_grad or not self.weight.requires_grad:
+            return pool(relu(conv(x)))
+        return _ConvReluPool.apply(x, self.weight, self.bias, conv._emu, conv._name,
+                                   conv.layer, pool.layer)
+
+    def extra_repr(self) -> str:
+        conv, _, pool = self._parts
+        return f"{conv.layer}, relu, {pool.layer}"
+
+
+def _fuse(seq: nn.Sequential) -> None:
+    """Replace each conv 3×3 → ReLU → maxpool 2 run of ``seq`` by :class:`EmulatedConvReluPool`
+    (the pattern :meth:`fxemu.nn.Sequential` fuses)."""
+    kids = list(seq.named_children())
+    for (n0, c), (n1, r), (n2, p) in zip(kids, kids[1:], kids[2:], strict=False):
+        if (type(c) is EmulatedConv2d and type(r) is nn.ReLU and type(p) is EmulatedMaxPool2d
+                and c.layer.kernel == (3, 3) and c.layer.strides == (1, 1)
+                and c.layer.pads == (0, 0, 0, 0) and c.layer.bias and p.layer.simple
+                and p.layer.window == (2, 2)):
+            setattr(seq, n0, EmulatedConvReluPool(c, r, p))
+            setattr(seq, n1, nn.Identity())
+            setattr(seq, n2, nn.Identity())
+            return
 
 
 def _layer(m: nn.Module, name: str) -> tuple[type[_Emulated], Layer] | None:
@@ -420,6 +489,9 @@ def emulate(module: nn.Module, policy: str | Policy | dict, *, seed: int = 0) ->
                 setattr(m, child_name, made[0](child, made[1], emu, full))
             elif isinstance(child, nn.Dropout):
                 child.register_forward_pre_hook(_dropout_guard)
+    for m in list(out.modules()):
+        if type(m) is nn.Sequential:
+            _fuse(m)
     made = _layer(out, "<root>")
     if made is not None:
         out = made[0](out, made[1], emu, "<root>")

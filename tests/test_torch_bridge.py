@@ -46,6 +46,8 @@ def test_founding_through_the_bridge_is_bit_identical_to_fxemu_train(policy: str
     ours = train(TrainConfig(policy=policy, backend="emulated", n_train=N_TRAIN, n_test=16,
                              epochs=1, batch_size=BATCH, seed=SEED), progress=False)["params"]
     net = fxt.emulate(_founding(SEED), policy, seed=SEED)
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    assert isinstance(net[0], fxt.EmulatedConvReluPool)  # the founding block, fused
     opt = fxt.SGD(net.parameters(), lr=0.01)
     d = load("embedded", n_train=N_TRAIN, n_test=16)
     order = np.random.Generator(np.random.PCG64([SEED, 1])).permutation(N_TRAIN)
