@@ -1,6 +1,6 @@
 """The PyTorch bridge's overhead: the founding network trained through ``fxemu.torch.emulate``
-against fxemu's own trainer (``fxemu.nn.train_step`` on the emulated backend), same policy,
-same batches, one process.
+against fxemu's own trainer (:meth:`fxemu.nn.Sequential.train_step` on the emulated
+backend), same policy, same batches, one process.
 
 Both sides run the same emulated kernels (and, being bit-identical, the same numbers); the
 ratio is what torch's autograd, the module tree and the tensor/array conversions cost. Each
@@ -27,13 +27,19 @@ from fxemu.data import load
 from fxemu.policy import PRESETS
 
 
+def _founding():
+    return fnn.load_model("founding").build((1, 28, 28), 10)
+
+
 def fxemu_step(policy: str):
+    """fxemu train's step: the founding Sequential on the emulated backend, plain SGD."""
+    model = _founding()
     be = get_backend("emulated", PRESETS[policy], 0)
-    state = {"p": fnn.Params(**{k: be.master(v) for k, v in fnn.init_params(0).arrays().items()}),
-             "step": 0}
+    opt = fnn.SGD(lr=0.01)
+    state = {"p": {k: be.master(v) for k, v in model.init_params(0).items()}, "step": 0}
 
     def step(x, y):
-        state["p"], _, _ = fnn.train_step(be, state["p"], x, y, 0.01, state["step"])
+        state["p"], _, _ = model.train_step(be, state["p"], x, y, opt, state["step"])
         state["step"] += 1
 
     return step
@@ -48,7 +54,7 @@ def bridge_step(policy: str):
     net = nn.Sequential(nn.Conv2d(1, 12, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                         nn.Linear(2028, 10)).double()
     with torch.no_grad():
-        for t, a in zip(net.parameters(), fnn.init_params(0).arrays().values(), strict=True):
+        for t, a in zip(net.parameters(), _founding().init_params(0).values(), strict=True):
             t.copy_(torch.from_numpy(a))
     em = fxt.emulate(net, policy, seed=0)
     opt = fxt.SGD(em.parameters(), lr=0.01)
