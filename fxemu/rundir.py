@@ -478,14 +478,16 @@ def load_checkpoint(path: str | Path, *, digests: Collection[str],
     need = ["config_hash", "epoch", "batch", "step", "loss_sum", "correct", "seen", *shapes,
             *(state or {})]
     missing = [k for k in need if k not in ck]
-    if missing:
+    if "config_hash" in missing:
         raise ValueError(msg(f"checkpoint {path}", "is missing fields", missing))
-    h = ck["config_hash"]
+    h = ck["config_hash"]  # first: another model's checkpoint lacks this model's weights
     if h.shape != () or h.dtype.kind != "U" or str(h) not in digests:
         why = differs() if differs is not None else []
         raise ValueError(msg(f"checkpoint {path}", "was written by a different configuration"
                              + (" (" + "; ".join(why) + ")" if why else ""),
                              hint="use a new --out directory"))
+    if missing:
+        raise ValueError(msg(f"checkpoint {path}", "is missing fields", missing))
     nb = (n_samples + batch_size - 1) // batch_size
     out: dict[str, Any] = {"config_hash": str(h)}
     out["epoch"] = _int_scalar(ck, "epoch", path, 1)

@@ -226,11 +226,12 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
         why = ("runs only the founding network" if not model.is_founding else
                "runs plain SGD" if not cfg.optimizer().plain else
                "runs one precision for every layer" if policy.layers else None)
-        if why:
-            raise ValueError(msg(f"--backend {backend_name}", f"{why}; model {model.name!r}"
-                                 + (" with this optimizer" if "SGD" in why else "")
-                                 + " needs backend native or emulated (a generated per-model "
-                                 "kernel is a later step)"))
+        if why:  # one line: "--backend csim runs only the founding network; ..."
+            raise ValueError(f"--backend {backend_name} {why}; model {model.name!r}"
+                             + (" with this optimizer" if "SGD" in why else "")
+                             + (" with [layers] overrides" if "every layer" in why else "")
+                             + " needs backend native or emulated (a generated per-model "
+                             "kernel is a later step)")
     data = load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test)
     shape = tuple(getattr(data, "shape", data.x_train.shape[1:]))
     classes = getattr(data, "classes", None)
@@ -325,6 +326,7 @@ def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, mod
         loss_sum, correct, seen = ck["loss_sum"], ck["correct"], ck["seen"]
     else:
         p = {k: master(k)(v) for k, v in p0.items()}
+        opt.init_state(p)
         if run is not None:
             rundir.save_npz(rundir.snapshot_path(run, 0), p)
 

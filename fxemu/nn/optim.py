@@ -105,6 +105,12 @@ class SGD:
         out = {f"opt_v_{k}": tuple(s) for k, s in param_shapes.items()} if self.momentum else {}
         return {**out, "opt_scale": (), "opt_good": ()}
 
+    def init_state(self, params: dict[str, np.ndarray]) -> None:
+        """Zero momentum buffers for ``params`` (with momentum): μ·0 + d = d exactly, so this
+        is the first step's rule, and every buffer is in the state from the start."""
+        if self.momentum:
+            self.velocity = {k: np.zeros_like(v, dtype=np.float64) for k, v in params.items()}
+
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state` (as validated by :func:`fxemu.rundir.load_checkpoint`)."""
         self.velocity = {k[len("opt_v_"):]: np.asarray(v, np.float64).copy()
