@@ -593,6 +593,10 @@ def maxpool2d(x: object, size: object = 2, *, stride: object = None,
     return out, arg
 
 
+#: the stream index of an average's division (its Mac uses ``seed`` itself)
+_DIV_STREAM = 1 << 32
+
+
 def _window_seed(seed: int | None, k: int) -> int | None:
     """The seed of the k-th window's rounding (distinct, reproducible streams per window)."""
     if seed is None:
@@ -725,7 +729,7 @@ def avgpool2d(x: object, size: object, mac: Mac, out: Fixed | Float | str, *,
     divisor is a constant of the layer, as a hardware pool multiplies by a constant). Then
     one correctly rounded division by kh·kw into ``out`` (the activation format) — the
     exact value S·(1/k²) rounded once, not S times a rounded 1/k². ``seed`` keys stochastic
-    rounding (the Mac's and ``out``'s).
+    rounding: the Mac's with ``seed``, the division's with a stream derived from it.
     """
     xa = _operand(x, "x")
     g = _pool_geometry(xa.shape, size, stride, padding, "avgpool2d")
@@ -734,7 +738,7 @@ def avgpool2d(x: object, size: object, mac: Mac, out: Fixed | Float | str, *,
     kh, kw = g.kernel
     cols = im2col(xa.reshape(n * c, 1, h, w), kh, kw, g.stride, g.padding)
     s = _mac_matmul(cols, np.ones((kh * kw, 1)), mac, seed, None, nan, ("x", "1"))
-    return _div_count(s, kh * kw, f, seed).reshape(n, c, *g.out)
+    return _div_count(s, kh * kw, f, _window_seed(seed, _DIV_STREAM)).reshape(n, c, *g.out)
 
 
 def avgpool2d_backward(grad: object, input_shape: tuple[int, ...], size: object,
@@ -762,7 +766,7 @@ def avgpool2d_backward(grad: object, input_shape: tuple[int, ...], size: object,
     f = as_format(out)
     kh, kw = g.kernel
     n, c, h, w = shape
-    d = _div_count(ga, kh * kw, f, seed)
+    d = _div_count(ga, kh * kw, f, _window_seed(seed, _DIV_STREAM))
     if g.overlapping():
         if mac is None:
             raise ValueError(msg("mac", "required when pool windows overlap (stride < size): "

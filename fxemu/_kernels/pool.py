@@ -8,7 +8,6 @@ float64).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from ._jit import pjit
@@ -37,7 +36,7 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, out, arg):
                 for a in range(max(-r0, 0), min(kh, hh - r0)):
                     for b in range(max(-q0, 0), min(kw, ww - q0)):
                         v = x[i0, c0, r0 + a, q0 + b]
-                        if (v > best) or (np.isnan(v) and not np.isnan(best)):
+                        if v > best or (v != v and best == best):  # a NaN wins (first)
                             best = v
                             bi = a * kw + b
                 out[i0, c0, y, z] = best

@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..._kernels._jit import pjit
+from ..._kernels._jit import jit, pjit
+
+
+@jit
+def _span(b, sw, pl, wo, w):
+    """The outputs j in [j0, j1) whose column j·sw − pl + b lies inside 0..w−1."""
+    j0 = max(0, (pl - b + sw - 1) // sw)
+    j1 = min(wo, (w - 1 + pl - b) // sw + 1)
+    return j0, max(j0, j1)
 
 
 @pjit
@@ -25,19 +33,21 @@ def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo, cols):
             for a in range(kh):
                 for b in range(kw):
                     row = (ch * kh + a) * kw + b
+                    j0, j1 = _span(b, sw, pl, wo, w)
                     for i in range(ho):
                         y = i * sh - pt + a
                         base = i * wo
                         if y < 0 or y >= h:
                             for j in range(wo):
                                 cols[s, row, base + j] = 0
-                        else:
-                            for j in range(wo):
-                                z = j * sw - pl + b
-                                if z < 0 or z >= w:
-                                    cols[s, row, base + j] = 0
-                                else:
-                                    cols[s, row, base + j] = x[s, ch, y, z]
+                            continue
+                        for j in range(j0):
+                            cols[s, row, base + j] = 0
+                        z0 = j0 * sw - pl + b
+                        for j in range(j0, j1):
+                            cols[s, row, base + j] = x[s, ch, y, z0 + (j - j0) * sw]
+                        for j in range(j1, wo):
+                            cols[s, row, base + j] = 0
 
 
 @pjit
@@ -53,14 +63,15 @@ def col2im(cols, kh, kw, sh, sw, pt, pl, ho, wo, dx):
             for a in range(kh):
                 for b in range(kw):
                     row = (ch * kh + a) * kw + b
+                    j0, j1 = _span(b, sw, pl, wo, w)
+                    z0 = j0 * sw - pl + b
                     for i in range(ho):
                         y = i * sh - pt + a
                         if y < 0 or y >= h:
                             continue
-                        for j in range(wo):
-                            z = j * sw - pl + b
-                            if z >= 0 and z < w:
-                                dx[s, ch, y, z] += cols[s, row, i * wo + j]
+                        base = i * wo
+                        for j in range(j0, j1):
+                            dx[s, ch, y, z0 + (j - j0) * sw] += cols[s, row, base + j]
 
 
 @pjit
