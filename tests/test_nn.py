@@ -33,6 +33,20 @@ ODD = [
 ]
 
 
+#: A small two-conv network for the optimizer tests (a fraction of LeNet-5's cost).
+SMALL = [
+    {"type": "conv2d", "out_channels": 3, "kernel_size": 5, "stride": 2, "padding": 2},
+    {"type": "relu"},
+    {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2},
+    {"type": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "flatten"},
+    {"type": "linear", "out_features": 16},
+    {"type": "relu"},
+    {"type": "linear", "out_features": 10},
+]
+
+
 def _torch_forward(model: nn.Sequential, params: dict, x: np.ndarray):
     """The same network in torch (float64), its parameters as leaf tensors."""
     F = torch.nn.functional
@@ -184,9 +198,9 @@ def test_per_layer_override_takes_effect() -> None:
                    pol.for_layer("conv2"))[0]
     assert not (z2 * 16 == np.round(z2 * 16)).all()  # conv2 keeps the 8-fraction-bit default
     # and the training result moves
-    base = train(TrainConfig(model="lenet5", policy="fixed16", n_train=64, n_test=32,
+    base = train(TrainConfig(model="lenet5", policy="fixed16", n_train=32, n_test=16,
                              epochs=1, batch_size=32), progress=False)["params"]
-    over = train(TrainConfig(model="lenet5", policy=pol.to_dict(), n_train=64, n_test=32,
+    over = train(TrainConfig(model="lenet5", policy=pol.to_dict(), n_train=32, n_test=16,
                              epochs=1, batch_size=32), progress=False)["params"]
     assert not np.array_equal(base["conv1_w"], over["conv1_w"])
 
@@ -226,7 +240,7 @@ def test_accelerators_run_only_the_founding_network() -> None:
 # -- the optimizer ---------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["native", "emulated"])
 def test_momentum_and_weight_decay_match_torch_sgd(backend: str) -> None:
-    model = nn.load_model("lenet5").build((1, 28, 28), 10)
+    model = nn.load_model(SMALL).build((1, 28, 28), 10)
     be = get_backend(backend, PRESETS["float64"])
     p = model.init_params(1)
     opt = nn.SGD(0.05, momentum=0.9, weight_decay=1e-3)
@@ -270,7 +284,7 @@ def test_emulated_momentum_rounds_into_its_format() -> None:
 def test_static_loss_scale_is_exact_in_float64() -> None:
     """A power-of-two scale multiplies every float64 gradient exactly and is divided out
     exactly: the weights are bit-identical with and without it."""
-    model = nn.load_model("lenet5").build((1, 28, 28), 10)
+    model = nn.load_model(SMALL).build((1, 28, 28), 10)
     be = get_backend("native", PRESETS["float64"])
     p0 = model.init_params(2)
     x, y = _data(8)
@@ -305,12 +319,12 @@ def test_dynamic_loss_scale_rule() -> None:
 
 
 def test_resume_with_momentum_is_bit_identical(tmp_path: Path) -> None:
-    kw = dict(model="lenet5", policy="fixed16_sr", n_train=96, n_test=32, batch_size=32,
+    kw = dict(model=SMALL, policy="fixed16_sr", n_train=96, n_test=32, batch_size=32,
               momentum_coef=0.9, weight_decay=1e-4, loss_scale=4.0, checkpoint_every=2)
     whole = train(TrainConfig(epochs=2, **kw), tmp_path / "a", progress=False)["params"]
     train(TrainConfig(epochs=1, **kw), tmp_path / "b", progress=False)
     ck = np.load(tmp_path / "b" / "checkpoint.npz")
-    assert "opt_v_conv1_w" in ck.files and "opt_scale" in ck.files
+    assert "opt_v_conv2_w" in ck.files and "opt_scale" in ck.files
     res = train(TrainConfig(epochs=2, **kw), tmp_path / "b", resume=True, progress=False)
     for k in whole:
         np.testing.assert_array_equal(whole[k].view(np.uint64), res["params"][k].view(np.uint64))
@@ -331,7 +345,7 @@ def test_founding_runs_written_before_models_resume(tmp_path: Path) -> None:
     assert [layer.kind for layer in m.layers] == ["conv2d", "relu", "maxpool2d", "flatten",
                                                   "linear"]
     assert TrainConfig().model == "founding" and TrainConfig().optimizer().plain
-    kw = dict(policy="fixed16", n_train=64, n_test=32, batch_size=32)
+    kw = dict(policy="fw32bw32", n_train=64, n_test=32, batch_size=32)
     whole = train(TrainConfig(epochs=2, **kw), tmp_path / "a", progress=False)["params"]
     run = tmp_path / "b"
     train(TrainConfig(epochs=1, **kw), run, progress=False)
@@ -345,3 +359,52 @@ def test_founding_runs_written_before_models_resume(tmp_path: Path) -> None:
     res = train(TrainConfig(epochs=2, **kw), run, resume=True, progress=False)
     for k in whole:
         np.testing.assert_array_equal(whole[k], res["params"][k])
+
+
+# -- the command line and the accuracy bar ---------------------------------------------------
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from fxemu.cli import cli
+
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_cli_train_model(tmp_path: Path) -> None:
+    res = _cli("train", "--model", "lenet5", "--policy", "fw32bw32", "--epochs", "1",
+               "--n-train", "256", "--n-test", "64", "--momentum", "0.9", "--quiet",
+               "--out", str(tmp_path / "run"))
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["name"] == "lenet5" and cfg["momentum_coef"] == 0.9
+    bad = tmp_path / "net.toml"
+    bad.write_text('[[layers]]\ntype = "maxpool2d"\nname = "pool1"\nsize = 2\nstride = 0\n')
+    res = _cli("train", "--model", str(bad), "--quiet")
+    assert res.exit_code == 2 and "layers[0] (pool1).stride: must be an int >= 1" in res.stderr
+    res = _cli("train", "--model", "lenet5", "--backend", "csim", "--policy", "fixed16",
+               "--quiet")
+    assert res.exit_code == 1
+    assert res.stderr.strip().splitlines()[-1].endswith(
+        "--backend csim runs only the founding network; model 'lenet5' needs backend native "
+        "or emulated (a generated per-model kernel is a later step)")
+    res = _cli("train", "--loss-scale", "3", "--quiet")
+    assert res.exit_code in (1, 2) and "loss_scale" in res.stderr.replace("-", "_")
+
+
+def test_lenet5_learns_the_digits_short() -> None:
+    """Two epochs of the accuracy bar's run (the full one is slow-marked below)."""
+    m = train(TrainConfig(model="lenet5", policy="fw32bw32", epochs=2, n_train=1000,
+                          n_test=500), progress=False)["metrics"]
+    assert m[-1]["test_acc"] >= 0.3  # chance is 0.1
+
+
+@pytest.mark.slow
+def test_lenet5_reaches_080_on_the_digits() -> None:
+    """The bar: ``fxemu train --model lenet5 --policy fw32bw32 --epochs 10`` >= 0.80 test
+    accuracy on the embedded digits (measured 0.906)."""
+    m = train(TrainConfig(model="lenet5", policy="fw32bw32", epochs=10), progress=False)
+    assert m["metrics"][-1]["test_acc"] >= 0.80
