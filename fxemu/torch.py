@@ -575,7 +575,11 @@ class SGD(torch.optim.Optimizer):
         ps = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         params = {p._fxemu_key: _host(p, "parameter") for p in ps}
         grads = {p._fxemu_key: _host(p.grad, f"{p._fxemu_key} gradient") for p in ps}
-        self.rule.lr = self.param_groups[0]["lr"]
+        lrs = {g["lr"] for g in self.param_groups}
+        if len(lrs) != 1:
+            raise ValueError(msg("SGD param_groups", "must share one lr (fxemu's rule has one)",
+                                 sorted(lrs)))
+        self.rule.lr = lrs.pop()
         new = self.rule.step(emu.backend, emu, params, grads)
         for p in ps:
             p.copy_(_tensor(new[p._fxemu_key]))
