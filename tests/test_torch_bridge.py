@@ -59,6 +59,9 @@ def test_founding_through_the_bridge_is_bit_identical_to_fxemu_train(policy: str
                                  torch.from_numpy(d.y_train[idx]))
         loss.backward()
         opt.step()
+        if b == 9:  # an evaluation between steps draws its own keys: training is unchanged
+            with fxt.evaluating(net) as m:
+                assert m(torch.from_numpy(d.x_test.copy())).shape == (16, 10)
     assert net.fxemu.step == N_TRAIN // BATCH >= 20
     assert list(ours) == ["conv_w", "conv_b", "dense_w", "dense_b"]
     for name, t in zip(ours, net.parameters(), strict=True):
