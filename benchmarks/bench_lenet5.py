@@ -18,6 +18,7 @@ the median samples/s per side and the median and spread (min..max) of the per-ro
 Prints Markdown, never asserts.
 
     python benchmarks/bench_lenet5.py [--batch 128] [--steps 4] [--rounds 5] [--threads 2]
+                                      [--omp-passive]
 """
 
 from __future__ import annotations
@@ -162,12 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--parts", default="native,fixed16,fw16bw16",
                     help="comma-separated: native, fixed16, fw16bw16")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for every OpenMP runtime in the process "
+                         "(PyTorch's too: idle threads sleep instead of spinning, which a "
+                         "loaded machine rewards)")
     args = ap.parse_args(argv)
+    if args.omp_passive:  # before any OpenMP runtime loads: each reads it once
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     args.parts = args.parts.split(",")
     import torch
 
     print(f"# bench_lenet5: {platform.processor() or platform.machine()}, {args.threads} "
-          f"threads, torch {torch.__version__}, load {os.getloadavg()[0]:.1f}")
+          f"threads, torch {torch.__version__}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load {os.getloadavg()[0]:.1f}")
     rows = run(args)
     print("\n| fxemu | peer | fxemu samples/s | peer samples/s | fxemu / peer (median, "
           "min..max) |\n|---|---|---:|---:|---:|")
