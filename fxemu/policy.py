@@ -12,8 +12,9 @@ Stages and roles (defaults for every layer of the model):
     ``weight`` (weights as the backward datapath reads them), ``grad`` (every gradient
     tensor: logits, pooled and conv-output gradients, dW, db), ``dense_dw``, ``dense_dx``,
     ``conv_dw`` (Macs; bias gradients use the matching dW Mac over the batch), ``conv_dx``
-    (optional: a conv layer's input gradient; default the ``dense_dx`` Mac — the founding
-    network never forms one, its conv is the first layer).
+    (optional: a conv layer's input gradient, and the sum of overlapping avgpool windows'
+    gradient shares; default the ``dense_dx`` Mac — the founding network never forms one,
+    its conv is the first layer).
 ``update``
     ``master`` (the stored weights): ``W ← R_master(W - lr·d)``, the product and difference
     exact, one rounding (stochastic if ``master`` says so), with ``d = dW`` for plain SGD;

@@ -85,7 +85,7 @@ class Sequential:
         self.input_shape: tuple[int, ...] | None = None
         self.shapes: list[tuple[int, ...]] = []
         self.param_shapes: dict[str, tuple[int, ...]] = {}
-        self._prec: dict[int, list] = {}
+        self._prec: tuple | None = None  # (policy, its per-layer precisions)
 
     # -- structure ---------------------------------------------------------------------------
     @property
@@ -162,12 +162,12 @@ class Sequential:
         return out
 
     def precisions(self, policy) -> list:
-        """Each layer's resolved policy (``policy.for_layer(name)``), cached per policy."""
-        key = id(policy)
-        if key not in self._prec:
+        """Each layer's resolved policy (``policy.for_layer(name)``), cached for the last
+        policy asked."""
+        if self._prec is None or self._prec[0] is not policy:
             policy.check_layers(self.names, f"model {self.name}")
-            self._prec = {key: [policy.for_layer(n) for n in self.names]}
-        return self._prec[key]
+            self._prec = (policy, [policy.for_layer(n) for n in self.names])
+        return self._prec[1]
 
     def _fused_block(self, i: int) -> bool:
         """conv2d 3×3 (stride 1, no padding, bias) → relu → maxpool2d 2 at the model's start."""
@@ -256,7 +256,8 @@ class Sequential:
             elif isinstance(layer, MaxPool2d):
                 g = backend.maxpool2d_backward(ctx, g, prec)
             elif isinstance(layer, AvgPool2d):
-                g = backend.avgpool2d_backward(ctx, g, prec)
+                g = backend.avgpool2d_backward(ctx, g, prec)  # rounded into its grad format
+                gfmt = prec.backward.grad
             elif isinstance(layer, Flatten):
                 g = np.reshape(g, ctx)
         return {k: grads[k] for k in self.param_shapes}
