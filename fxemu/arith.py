@@ -24,9 +24,9 @@ from ._kernels import pool as _kp
 from .formats import Fixed, FixedOverflow, Float, FloatRounding, Mac, Special
 from .quantize import NanPolicy, as_format, check_nan_policy, quantize, reject_masked
 
-__all__ = ["ConvGeometry", "Mac", "add", "avgpool2d", "avgpool2d_backward", "conv2d",
-           "conv2d_grad_input", "conv2d_grad_weight", "conv_geometry", "dot", "fma", "matmul",
-           "maxpool2d", "maxpool2d_backward", "mul", "sub"]
+__all__ = ["ConvGeometry", "Mac", "add", "argmax_cells", "avgpool2d", "avgpool2d_backward",
+           "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv_geometry", "dot", "fma",
+           "matmul", "maxpool2d", "maxpool2d_backward", "mul", "pool_geometry", "sub"]
 
 
 def _operand(x: object, what: str) -> np.ndarray:
@@ -556,10 +556,12 @@ def conv2d_grad_input(g: object, w: object, input_hw: tuple[int, int], mac: Mac,
     return _conv2d(gp, wf, flat, mac, seed, sr_bits, nan, ("g", "w"))
 
 
-def _pool_geometry(shape: tuple[int, ...], size: object, stride: object, padding: object,
-                   what: str) -> ConvGeometry:
-    """The window geometry of a pool on NCHW ``shape`` (stride None = size; padding at most
-    half the window, as torch requires, so every window holds an input cell)."""
+def pool_geometry(shape: tuple[int, ...], size: object, stride: object = None,
+                  padding: object = 0, what: str = "pool") -> ConvGeometry:
+    """The window geometry of a pool on NCHW ``shape``: ``size`` an int or a pair, ``stride``
+    None (= size) or as :func:`conv_geometry`, ``padding`` as there but at most half the
+    window (as torch requires, so every window holds an input cell); ``what`` names the
+    caller in the one-line ``ValueError``."""
     if len(shape) != 4:
         raise ValueError(msg(what, "needs x (N, C, H, W)", shape))
     kh, kw = _pair(size, 1, "size")
@@ -585,12 +587,30 @@ def maxpool2d(x: object, size: object = 2, *, stride: object = None,
     happens (selection only). Padding beyond half the window is refused.
     """
     xa = _operand(x, "x")
-    g = _pool_geometry(xa.shape, size, stride, padding, "maxpool2d")
+    g = pool_geometry(xa.shape, size, stride, padding, "maxpool2d")
     n, c = xa.shape[:2]
     out = np.empty((n, c, *g.out), np.float64)
     arg = np.empty(out.shape, np.int64)
     _kp.maxpool_forward(xa, *g.kernel, *g.stride, g.padding[0], g.padding[2], out, arg)
     return out, arg
+
+
+def argmax_cells(argmax: np.ndarray, geometry: ConvGeometry,
+                 what: str = "maxpool2d_backward") -> tuple[np.ndarray, np.ndarray]:
+    """The input (row, column) of each window's argmax (an (N, C, Ho, Wo) array of window
+    indices a·kw + b, as :func:`maxpool2d` returns them); ``ValueError`` (one line, naming
+    ``what``) where an index is outside the window or names a padded cell."""
+    kh, kw = geometry.kernel
+    arg = np.asarray(argmax)
+    if arg.size and (arg.min() < 0 or arg.max() >= kh * kw):
+        raise ValueError(msg(what, f"argmax must be in 0..{kh * kw - 1}",
+                             f"{arg.min()}..{arg.max()}"))
+    rows = (np.arange(geometry.ho) * geometry.stride[0] - geometry.padding[0])[:, None] + arg // kw
+    cols = (np.arange(geometry.wo) * geometry.stride[1] - geometry.padding[2])[None, :] + arg % kw
+    h, w = geometry.input
+    if arg.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w):
+        raise ValueError(msg(what, "argmax names a padded cell (not a maxpool2d argmax)"))
+    return rows, cols
 
 
 #: the stream index of an average's division (its Mac uses ``seed`` itself)
@@ -627,24 +647,16 @@ def maxpool2d_backward(grad: object, argmax: np.ndarray, input_shape: tuple[int,
         shape = tuple(int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise ValueError(msg("input_shape", "must be (N, C, H, W) ints", input_shape)) from None
-    g = _pool_geometry(shape, size, stride, padding, "maxpool2d_backward")
+    g = pool_geometry(shape, size, stride, padding, "maxpool2d_backward")
     n, c, ho, wo = ga.shape
     if shape[:2] != (n, c) or g.out != (ho, wo):
         raise ValueError(msg("maxpool2d_backward", "input_shape must pool to grad's shape",
                              f"{shape} with size {size}, stride {stride} vs {ga.shape}"))
-    kh, kw = g.kernel
-    if arg.size and (arg.min() < 0 or arg.max() >= kh * kw):
-        raise ValueError(msg("maxpool2d_backward", f"argmax must be in 0..{kh * kw - 1}",
-                             f"{arg.min()}..{arg.max()}"))
     arg = np.ascontiguousarray(arg, dtype=np.int64)
+    rows, cols = argmax_cells(arg, g)
+    kw = g.kernel[1]
     sh, sw = g.stride
     pt, pl = g.padding[0], g.padding[2]
-    # every argmax must name an input cell (not padding)
-    rows = (np.arange(ho) * sh - pt)[None, None, :, None] + arg // kw
-    cols = (np.arange(wo) * sw - pl)[None, None, None, :] + arg % kw
-    if arg.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= shape[2]
-                     or cols.max() >= shape[3]):
-        raise ValueError(msg("maxpool2d_backward", "argmax names a padded cell", "argmax"))
     out = np.zeros(shape, np.float64)
     if not g.overlapping():
         _kp.maxpool_backward(ga, arg, kw, sh, sw, pt, pl, out)
@@ -732,7 +744,7 @@ def avgpool2d(x: object, size: object, mac: Mac, out: Fixed | Float | str, *,
     rounding: the Mac's with ``seed``, the division's with a stream derived from it.
     """
     xa = _operand(x, "x")
-    g = _pool_geometry(xa.shape, size, stride, padding, "avgpool2d")
+    g = pool_geometry(xa.shape, size, stride, padding, "avgpool2d")
     f = as_format(out)
     n, c, h, w = xa.shape
     kh, kw = g.kernel
@@ -759,7 +771,7 @@ def avgpool2d_backward(grad: object, input_shape: tuple[int, ...], size: object,
         shape = tuple(int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise ValueError(msg("input_shape", "must be (N, C, H, W) ints", input_shape)) from None
-    g = _pool_geometry(shape, size, stride, padding, "avgpool2d_backward")
+    g = pool_geometry(shape, size, stride, padding, "avgpool2d_backward")
     if ga.ndim != 4 or ga.shape != (*shape[:2], *g.out):
         raise ValueError(msg("avgpool2d_backward", "input_shape must pool to grad's shape",
                              f"{shape} with size {size}, stride {stride} vs {ga.shape}"))

@@ -14,11 +14,13 @@ float64 within 1e-10 relative, float32 to float32 tolerance).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .._errors import msg
 from .._kernels import pool as _kp
-from ..arith import ConvGeometry, conv_geometry
+from ..arith import ConvGeometry, argmax_cells, conv_geometry, pool_geometry
 from ._kernels import layers_native as _kl
 
 __all__ = ["avgpool2d", "avgpool2d_backward", "conv2d", "conv2d_backward", "linear",
@@ -43,11 +45,28 @@ def _conv_geo(x: np.ndarray, w: np.ndarray, stride: object, padding: object) -> 
     return conv_geometry(x.shape[2], x.shape[3], w.shape[2], w.shape[3], stride, padding)
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
+    """A per-thread scratch array for ``slot`` (reused while its shape and dtype stay: a
+    fresh multi-megabyte array per call costs more in page faults than the kernel that fills
+    it)."""
+    cache = getattr(_SCRATCH, "arrays", None)
+    if cache is None:
+        cache = _SCRATCH.arrays = {}
+    a = cache.get(slot)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = cache[slot] = np.empty(shape, dtype)
+    return a
+
+
 def _cols(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """(N, C·Kh·Kw, Ho·Wo) patches of x (zero padding), column k = (c·Kh + a)·Kw + b."""
+    """(N, C·Kh·Kw, Ho·Wo) patches of x (zero padding), column k = (c·Kh + a)·Kw + b, in a
+    per-thread scratch array (valid until the next call)."""
     n, c = x.shape[:2]
     kh, kw = g.kernel
-    cols = np.empty((n, c * kh * kw, g.ho * g.wo), x.dtype)
+    cols = _scratch((n, c * kh * kw, g.ho * g.wo), x.dtype, "cols")
     _kl.im2col(x, kh, kw, *g.stride, g.padding[0], g.padding[2], g.ho, g.wo, cols)
     return cols
 
@@ -86,25 +105,13 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
     db = gm.sum(axis=(0, 2))
     dx = None
     if need_dx:
-        dcols = np.matmul(wa.reshape(f, -1).T, gm)  # (N, C·Kh·Kw, Ho·Wo)
+        dcols = np.matmul(wa.reshape(f, -1).T, gm,  # (N, C·Kh·Kw, Ho·Wo)
+                          out=_scratch((n, wa[0].size, geo.ho * geo.wo), d, "dcols"))
         dx = np.empty(xa.shape, d)
         kh, kw = geo.kernel
         _kl.col2im(dcols, kh, kw, *geo.stride, geo.padding[0], geo.padding[2], geo.ho, geo.wo,
                    dx)
     return dx, dw, db
-
-
-def _pool_geo(shape: tuple[int, ...], size: object, stride: object, padding: object,
-              what: str) -> ConvGeometry:
-    if len(shape) != 4:
-        raise ValueError(msg(what, "needs x (N, C, H, W)", shape))
-    kh, kw = (size, size) if not isinstance(size, tuple | list) else size
-    g = conv_geometry(shape[2], shape[3], kh, kw, (kh, kw) if stride is None else stride,
-                      padding)
-    if 2 * max(g.padding[:2]) > kh or 2 * max(g.padding[2:]) > kw:
-        raise ValueError(msg("padding", "must be at most half the pool window",
-                             f"{g.padding} for {kh}×{kw}"))
-    return g
 
 
 def maxpool2d(x: object, size: object = 2, stride: object = None, padding: object = 0,
@@ -113,7 +120,7 @@ def maxpool2d(x: object, size: object = 2, stride: object = None, padding: objec
     row-major window order, a NaN wins) in ``dtype``: (pooled, argmax)."""
     d = _dt(dtype)
     xa = _c(x, d)
-    g = _pool_geo(xa.shape, size, stride, padding, "maxpool2d")
+    g = pool_geometry(xa.shape, size, stride, padding, "maxpool2d")
     out = np.empty((*xa.shape[:2], *g.out), d)
     arg = np.empty(out.shape, np.int64)
     _kp.maxpool_forward(xa, *g.kernel, *g.stride, g.padding[0], g.padding[2], out, arg)
@@ -127,11 +134,12 @@ def maxpool2d_backward(g: object, argmax: np.ndarray, input_shape: tuple[int, ..
     d = _dt(dtype)
     ga = _c(g, d)
     shape = tuple(int(v) for v in input_shape)
-    geo = _pool_geo(shape, size, stride, padding, "maxpool2d_backward")
+    geo = pool_geometry(shape, size, stride, padding, "maxpool2d_backward")
     arg = np.ascontiguousarray(argmax, dtype=np.int64)
     if ga.shape != (*shape[:2], *geo.out) or arg.shape != ga.shape:
         raise ValueError(msg("maxpool2d_backward", "g and argmax must have the pooled shape",
                              f"{ga.shape}, {arg.shape} for input {shape}"))
+    argmax_cells(arg, geo)  # every index names an input cell of its window
     kw = geo.kernel[1]
     dx = np.empty(shape, d)
     args = (kw, *geo.stride, geo.padding[0], geo.padding[2], dx)
@@ -148,7 +156,7 @@ def avgpool2d(x: object, size: object = 2, stride: object = None, padding: objec
     zeros, torch's ``count_include_pad=True``)."""
     d = _dt(dtype)
     xa = _c(x, d)
-    g = _pool_geo(xa.shape, size, stride, padding, "avgpool2d")
+    g = pool_geometry(xa.shape, size, stride, padding, "avgpool2d")
     out = np.empty((*xa.shape[:2], *g.out), d)
     kh, kw = g.kernel
     _kl.avgpool_forward(xa, kh, kw, *g.stride, g.padding[0], g.padding[2], d.type(kh * kw), out)
@@ -163,7 +171,7 @@ def avgpool2d_backward(g: object, input_shape: tuple[int, ...], size: object = 2
     d = _dt(dtype)
     ga = _c(g, d)
     shape = tuple(int(v) for v in input_shape)
-    geo = _pool_geo(shape, size, stride, padding, "avgpool2d_backward")
+    geo = pool_geometry(shape, size, stride, padding, "avgpool2d_backward")
     if ga.shape != (*shape[:2], *geo.out):
         raise ValueError(msg("avgpool2d_backward", "g must have the pooled shape",
                              f"{ga.shape} for input {shape}"))
@@ -192,6 +200,9 @@ def linear_backward(x: object, w: object, g: object, dtype: object = np.float32,
     db = Σ_n g)."""
     d = _dt(dtype)
     xa, wa, ga = _c(x, d), _c(w, d), _c(g, d)
-    if ga.ndim != 2 or ga.shape != (xa.shape[0], wa.shape[0]):
+    if xa.ndim != 2 or wa.ndim != 2 or xa.shape[1] != wa.shape[1]:
+        raise ValueError(msg("linear_backward", "needs x (N, I) and w (O, I)",
+                             f"{xa.shape}, {wa.shape}"))
+    if ga.shape != (xa.shape[0], wa.shape[0]):
         raise ValueError(msg("linear_backward", "g must be (N, O)", f"{ga.shape}"))
     return (ga @ wa if need_dx else None), ga.T @ xa, ga.sum(axis=0)

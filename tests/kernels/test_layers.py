@@ -379,6 +379,9 @@ def test_layers_do_not_depend_on_thread_count() -> None:
                           rounding="rtz")), ValueError, "at most 50 mantissa bits"),
     (lambda: fx.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 4),
                                    (1, 1, 4, 4)), ValueError, r"argmax must be in 0\.\.3"),
+    (lambda: fx.maxpool2d_backward(np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), int),
+                                   (1, 1, 3, 3), 2, padding=1), ValueError,
+     "argmax names a padded cell"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_errors(call, exc, match) -> None:
     with pytest.raises(exc, match=match):

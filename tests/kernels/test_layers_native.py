@@ -143,3 +143,13 @@ def test_bench_layers_quick_run(capsys) -> None:
         sys.path[:] = saved
     out = capsys.readouterr().out
     assert "LeNet-5 step" in out and "conv2 fwd+backward" in out
+
+
+def test_bad_argmax_is_refused_not_written() -> None:
+    """A forged argmax gets the one-line error of fxemu.arith (no out-of-bounds write)."""
+    g = np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"maxpool2d_backward: argmax must be in 0\.\.3"):
+        no.maxpool2d_backward(g, np.full((1, 1, 2, 2), 4), (1, 1, 4, 4), 2, None, 0, np.float32)
+    with pytest.raises(ValueError, match="argmax names a padded cell"):
+        no.maxpool2d_backward(g, np.zeros((1, 1, 2, 2), int), (1, 1, 3, 3), 2, None, 1,
+                              np.float32)
