@@ -260,8 +260,10 @@ class _AvgPool2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh):
+        prec = ctx.emu.prec(ctx.name)
         dx = ctx.emu.backend.avgpool2d_backward(ctx.layer, _host(dh, f"{ctx.name} gradient"),
-                                                ctx.emu.prec(ctx.name))
+                                                prec)
+        ctx.emu.grad_fmt = prec.backward.grad  # its shares are rounded into its grad format
         return _tensor(dx), None, None, None
 
 

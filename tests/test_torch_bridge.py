@@ -201,6 +201,48 @@ def test_unsupported_modules_are_listed_in_one_error() -> None:
     assert "0 (" not in text and "4 (" not in text
 
 
+def test_strided_avgpool_model_with_overrides_is_bit_identical_to_fxemu_train() -> None:
+    """Strided and "same" convs, an avgpool whose gradient format is overridden (the gradient
+    is in that format after it) and an overlapping maxpool (its shares rounded with a key),
+    under stochastic rounding, against fxemu train on the same spec."""
+    from fxemu.policy import PRESETS
+
+    spec = {"layers": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1},
+        {"type": "relu"}, {"type": "avgpool2d", "size": 3, "stride": 2, "padding": 1},
+        {"type": "conv2d", "out_channels": 6, "kernel_size": 3, "padding": "same"},
+        {"type": "relu"}, {"type": "maxpool2d", "size": 2, "stride": 1}, {"type": "flatten"},
+        {"type": "linear", "out_features": 10}]}
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.AvgPool2d(3, stride=2, padding=1), nn.Conv2d(4, 6, 3, padding="same"),
+                        nn.ReLU(), nn.MaxPool2d(2, stride=1), nn.Flatten(),
+                        nn.Linear(216, 10)).double()
+    pool = {"backward": {"grad": "ap_fixed<20,6,AP_RND_CONV,AP_SAT>"}}
+    base = PRESETS["fixed16_sr"].to_dict()
+    n, batch, seed = 48, 16, 9
+    cfg = TrainConfig(policy={**base, "layers": {"pool1": pool}}, backend="emulated",
+                      model=spec, n_train=n, n_test=16, epochs=1, batch_size=batch, seed=seed)
+    ours = train(cfg, progress=False)["params"]
+    p0 = fnn.load_model(spec).build((1, 28, 28)).init_params(seed)
+    with torch.no_grad():
+        for t, a in zip(net.parameters(), p0.values(), strict=True):
+            t.copy_(torch.from_numpy(a))
+    em = fxt.emulate(net, {**base, "layers": {"2": pool}}, seed=seed)
+    opt = fxt.SGD(em.parameters(), lr=0.01)
+    d = load("embedded", n_train=n, n_test=16)
+    order = np.random.Generator(np.random.PCG64([seed, 1])).permutation(n)
+    for b in range(n // batch):
+        idx = order[b * batch:(b + 1) * batch]
+        opt.zero_grad()
+        fxt.cross_entropy(em(torch.from_numpy(d.x_train[idx])),
+                          torch.from_numpy(d.y_train[idx])).backward()
+        opt.step()
+    assert len(ours) == 6
+    for name, t in zip(ours, em.parameters(), strict=True):
+        assert np.array_equal(_bits(t.detach().numpy()), _bits(ours[name])), name
+        assert name.endswith("_b") or not np.array_equal(ours[name], p0[name]), name
+
+
 def test_a_policy_override_must_name_a_module() -> None:
     pol = {"name": "p", "forward": {"input": "float32", "weight": "float32",
                                     "activation": "float32", "conv": "float32",
