@@ -19,7 +19,9 @@ import types
 
 from ._errors import BackendUnavailable
 from .formats import (
+    BLOCK_PRESETS,
     PRESETS,
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -29,11 +31,14 @@ from .formats import (
     Format,
     Mac,
     Special,
+    bfp,
     parse,
 )
 
 __all__ = [
+    "BLOCK_PRESETS",
     "PRESETS",
+    "Block",
     "BackendUnavailable",
     "Fixed",
     "FixedOverflow",
@@ -45,6 +50,7 @@ __all__ = [
     "Mac",
     "Special",
     "add",
+    "bfp",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",

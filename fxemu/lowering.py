@@ -30,8 +30,9 @@ from ._errors import msg
 from ._kernels import codes as c
 from ._kernels import convert as _kc
 from ._kernels import mac_fast as _kmf
-from ._kernels.params import FixedParams, FloatParams, FormatVec
+from ._kernels.params import NO_VEC, BlockParams, FixedParams, FloatParams, FormatVec
 from .formats import (
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -49,6 +50,9 @@ __all__ = [
     "MacParams",
     "MacPath",
     "ac_shift",
+    "block_mac_check",
+    "block_sr_key",
+    "lower_block",
     "converter",
     "fast_fixed_mode",
     "fast_float_fmt",
@@ -478,3 +482,59 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
     mp, ap, mulp, accp, modes = path
     kernel = _kmf.matmul_fast(_kmf.float_ops(mac.mul is not None, *modes), order)
     return MacPath("float", kernel, (chunk, mp, ap, ap, (mulp, accp, key)), hw32=modes[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Block formats
+
+
+@functools.lru_cache(maxsize=256)
+def lower_block(block: Block, sr_bits: int = c.DEFAULT_SR_BITS) -> BlockParams:
+    """The block kernels' parameters of ``block`` (cached per block and sr_bits)."""
+    el = block.element
+    ev = format_vec(el, sr_bits)
+    elem_nan = 0
+    if isinstance(el, Float) and el.has_nan:
+        elem_nan = int(_lower_float(el).nan_code)
+    if block.pow2_scale:
+        sv, tiny, smax, scale_nan = NO_VEC, 0.0, 0.0, 255
+    else:
+        sc = block.scale
+        sv = format_vec(sc, sr_bits)
+        tiny, smax, scale_nan = sc.smallest_normal, sc.max, int(_lower_float(sc).nan_code)
+    return BlockParams(
+        ev=ev, k=_I(block.block_size), pow2=block.pow2_scale, emax_elem=_I(block.emax_elem),
+        nosat=block.scale_rule == "nosat", elem_max=_F(el.max), sm=block.sign_magnitude,
+        sv=sv, scale_tiny=_F(tiny), scale_max=_F(smax), elem_nan=_U(elem_nan),
+        scale_nan=_U(scale_nan), elem_step=_F(el.step if isinstance(el, Fixed) else 0.0))
+
+
+def block_sr_key(block: Block, seed: int | None,
+                 sr_bits: int | None) -> tuple[BlockParams, np.uint64]:
+    """(params, key) of one block conversion: the element's stochastic rounding key from
+    ``seed`` (0 where the element rounds deterministically)."""
+    bits, key = sr_key(block.element, seed, sr_bits)
+    return lower_block(block, bits), key
+
+
+def _product_span(f: Fixed | Float) -> int:
+    """Bits between the largest and the smallest nonzero magnitude of an element (as the
+    exact block sum's window sees it)."""
+    if isinstance(f, Fixed):
+        return f.width
+    return f.emax + 1 - (f.emin - f.man_bits)
+
+
+def block_mac_check(mac: Mac) -> str | None:
+    """Why the block kernel cannot run ``mac`` exactly (None when it can): the exact block sum
+    (element products, the block's carry bits and the scale product's significand) must fit
+    the 126-bit window, and the order must be one the block kernel has."""
+    a, b = mac.a, mac.b
+    scale_bits = sum(0 if x.pow2_scale else x.scale.man_bits + 1 for x in (a, b))
+    need = (_product_span(a.element) + _product_span(b.element)
+            + a.block_size.bit_length() + scale_bits)
+    if need > 120:
+        return f"the element formats are too wide for an exact block sum ({need} > 120 bits)"
+    if mac.order not in _ORDERS and not mac.order.startswith("chunk:"):
+        return f"order {mac.order} has no block kernel"
+    return None
