@@ -38,8 +38,8 @@ from .formats import (
 __all__ = [
     "BLOCK_PRESETS",
     "PRESETS",
-    "Block",
     "BackendUnavailable",
+    "Block",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",

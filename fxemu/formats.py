@@ -22,7 +22,10 @@ from fractions import Fraction
 from ._errors import msg
 
 __all__ = [
+    "BLOCK_PRESETS",
+    "E8M0",
     "PRESETS",
+    "Block",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",
@@ -32,14 +35,11 @@ __all__ = [
     "Format",
     "Mac",
     "Special",
-    "BLOCK_PRESETS",
-    "Block",
-    "E8M0",
     "bfp",
-    "parse_block",
     "fixed_cpp_type",
     "float_cpp_type",
     "parse",
+    "parse_block",
 ]
 
 

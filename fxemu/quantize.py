@@ -16,7 +16,8 @@ from ._errors import msg
 from ._kernels import convert as _kc
 from .formats import Block, Fixed, Float, parse
 
-__all__ = ["BlockCodes", "as_format", "block_convert", "check_nan_policy", "from_bits",
+__all__ = ["BlockCodes", "as_format", "block_convert", "block_scale_values", "check_nan_policy",
+           "from_bits",
            "quantize", "reject_masked", "to_bits"]
 
 NanPolicy = Literal["raise", "hls"]
@@ -265,6 +266,14 @@ def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
     return back(codes, width), back(vals, width), back(scales, nb), ts
 
 
+def block_scale_values(scales: np.ndarray, block: Block) -> np.ndarray:
+    """The values of scale codes (float64; NaN for the NaN code)."""
+    if block.pow2_scale:
+        s = np.asarray(scales, np.int64)
+        return np.where(s == 255, np.nan, np.ldexp(1.0, s - 127))
+    return from_bits(scales, block.scale)
+
+
 def _block_api(a: np.ndarray, block: Block, seed: int | None, sr_bits: int | None,
                out: np.ndarray | None, codes: bool) -> np.ndarray | BlockCodes:
     c, v, s, ts = block_convert(a, block, seed=seed, sr_bits=sr_bits)
@@ -286,7 +295,7 @@ def _block_decode(codes: object, scales: object, block: Block, tensor_scale: flo
     ax = _block_axis(c.shape, block, "codes")
     width = c.shape[ax]
     nb = -(-width // block.block_size)
-    want = c.shape[:ax] + (nb,) + c.shape[ax + 1:]
+    want = (*c.shape[:ax], nb, *c.shape[ax + 1:])
     sbits = block.scale_bits
     s = _codes(scales, sbits, str(block.scale), "scales")
     if s.shape != want:
