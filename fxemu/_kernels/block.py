@@ -16,7 +16,7 @@ from numba import prange
 from ._jit import bits_f64, f64_bits, jit, pjit
 from .codes import ORDER_CHUNK, ORDER_PAIRWISE, ORDER_SEQUENTIAL
 from .convert import pow2
-from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles
+from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles, shr128
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
 from .mac import SACC_N, _acc_step, _add_nodes, _code_node, _sacc_add, _sacc_parts
 
@@ -194,6 +194,23 @@ def block_decode(codes, scales, out, p, ts):
 
 
 @jit
+def _tz64(m):
+    """Trailing zero bits of a nonzero uint64."""
+    return bitlen64(m & (~m + _U1)) - 1
+
+
+@jit
+def _trim(h, lo, e):
+    """The window ``(h:lo)·2^e`` with its trailing zero bits dropped (a nonzero value), so
+    exact sums of narrow products keep narrow windows (``add_parts`` needs <= 125 bits)."""
+    if h == _U0 and lo == _U0:
+        return h, lo, e
+    tz = _tz64(lo) if lo != _U0 else 64 + _tz64(h)
+    h2, l2, _, _ = shr128(h, lo, tz)
+    return h2, l2, e + tz
+
+
+@jit
 def _block_term(ea, eb, sa, sb, lo, hi):
     """Node (neg, hi, lo, e, special) of one block pair: the exact sum of the element products
     ea[lo:hi]·eb[lo:hi] times the scales sa·sb (exact); a NaN scale gives a NaN node; an
@@ -206,7 +223,9 @@ def _block_term(ea, eb, sa, sb, lo, hi):
     e = np.int64(0)
     for k in range(lo, hi):
         pn, ph, pl, pe, _ = mul_doubles(f64_bits(ea[k]), f64_bits(eb[k]))
+        ph, pl, pe = _trim(ph, pl, pe)
         n, h, low, e, _ = add_parts(n, h, low, e, pn, ph, pl, pe)
+        h, low, e = _trim(h, low, e)
     if h == _U0 and low == _U0:
         return False, _U0, _U0, np.int64(0), 0.0
     sn, _, sm, se, _ = from_double(f64_bits(sa * sb))  # exact: both scales are narrow
