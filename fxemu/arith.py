@@ -295,7 +295,8 @@ def _block_mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     from ._kernels import block as _kb  # Numba-compiled on first use
 
     _kb.block_matmul(ea, sa, np.ascontiguousarray(eb.T), np.ascontiguousarray(sb.T), out,
-                     mac.a.block_size, lm.acc, lm.out, lm.order, lm.chunk, key, lm.out_scale)
+                     mac.a.block_size, lm.acc, lm.out, lm.order, lm.chunk, key, lm.out_scale,
+                     *lowering.block_mac_fast(mac, lm))
     return out
 
 

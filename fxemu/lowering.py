@@ -51,6 +51,7 @@ __all__ = [
     "MacPath",
     "ac_shift",
     "block_mac_check",
+    "block_mac_fast",
     "block_sr_key",
     "converter",
     "fast_fixed_mode",
@@ -489,10 +490,11 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
 
 
 @functools.lru_cache(maxsize=256)
-def lower_block(block: Block, sr_bits: int = c.DEFAULT_SR_BITS) -> BlockParams:
-    """The block kernels' parameters of ``block`` (cached per block and sr_bits)."""
+def lower_block(block: Block,
+                sr_bits: int = c.DEFAULT_SR_BITS) -> tuple[BlockParams, np.ndarray, np.ndarray]:
+    """The block kernels' parameters of ``block``: (params, element format vector, scale
+    format vector), the vectors read-only int64 arrays (cached per block and sr_bits)."""
     el = block.element
-    ev = format_vec(el, sr_bits)
     elem_nan = 0
     if isinstance(el, Float) and el.has_nan:
         elem_nan = int(_lower_float(el).nan_code)
@@ -502,17 +504,22 @@ def lower_block(block: Block, sr_bits: int = c.DEFAULT_SR_BITS) -> BlockParams:
         sc = block.scale
         sv = format_vec(sc, sr_bits)
         tiny, smax, scale_nan = sc.smallest_normal, sc.max, int(_lower_float(sc).nan_code)
-    return BlockParams(
-        ev=ev, k=_I(block.block_size), pow2=block.pow2_scale, emax_elem=_I(block.emax_elem),
+    params = BlockParams(
+        k=_I(block.block_size), pow2=block.pow2_scale, emax_elem=_I(block.emax_elem),
         nosat=block.scale_rule == "nosat", elem_max=_F(el.max), sm=block.sign_magnitude,
-        sv=sv, scale_tiny=_F(tiny), scale_max=_F(smax), elem_nan=_U(elem_nan),
+        scale_tiny=_F(tiny), scale_max=_F(smax), elem_nan=_U(elem_nan),
         scale_nan=_U(scale_nan), elem_step=_F(el.step if isinstance(el, Fixed) else 0.0))
+    ev = np.array(format_vec(el, sr_bits), np.int64)
+    svv = np.array(sv, np.int64)
+    ev.flags.writeable = svv.flags.writeable = False
+    return params, ev, svv
 
 
 def block_sr_key(block: Block, seed: int | None,
-                 sr_bits: int | None) -> tuple[BlockParams, np.uint64]:
-    """(params, key) of one block conversion: the element's stochastic rounding key from
-    ``seed`` (0 where the element rounds deterministically)."""
+                 sr_bits: int | None) -> tuple[tuple[BlockParams, np.ndarray, np.ndarray],
+                                                np.uint64]:
+    """(:func:`lower_block`, key) of one block conversion: the element's stochastic rounding
+    key from ``seed`` (0 where the element rounds deterministically)."""
     bits, key = sr_key(block.element, seed, sr_bits)
     return lower_block(block, bits), key
 
@@ -538,3 +545,23 @@ def block_mac_check(mac: Mac) -> str | None:
     if mac.order not in _ORDERS and not mac.order.startswith("chunk:"):
         return f"order {mac.order} has no block kernel"
     return None
+
+
+def _narrow(f: Fixed | Float) -> bool:
+    """Whether products of two such elements are exact in double (<= 26 significant bits)."""
+    return (f.width if isinstance(f, Fixed) else f.man_bits + 1) <= 26
+
+
+def block_mac_fast(mac: Mac, lm: MacParams) -> tuple:
+    """(fast, k, rounding, minnorm, maxbits) of the block kernel's double path: a float
+    accumulator :func:`fxemu._kernels.mac_fast.float_step` rounds, the sequential or chunk
+    order, no stochastic rounding, no out format beyond a plain rounding, narrow elements
+    (see :func:`fxemu._kernels.block.block_matmul`)."""
+    acc = mac.acc
+    ok = (fast_float_fmt(acc, 50) and not lm.stochastic
+          and lm.order in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK)
+          and _narrow(mac.a.element) and _narrow(mac.b.element))
+    if not ok:
+        return False, _I(0), _I(0), _U(0), _U(0)
+    lo, hi = float_bounds(acc)
+    return True, _I(52 - acc.man_bits), _I(FLOAT_ROUNDING[acc.rounding]), lo, hi

@@ -250,14 +250,14 @@ def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
     width = moved.shape[-1]
     x2 = np.ascontiguousarray(moved).reshape(-1, width) if width else np.zeros((moved.size, 0))
     nb = -(-width // block.block_size)
-    p, key = lowering.block_sr_key(block, seed, sr_bits)
+    (p, ev, sv), key = lowering.block_sr_key(block, seed, sr_bits)
     ts = _tensor_scale(a, block)
     codes = np.empty(x2.shape, np.uint64)
     vals = np.empty(x2.shape, np.float64)
     scales = np.empty((x2.shape[0], nb), np.uint64)
     from ._kernels import block as _kb  # Numba-compiled on first use
 
-    _kb.block_convert(x2.view(np.uint64), codes, vals, scales, p, ts, 0, key, unscaled)
+    _kb.block_convert(x2.view(np.uint64), codes, vals, scales, p, ev, sv, ts, key, unscaled)
     head = moved.shape[:-1]
 
     def back(v: np.ndarray, n: int) -> np.ndarray:
@@ -312,6 +312,6 @@ def _block_decode(codes: object, scales: object, block: Block, tensor_scale: flo
     v2 = np.empty(c2.shape, np.float64)
     from ._kernels import block as _kb
 
-    _kb.block_decode(c2, s2, v2, lowering.lower_block(block), ts)
+    _kb.block_decode(c2, s2, v2, *lowering.lower_block(block), ts)
     res[...] = np.moveaxis(v2.reshape(*head, width), -1, ax)
     return res

@@ -19,6 +19,7 @@ from .convert import pow2
 from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles, shr128
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
 from .mac import SACC_N, _acc_step, _add_nodes, _code_node, _sacc_add, _sacc_parts
+from .mac_fast import float_step
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
@@ -101,7 +102,7 @@ def _block_amax(xb, r, lo, hi):
 
 
 @jit
-def _scale_of(amax, p, ts, key, idx):
+def _scale_of(amax, p, sv, ts, key, idx):
     """(scale code, scale value, E8M0 exponent) of a finite block with max magnitude amax."""
     if p.pow2:
         if amax == 0.0:
@@ -118,12 +119,12 @@ def _scale_of(amax, p, ts, key, idx):
         amax = p.scale_tiny * q_d  # the clamp, as a dividend giving exactly tiny
     elif qc > p.scale_max:
         amax = p.scale_max * q_d
-    code = round_quotient(amax, q_d, p.sv, key, idx)
-    return code, code_value(p.sv, code, 0.0), np.int64(0)
+    code = round_quotient(amax, q_d, sv, key, idx)
+    return code, code_value(sv, code, 0.0), np.int64(0)
 
 
 @jit
-def _convert_block(xb, r, lo, hi, p, ts, sr_bits, key, codes, vals, unscaled, width):
+def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, width):
     """Convert x[r, lo:hi] (bits); write element codes and values; return the scale code."""
     amax, bad = _block_amax(xb, r, lo, hi)
     base = r * width
@@ -132,23 +133,23 @@ def _convert_block(xb, r, lo, hi, p, ts, sr_bits, key, codes, vals, unscaled, wi
             codes[r, i] = p.elem_nan
             vals[r, i] = np.nan
         return p.scale_nan
-    scode, sval, s = _scale_of(amax, p, ts, key, base + lo)
+    scode, sval, s = _scale_of(amax, p, sv, ts, key, base + lo)
     d = sval * ts
     for i in range(lo, hi):
         b = xb[r, i]
         if p.pow2:
             neg, h, lo_, e, st = from_double(b)
-            code = round_parts(p.ev, neg, h, lo_, e - s, st, False, key, base + i)
+            code = round_parts(ev, neg, h, lo_, e - s, st, False, key, base + i)
         else:
-            code = round_quotient(bits_f64(b), d, p.ev, key, base + i)
-        v = code_value(p.ev, code, p.elem_step)
+            code = round_quotient(bits_f64(b), d, ev, key, base + i)
+        v = code_value(ev, code, p.elem_step)
         vals[r, i] = v if unscaled else v * d
-        codes[r, i] = _to_sm(code, p.ev[1]) if p.sm else code
+        codes[r, i] = _to_sm(code, ev[1]) if p.sm else code
     return scode
 
 
 @pjit
-def block_convert(xb, codes, vals, scales, p, ts, sr_bits, key, unscaled):
+def block_convert(xb, codes, vals, scales, p, ev, sv, ts, key, unscaled):
     """Convert every block of ``xb`` (rows, L) (float64 bits): element codes and values
     (scaled, or the element values alone when ``unscaled``), scale codes (rows, blocks).
     ``ts`` is the per-tensor scale (1.0 without one); ``key`` keys stochastic element
@@ -161,22 +162,22 @@ def block_convert(xb, codes, vals, scales, p, ts, sr_bits, key, unscaled):
         blk = t - r * nb
         lo = blk * k
         hi = min(lo + k, width)
-        scales[r, blk] = _convert_block(xb, r, lo, hi, p, ts, sr_bits, key, codes, vals,
+        scales[r, blk] = _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals,
                                         unscaled, width)
 
 
 @jit
-def scale_value(p, code):
+def scale_value(p, sv, code):
     """Value of a scale code (NaN for the NaN code)."""
     if p.pow2:
         if code == np.uint64(255):
             return np.nan
         return pow2(np.int64(code) - 127)
-    return code_value(p.sv, code, 0.0)
+    return code_value(sv, code, 0.0)
 
 
 @pjit
-def block_decode(codes, scales, out, p, ts):
+def block_decode(codes, scales, out, p, ev, sv, ts):
     """Values of element codes (rows, L) with their scale codes (rows, blocks)."""
     rows, width = codes.shape
     k = p.k
@@ -184,8 +185,8 @@ def block_decode(codes, scales, out, p, ts):
         for i in range(width):
             c = codes[r, i]
             if p.sm:
-                c = _from_sm(c, p.ev[1])
-            out[r, i] = code_value(p.ev, c, p.elem_step) * (scale_value(p, scales[r, i // k])
+                c = _from_sm(c, ev[1])
+            out[r, i] = code_value(ev, c, p.elem_step) * (scale_value(p, sv, scales[r, i // k])
                                                             * ts)
 
 
@@ -302,21 +303,85 @@ def reduce_blocks(ea, eb, sa, sb, k, accp, order, chunk, key, idx0, tmp, sacc):
     return round_parts(accp, n, h, lo, e, s, False, key, step)
 
 
+@jit
+def _double_terms(ea, eb, sa, sb, k, terms):
+    """The block terms as doubles where that is exact: every element product is exact in
+    double (narrow elements), every partial sum is checked exact by TwoSum, the scaling stays
+    within normal doubles. Returns False (terms unusable) otherwise, or for a NaN scale."""
+    kk = ea.shape[0]
+    for t in range(sa.shape[0]):
+        if sa[t] != sa[t] or sb[t] != sb[t]:
+            return False
+        s = 0.0
+        for q in range(t * k, min(t * k + k, kk)):
+            p = ea[q] * eb[q]
+            s2 = s + p
+            bb = s2 - s
+            if (s - (s2 - bb)) + (p - bb) != 0.0:
+                return False
+            s = s2
+        if s == 0.0:
+            terms[t] = 0.0  # an exact zero term is +0 (an integer sum)
+        else:
+            v = s * (sa[t] * sb[t])
+            av = abs(v)
+            if not (av > 2.0**-1000 and av < 2.0**1000):
+                return False
+            terms[t] = v
+    return True
+
+
+@jit
+def _double_reduce(terms, chunk, fk, fq, fmin, fmax):
+    """(ok, acc) of the sequential (chunk 0) or chunk:N order over double terms through
+    :func:`fxemu._kernels.mac_fast.float_step` (ok False outside its fast domain)."""
+    acc = 0.0
+    part = 0.0
+    csize = terms.shape[0] if chunk == 0 else chunk
+    for t in range(terms.shape[0]):
+        if chunk != 0 and t % csize == 0 and t > 0:
+            ok, acc = float_step(acc, part, fk, fq, fmin, fmax)
+            if not ok:
+                return False, acc
+            part = 0.0
+        if chunk == 0:
+            ok, acc = float_step(acc, terms[t], fk, fq, fmin, fmax)
+        else:
+            ok, part = float_step(part, terms[t], fk, fq, fmin, fmax)
+        if not ok:
+            return False, acc
+    if chunk != 0 and terms.shape[0] > 0:
+        return float_step(acc, part, fk, fq, fmin, fmax)
+    return True, acc
+
+
 @pjit
-def block_matmul(ea, sa, eb, sb, out, k, accp, outp, order, chunk, key, out_scale):
+def block_matmul(ea, sa, eb, sb, out, k, accp, outp, order, chunk, key, out_scale, fast, fk,
+                 fq, fmin, fmax):
     """``out[i, j] = R_out(reduce over blocks t of term(i, j, t))``: ea (M, K) and eb (N, K)
     the element values of A and B^T (unscaled), sa (M, nb) and sb (N, nb) their scale
-    values; prange over rows."""
+    values; prange over rows. ``fast``: a float accumulator in the sequential or chunk order
+    whose steps :func:`~fxemu._kernels.mac_fast.float_step` rounds (fk, fq, fmin, fmax its
+    parameters) — outputs whose terms are exact doubles take that path, the others (and every
+    output without ``fast``) the exact engine; both give the same bits."""
     m = ea.shape[0]
     nn = eb.shape[0]
     nb = sa.shape[1]
+    dchunk = chunk if order == ORDER_CHUNK else 0
     for i in prange(m):
         tmp = (np.empty(nb + 1, np.bool_), np.empty(nb + 1, np.uint64),
                np.empty(nb + 1, np.uint64), np.empty(nb + 1, np.int64),
                np.empty(nb + 1, np.float64))
         sacc = np.zeros(SACC_N, np.int64)
+        terms = np.empty(nb, np.float64)
         for j in range(nn):
             idx0 = (i * nn + j) * (3 * nb + 4)
+            if fast and _double_terms(ea[i], eb[j], sa[i], sb[j], k, terms):
+                ok, v = _double_reduce(terms, dchunk, fk, fq, fmin, fmax)
+                if ok:
+                    code = value_code(outp, f64_bits(v), key, idx0)
+                    out[i, j] = code_value(outp, code, out_scale)
+                    continue
             acc = reduce_blocks(ea[i], eb[j], sa[i], sb[j], k, accp, order, chunk, key, idx0,
                                 tmp, sacc)
             n, h, lo, e = code_parts(accp, acc)

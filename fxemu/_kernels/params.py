@@ -88,21 +88,21 @@ NO_VEC = FormatVec(*(np.int64(0),) * 12)
 
 
 class BlockParams(NamedTuple):
-    """A block format for :mod:`fxemu._kernels.block`: the element format ``ev`` (its codes
-    two's complement, ``sm`` converting to sign | magnitude), the block size ``k``, and the
-    scale: ``pow2`` (E8M0: exponent ``floor(log2 amax) - emax_elem``, plus one under
-    ``nosat`` when ``amax > elem_max·2^s``) or a float scale ``sv`` clamped to
-    [``scale_tiny``, ``scale_max``]; ``elem_nan``/``scale_nan`` the codes of a block holding
-    NaN or inf; ``elem_step`` the value of a fixed element's LSB (0 for floats)."""
+    """A block format for :mod:`fxemu._kernels.block` (the element and scale formats travel
+    beside it as :class:`FormatVec` int64 arrays ``ev`` and ``sv``: Numba's parfor lowering
+    takes no tuple nested in a tuple into a prange loop): element codes two's complement,
+    ``sm`` converting to sign | magnitude; the block size ``k``; the scale: ``pow2`` (E8M0:
+    exponent ``floor(log2 amax) - emax_elem``, plus one under ``nosat`` when
+    ``amax > elem_max·2^s``) or a float scale clamped to [``scale_tiny``, ``scale_max``];
+    ``elem_nan``/``scale_nan`` the codes of a block holding NaN or inf; ``elem_step`` the
+    value of a fixed element's LSB (0 for floats)."""
 
-    ev: FormatVec
     k: np.int64
     pow2: bool
     emax_elem: np.int64
     nosat: bool
     elem_max: np.float64
     sm: bool
-    sv: FormatVec
     scale_tiny: np.float64
     scale_max: np.float64
     elem_nan: np.uint64
