@@ -508,11 +508,29 @@ def lower_block(block: Block,
         k=_I(block.block_size), pow2=block.pow2_scale, emax_elem=_I(block.emax_elem),
         nosat=block.scale_rule == "nosat", elem_max=_F(el.max), sm=block.sign_magnitude,
         scale_tiny=_F(tiny), scale_max=_F(smax), elem_nan=_U(elem_nan),
-        scale_nan=_U(scale_nan), elem_step=_F(el.step if isinstance(el, Fixed) else 0.0))
+        scale_nan=_U(scale_nan), elem_step=_F(el.step if isinstance(el, Fixed) else 0.0),
+        **_block_fast(block))
     ev = np.array(format_vec(el, sr_bits), np.int64)
     svv = np.array(sv, np.int64)
     ev.flags.writeable = svv.flags.writeable = False
     return params, ev, svv
+
+
+def _block_fast(block: Block) -> dict:
+    """The fast element path's fields of :class:`BlockParams`."""
+    el = block.element
+    fp = _lower_float(el) if isinstance(el, Float) else None
+    if fp is None or not fp.fast or not block.pow2_scale:
+        return {"fast": False, "ek": _I(0), "eq": _I(0), "eminnorm": _U(0), "emaxbits": _U(0),
+                "ebias": _U(0), "embits": _I(0), "esign": _U(0), "efnuz": False,
+                "sub_ok": False, "sub_c": _F(0.0), "sub_q": _F(0.0)}
+    q = el.emin - el.man_bits
+    return {"fast": True, "ek": fp.k, "eq": fp.qmode, "eminnorm": fp.minnorm,
+            "emaxbits": fp.maxbits, "ebias": _U(1023 - el.bias), "embits": fp.mbits,
+            "esign": fp.sign_bit, "efnuz": fp.fnuz,
+            "sub_ok": bool(fp.qmode == c.HALF_EVEN and el.subnormals and q + 52 <= 1000
+                           and el.emin - 1 >= -1022),
+            "sub_c": _F(1.5 * 2.0 ** (q + 52)), "sub_q": _F(2.0**q)}
 
 
 def block_sr_key(block: Block, seed: int | None,

@@ -15,7 +15,7 @@ from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
 from .codes import ORDER_CHUNK, ORDER_PAIRWISE, ORDER_SEQUENTIAL
-from .convert import pow2
+from .convert import float_fast_element, pow2
 from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles, shr128
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
 from .mac import SACC_N, _acc_step, _add_nodes, _code_node, _sacc_add, _sacc_parts
@@ -135,8 +135,15 @@ def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, wid
         return p.scale_nan
     scode, sval, s = _scale_of(amax, p, sv, ts, key, base + lo)
     d = sval * ts
+    inv = pow2(-s) if p.pow2 else 0.0
     for i in range(lo, hi):
         b = xb[r, i]
+        if p.fast:
+            ok, code, v = _fast_element(bits_f64(b) * inv, p)
+            if ok:
+                codes[r, i] = code
+                vals[r, i] = v if unscaled else v * d
+                continue
         if p.pow2:
             neg, h, lo_, e, st = from_double(b)
             code = round_parts(ev, neg, h, lo_, e - s, st, False, key, base + i)
@@ -146,6 +153,38 @@ def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, wid
         vals[r, i] = v if unscaled else v * d
         codes[r, i] = _to_sm(code, ev[1]) if p.sm else code
     return scode
+
+
+@jit
+def _fast_element(y, p):
+    """(ok, code, value) of the exact double y (= x·2^-s) rounded into the float element
+    format by the fast paths of :class:`fxemu._kernels.params.BlockParams`; ok False when y
+    lies outside them (the exact path then rounds x itself)."""
+    yb = f64_bits(y)
+    mag = yb & _ABS
+    sign = yb & ~_ABS
+    if mag == _U0:
+        if p.efnuz:
+            return True, _U0, 0.0
+        return True, (p.esign if sign else _U0), y
+    if mag >= p.eminnorm:
+        ok, sg, rb = float_fast_element(yb, p.ek, p.eq, p.eminnorm, p.emaxbits)
+        if not ok:
+            return False, _U0, 0.0
+        code = (((rb >> np.uint64(52)) - p.ebias) << np.uint64(p.embits)) | (
+            (rb >> np.uint64(p.ek)) & ((_U1 << np.uint64(p.embits)) - _U1))
+        if sg:
+            code |= p.esign
+        return True, code, bits_f64(sg | rb)
+    if not p.sub_ok or mag < np.uint64(0x0010000000000000):
+        return False, _U0, 0.0
+    a = bits_f64(mag)
+    rv = (a + p.sub_c) - p.sub_c  # ties to even on the subnormal grid (the FPU's rounding)
+    m = np.uint64(rv / p.sub_q)
+    if m == _U0 and p.efnuz:
+        return True, _U0, 0.0
+    code = (p.esign | m) if sign else m
+    return True, code, -rv if sign else rv
 
 
 @pjit
