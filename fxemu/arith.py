@@ -283,9 +283,9 @@ def _block_mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
         raise ValueError(msg("mac", why, _mac_text(mac)))
     lm, _, key = lowering.lower_mac_call(mac, _sub_seed(seed, 0), sr_bits)
     _, ea, sca, _ = block_convert(a, mac.a, seed=_sub_seed(seed, 1), sr_bits=sr_bits,
-                                  unscaled=True, axis=1)
+                                  unscaled=True, axis=1, codes=False)
     _, eb, scb, _ = block_convert(b, mac.b, seed=_sub_seed(seed, 2), sr_bits=sr_bits,
-                                  unscaled=True, axis=0)
+                                  unscaled=True, axis=0, codes=False)
     sa, sb = block_scale_values(sca, mac.a), block_scale_values(scb, mac.b)
     if nan == "raise" and lm.lacks_nan and (np.isnan(sa).any() or np.isnan(sb).any()):
         bad = names[0] if np.isnan(sa).any() else names[1]

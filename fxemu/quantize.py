@@ -240,11 +240,14 @@ def _tensor_scale(a: np.ndarray, block: Block) -> float:
 
 def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
                   sr_bits: int | None = None, unscaled: bool = False,
-                  axis: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+                  axis: int | None = None, codes: bool = True,
+                  values: bool = True) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                np.ndarray, float]:
     """Convert the float64 array ``a`` into ``block`` along ``axis`` (default the Block's):
-    (element codes, values, scale codes, tensor scale), the first two in ``a``'s shape, the
-    scales with the axis shortened to the block count. ``unscaled``: values are the element
-    values alone (the block Mac's operands), else the decoded tensor."""
+    (element codes, values, scale codes, tensor scale), the first two in ``a``'s shape (None
+    where ``codes``/``values`` is False), the scales with the axis shortened to the block
+    count. ``unscaled``: values are the element values alone (the block Mac's operands), else
+    the decoded tensor."""
     ax = _block_axis(a.shape, block if axis is None else block.replace(axis=axis))
     moved = np.moveaxis(a, ax, -1)
     width = moved.shape[-1]
@@ -252,18 +255,20 @@ def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
     nb = -(-width // block.block_size)
     (p, ev, sv), key = lowering.block_sr_key(block, seed, sr_bits)
     ts = _tensor_scale(a, block)
-    codes = np.empty(x2.shape, np.uint64)
-    vals = np.empty(x2.shape, np.float64)
+    out_c = np.empty(x2.shape if codes else (1, 1), np.uint64)
+    out_v = np.empty(x2.shape if values else (1, 1), np.float64)
     scales = np.empty((x2.shape[0], nb), np.uint64)
     from ._kernels import block as _kb  # Numba-compiled on first use
 
-    _kb.block_convert(x2.view(np.uint64), codes, vals, scales, p, ev, sv, ts, key, unscaled)
+    _kb.block_convert(x2.view(np.uint64), out_c, out_v, scales, p, ev, sv, ts, key, unscaled,
+                      codes, values)
     head = moved.shape[:-1]
 
     def back(v: np.ndarray, n: int) -> np.ndarray:
         return np.ascontiguousarray(np.moveaxis(v.reshape(*head, n), -1, ax))
 
-    return back(codes, width), back(vals, width), back(scales, nb), ts
+    return (back(out_c, width) if codes else None, back(out_v, width) if values else None,
+            back(scales, nb), ts)
 
 
 def block_scale_values(scales: np.ndarray, block: Block) -> np.ndarray:
@@ -276,7 +281,8 @@ def block_scale_values(scales: np.ndarray, block: Block) -> np.ndarray:
 
 def _block_api(a: np.ndarray, block: Block, seed: int | None, sr_bits: int | None,
                out: np.ndarray | None, codes: bool) -> np.ndarray | BlockCodes:
-    c, v, s, ts = block_convert(a, block, seed=seed, sr_bits=sr_bits)
+    c, v, s, ts = block_convert(a, block, seed=seed, sr_bits=sr_bits, codes=codes,
+                                values=not codes)
     if codes:
         if out is not None:
             raise TypeError(msg("out", "to_bits of a block format returns BlockCodes (no out=)"))

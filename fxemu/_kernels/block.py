@@ -124,14 +124,16 @@ def _scale_of(amax, p, sv, ts, key, idx):
 
 
 @jit
-def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, width):
+def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, width, wc, wv):
     """Convert x[r, lo:hi] (bits); write element codes and values; return the scale code."""
     amax, bad = _block_amax(xb, r, lo, hi)
     base = r * width
     if bad:
         for i in range(lo, hi):
-            codes[r, i] = p.elem_nan
-            vals[r, i] = np.nan
+            if wc:
+                codes[r, i] = p.elem_nan
+            if wv:
+                vals[r, i] = np.nan
         return p.scale_nan
     scode, sval, s = _scale_of(amax, p, sv, ts, key, base + lo)
     d = sval * ts
@@ -141,17 +143,21 @@ def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, wid
         if p.fast:
             ok, code, v = _fast_element(bits_f64(b) * inv, p)
             if ok:
-                codes[r, i] = code
-                vals[r, i] = v if unscaled else v * d
+                if wc:
+                    codes[r, i] = code
+                if wv:
+                    vals[r, i] = v if unscaled else v * d
                 continue
         if p.pow2:
             neg, h, lo_, e, st = from_double(b)
             code = round_parts(ev, neg, h, lo_, e - s, st, False, key, base + i)
         else:
             code = round_quotient(bits_f64(b), d, ev, key, base + i)
-        v = code_value(ev, code, p.elem_step)
-        vals[r, i] = v if unscaled else v * d
-        codes[r, i] = _to_sm(code, ev[1]) if p.sm else code
+        if wv:
+            v = code_value(ev, code, p.elem_step)
+            vals[r, i] = v if unscaled else v * d
+        if wc:
+            codes[r, i] = _to_sm(code, ev[1]) if p.sm else code
     return scode
 
 
@@ -188,9 +194,10 @@ def _fast_element(y, p):
 
 
 @pjit
-def block_convert(xb, codes, vals, scales, p, ev, sv, ts, key, unscaled):
-    """Convert every block of ``xb`` (rows, L) (float64 bits): element codes and values
-    (scaled, or the element values alone when ``unscaled``), scale codes (rows, blocks).
+def block_convert(xb, codes, vals, scales, p, ev, sv, ts, key, unscaled, wc, wv):
+    """Convert every block of ``xb`` (rows, L) (float64 bits): element codes (when ``wc``)
+    and values (when ``wv``; scaled, or the element values alone when ``unscaled``), scale
+    codes (rows, blocks).
     ``ts`` is the per-tensor scale (1.0 without one); ``key`` keys stochastic element
     rounding by the element's flat index."""
     rows, width = xb.shape
@@ -202,7 +209,7 @@ def block_convert(xb, codes, vals, scales, p, ev, sv, ts, key, unscaled):
         lo = blk * k
         hi = min(lo + k, width)
         scales[r, blk] = _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals,
-                                        unscaled, width)
+                                        unscaled, width, wc, wv)
 
 
 @jit
