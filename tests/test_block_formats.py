@@ -132,8 +132,8 @@ def test_mx_matches_torchao_to_mx(name: str) -> None:
 def test_nvfp4_matches_fraction_oracle_and_torchao() -> None:
     """NVFP4: scale = R_e4m3(clamp(amax/6, 2^-6, 448)) and elements R_e2m1(x / S) from the
     exact quotient (Fraction oracle, every element); torchao's nvfp4_quantize (float32
-    reciprocal arithmetic) agrees on the scale codes and on all but the elements whose float32
-    quotient crosses a rounding boundary (counted; docs/mx_notes.md)."""
+    reciprocal arithmetic) gives the same scale and element codes on these blocks (it could
+    differ where its float32 reciprocal crosses a rounding boundary: docs/mx_notes.md)."""
     block = fx.parse("nvfp4")
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((64, 64)) * 2.0 ** rng.integers(-8, 8, (64, 1))).astype(np.float32)
@@ -162,8 +162,7 @@ def test_nvfp4_matches_fraction_oracle_and_torchao() -> None:
     ts, data = nvfp4_quantize(torch.from_numpy(x.astype(np.float32)), 16)
     assert np.array_equal(ts.view(torch.uint8).numpy().astype(np.uint64), bc.scales)
     el = unpack_uint4(data).reshape(x.shape).numpy().astype(np.uint64)
-    differ = int((el != bc.elements).sum())
-    assert differ <= x.size // 100, differ
+    assert np.array_equal(el, bc.elements)  # 0 of 4 096 differ here (81 920 checked: 0)
 
 
 def test_nvfp4_tensor_scale() -> None:
@@ -247,6 +246,22 @@ def test_nan_and_inf_blocks() -> None:
         ok[:nb] = False
         ok[blocks_with_inf] = False
         assert np.array_equal(q[ok], fx.quantize(np.ones(64), b)[ok])
+
+
+def test_torchao_tiny_scale_deviation() -> None:
+    """torchao divides a block whose scale code is 0 (2^-127) by 2^-126 (F32_MIN_NORMAL):
+    its element codes then decode, with its own scale code, to half the input (a torchao
+    deviation, docs/mx_notes.md); fxemu's decode to the input."""
+    torch, _, to_mx, _ = _torchao()
+    x = np.full((1, 32), 2.0**-130, np.float32)
+    x[0, 1] = 2.0**-128
+    sc, d = to_mx(torch.from_numpy(x), torch.float8_e4m3fn, 32)
+    bc = fx.to_bits(x.astype(np.float64), "mxfp8_e4m3")
+    assert sc.view(torch.uint8).tolist() == [[0]] == bc.scales.tolist()
+    theirs = fx.from_bits(d.view(torch.uint8).numpy().astype(np.uint64), bc.scales,
+                          "mxfp8_e4m3")
+    assert np.array_equal(fx.from_bits(bc, "mxfp8_e4m3"), x.astype(np.float64))
+    assert np.array_equal(theirs, x.astype(np.float64) / 2)
 
 
 def test_stochastic_elements_reproducible() -> None:
