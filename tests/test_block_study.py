@@ -72,7 +72,7 @@ def test_tiny_mx_study(tmp_path) -> None:
     spec = mx_spec(seeds=[0], train={"n_train": 50, "n_test": 50, "epochs": 1,
                                      "batch_size": 50})
     spec["policies"] = ["fw32bw32", "mxfp8"]
-    res = run_sweep(spec, tmp_path / "runs", workers=1, progress=False)
+    res = run_sweep(spec, tmp_path / "runs", workers=0, progress=False)
     assert res.ok
     s = policy_summary(tmp_path / "runs")
     assert list(s["policy"]) == ["fw32bw32", "mxfp8"]
