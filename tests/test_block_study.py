@@ -81,3 +81,11 @@ def test_tiny_mx_study(tmp_path) -> None:
     text = md.read_text()
     assert "`mxfp8_e4m3` forward, `mxfp8_e5m2` backward" in text
     assert set(MX_POLICIES) >= set(s["policy"])
+
+
+def test_hls_datapath_refuses_block_macs() -> None:
+    from fxemu.hw.codegen import policy_header
+
+    with pytest.raises(ValueError, match=r"forward\.conv: block-format operands are not in the "
+                       "HLS datapath"):
+        policy_header(PRESETS["mxfp8"])
