@@ -890,6 +890,13 @@ class Block:
         for name, fmt in _BLOCK_NAMES.items():
             if fmt == base and self.axis == -1:
                 return name
+        el = self.element
+        if (self.axis == -1 and isinstance(el, Fixed) and 2 <= el.width <= 32
+                and self == bfp(el.width, self.block_size, sign_magnitude=self.sign_magnitude,
+                                scale_rule=self.scale_rule)):
+            opts = ("," + "sm" if self.sign_magnitude else "") + (
+                ",nosat" if self.scale_rule == "nosat" else "")
+            return f"bfp<{el.width},{self.block_size}{opts}>"
         parts = [str(self.element), f"k={self.block_size}", f"scale={self.scale}"]
         if self.axis != -1:
             parts.append(f"axis={self.axis}")

@@ -294,6 +294,9 @@ def test_names_round_trip_and_bad_inputs() -> None:
     for name, b in fx.BLOCK_PRESETS.items():
         assert str(b) == name and fx.parse(name) == b
         assert fx.parse(str(b.replace(axis=0))) == b.replace(axis=0)
+    for text in ("bfp<5,8,sm>", "bfp<6,16,sm,nosat>", "bfp<4,8>"):
+        assert str(fx.parse(text)) == text
+    assert str(fx.parse("bfp<8,32>")) == "mxint8"
     with pytest.raises(ValueError, match="no axis"):
         fx.quantize(1.0, "mxfp8_e4m3")
     bc = fx.to_bits(np.ones(40), "mxfp8_e4m3")
