@@ -96,7 +96,7 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
     return res
 
 
-def quantize(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = None,
              sr_bits: int | None = None, nan: NanPolicy = "raise",
              out: np.ndarray | None = None) -> np.ndarray:
     """Round ``x`` into ``fmt`` and return the value the register holds, as float64.
@@ -109,6 +109,9 @@ def quantize(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
         Target format. Fixed: exactly ``ap_fixed<…> v = x;`` (ac_fixed rules for
         ``lib="ac"``), ±inf as ±2^1024 (saturate by sign, 0 under wrap). Float: one correct
         rounding with the format's rounding, overflow and special-value policy.
+        :class:`~fxemu.Block`: blocks of ``block_size`` along ``fmt.axis``, each scaled and
+        its elements rounded as the Block states; the decoded values are returned (a block
+        holding NaN or inf decodes to NaN, so ``nan`` does not apply).
     seed : int, optional
         Key of the counter-based generator for stochastic rounding: element ``i`` (C order)
         draws from ``mix(seed, i)``, so results do not depend on threads or chunking.
@@ -133,14 +136,15 @@ def quantize(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
     return _convert(x, fmt, seed, sr_bits, nan, out, codes=False)
 
 
-def to_bits(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+def to_bits(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = None,
             sr_bits: int | None = None, nan: NanPolicy = "raise",
-            out: np.ndarray | None = None) -> np.ndarray:
+            out: np.ndarray | None = None) -> np.ndarray | BlockCodes:
     """Round ``x`` into ``fmt`` (as :func:`quantize`) and return the raw W-bit codes as uint64.
 
     Fixed: the low W bits of the two's complement integer (unsigned: the integer). Float:
     ``sign | exponent | mantissa``; NaN is ``sign|1…1|10…0`` (ieee), ``sign|1…1|1…1`` (fn) or
-    ``10…0`` (fnuz, also the only code that is not -0).
+    ``10…0`` (fnuz, also the only code that is not -0). A :class:`~fxemu.Block` gives a
+    :class:`BlockCodes` (element codes, scale codes, per-tensor scale; no ``out``).
 
     >>> import fxemu as fx
     >>> [hex(b) for b in fx.to_bits([1.0, -1.0, 65504.0, 1e6], "float16")]
