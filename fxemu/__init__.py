@@ -19,8 +19,10 @@ import types
 
 from ._errors import BackendUnavailable
 from .formats import (
+    BLOCK_PRESETS,
     FUSED_PRESETS,
     PRESETS,
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -31,13 +33,16 @@ from .formats import (
     Fused,
     Mac,
     Special,
+    bfp,
     parse,
 )
 
 __all__ = [
+    "BLOCK_PRESETS",
     "FUSED_PRESETS",
     "PRESETS",
     "BackendUnavailable",
+    "Block",
     "ConvGeometry",
     "Fixed",
     "FixedOverflow",
@@ -52,6 +57,7 @@ __all__ = [
     "add",
     "avgpool2d",
     "avgpool2d_backward",
+    "bfp",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",

@@ -23,8 +23,11 @@ from fractions import Fraction
 from ._errors import msg
 
 __all__ = [
+    "BLOCK_PRESETS",
+    "E8M0",
     "FUSED_PRESETS",
     "PRESETS",
+    "Block",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",
@@ -35,9 +38,11 @@ __all__ = [
     "Fused",
     "Mac",
     "Special",
+    "bfp",
     "fixed_cpp_type",
     "float_cpp_type",
     "parse",
+    "parse_block",
     "parse_fused",
 ]
 
@@ -613,8 +618,9 @@ def _parse_template(name: str, args: list[str], text: str) -> Fixed | Float:
                          "ac_std_float float<E,M>"))
 
 
-def parse(text: str) -> Fixed | Float:
-    """Parse a format from C++ type text, an fxpmath dtype string or an ml_dtypes name.
+def parse(text: str) -> Fixed | Float | Block:
+    """Parse a format from C++ type text, an fxpmath dtype string or an ml_dtypes name
+    (block formats: see :func:`parse_block`).
 
     Accepts ``ap_fixed<W,I[,Q[,O[,N]]]>``, ``ap_ufixed<…>``, ``ap_int<W>``, ``ap_uint<W>``,
     ``ac_fixed<W,I[,S[,Q[,O]]]>``, ``ac_int<W[,S]>``, ``ac_std_float<W,E>``, fxpmath
@@ -628,7 +634,7 @@ def parse(text: str) -> Fixed | Float:
     Fixed(width=16, int_bits=8, signed=True, rounding=<FixedRounding.RND_CONV: 'rnd_conv'>, \
 overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
     """
-    if isinstance(text, Fixed | Float):
+    if isinstance(text, Fixed | Float | Block):
         return text
     if not isinstance(text, str):
         raise TypeError(msg("parse", "expects a str", text))
@@ -636,6 +642,9 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
     key = _ALIASES.get(key, key)
     if key in _FLOAT_NAMES:
         return _FLOAT_NAMES[key]
+    block = parse_block(text)
+    if block is not None:
+        return block
     m = _FXP.match(text)
     if m:
         w, f = int(m.group(2)), int(m.group(3))
@@ -852,7 +861,13 @@ def _mac_format(value: object, what: str) -> Fixed | Float:
     if isinstance(value, Fixed | Float):
         return value
     if isinstance(value, str):
-        return parse(value)
+        fmt = parse(value)
+        if isinstance(fmt, Fixed | Float):
+            return fmt
+        value = fmt
+    if isinstance(value, Block):
+        raise ValueError(msg(what, "must be a scalar format (block formats go in a and b)",
+                             str(value)))
     raise TypeError(msg(what, "must be a Fixed, a Float or a format string",
                         type(value).__name__))
 
@@ -879,15 +894,26 @@ class Mac:
         rounding into acc), ``"fused:K[,key=value…]"`` or ``"fused:PRESET[,…]"`` (a
         multi-term fused adder, see :class:`Fused`; a :class:`Fused` record is accepted and
         stored as its canonical text; needs a float acc and exact products, ``mul=None``).
+    a, b : Block, str or None
+        Block operands (both or neither; equal ``block_size``, no per-tensor scale): the Mac
+        converts operand A (M, K) and B (K, N) into these block formats along K (the
+        reduction axis, whatever the Block's ``axis``), then for each block pair forms the
+        element products exactly, sums them exactly in fixed point and multiplies by the two
+        scales (exact) — one term per block, as MX hardware does — and accumulates the terms
+        into ``acc`` in ``order`` over blocks. ``mul`` must be None (block products are exact).
     """
 
     acc: Fixed | Float
     mul: Fixed | Float | None = None
     out: Fixed | Float | None = None
     order: str = "sequential"
+    a: Block | None = None
+    b: Block | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "acc", _mac_format(self.acc, "Mac acc"))
+        if self.a is not None or self.b is not None:
+            _check_block_operands(self)
         if self.mul is not None:
             object.__setattr__(self, "mul", _mac_format(self.mul, "Mac mul"))
         if self.out is not None:
@@ -895,6 +921,10 @@ class Mac:
         if isinstance(self.order, Fused):
             object.__setattr__(self, "order", str(self.order))
         if isinstance(self.order, str) and self.order.strip().lower().startswith("fused:"):
+            if self.a is not None:
+                raise ValueError(msg("Mac order", "a block Mac accumulates block terms in a "
+                                     "sequential, pairwise, chunk:N or exact order, not fused",
+                                     self.order))
             self._check_fused()
             return
         shown = self.order if not isinstance(self.order, str) or len(self.order) <= 40 \
@@ -907,6 +937,11 @@ class Mac:
         if order.startswith("chunk:") and (len(digits) > 10 or not 1 <= int(digits) <= MAX_CHUNK):
             raise ValueError(msg("Mac order", f"chunk size N must be in 1..{MAX_CHUNK}", shown))
         object.__setattr__(self, "order", order)
+
+    @property
+    def block(self) -> bool:
+        """Whether the operands are block formats (``a`` and ``b`` given)."""
+        return self.a is not None
 
     @property
     def out_format(self) -> Fixed | Float:
@@ -940,3 +975,300 @@ class Mac:
 @functools.lru_cache(maxsize=256)
 def _fused_cached(text: str) -> Fused:
     return parse_fused(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-scaled formats (OCP MX, block floating point, NVFP4)
+
+E8M0 = "e8m0"  #: the OCP MX scale: 2^(code - 127), codes 0..254, 0xFF = NaN
+_SCALE_RULES = ("floor", "nosat")
+MAX_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block-scaled format: ``block_size`` consecutive elements along ``axis`` share a scale.
+
+    The value of element i of a block is ``scale · element_i`` (times the per-tensor scale
+    where ``tensor_scale``). Conversion (:func:`fxemu.quantize`) of a block with
+    ``amax = max |x_i|``:
+
+    * ``scale="e8m0"`` (OCP MX v1.0 §6.3, and block floating point): shared exponent
+      ``s = floor(log2(amax)) - emax_elem`` with ``emax_elem`` the exponent of the element
+      format's largest binade (``floor(log2(element.max))``); rule ``"nosat"`` (rounding-aware,
+      as MSFP-style BFP does) adds 1 to ``s`` when ``amax·2^-s`` would round above the element
+      maximum. ``s`` is clamped to -127..127 and stored as the E8M0 code ``s + 127``; an
+      all-zero block has ``s = -127`` (code 0). Elements are ``R_elem(x_i · 2^-s)``, one exact
+      rounding with the element format's rounding and overflow (the MX presets saturate to
+      ±max normal, as the spec says).
+    * a :class:`Float` scale (NVFP4: ``float8_e4m3fn``): ``S = R_scale(clamp(amax / (elem_max ·
+      T), scale tiny, scale max))`` with tiny the scale's smallest normal, then elements
+      ``R_elem(x_i / (S·T))`` (each one correctly rounded from the exact quotient), T the
+      per-tensor float32 scale ``float32(float32(amax_tensor) / (scale_max · elem_max))``
+      when ``tensor_scale`` (1 when the tensor is all zero; T = 1 without ``tensor_scale``),
+      as NVIDIA / torchao define two-level NVFP4.
+    * a block holding NaN or ±inf: the scale is NaN (E8M0 code 0xFF, or the scale format's
+      NaN) and every element code is the element format's NaN code (0 where it has none); the
+      whole block decodes to NaN (OCP MX §5.3: a NaN scale makes every element NaN).
+
+    The last block along the axis may be shorter (``L mod block_size`` elements): its scale
+    comes from its own elements, which is the same as padding it with zeros.
+
+    Parameters
+    ----------
+    element : Float or Fixed
+        The element format. A signed :class:`Fixed` element gives block floating point (an
+        integer mantissa per element; ``mxint8`` is ``ap_fixed<8,2,AP_RND_CONV,AP_SAT>``
+        elements, value ``k·2^-6``, as OCP MXINT8).
+    block_size : int
+        Elements per block, 1..2^20 (32 for MX, 16 for NVFP4).
+    scale : "e8m0" or Float
+        The scale format.
+    axis : int
+        The blocked axis of a tensor for :func:`fxemu.quantize`/``to_bits``/``from_bits``
+        (a block :class:`Mac` blocks each operand along its reduction axis instead).
+    scale_rule : {"floor", "nosat"}
+        Shared-exponent rule of an E8M0 scale (see above).
+    tensor_scale : bool
+        The per-tensor float32 scale of two-level NVFP4 (Float scales only).
+    sign_magnitude : bool
+        Element codes as sign | magnitude instead of two's complement (signed Fixed elements
+        whose overflow is ``sat_sym``, so both codings hold the same values).
+    """
+
+    element: Fixed | Float
+    block_size: int = 32
+    scale: Float | str = E8M0
+    axis: int = -1
+    scale_rule: str = "floor"
+    tensor_scale: bool = False
+    sign_magnitude: bool = False
+
+    def __post_init__(self) -> None:
+        el = self.element
+        if isinstance(el, str):
+            el = parse(el)
+        if not isinstance(el, Fixed | Float):
+            raise TypeError(msg("Block element", "must be a Fixed or a Float", el))
+        k = _int(self.block_size, "Block block_size", 1, MAX_BLOCK)
+        ax = _int(self.axis, "Block axis", -64, 63)
+        sc = self.scale
+        if isinstance(sc, str) and sc.strip().lower() != E8M0:
+            sc = parse(sc)
+        if isinstance(sc, str):
+            sc = E8M0
+        elif not isinstance(sc, Float):
+            raise TypeError(msg("Block scale", "must be 'e8m0' or a Float", sc))
+        if self.scale_rule not in _SCALE_RULES:
+            raise ValueError(msg("Block scale_rule", "must be floor or nosat", self.scale_rule))
+        for name in ("tensor_scale", "sign_magnitude"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(msg(f"Block {name}", "must be a bool", getattr(self, name)))
+        if isinstance(sc, Float):
+            if self.scale_rule != "floor":
+                raise ValueError(msg("Block scale_rule", "applies to an e8m0 scale only",
+                                     self.scale_rule))
+            if sc.rounding is FloatRounding.STOCHASTIC:
+                raise ValueError(msg("Block scale", "cannot round stochastically", str(sc)))
+            if _stochastic_fmt(el):
+                raise ValueError(msg("Block element", "stochastic rounding needs a power-of-two "
+                                     "(e8m0) scale", str(el)))
+            if el.bits + sc.man_bits > 40:
+                raise ValueError(msg("Block", "element and scale precision too wide for a "
+                                     "float scale (element bits + scale mantissa <= 40)",
+                                     f"{el}, {sc}"))
+        elif self.tensor_scale:
+            raise ValueError(msg("Block tensor_scale", "needs a Float scale (NVFP4)", True))
+        if self.sign_magnitude and not (isinstance(el, Fixed) and el.signed
+                                        and el.overflow is FixedOverflow.SAT_SYM):
+            raise ValueError(msg("Block sign_magnitude", "needs a signed Fixed element with "
+                                 "overflow sat_sym", str(el)))
+        if el.max <= 0:
+            raise ValueError(msg("Block element", "must have a positive maximum", str(el)))
+        object.__setattr__(self, "element", el)
+        object.__setattr__(self, "block_size", k)
+        object.__setattr__(self, "axis", ax)
+        object.__setattr__(self, "scale", sc)
+
+    @property
+    def pow2_scale(self) -> bool:
+        """Whether the scale is a power of two (E8M0)."""
+        return self.scale == E8M0
+
+    @property
+    def emax_elem(self) -> int:
+        """Exponent of the element format's largest binade, floor(log2(element.max))."""
+        return math.frexp(self.element.max)[1] - 1
+
+    @property
+    def bits(self) -> int:
+        """Element code width."""
+        return self.element.bits
+
+    width = bits
+
+    @property
+    def scale_bits(self) -> int:
+        """Scale code width (8 for E8M0)."""
+        return 8 if self.pow2_scale else self.scale.width
+
+    def __str__(self) -> str:
+        base = self if self.axis == -1 else replace_block(self, axis=-1)
+        for name, fmt in _BLOCK_NAMES.items():
+            if fmt == base and self.axis == -1:
+                return name
+        el = self.element
+        if (self.axis == -1 and isinstance(el, Fixed) and 2 <= el.width <= 32
+                and self == bfp(el.width, self.block_size, sign_magnitude=self.sign_magnitude,
+                                scale_rule=self.scale_rule)):
+            opts = ("," + "sm" if self.sign_magnitude else "") + (
+                ",nosat" if self.scale_rule == "nosat" else "")
+            return f"bfp<{el.width},{self.block_size}{opts}>"
+        parts = [str(self.element), f"k={self.block_size}", f"scale={self.scale}"]
+        if self.axis != -1:
+            parts.append(f"axis={self.axis}")
+        if self.scale_rule != "floor":
+            parts.append(f"rule={self.scale_rule}")
+        if self.tensor_scale:
+            parts.append("tensor_scale=true")
+        if self.sign_magnitude:
+            parts.append("sign_magnitude=true")
+        return "block[" + "; ".join(parts) + "]"
+
+    def replace(self, **changes: object) -> Block:
+        """A copy with some fields changed (validated)."""
+        return replace_block(self, **changes)
+
+
+def replace_block(b: Block, **changes: object) -> Block:
+    """``dataclasses.replace`` for a :class:`Block` (validated)."""
+    from dataclasses import replace
+
+    return replace(b, **changes)
+
+
+def _stochastic_fmt(f: Fixed | Float) -> bool:
+    return f.rounding in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC)
+
+
+def _mx_float(name: str) -> Float:
+    return _FLOAT_NAMES[name].replace(overflow="sat")
+
+
+def bfp(mant_bits: int, block_size: int, *, sign_magnitude: bool = False,
+        scale_rule: str = "floor") -> Block:
+    """Block floating point ``bfp<M,k>``: M-bit integer mantissas (sign included) at
+    ``k·2^-(M-2)`` (so the largest magnitude lies just below 2, as OCP MXINT8 with M = 8),
+    round to nearest even, saturating; two's complement (``[-2^(M-1), 2^(M-1)-1]``) or
+    sign-magnitude (``±(2^(M-1)-1)``); an E8M0 shared exponent per ``k`` elements with the
+    ``floor`` (max-exponent) or ``nosat`` (rounding-aware) rule."""
+    m = _int(mant_bits, "bfp mantissa bits", 2, 32)
+    el = Fixed(m, 2, rounding="rnd_conv", overflow="sat_sym" if sign_magnitude else "sat")
+    return Block(el, block_size, E8M0, scale_rule=scale_rule, sign_magnitude=sign_magnitude)
+
+
+_BLOCK_NAMES: dict[str, Block] = {
+    "mxfp8_e4m3": Block(_mx_float("float8_e4m3fn"), 32),
+    "mxfp8_e5m2": Block(_mx_float("float8_e5m2"), 32),
+    "mxfp6_e3m2": Block(_mx_float("float6_e3m2fn"), 32),
+    "mxfp6_e2m3": Block(_mx_float("float6_e2m3fn"), 32),
+    "mxfp4_e2m1": Block(_mx_float("float4_e2m1fn"), 32),
+    "mxint8": bfp(8, 32),
+    "nvfp4": Block(_mx_float("float4_e2m1fn"), 16, _mx_float("float8_e4m3fn")),
+    "nvfp4_ts": Block(_mx_float("float4_e2m1fn"), 16, _mx_float("float8_e4m3fn"),
+                      tensor_scale=True),
+}
+#: Named block formats (``fx.parse`` reads these names; ``str()`` writes them).
+BLOCK_PRESETS: dict[str, Block] = dict(_BLOCK_NAMES)
+
+_BFP = re.compile(r"^\s*bfp\s*<\s*(\d+)\s*,\s*(\d+)\s*((?:,\s*[a-z]+\s*)*)>\s*$", re.IGNORECASE)
+
+
+def _parse_bfp(m: re.Match, text: str) -> Block:
+    kw: dict = {}
+    for opt in (o.strip().lower() for o in m.group(3).split(",") if o.strip()):
+        if opt in ("sm", "tc"):
+            kw["sign_magnitude"] = opt == "sm"
+        elif opt in _SCALE_RULES:
+            kw["scale_rule"] = opt
+        else:
+            raise ValueError(msg("parse bfp<M,k[,sm|tc][,floor|nosat]>", "unknown option", opt))
+    return bfp(int(m.group(1)), int(m.group(2)), **kw)
+
+
+def _parse_block(text: str) -> Block:
+    inner = text.strip()[len("block["):-1]
+    parts = [p.strip() for p in inner.split(";")]
+    if not parts or not parts[0]:
+        raise ValueError(msg("parse block[...]", "needs an element format first", text))
+    kw: dict = {}
+    for p in parts[1:]:
+        key, eq, val = p.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if not eq:
+            raise ValueError(msg("parse block[...]", "options are key=value", p))
+        if key == "k":
+            kw["block_size"] = _int_arg(val, "block k")
+        elif key == "scale":
+            kw["scale"] = val
+        elif key == "axis":
+            kw["axis"] = _int_arg(val, "block axis")
+        elif key == "rule":
+            kw["scale_rule"] = val.lower()
+        elif key in ("tensor_scale", "sign_magnitude"):
+            kw[key] = _bool_arg(val, f"block {key}")
+        else:
+            raise ValueError(msg("parse block[...]", "options are k, scale, axis, rule, "
+                                 "tensor_scale, sign_magnitude", key))
+    return Block(parse(parts[0]), **kw)
+
+
+def parse_block(text: str) -> Block | None:
+    """A :class:`Block` from its name (``mxfp8_e4m3 mxfp8_e5m2 mxfp6_e3m2 mxfp6_e2m3
+    mxfp4_e2m1 mxint8 nvfp4 nvfp4_ts``), ``bfp<M,k[,sm|tc][,floor|nosat]>`` or the generic
+    ``block[ELEMENT; k=K; scale=e8m0|FLOAT; axis=A; rule=floor|nosat; tensor_scale=b;
+    sign_magnitude=b]`` (the canonical ``str`` of a Block); None when ``text`` is none of
+    these."""
+    key = text.strip().lower()
+    if key in _BLOCK_NAMES:
+        return _BLOCK_NAMES[key]
+    m = _BFP.match(text)
+    if m:
+        return _parse_block_checked(lambda: _parse_bfp(m, text))
+    if key.startswith("block[") and key.endswith("]"):
+        return _parse_block_checked(lambda: _parse_block(text))
+    return None
+
+
+def _parse_block_checked(build) -> Block:
+    try:
+        return build()
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _block_operand(value: object, what: str) -> Block:
+    if isinstance(value, str):
+        value = parse(value)
+    if not isinstance(value, Block):
+        raise ValueError(msg(what, "must be a block format (e.g. mxfp8_e4m3)", str(value)))
+    if value.tensor_scale:
+        raise ValueError(msg(what, "a per-tensor scale is applied outside the Mac (use the "
+                             "block format without it)", str(value)))
+    return value
+
+
+def _check_block_operands(mac: Mac) -> None:
+    if mac.a is None or mac.b is None:
+        raise ValueError(msg("Mac a/b", "give both block operand formats or neither",
+                             (str(mac.a), str(mac.b))))
+    a = _block_operand(mac.a, "Mac a")
+    b = _block_operand(mac.b, "Mac b")
+    if a.block_size != b.block_size:
+        raise ValueError(msg("Mac a/b", "block sizes must be equal",
+                             (a.block_size, b.block_size)))
+    if mac.mul is not None:
+        raise ValueError(msg("Mac mul", "a block Mac forms products exactly (mul must be None)",
+                             str(mac.mul)))
+    object.__setattr__(mac, "a", a)
+    object.__setattr__(mac, "b", b)

@@ -32,8 +32,9 @@ from ._kernels import codes as c
 from ._kernels import convert as _kc
 from ._kernels import fused as _kfu
 from ._kernels import mac_fast as _kmf
-from ._kernels.params import FixedParams, FloatParams, FormatVec
+from ._kernels.params import NO_VEC, BlockParams, FixedParams, FloatParams, FormatVec
 from .formats import (
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -51,6 +52,9 @@ __all__ = [
     "MacParams",
     "MacPath",
     "ac_shift",
+    "block_mac_check",
+    "block_mac_fast",
+    "block_sr_key",
     "converter",
     "fast_fixed_mode",
     "fast_float_fmt",
@@ -65,6 +69,7 @@ __all__ = [
     "int_path",
     "int_span",
     "lower",
+    "lower_block",
     "lower_mac",
     "lower_mac_call",
     "mac_path",
@@ -530,3 +535,101 @@ def fused_exponents(x: np.ndarray, emin: np.int64) -> np.ndarray:
     out = np.empty(x.shape, np.int64)
     _kfu.exponents(x.reshape(-1), emin, out.reshape(-1))
     return out
+# ---------------------------------------------------------------------------------------------
+# Block formats
+
+
+@functools.lru_cache(maxsize=256)
+def lower_block(block: Block,
+                sr_bits: int = c.DEFAULT_SR_BITS) -> tuple[BlockParams, np.ndarray, np.ndarray]:
+    """The block kernels' parameters of ``block``: (params, element format vector, scale
+    format vector), the vectors read-only int64 arrays (cached per block and sr_bits)."""
+    el = block.element
+    elem_nan = 0
+    if isinstance(el, Float) and el.has_nan:
+        elem_nan = int(_lower_float(el).nan_code)
+    if block.pow2_scale:
+        sv, tiny, smax, scale_nan = NO_VEC, 0.0, 0.0, 255
+    else:
+        sc = block.scale
+        sv = format_vec(sc, sr_bits)
+        tiny, smax, scale_nan = sc.smallest_normal, sc.max, int(_lower_float(sc).nan_code)
+    params = BlockParams(
+        k=_I(block.block_size), pow2=block.pow2_scale, emax_elem=_I(block.emax_elem),
+        nosat=block.scale_rule == "nosat", elem_max=_F(el.max), sm=block.sign_magnitude,
+        scale_tiny=_F(tiny), scale_max=_F(smax), elem_nan=_U(elem_nan),
+        scale_nan=_U(scale_nan), elem_step=_F(el.step if isinstance(el, Fixed) else 0.0),
+        **_block_fast(block))
+    ev = np.array(format_vec(el, sr_bits), np.int64)
+    svv = np.array(sv, np.int64)
+    ev.flags.writeable = svv.flags.writeable = False
+    return params, ev, svv
+
+
+def _block_fast(block: Block) -> dict:
+    """The fast element path's fields of :class:`BlockParams`."""
+    el = block.element
+    fp = _lower_float(el) if isinstance(el, Float) else None
+    if fp is None or not fp.fast or not block.pow2_scale:
+        return {"fast": False, "ek": _I(0), "eq": _I(0), "eminnorm": _U(0), "emaxbits": _U(0),
+                "ebias": _U(0), "embits": _I(0), "esign": _U(0), "efnuz": False,
+                "sub_ok": False, "sub_c": _F(0.0), "sub_q": _F(0.0)}
+    q = el.emin - el.man_bits
+    return {"fast": True, "ek": fp.k, "eq": fp.qmode, "eminnorm": fp.minnorm,
+            "emaxbits": fp.maxbits, "ebias": _U(1023 - el.bias), "embits": fp.mbits,
+            "esign": fp.sign_bit, "efnuz": fp.fnuz,
+            "sub_ok": bool(fp.qmode == c.HALF_EVEN and el.subnormals and q + 52 <= 1000
+                           and el.emin - 1 >= -1022),
+            "sub_c": _F(1.5 * 2.0 ** (q + 52)), "sub_q": _F(2.0**q)}
+
+
+def block_sr_key(block: Block, seed: int | None,
+                 sr_bits: int | None) -> tuple[tuple[BlockParams, np.ndarray, np.ndarray],
+                                                np.uint64]:
+    """(:func:`lower_block`, key) of one block conversion: the element's stochastic rounding
+    key from ``seed`` (0 where the element rounds deterministically)."""
+    bits, key = sr_key(block.element, seed, sr_bits)
+    return lower_block(block, bits), key
+
+
+def _product_span(f: Fixed | Float) -> int:
+    """Bits between the largest and the smallest nonzero magnitude of an element (as the
+    exact block sum's window sees it)."""
+    if isinstance(f, Fixed):
+        return f.width
+    return f.emax + 1 - (f.emin - f.man_bits)
+
+
+def block_mac_check(mac: Mac) -> str | None:
+    """Why the block kernel cannot run ``mac`` exactly (None when it can): the exact block sum
+    (element products, the block's carry bits and the scale product's significand) must fit
+    the 126-bit window, and the order must be one the block kernel has."""
+    a, b = mac.a, mac.b
+    scale_bits = sum(0 if x.pow2_scale else x.scale.man_bits + 1 for x in (a, b))
+    need = (_product_span(a.element) + _product_span(b.element)
+            + a.block_size.bit_length() + scale_bits)
+    if need > 120:
+        return f"the element formats are too wide for an exact block sum ({need} > 120 bits)"
+    if mac.order not in _ORDERS and not mac.order.startswith("chunk:"):
+        return f"order {mac.order} has no block kernel"
+    return None
+
+
+def _narrow(f: Fixed | Float) -> bool:
+    """Whether products of two such elements are exact in double (<= 26 significant bits)."""
+    return (f.width if isinstance(f, Fixed) else f.man_bits + 1) <= 26
+
+
+def block_mac_fast(mac: Mac, lm: MacParams) -> tuple:
+    """(fast, k, rounding, minnorm, maxbits) of the block kernel's double path: a float
+    accumulator :func:`fxemu._kernels.mac_fast.float_step` rounds, the sequential or chunk
+    order, no stochastic rounding, no out format beyond a plain rounding, narrow elements
+    (see :func:`fxemu._kernels.block.block_matmul`)."""
+    acc = mac.acc
+    ok = (fast_float_fmt(acc, 50) and not lm.stochastic
+          and lm.order in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK)
+          and _narrow(mac.a.element) and _narrow(mac.b.element))
+    if not ok:
+        return False, _I(0), _I(0), _U(0), _U(0)
+    lo, hi = float_bounds(acc)
+    return True, _I(52 - acc.man_bits), _I(FLOAT_ROUNDING[acc.rounding]), lo, hi
