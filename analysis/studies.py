@@ -32,6 +32,7 @@
     (emulated); 10 000 training / 2 000 test images, batch 100, 10 epochs, plain SGD lr 0.05,
     seeds 0, 1, 2 (12 runs). Its report compares the policies' accuracy and per-layer weight
     statistics over LeNet-5's ten parameter tensors.
+
 ``mx``
     Block-scaled (OCP MX) training against the float baselines: ``fw32bw32``, ``fw16bw16``,
     ``mxfp8`` (every product's operands converted to MXFP8 along the product's reduction
