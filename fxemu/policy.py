@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ._errors import msg
-from .formats import Fixed, Float, Mac, parse
+from .formats import Block, Fixed, Float, Mac, parse
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,9 +60,15 @@ def _fmt(v: object, what: str) -> Fixed | Float | None:
         return v
     if isinstance(v, str):
         try:
-            return parse(v)
+            f = parse(v)
         except ValueError as e:
             raise ValueError(msg(what, str(e))) from None
+        if isinstance(f, Block):
+            raise ValueError(msg(what, "a block format is blocked along the reduction axis of "
+                                 "the product it feeds: name it as that Mac's a/b operand",
+                                 v, "e.g. dense = {acc = 'float32', a = 'mxfp8_e4m3', "
+                                 "b = 'mxfp8_e4m3'}"))
+        return f
     raise TypeError(msg(what, "must be a format string", v))
 
 
@@ -72,14 +78,14 @@ def _mac(v: object, what: str) -> Mac:
     if isinstance(v, str):
         return Mac(acc=_fmt(v, what))
     if isinstance(v, dict):
-        unknown = set(v) - {"acc", "mul", "out", "order"}
+        unknown = set(v) - {"acc", "mul", "out", "order", "a", "b"}
         if unknown or "acc" not in v:
-            raise ValueError(msg(what, "a Mac table needs acc and may have mul, out, order",
-                                 sorted(v)))
+            raise ValueError(msg(what, "a Mac table needs acc and may have mul, out, order, "
+                                 "a, b", sorted(v)))
         try:
             return Mac(acc=_fmt(v["acc"], f"{what}.acc"), mul=_fmt(v.get("mul"), f"{what}.mul"),
                        out=_fmt(v.get("out"), f"{what}.out"),
-                       order=v.get("order", "sequential"))
+                       order=v.get("order", "sequential"), a=v.get("a"), b=v.get("b"))
         except ValueError as e:
             raise ValueError(msg(what, str(e))) from None
     raise TypeError(msg(what, "must be a format string or a Mac table", v))
@@ -194,6 +200,8 @@ class Policy:
                 d["mul"] = str(m.mul)
             if m.out is not None:
                 d["out"] = str(m.out)
+            if m.block:
+                d["a"], d["b"] = str(m.a), str(m.b)
             return d
 
         def stage(s: object) -> dict:
@@ -285,6 +293,35 @@ PRESETS: dict[str, Policy] = {
         update=Update(master=Fixed(16, 8, rounding="stochastic", overflow="sat")),
     ),
 }
+
+
+def _block_policy(name: str, fw: tuple[str, str], bw: tuple[str, str]) -> Policy:
+    """MX training as in the OCP MX results: every tensor held in float32 (master weights
+    too); each product's operands converted into block formats along its reduction axis by
+    the Mac (``fw``: the forward products' a and b; ``bw``: the backward products'),
+    accumulated sequentially in float32."""
+    def mac(ab: tuple[str, str]) -> Mac:
+        return Mac(_F32, a=ab[0], b=ab[1])
+
+    return Policy(name=name,
+                  forward=Forward(input=_F32, weight=_F32, activation=_F32, conv=mac(fw),
+                                  dense=mac(fw)),
+                  backward=Backward(weight=_F32, grad=_F32, dense_dw=mac(bw),
+                                    dense_dx=mac(bw), conv_dw=mac(bw)),
+                  update=Update(master=_F32))
+
+
+_MXFP4_SR = ("block[float<2,1,special=none,rounding=stochastic,overflow=sat>; k=32; "
+             "scale=e8m0]")
+
+#: MX presets: ``mxfp8`` (forward E4M3, backward E5M2), ``mxfp6`` (forward E2M3, backward
+#: E3M2), ``mxfp4_sr`` (MXFP4 E2M1; the backward products' operands rounded stochastically,
+#: as MXFP4 training recipes do); see :func:`_block_policy`.
+PRESETS.update({
+    "mxfp8": _block_policy("mxfp8", ("mxfp8_e4m3", "mxfp8_e4m3"), ("mxfp8_e5m2", "mxfp8_e5m2")),
+    "mxfp6": _block_policy("mxfp6", ("mxfp6_e2m3", "mxfp6_e2m3"), ("mxfp6_e3m2", "mxfp6_e3m2")),
+    "mxfp4_sr": _block_policy("mxfp4_sr", ("mxfp4_e2m1", "mxfp4_e2m1"), (_MXFP4_SR, _MXFP4_SR)),
+})
 
 
 def load_policy(spec: str | Path | dict | Policy) -> Policy:
