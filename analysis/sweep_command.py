@@ -44,6 +44,9 @@ def _summary(res) -> None:
                    "spec's policies).")
 @click.option("--seeds", default=None, help="Comma-separated seeds, e.g. 0,1,2 (replaces the "
                                             "spec's; default 0).")
+@click.option("--model", "models", multiple=True,
+              help="Model preset (founding, lenet5) or .toml/.json spec; repeat for a model "
+                   "axis (replaces the spec's models; run names gain a <model>_ prefix).")
 @click.option("--epochs", type=int, default=None)
 @click.option("--n-train", type=int, default=None)
 @click.option("--n-test", type=int, default=None)
@@ -64,7 +67,7 @@ def _summary(res) -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and list the runs, train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str | None,
-              epochs: int | None, n_train: int | None, n_test: int | None,
+              models: tuple[str, ...], epochs: int | None, n_train: int | None, n_test: int | None,
               batch_size: int | None, lr: float | None, data: str | None, backend: str | None,
               checkpoint_every: int | None, workers: int | None, threads: int,
               scheduler: str | None, no_retry_failed: bool, dry_run: bool, quiet: bool) -> None:
@@ -85,6 +88,8 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
             sp["policies"] = list(policies)
         if (s := _ints(seeds, "--seeds")) is not None:
             sp["seeds"] = s
+        if models:
+            sp["models"] = list(models)
         flags = {"epochs": epochs, "n_train": n_train, "n_test": n_test,
                  "batch_size": batch_size, "lr": lr, "data": data, "backend": backend,
                  "checkpoint_every": checkpoint_every}
@@ -116,7 +121,7 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
 
 
 @click.command("study")
-@click.argument("name", type=click.Choice(["founding", "rounding", "mx"]))
+@click.argument("name", type=click.Choice(["founding", "rounding", "lenet5", "mx"]))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Study folder: runs/ (run directories) and report/ (index.html).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
@@ -130,7 +135,8 @@ def study_cmd(name: str, out: str, seeds: str, workers: int | None, scheduler: s
 
     founding: fw32bw32, fw16bw32, fw16bw16 on 2 000/500 digits, batch 100, 10 epochs.
     rounding: ap_fixed<16,16-F> data and updates, F = 8..14, round to nearest vs
-    stochastic rounding of the update (42 runs with 3 seeds).
+    stochastic rounding of the update (42 runs with 3 seeds). lenet5: LeNet-5 on
+    Fashion-MNIST (10 000/2 000) under fw32bw32, fw16bw16, fixed16, fixed16_sr, 10 epochs.
     mx: fw32bw32, fw16bw16 vs MXFP8, MXFP6, MXFP4 (stochastic backward) block-scaled
     products, float32 accumulation (15 runs with 3 seeds). Re-running resumes.
     """

@@ -20,6 +20,7 @@ import types
 from ._errors import BackendUnavailable
 from .formats import (
     BLOCK_PRESETS,
+    FUSED_PRESETS,
     PRESETS,
     Block,
     Fixed,
@@ -29,6 +30,7 @@ from .formats import (
     FloatOverflow,
     FloatRounding,
     Format,
+    Fused,
     Mac,
     Special,
     bfp,
@@ -37,9 +39,11 @@ from .formats import (
 
 __all__ = [
     "BLOCK_PRESETS",
+    "FUSED_PRESETS",
     "PRESETS",
     "BackendUnavailable",
     "Block",
+    "ConvGeometry",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",
@@ -47,13 +51,17 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Fused",
     "Mac",
     "Special",
     "add",
+    "avgpool2d",
+    "avgpool2d_backward",
     "bfp",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",
+    "conv_geometry",
     "dot",
     "fma",
     "from_bits",
@@ -73,6 +81,8 @@ __version__ = "0.1.0"
 _LAZY = {
     **dict.fromkeys(("add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
                      "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"), "arith"),
+    **dict.fromkeys(("ConvGeometry", "avgpool2d", "avgpool2d_backward", "conv_geometry"),
+                    "arith"),
     **dict.fromkeys(("from_bits", "quantize", "to_bits"), "quantize"),
 }
 

@@ -14,6 +14,7 @@ Both are frozen, hashable dataclasses; ``str(fmt)`` is canonical and ``parse(str
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ._errors import msg
 __all__ = [
     "BLOCK_PRESETS",
     "E8M0",
+    "FUSED_PRESETS",
     "PRESETS",
     "Block",
     "Fixed",
@@ -33,6 +35,7 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Fused",
     "Mac",
     "Special",
     "bfp",
@@ -40,6 +43,7 @@ __all__ = [
     "float_cpp_type",
     "parse",
     "parse_block",
+    "parse_fused",
 ]
 
 
@@ -663,6 +667,195 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
 MAX_CHUNK = 2**31 - 1  # the largest N of order "chunk:N" (any C++ int holds it)
 _ORDER = re.compile(r"^(sequential|pairwise|exact|chunk:([0-9]+))$")
 
+# ---------------------------------------------------------------------------------------------
+# Fused multi-term adders (Mac order "fused:...")
+
+_FUSED_ROUNDING = ("rtz", "rne", "rna", "rdn", "rup", "rto")
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The multi-term fused adder of ``Mac(order="fused:…")`` (a pure description).
+
+    Each step takes the next ``terms`` exact products ``a_k·b_k`` (the last block may be
+    shorter) and the running sum ``c`` (the accumulator, starting at +0) and computes, as the
+    model of Fasi et al. (2021) and Khattak & Mikaitis (2026) for tensor cores (and wide DSP
+    cascades) states:
+
+    1. exponents: ``e(a) = max(floor(log2|a|), emin_a)`` (a subnormal operand keeps its
+       denormalised significand), likewise ``e(b)``; a nonzero product's exponent is
+       ``e(a) + e(b)`` (its significand lies in (0, 4)); ``c``'s is ``floor(log2|c|)``. Zero
+       products and a zero ``c`` take no part;
+    2. alignment: ``E = max(those exponents, min_exp)``; every product and ``c`` is rounded to
+       a multiple of ``2^(E - align_bits)`` by ``align_rounding`` (``rtz``: the shifted-out
+       bits are dropped from the magnitude, as tensor cores do; ``rdn``: two's complement
+       truncation, as a DSP shift does; or a rounding to nearest);
+    3. addition: the aligned integers are summed exactly, in a register of
+       ``3 + align_bits + carry_bits`` bits (two's complement; a sum beyond it wraps), or of
+       unbounded width when ``carry_bits`` is None;
+    4. normalisation: the sum is rounded by ``out_rounding`` to ``out_bits`` fraction bits
+       below its leading bit (the exponent floored at the accumulator's emin: subnormal
+       results), then into the accumulator format (its own rounding; a no-op when
+       ``out_bits`` <= its mantissa bits and the result is in range). A zero result is +0 (the
+       hardware rule mmaemu measured).
+
+    With ``late=True`` the running sum takes no part in steps 1–3 (the products alone are
+    aligned, summed and normalised) and is added afterwards, the exact sum rounded once into the
+    accumulator (IEEE addition, its signed zeros included) — the "late c" of mmaemu's
+    ``b200_mma_sync`` model.
+
+    An inf/NaN operand gives the IEEE result of the exact dot product (NaN for NaN,
+    ``inf·0`` or ``inf - inf``, else ±inf), rounded into the accumulator.
+
+    Parameters are validated: ``1 <= terms <= 4096``, ``1 <= align_bits``,
+    ``align_bits + bit_length(terms) + carry_bits <= 58`` (the int64 register), ``1 <= out_bits
+    <= 52``, rounding names from ``rtz rne rna rdn rup rto``.
+    """
+
+    terms: int
+    align_bits: int = 23
+    out_bits: int = 23
+    align_rounding: str = "rtz"
+    out_rounding: str = "rtz"
+    carry_bits: int | None = None
+    min_exp: int | None = None
+    emin_a: int | None = None
+    emin_b: int | None = None
+    late: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.late, bool):
+            raise TypeError(msg("Fused late", "must be a bool", self.late))
+
+        def num(name: str, lo: int, hi: int, none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and none:
+                return
+            what = f"must be an int in {lo}..{hi}" + (" or None" if none else "")
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(msg(f"Fused {name}", what, v))
+            if not lo <= v <= hi:
+                raise ValueError(msg(f"Fused {name}", what, v))
+
+        num("terms", 1, 4096)
+        num("align_bits", 1, 55)
+        num("out_bits", 1, 52)
+        num("carry_bits", 0, 55, none=True)
+        for name in ("min_exp", "emin_a", "emin_b"):
+            num(name, -1100, 1100, none=True)
+        for name in ("align_rounding", "out_rounding"):
+            v = getattr(self, name)
+            what = "must be one of " + " ".join(_FUSED_ROUNDING)
+            if not isinstance(v, str):
+                raise TypeError(msg(f"Fused {name}", what, v))
+            if v.strip().lower() not in _FUSED_ROUNDING:
+                raise ValueError(msg(f"Fused {name}", what, v))
+            object.__setattr__(self, name, v.strip().lower())
+        width = self.align_bits + self.terms.bit_length() + (self.carry_bits or 0)
+        if width > 58:
+            raise ValueError(msg("Fused", "align_bits + bit_length(terms) + carry_bits must be "
+                                 "<= 58 (the adder is held in an int64)", width))
+
+    def __str__(self) -> str:
+        return _fused_text(self)
+
+
+#: Hardware presets (Mac order ``fused:NAME``), with the source of each.
+FUSED_PRESETS: dict[str, Fused] = {
+    # mmaemu presets "ada" / "hopper" (Khattak & Mikaitis 2026; validated by mmaemu on an RTX
+    # 4060 and an H100): E4M3 operands (emin -6; pass ea=-14,eb=-14 for E5M2)
+    "ada_fp8": Fused(16, 13, 13, min_exp=-132, emin_a=-6, emin_b=-6),
+    "hopper_fp8": Fused(32, 13, 13, min_exp=-132, emin_a=-6, emin_b=-6),
+    # Fasi et al. 2021 and the MATLAB tensor-core toolbox of Khattak & Mikaitis (V100TC.m,
+    # A100TC.m, H100TC.m): 23 + neab alignment bits, truncation, fp32 accumulator (rtz)
+    "v100_fp16": Fused(4, 23, 23, emin_a=-14, emin_b=-14),
+    "a100_fp16": Fused(8, 24, 23, min_exp=-132, emin_a=-14, emin_b=-14),
+    "a100_bf16": Fused(8, 24, 23, min_exp=-132, emin_a=-126, emin_b=-126),
+    "a100_tf32": Fused(4, 24, 23, min_exp=-132, emin_a=-126, emin_b=-126),
+    "h100_fp16": Fused(16, 25, 23, min_exp=-133, emin_a=-14, emin_b=-14),
+    "h100_bf16": Fused(16, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    "h100_tf32": Fused(4, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # B200TC.m: fp16/bf16 as h100_fp16/h100_bf16 (H200 too); tf32 in blocks of 8
+    "b200_tf32": Fused(8, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # binary16 accumulators (Mac acc="float16"; toolbox V100TC/A100TC/H100TC with fp16 output):
+    # normalisation rounds to nearest, the alignment floor moves up
+    "v100_fp16_acc16": Fused(4, 23, 10, "rtz", "rne", min_exp=-19, emin_a=-14, emin_b=-14),
+    "a100_fp16_acc16": Fused(8, 24, 10, "rtz", "rne", min_exp=-20, emin_a=-14, emin_b=-14),
+    "h100_fp16_acc16": Fused(16, 25, 10, "rtz", "rne", min_exp=-21, emin_a=-14, emin_b=-14),
+    # mmaemu "b200_mma_sync" (experimental there: it fits the toolbox's B200 mma.sync vectors,
+    # an fp16-HMMA rewrite): the accumulator is added late, by an fp32 addition
+    "b200_fp8": Fused(32, 25, 23, min_exp=-133, emin_a=-6, emin_b=-6, late=True),
+}
+
+# canonical key of each field in the order text (fixed order)
+_FUSED_KEYS = (("align", "align_bits"), ("out", "out_bits"), ("round", "align_rounding"),
+               ("norm", "out_rounding"), ("carry", "carry_bits"), ("emin", "min_exp"),
+               ("ea", "emin_a"), ("eb", "emin_b"), ("late", "late"))
+_FUSED_BASE = re.compile(r"^fused:([0-9]{1,5}|[a-z][a-z0-9_]*)$")
+
+
+def _fused_text(f: Fused) -> str:
+    """``fused:BASE[,key=value…]`` with BASE the preset (or ``K`` for ``Fused(K)``) of the
+    same ``terms`` from which ``f`` differs in the fewest fields (a preset wins ties); the
+    differing fields follow in a fixed key order."""
+    bases = [(name, p) for name, p in FUSED_PRESETS.items() if p.terms == f.terms]
+    bases.append((str(f.terms), Fused(f.terms)))
+
+    def diff(base: Fused) -> list[str]:
+        return [f"{key}={'none' if v is None else int(v) if isinstance(v, bool) else v}"
+                for key, attr in _FUSED_KEYS if (v := getattr(f, attr)) != getattr(base, attr)]
+
+    name, base = min(bases, key=lambda nb: len(diff(nb[1])))
+    return ",".join([f"fused:{name}", *diff(base)])
+
+
+def parse_fused(text: str) -> Fused:
+    """The :class:`Fused` record of a Mac order ``fused:K[,key=value…]`` or
+    ``fused:PRESET[,key=value…]``; keys ``align out round norm carry emin ea eb late``
+    (integers, ``none``, rounding names, 0/1 for late) override the base.
+
+    >>> parse_fused("fused:hopper_fp8,ea=-14,eb=-14").emin_a
+    -14
+    """
+    if not isinstance(text, str):
+        raise TypeError(msg("fused order", "must be a str", text))
+    head, *rest = [p.strip() for p in text.strip().lower().split(",")]
+    m = _FUSED_BASE.match(head)
+    if not m:
+        raise ValueError(msg("Mac order", "fused order must be fused:K or fused:PRESET",
+                             text, "presets: " + " ".join(FUSED_PRESETS)))
+    name = m.group(1)
+    if name.isdigit():
+        kw: dict[str, object] = {"terms": int(name)}
+    elif name in FUSED_PRESETS:
+        p = FUSED_PRESETS[name]
+        kw = {f.name: getattr(p, f.name) for f in p.__dataclass_fields__.values()}
+    else:
+        raise ValueError(msg("Mac order", "unknown fused preset", name,
+                             "known: " + " ".join(FUSED_PRESETS)))
+    keys = dict(_FUSED_KEYS)
+    for item in rest:
+        k, sep, v = item.partition("=")
+        k, v = k.strip(), v.strip()
+        if not sep or k not in keys:
+            raise ValueError(msg("Mac order", "fused option must be key=value with key one of "
+                                 + " ".join(keys), item))
+        if k in ("round", "norm"):
+            kw[keys[k]] = v
+        elif k == "late":
+            if v not in ("0", "1"):
+                raise ValueError(msg("Mac order", "fused option late must be 0 or 1", item))
+            kw["late"] = v == "1"
+        elif v == "none" and k in ("carry", "emin", "ea", "eb"):
+            kw[keys[k]] = None
+        elif re.fullmatch(r"[+-]?[0-9]{1,5}", v):
+            kw[keys[k]] = int(v)
+        else:
+            raise ValueError(msg("Mac order", f"fused option {k} must be an integer"
+                                 + (" or none" if k in ("carry", "emin", "ea", "eb") else ""),
+                                 item))
+    return Fused(**kw)
+
 
 def _mac_format(value: object, what: str) -> Fixed | Float:
     if isinstance(value, Fixed | Float):
@@ -698,7 +891,9 @@ class Mac:
         to the zero accumulator), ``"chunk:N"`` (sequential within chunks of N starting at 0,
         then the chunk sums added sequentially to a zero accumulator; 1 <= N <= 2^31 - 1, so
         the generated C++ holds N in an ``int``), ``"exact"`` (exact sum of all products, one
-        rounding into acc).
+        rounding into acc), ``"fused:K[,key=value…]"`` or ``"fused:PRESET[,…]"`` (a
+        multi-term fused adder, see :class:`Fused`; a :class:`Fused` record is accepted and
+        stored as its canonical text; needs a float acc and exact products, ``mul=None``).
     a, b : Block, str or None
         Block operands (both or neither; equal ``block_size``, no per-tensor scale): the Mac
         converts operand A (M, K) and B (K, N) into these block formats along K (the
@@ -723,11 +918,20 @@ class Mac:
             object.__setattr__(self, "mul", _mac_format(self.mul, "Mac mul"))
         if self.out is not None:
             object.__setattr__(self, "out", _mac_format(self.out, "Mac out"))
+        if isinstance(self.order, Fused):
+            object.__setattr__(self, "order", str(self.order))
+        if isinstance(self.order, str) and self.order.strip().lower().startswith("fused:"):
+            if self.a is not None:
+                raise ValueError(msg("Mac order", "a block Mac accumulates block terms in a "
+                                     "sequential, pairwise, chunk:N or exact order, not fused",
+                                     self.order))
+            self._check_fused()
+            return
         shown = self.order if not isinstance(self.order, str) or len(self.order) <= 40 \
             else self.order[:40] + "..."
         if not isinstance(self.order, str) or not _ORDER.match(self.order.strip()):
-            raise ValueError(msg("Mac order", "must be sequential, pairwise, exact or chunk:N",
-                                 shown))
+            raise ValueError(msg("Mac order", "must be sequential, pairwise, exact, chunk:N "
+                                 "or fused:K", shown))
         order = self.order.strip()
         digits = order[6:]
         if order.startswith("chunk:") and (len(digits) > 10 or not 1 <= int(digits) <= MAX_CHUNK):
@@ -744,10 +948,33 @@ class Mac:
         """The format of the results (``out`` or ``acc``)."""
         return self.out if self.out is not None else self.acc
 
+    def _check_fused(self) -> None:
+        fused = parse_fused(self.order)
+        object.__setattr__(self, "order", str(fused))
+        if not isinstance(self.acc, Float):
+            raise ValueError(msg("Mac acc", "a fused order needs a float accumulator",
+                                 str(self.acc)))
+        if self.mul is not None:
+            raise ValueError(msg("Mac mul", "a fused order adds exact products (mul=None)",
+                                 str(self.mul)))
+        if self.acc.rounding is FloatRounding.STOCHASTIC:
+            raise ValueError(msg("Mac acc", "a fused order needs a deterministic rounding",
+                                 str(self.acc)))
+
+    @property
+    def fused(self) -> Fused | None:
+        """The :class:`Fused` record of a ``fused:…`` order, None for the other orders."""
+        return _fused_cached(self.order) if self.order.startswith("fused:") else None
+
     @property
     def chunk(self) -> int:
         """N of ``order="chunk:N"``, 0 for the other orders."""
         return int(self.order[6:]) if self.order.startswith("chunk:") else 0
+
+
+@functools.lru_cache(maxsize=256)
+def _fused_cached(text: str) -> Fused:
+    return parse_fused(text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ live here too:
 
 * conversion: the vectorised fast kernel (with its exact fix-up inside) where the rounding and
   overflow modes have one, else the exact kernel (:func:`converter`);
-* a Mac product (:func:`mac_path`): the exact BLAS tier or the int64 kernel for fixed
+* a Mac product (:func:`mac_path`): a fused order's kernel (:func:`fused_params`), the
+  exact BLAS tier or the int64 kernel for fixed
   datapaths whose intermediates fit in 62 bits (:func:`int_path`), the double TwoSum kernel
   for float datapaths whose products are exact in double (:func:`float_path`), else the exact
   engine.
@@ -29,6 +30,7 @@ import numpy as np
 from ._errors import msg
 from ._kernels import codes as c
 from ._kernels import convert as _kc
+from ._kernels import fused as _kfu
 from ._kernels import mac_fast as _kmf
 from ._kernels.params import NO_VEC, BlockParams, FixedParams, FloatParams, FormatVec
 from .formats import (
@@ -60,6 +62,8 @@ __all__ = [
     "float_path",
     "float_span",
     "format_vec",
+    "fused_exponents",
+    "fused_params",
     "has_nan",
     "int_limits",
     "int_path",
@@ -426,7 +430,8 @@ def float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple | 
 
 class MacPath(NamedTuple):
     """The path of one Mac product: ``kind`` "int" (BLAS tier first where ``blas``, then the
-    int64 kernel if ``kernel`` is set), "float" (the double kernel) or "exact" (the engine);
+    int64 kernel if ``kernel`` is set), "float" (the double kernel), "fused" (the fused-adder
+    kernel, see :func:`fused_params`) or "exact" (the engine);
     ``kernel`` and ``args`` are the fast kernel and its parameters after the operands; fa/fb
     the operands' integer scales and sh_p the product's shift (int paths); ``hw32``: an IEEE
     float32 accumulator rounded by the hardware (its inf/NaN results go to the engine)."""
@@ -447,6 +452,8 @@ _EXACT = MacPath("exact")
 def mac_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int) -> MacPath:
     """Decide how a Mac product runs for operands with the raw spans ``spans`` (one per
     operand, :func:`fxemu._kernels.mac_fast.span`); cached per Mac and spans."""
+    if mac.fused is not None:
+        return _fused_path(mac, *spans)
     if lm.out_stochastic:
         return _EXACT
     if isinstance(mac.acc, Fixed):
@@ -485,6 +492,49 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
     return MacPath("float", kernel, (chunk, mp, ap, ap, (mulp, accp, key)), hw32=modes[2])
 
 
+_FUSED_ROUNDING = {"rtz": c.TO_ZERO, "rne": c.HALF_EVEN, "rna": c.HALF_AWAY, "rdn": c.FLOOR,
+                   "rup": c.CEIL, "rto": c.TO_ODD}
+
+
+def _floor(v: int | None) -> np.int64:
+    return np.int64(_kfu.NO_FLOOR if v is None else v)
+
+
+@functools.lru_cache(maxsize=256)
+def fused_params(mac: Mac) -> tuple[tuple, FloatParams, FormatVec]:
+    """The fused-adder kernel's parameters of a ``fused:…`` Mac: ``(fp, accp, accvec)`` with
+    fp = (terms, align bits, align rounding code, out bits, out rounding code, adder width
+    ``3 + align + carry`` or 0 when unbounded, min_exp, emin_a, emin_b, acc emin, late),
+    absent floors as :data:`fxemu._kernels.fused.NO_FLOOR`, accp the accumulator's
+    conversion parameters and accvec its exact-engine vector (see
+    :mod:`fxemu._kernels.fused`)."""
+    f = mac.fused
+    width = 0 if f.carry_bits is None else 3 + f.align_bits + f.carry_bits
+    fp = (np.int64(f.terms), np.int64(f.align_bits), np.int64(_FUSED_ROUNDING[f.align_rounding]),
+          np.int64(f.out_bits), np.int64(_FUSED_ROUNDING[f.out_rounding]), np.int64(width),
+          _floor(f.min_exp), _floor(f.emin_a), _floor(f.emin_b), np.int64(mac.acc.emin),
+          np.int64(f.late))
+    return fp, _lower_float(mac.acc), format_vec(mac.acc, c.DEFAULT_SR_BITS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fused_path(mac: Mac, a: tuple, b: tuple) -> MacPath:
+    pa, alo, ahi, _ = float_span(a)
+    pb, blo, bhi, _ = float_span(b)
+    if alo <= ahi and blo <= bhi and (pa + pb > 53 or alo + blo < -960 or ahi + bhi > 1000):
+        raise ValueError(msg(f"Mac order {mac.order}", "needs products exact in float64 "
+                             "(operands' significant bits summing to <= 53, product exponents "
+                             "in -960..1000)", f"{pa} + {pb} bits, exponents {alo + blo}.."
+                             f"{ahi + bhi}"))
+    return MacPath("fused", _kfu.fused_matmul, fused_params(mac))
+
+
+def fused_exponents(x: np.ndarray, emin: np.int64) -> np.ndarray:
+    """The clamped exponents max(floor(log2|x|), emin) of a fused Mac's operand (a finite
+    float64 array; zeros get :data:`fxemu._kernels.fused.ZERO_EXP`), same shape."""
+    out = np.empty(x.shape, np.int64)
+    _kfu.exponents(x.reshape(-1), emin, out.reshape(-1))
+    return out
 # ---------------------------------------------------------------------------------------------
 # Block formats
 

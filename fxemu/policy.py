@@ -1,22 +1,36 @@
-"""Precision policies: a format for every tensor role and a ``Mac`` for every product, per stage.
+"""Precision policies: a format for every tensor role and a ``Mac`` for every product, per stage,
+with per-layer overrides.
 
-Stages and roles of the reference CNN (conv 12×3×3 → ReLU → maxpool 2 → dense 2028→10):
+Stages and roles (defaults for every layer of the model):
 
 ``forward``
     ``input`` (images as read), ``weight`` (weights and biases as the forward datapath reads
-    them), ``activation`` (conv and dense outputs: ``R_activation(mac_result + bias)``, one
-    rounding after the Mac's own), ``conv``/``dense`` (Macs).
+    them), ``activation`` (conv, linear and avgpool outputs: ``R_activation(mac_result + bias)``,
+    one rounding after the Mac's own), ``conv``/``dense`` (Macs of conv2d and linear layers),
+    ``pool`` (optional: the Mac summing an avgpool window; default the ``conv`` Mac).
 ``backward``
     ``weight`` (weights as the backward datapath reads them), ``grad`` (every gradient
     tensor: logits, pooled and conv-output gradients, dW, db), ``dense_dw``, ``dense_dx``,
-    ``conv_dw`` (Macs; bias gradients use the matching dW Mac over the batch).
+    ``conv_dw`` (Macs; bias gradients use the matching dW Mac over the batch), ``conv_dx``
+    (optional: a conv layer's input gradient, and the sum of overlapping avgpool windows'
+    gradient shares; default the ``dense_dx`` Mac — the founding network never forms one,
+    its conv is the first layer).
 ``update``
-    ``master`` (the stored weights): ``W ← R_master(W - lr·dW)``, the product and difference
-    exact, one rounding (stochastic if ``master`` says so).
+    ``master`` (the stored weights): ``W ← R_master(W - lr·d)``, the product and difference
+    exact, one rounding (stochastic if ``master`` says so), with ``d = dW`` for plain SGD;
+    ``momentum`` (optional: the momentum buffer's format, default ``master``): with a momentum
+    coefficient μ > 0 (:class:`fxemu.nn.SGD`) ``v ← R_momentum(μ·v + d)`` and ``d = v``;
+    ``sr_bits`` (optional: random bits of a stochastic ``master`` rounding).
+
+``layers``
+    ``[layers.NAME.forward]`` / ``[layers.NAME.backward]`` / ``[layers.NAME.update]`` tables
+    override any of the roles above for the layer named NAME (the names of the model's spec:
+    conv1, pool1, fc1, …); what a table leaves out comes from the stage tables. A name absent
+    from the model is refused when training starts (:meth:`Policy.check_layers`).
 
 Softmax and the cross-entropy gradient ``(softmax(z) - onehot)/B`` run on the host in float64
 from the forward logits for every backend (as the accelerator's driver does); the result is
-rounded into the backward ``grad`` format.
+rounded into the backward ``grad`` format of the last layer.
 """
 
 from __future__ import annotations
@@ -84,6 +98,12 @@ class Forward:
     activation: Fixed | Float
     conv: Mac
     dense: Mac
+    pool: Mac | None = None
+
+    @property
+    def pool_mac(self) -> Mac:
+        """The avgpool window-sum Mac (``pool``, else ``conv``)."""
+        return self.conv if self.pool is None else self.pool
 
 
 @dataclass(frozen=True)
@@ -93,12 +113,55 @@ class Backward:
     dense_dw: Mac
     dense_dx: Mac
     conv_dw: Mac
+    conv_dx: Mac | None = None
+
+    @property
+    def conv_dx_mac(self) -> Mac:
+        """The conv input-gradient Mac (``conv_dx``, else ``dense_dx``)."""
+        return self.dense_dx if self.conv_dx is None else self.conv_dx
 
 
 @dataclass(frozen=True)
 class Update:
     master: Fixed | Float
     sr_bits: int | None = None
+    momentum: Fixed | Float | None = None
+
+    @property
+    def momentum_fmt(self) -> Fixed | Float:
+        """The momentum buffer's format (``momentum``, else ``master``)."""
+        return self.master if self.momentum is None else self.momentum
+
+
+_FORWARD_KEYS = {"input": "fmt", "weight": "fmt", "activation": "fmt", "conv": "mac",
+                 "dense": "mac", "pool": "optmac"}
+_BACKWARD_KEYS = {"weight": "fmt", "grad": "fmt", "dense_dw": "mac", "dense_dx": "mac",
+                  "conv_dw": "mac", "conv_dx": "optmac"}
+_UPDATE_KEYS = {"master": "fmt", "sr_bits": "opt", "momentum": "optfmt"}
+_STAGES = {"forward": _FORWARD_KEYS, "backward": _BACKWARD_KEYS, "update": _UPDATE_KEYS}
+
+
+def _stage_values(table: dict, keys: dict[str, str], what: str, partial: bool) -> dict:
+    """Parsed values of one stage table (every required key present unless ``partial``)."""
+    extra = set(table) - set(keys)
+    if extra:
+        raise ValueError(msg(f"{what}.{sorted(extra)[0]}", "unknown key",
+                             hint="known: " + ", ".join(keys)))
+    out = {}
+    for k, kind in keys.items():
+        if k not in table:
+            if partial or kind.startswith("opt"):
+                continue
+            raise ValueError(msg(f"{what}.{k}", "missing"))
+        v = table[k]
+        where = f"{what}.{k}"
+        out[k] = _mac(v, where) if kind in ("mac", "optmac") else (
+            _fmt(v, where) if kind in ("fmt", "optfmt") else v)
+    sr = out.get("sr_bits")
+    if sr is not None and (type(sr) is not int or not 1 <= sr <= 62):
+        raise ValueError(msg(f"{what}.sr_bits", "must be an int in 1..62 (random bits "
+                             "below the kept LSB)", sr))
+    return out
 
 
 @dataclass(frozen=True)
@@ -110,6 +173,24 @@ class Policy:
     backward: Backward
     update: Update
     native_dtype: str | None = field(default=None)
+    #: per-layer overrides: layer name -> {"forward"|"backward"|"update": {role: value}}
+    layers: dict = field(default_factory=dict, hash=False)
+
+    def for_layer(self, name: str) -> Policy:
+        """The policy one layer runs under: the stage roles with ``layers[name]`` applied."""
+        over = self.layers.get(name)
+        if not over:
+            return self
+        return replace(self, forward=replace(self.forward, **over.get("forward", {})),
+                       backward=replace(self.backward, **over.get("backward", {})),
+                       update=replace(self.update, **over.get("update", {})), layers={})
+
+    def check_layers(self, names: list[str], model: str = "the model") -> None:
+        """Refuse overrides for layers ``names`` does not hold (one line naming the layer)."""
+        missing = [n for n in self.layers if n not in names]
+        if missing:
+            raise ValueError(msg(f"policy.layers.{missing[0]}", f"{model} has no layer of "
+                                 "that name", hint="its layers: " + ", ".join(names)))
 
     def to_dict(self) -> dict:
         """A plain, JSON-serialisable description (round-trips through :func:`from_dict`)."""
@@ -128,10 +209,17 @@ class Policy:
                              else (str(v) if isinstance(v, Fixed | Float) else v))
                     for f in fields(s) if getattr(s, f.name) is not None}
 
+        def partial(o: dict) -> dict:
+            return {k: (mac(v) if isinstance(v, Mac) else (str(v) if isinstance(v, Fixed | Float)
+                                                          else v)) for k, v in o.items()}
+
         d = {"name": self.name, "forward": stage(self.forward),
              "backward": stage(self.backward), "update": stage(self.update)}
         if self.native_dtype:
             d["native_dtype"] = self.native_dtype
+        if self.layers:
+            d["layers"] = {n: {st: partial(t) for st, t in o.items()}
+                           for n, o in self.layers.items()}
         return d
 
     @classmethod
@@ -139,45 +227,33 @@ class Policy:
         """Build and validate a policy from a mapping (as in a TOML/JSON policy file)."""
         if not isinstance(d, dict):
             raise TypeError(msg("policy", "must be a table", type(d).__name__))
-        unknown = set(d) - {"name", "forward", "backward", "update", "native_dtype"}
+        unknown = set(d) - {"name", "forward", "backward", "update", "native_dtype", "layers"}
         if unknown:
             raise ValueError(msg("policy", "unknown keys", sorted(unknown)))
         for key in ("forward", "backward", "update"):
             if not isinstance(d.get(key), dict):
                 raise ValueError(msg(f"policy.{key}", "missing table"))
-
-        def take(stage: str, keys: dict[str, object]) -> dict:
-            table = d[stage]
-            extra = set(table) - set(keys)
-            if extra:
-                raise ValueError(msg(f"policy.{stage}", "unknown keys", sorted(extra),
-                                     "known: " + ", ".join(keys)))
-            out = {}
-            for k, kind in keys.items():
-                if k not in table:
-                    if kind == "opt":
-                        continue
-                    raise ValueError(msg(f"policy.{stage}.{k}", "missing"))
-                v = table[k]
-                what = f"policy.{stage}.{k}"
-                out[k] = _mac(v, what) if kind == "mac" else (
-                    _fmt(v, what) if kind == "fmt" else v)
-            return out
-
-        fw = take("forward", {"input": "fmt", "weight": "fmt", "activation": "fmt",
-                              "conv": "mac", "dense": "mac"})
-        bw = take("backward", {"weight": "fmt", "grad": "fmt", "dense_dw": "mac",
-                               "dense_dx": "mac", "conv_dw": "mac"})
-        up = take("update", {"master": "fmt", "sr_bits": "opt"})
-        sr = up.get("sr_bits")
-        if sr is not None and (type(sr) is not int or not 1 <= sr <= 62):
-            raise ValueError(msg("policy.update.sr_bits", "must be an int in 1..62 (random bits "
-                                 "below the kept LSB)", sr))
+        fw, bw, up = (_stage_values(d[st], keys, f"policy.{st}", False)
+                      for st, keys in _STAGES.items())
         nd = d.get("native_dtype")
         if nd not in (None, "float32", "float64"):
             raise ValueError(msg("policy.native_dtype", "must be float32 or float64", nd))
+        layers = d.get("layers", {})
+        if not isinstance(layers, dict):
+            raise ValueError(msg("policy.layers", "must be a table of layer tables", layers))
+        over: dict = {}
+        for name, table in layers.items():
+            what = f"policy.layers.{name}"
+            if not isinstance(table, dict) or not table or set(table) - set(_STAGES):
+                raise ValueError(msg(what, "must be a table of forward/backward/update tables",
+                                     sorted(table) if isinstance(table, dict) else table))
+            over[str(name)] = {}
+            for st, t in table.items():
+                if not isinstance(t, dict):
+                    raise ValueError(msg(f"{what}.{st}", "must be a table", t))
+                over[str(name)][st] = _stage_values(t, _STAGES[st], f"{what}.{st}", True)
         return cls(name=str(d.get("name", "custom")), forward=Forward(**fw),
-                   backward=Backward(**bw), update=Update(**up), native_dtype=nd)
+                   backward=Backward(**bw), update=Update(**up), native_dtype=nd, layers=over)
 
     def with_name(self, name: str) -> Policy:
         return replace(self, name=name)
