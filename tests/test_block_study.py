@@ -43,12 +43,13 @@ def test_policy_tables_with_block_macs_and_refusal() -> None:
 
 
 def test_block_axis_is_each_products_reduction_axis() -> None:
-    """The emulated backend's dense layer under mxfp8: h (N, 2028) blocked along features,
+    """The emulated backend's linear layer under mxfp8: h (N, 2028) blocked along features,
     W^T (2028, 10) along features; dW = g^T h blocked along the batch."""
     from fxemu.backends import get_backend
 
     rng = np.random.default_rng(0)
-    be = get_backend("emulated", PRESETS["mxfp8"], 0)
+    pol = PRESETS["mxfp8"]
+    be = get_backend("emulated", pol, 0)
     h = rng.standard_normal((5, 2028))
     w = rng.standard_normal((10, 2028))
     b = np.zeros(10)
