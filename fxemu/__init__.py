@@ -29,6 +29,7 @@ from .formats import (
     Format,
     Mac,
     Special,
+    p3109,
     parse,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "maxpool2d",
     "maxpool2d_backward",
     "mul",
+    "p3109",
     "parse",
     "quantize",
     "sub",

@@ -13,6 +13,7 @@ import numpy as np
 
 from ._jit import jit
 from .codes import (
+    AWAY,
     CEIL,
     FLOOR,
     HALF_AWAY,
@@ -20,6 +21,10 @@ from .codes import (
     HALF_EVEN,
     HALF_UP,
     HALF_ZERO,
+    JAM_SM,
+    JAM_TC,
+    MAG_TC,
+    STOCH_SM,
     STOCH_TC,
     TO_ODD,
     TO_ZERO,
@@ -57,9 +62,23 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
     the kept LSB; a carry rounds up. ``STOCH_TC`` does this on the two's complement value, so for
     negative values the magnitude rounds up when the random draw is below the fraction rounded
     up to ``sr_bits`` bits.
+
+    ``JAM_SM`` sets the LSB of every nonzero magnitude, exact or not (up when ``q`` is even);
+    ``JAM_TC`` and ``MAG_TC`` act on the two's complement floor, so an *exact* negative value
+    may step its magnitude *down* — that case is :func:`exact_step_down`, not this function.
     """
+    if mode == JAM_SM:
+        return (q & _ONE) == _ZERO and (q != _ZERO or r64 != _ZERO or sticky)
+    if mode == JAM_TC:
+        # floor(v) | 1: exact positives (0 included) and every inexact value are up when q is
+        # even; exact negatives are exact_step_down's
+        return (q & _ONE) == _ZERO and (not neg or r64 != _ZERO or sticky)
     if r64 == _ZERO and not sticky:
         return False
+    if mode == AWAY:
+        return True
+    if mode == MAG_TC:
+        return False  # inexact: floor(v) + [v < 0] is the truncation toward 0
     if mode == FLOOR:
         return neg
     if mode == CEIL:
@@ -68,7 +87,7 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
         return False
     if mode == TO_ODD:
         return (q & _ONE) == _ZERO
-    if mode >= STOCH_TC:
+    if mode == STOCH_TC or mode == STOCH_SM:
         sh = np.uint64(64 - sr_bits)
         frac = r64 >> sh
         draw = rnd >> sh
@@ -94,3 +113,15 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
     if mode == HALF_EVEN:
         return (q & _ONE) == _ONE
     return (q & _ONE) == _ZERO  # HALF_ODD
+
+
+@jit
+def exact_step_down(mode, neg, nonzero, q, inexact):
+    """Whether an *exact* negative fixed value ``-q`` (``nonzero``: q > 0, q holding its low 64
+    bits) steps its magnitude down to ``q - 1`` (the two's complement modes): ``MAG_TC``
+    always (floor + 1), ``JAM_TC`` when ``q`` is even (``-q | 1 = -(q - 1)``)."""
+    if inexact or not neg or not nonzero:
+        return False
+    if mode == MAG_TC:
+        return True
+    return mode == JAM_TC and (q & _ONE) == _ZERO
