@@ -76,6 +76,12 @@ class FixedRounding(enum.Enum):
         """Whether ap_fixed or ac_fixed has this mode (ap_fixed lacks ``RND_CONV_ODD``)."""
         return self not in _NON_HLS_FIXED and self is not FixedRounding.STOCHASTIC
 
+    @property
+    def keeps_exact(self) -> bool:
+        """Whether a value already in the format is stored unchanged (not so for ``JAM``,
+        which sets the LSB, and ``TRN_MAG``, which adds one LSB to negative values)."""
+        return self not in (FixedRounding.JAM, FixedRounding.TRN_MAG)
+
 
 class FixedOverflow(enum.Enum):
     """Fixed-point overflow modes (``AP_``/``AC_`` tokens).
@@ -116,6 +122,11 @@ class FloatRounding(enum.Enum):
     TIES_NEG = "ties_neg"
     TO_AWAY = "to_away"
     JAM = "jam"
+
+    @property
+    def keeps_exact(self) -> bool:
+        """Whether a value already in the format is stored unchanged (not so for ``JAM``)."""
+        return self is not FloatRounding.JAM
 
 
 class Special(enum.Enum):
@@ -398,10 +409,12 @@ class Float:
         and their NaN under ``inf`` (``fn``: the NaN of the input's sign; ``fnuz``: the single
         NaN); ``none`` gives ±max under both. ``sat_finite`` gives ±max for ±inf too.
     signed : bool
-        False: no sign bit (``E + M``-bit codes, e.g. ``float8_e5m3fnu``). An input with its
-        sign bit set becomes NaN (as ml_dtypes and IEEE P3109 do), except -0, which is +0
-        where the format has a zero; where the format has no NaN (``special="none"``) such
-        inputs raise ``ValueError`` as NaN does.
+        False: no sign bit (``E + M``-bit codes, e.g. ``float8_e5m3fnu``). A negative input
+        becomes NaN (as ml_dtypes and IEEE P3109 do), except that, as P3109 states, -0 gives
+        +0, and under saturation (``sat``, ``sat_finite``) or a finite negative rounded
+        ``rtz``/``rup`` the result is the smallest value (0, or 2^-bias without zero); where
+        the format has no NaN (``special="none"``) the NaN cases raise ``ValueError`` as NaN
+        does.
     zero : bool
         False (only with M = 0, ``subnormals=False`` and a NaN): the format has no zero;
         exponent field 0 is the binade 2^-bias (OCP/ml_dtypes ``float8_e8m0fnu``), positive

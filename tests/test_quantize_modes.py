@@ -52,7 +52,9 @@ def _check_float(fmt: fx.Float, x: np.ndarray) -> None:
     assert np.array_equal(_bits(fx.from_bits(codes, fmt)), _bits(want_v)), str(fmt)
     ok = np.ones(x.size, bool)
     if not fmt.has_nan:
-        ok = ~np.isnan(x) & (fmt.signed | ~np.signbit(x) | (x == 0))
+        inward = fmt.rounding.value in ("rtz", "rup")
+        to_min = (fmt.overflow.value != "inf") | (inward & np.isfinite(x))
+        ok = ~np.isnan(x) & (fmt.signed | ~np.signbit(x) | (x == 0) | to_min)
     want = np.array([flo.float_code(float(v), spec) for v in x[ok]], np.uint64)
     got = fx.to_bits(x[ok], fmt)
     bad = np.flatnonzero(got != want)
@@ -105,6 +107,9 @@ def test_unsigned_negative_inputs() -> None:
     f = fx.parse("float8_e5m3fnu")
     got = fx.to_bits([-1.0, -0.0, 0.0, -np.inf, np.inf, -1e-30], f).tolist()
     assert got == [0xFF, 0, 0, 0xFF, 0xFF, 0xFF]
+    sat = fx.to_bits([-1.0, -np.inf, 2.0], f.replace(overflow="sat")).tolist()
+    assert sat == [0, 0, 0x80]
+    assert fx.to_bits([-1.0, -np.inf], f.replace(rounding="rtz")).tolist() == [0, 0xFF]
     nonan = fx.Float(4, 3, special="none", signed=False)
     with pytest.raises(ValueError, match=r"^x: contains NaN or negative values but "
                                          r"float<4,3,special=none,signed=false> has no NaN"):

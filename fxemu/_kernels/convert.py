@@ -327,17 +327,32 @@ def float_special(b, nan_code, inf_code, max_code, special, overflow_sat, sat_in
 
 
 @jit
+def unsigned_negative_is_zero(b, zoff, qmode, overflow_sat):
+    """Whether a negative input ``b`` (sign bit set) into an unsigned float format gives its
+    smallest value (0, or 2^-bias without zero) rather than NaN, as IEEE P3109 states it:
+    -0 (where the format has a zero), any negative under saturation (``sat``, ``sat_finite``),
+    and a finite negative rounded toward 0 or +inf (``rtz``, ``rup``)."""
+    mag = b & ~(_U1 << np.uint64(63))
+    if mag == _U0:
+        return zoff == 0
+    if overflow_sat:
+        return True
+    return mag < np.uint64(0x7FF0000000000000) and (qmode == TO_ZERO or qmode == CEIL)
+
+
+@jit
 def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, overflow_sat,
                   qmode, sr_bits, key, idx, sat_inf=False, unsigned=False, zoff=0,
                   code_par=False, has_user=False, user_rnd=0):
     """Round the double with bits ``b`` into a float format; return (sign, magnitude code).
 
-    ``unsigned``: an input with its sign bit set is NaN, except -0 where the format has a zero
-    (+0). ``zoff`` = 1: a format without zero (its parameters are those of the format with one
-    more binade below, whose codes are one higher): ±0 gives NaN, positive values below its
-    smallest round to it or up."""
+    ``unsigned``: an input with its sign bit set is NaN, except the cases
+    :func:`unsigned_negative_is_zero` lists (the smallest value). ``zoff`` = 1: a format
+    without zero (its parameters are those of the format with one more binade below, whose
+    codes are one higher): ±0 gives NaN, positive values below its smallest round to it or
+    up."""
     if unsigned and (b >> np.uint64(63)) != _U0:
-        if (b & ~(_U1 << np.uint64(63))) == _U0 and zoff == 0:
+        if unsigned_negative_is_zero(b, zoff, qmode, overflow_sat):
             return False, _U0
         neg, c = False, nan_code
     elif ((b >> np.uint64(52)) & np.uint64(0x7FF)) == np.uint64(0x7FF):
@@ -589,7 +604,8 @@ def float_kernel(fast, codes):
                     mag = b & ~(_U1 << np.uint64(63))
                     if nan_raise and (mag > np.uint64(0x7FF0000000000000)
                                       or (unsigned and mag != b
-                                          and (mag != _U0 or p.zoff != _U0))):
+                                          and not unsigned_negative_is_zero(
+                                              b, p.zoff, qmode, p.overflow_sat))):
                         nnan += 1
                     else:
                         neg, c = float_element(b, p.mbits, p.emin, p.max_code, p.nan_code,

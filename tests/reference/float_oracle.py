@@ -24,7 +24,8 @@ rather than speed. The semantics follow the docstrings of ``fxemu.formats``:
 * NaN codes: ieee ``sign | all-ones exponent | quiet bit (mantissa MSB)``; fn ``sign | all-ones``;
   fnuz ``0x80…``; ``none`` has no NaN (``ValueError``); fnuz_inf ``0x80…`` with ±inf at the
   all-ones magnitude; fn_inf NaN at all-ones and inf at the code below.
-* Unsigned formats (no sign bit): a negative input (-inf included) is NaN, -0 is +0. A format
+* Unsigned formats (no sign bit): a negative input (-inf included) is NaN, -0 is +0, and under
+  saturation or a finite rtz/rup the smallest value (IEEE P3109's rule). A format
   without zero (``zero=False``, M = 0): magnitude codes are one less than the same format's
   with zero (exponent field 0 is 2^-bias); results below its smallest give it, ±0 is NaN.
 * More modes: ties_zero/ties_odd/ties_pos/ties_neg (nearest, ties toward 0 / odd / +inf /
@@ -234,19 +235,30 @@ def float_code(x, fmt) -> int:
     return max(code, 1) - 1 if spec.zoff else code
 
 
+def _unsigned_negative(spec: FloatSpec, x) -> int:
+    """A negative input into an unsigned format: NaN, except -0 (+0 where there is a zero),
+    saturation and finite rtz/rup (the smallest value), as IEEE P3109 states."""
+    if x == 0 and not spec.zoff:
+        return 0
+    if x != 0 and (spec.overflow != "inf"
+                   or (spec.rounding in ("rtz", "rup") and not math.isinf(x))):
+        return 0
+    return nan_code(spec)
+
+
 def _code(x, spec: FloatSpec) -> int:
     if isinstance(x, float):
         if math.isnan(x):
             return nan_code(spec, math.copysign(1.0, x) < 0)
         negative = math.copysign(1.0, x) < 0
-        if not spec.signed and negative and (x != 0 or spec.zoff):
-            return nan_code(spec)
+        if not spec.signed and negative:
+            return _unsigned_negative(spec, x)
         if math.isinf(x):
             return inf_code(spec, x < 0)
     else:
         negative = x < 0
         if not spec.signed and negative:
-            return nan_code(spec)
+            return _unsigned_negative(spec, x)
     if not spec.signed:
         negative = False
     a = abs(Fraction(x))
