@@ -129,7 +129,8 @@ def _gfloat(t: Tally, rng: np.random.Generator) -> None:
 
     rmodes = {RoundMode.TowardZero: ("rtz", "trn_zero"),
               RoundMode.TowardNegative: ("rdn", "trn"),
-              RoundMode.TowardPositive: ("rup", "trn_inf"), RoundMode.TiesToAway: ("rna", "rnd_inf"),
+              RoundMode.TowardPositive: ("rup", "trn_inf"),
+              RoundMode.TiesToAway: ("rna", "rnd_inf"),
               RoundMode.TiesToEven: ("rne", "rnd_conv"), RoundMode.StochasticFastest: None,
               RoundMode.Stochastic: "gfloat Stochastic rounds the residue to srnumbits bits "
                                     "(ties to even) before adding the draw",
