@@ -340,9 +340,16 @@ def lower_mac(mac: Mac, sr_bits: int) -> MacParams:
     order = _ORDERS.get(mac.order, c.ORDER_CHUNK)
     acc = format_vec(mac.acc, sr_bits)
     out = mac.out_format
+    out_vec = format_vec(out, sr_bits)
+    if mac.out is None and not out.rounding.keeps_exact:
+        # the kernels round the final accumulator into out; without an out format that must
+        # be the identity, which jamming/trn_mag are not on exact values: read it back with
+        # truncation (every accumulator value is exact in acc)
+        out_vec = format_vec(out.replace(rounding="trn" if isinstance(out, Fixed) else "rtz"),
+                             sr_bits)
     return MacParams(
         acc=acc, mul=format_vec(mac.mul, sr_bits) if mac.mul is not None else acc,
-        out=format_vec(out, sr_bits), use_mul=mac.mul is not None, order=order,
+        out=out_vec, use_mul=mac.mul is not None, order=order,
         chunk=mac.chunk, out_scale=out.step if isinstance(out, Fixed) else 0.0,
         first=mac.mul if mac.mul is not None else mac.acc,
         out_stochastic=_stochastic(mac.out),

@@ -11,6 +11,8 @@ inputs into unsigned formats, and zero into the zero-less E8M0.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -37,12 +39,20 @@ def _bits(v: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(v), np.nan, np.asarray(v, np.float64)).view(np.uint64)
 
 
+#: extensive variants: ``tox -e peers`` (FXEMU_PEERS=1 pytest -m peers) runs them
+PEERS = [pytest.mark.peers,
+         pytest.mark.skipif(not os.environ.get("FXEMU_PEERS"), reason="set FXEMU_PEERS=1")]
 FORMATS = [*p3109_binary8_formats, format_info_ocp_e8m0,
-           *(gfloat.formats.format_info_p3109(6, p, s, d) for p in (1, 2, 5)
-             for s in (Signedness.Signed, Signedness.Unsigned) for d in Domain)]
+           *(pytest.param(gfloat.formats.format_info_p3109(6, p, s, d), marks=PEERS)
+             for p in (1, 2, 5) for s in (Signedness.Signed, Signedness.Unsigned)
+             for d in Domain)]
 
 
-@pytest.mark.parametrize("fi", FORMATS, ids=lambda fi: fi.name)
+def _name(fi) -> str:
+    return fi.name
+
+
+@pytest.mark.parametrize("fi", FORMATS, ids=_name)
 def test_every_code_decodes_as_gfloat(fi) -> None:
     f = _fx(fi)
     codes = np.arange(1 << fi.k)
@@ -64,7 +74,7 @@ def _inputs(fi) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("fi", FORMATS, ids=lambda fi: fi.name)
+@pytest.mark.parametrize("fi", FORMATS, ids=_name)
 def test_round_and_encode_match_gfloat(fi) -> None:
     f = _fx(fi)
     x = _inputs(fi)
@@ -77,7 +87,7 @@ def test_round_and_encode_match_gfloat(fi) -> None:
                                       _bits(fx.from_bits(want, g)), err_msg=f"{rnd} {sat}")
 
 
-@pytest.mark.parametrize("fi", FORMATS[:6], ids=lambda fi: fi.name)
+@pytest.mark.parametrize("fi", FORMATS[:6], ids=_name)
 def test_stochastic_fastest_with_the_same_random_bits(fi) -> None:
     f = _fx(fi)
     x = _inputs(fi)

@@ -250,3 +250,27 @@ def test_arithmetic_in_p3109_formats_and_refusal_of_storage_formats() -> None:
     with pytest.raises(ValueError, match=r"^format: unsigned and zero-less float formats are "
                                          r"storage formats"):
         fx.mul([1.0], [2.0], "float8_e5m3fnu")
+
+
+@pytest.mark.parametrize("acc", [fx.Fixed(12, 6, rounding="trn_inf", overflow="sat"),
+                                 fx.Fixed(12, 6, rounding="jam", overflow="wrap"),
+                                 fx.Fixed(12, 6, rounding="trn_mag", overflow="sat"),
+                                 fx.Float(4, 3, rounding="ties_zero"),
+                                 fx.Float(5, 2, rounding="jam"),
+                                 fx.parse("p3109_k8p3").replace(rounding="to_away")],
+                         ids=str)
+def test_mac_accumulates_with_the_new_modes(acc) -> None:
+    """A sequential Mac rounds every partial sum into acc: the same as rounding acc + p with
+    fx.quantize step by step (operands on a coarse grid, so every sum is exact in double)."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(-8, 8, (5, 24)) / 4.0
+    b = rng.integers(-8, 8, (24, 3)) / 8.0
+    got = fx.matmul(a, b, fx.Mac(acc=acc))
+    want = np.zeros((5, 3))
+    for i in range(5):
+        for j in range(3):
+            s = 0.0
+            for k in range(24):
+                s = fx.quantize([s + a[i, k] * b[k, j]], acc)[0]
+            want[i, j] = s
+    np.testing.assert_array_equal(_bits(got), _bits(want))
