@@ -78,6 +78,9 @@ _FLOAT_ROUNDING = {
     FloatRounding.TIES_NEG: "round to nearest, ties toward -inf",
     FloatRounding.TO_AWAY: "round away from zero",
     FloatRounding.JAM: "jamming: truncate the magnitude, then set its LSB (nonzero values)",
+    FloatRounding.STOCHASTIC_RNE: "stochastic, the residue first rounded to sr_bits bits (even)",
+    FloatRounding.STOCHASTIC_RNO: "stochastic, the residue first rounded to sr_bits bits (odd)",
+    FloatRounding.STOCHASTIC_HALF: "stochastic, half an LSB of the draw added",
 }
 _SPECIAL = {
     Special.IEEE: "ieee: exponent all-ones holds +-inf (mantissa 0) and NaN",

@@ -105,8 +105,12 @@ class FloatRounding(enum.Enum):
     ``sr_bits`` bits (sign-magnitude datapath), ``TIES_ZERO`` / ``TIES_ODD`` / ``TIES_POS`` /
     ``TIES_NEG`` nearest with ties toward 0 / to odd / toward +inf / toward -inf, ``TO_AWAY``
     away from 0, ``JAM`` magnitude truncated then its LSB set, for every nonzero value (exact
-    ones too; APyTypes ``JAM``). "Even"/"odd" is the code's parity (at precision 1, M = 0: the
-    exponent field's, as IEEE P3109 defines ties-to-even there).
+    ones too; APyTypes ``JAM``). ``STOCHASTIC_RNE`` / ``STOCHASTIC_RNO``: as ``STOCHASTIC``
+    with the residue rounded (ties to even / odd) to ``sr_bits`` bits instead of truncated
+    (gfloat ``Stochastic``/``StochasticOdd``, pychop P3109 ``stochastic_c``);
+    ``STOCHASTIC_HALF``: up when residue + (draw + 1/2)·2^-r >= 1 (gfloat ``StochasticFast``,
+    pychop ``stochastic_b``). "Even"/"odd" of a tie is the significand's parity (the code's
+    for M >= 1; with ``code_ties`` at M = 0 too, IEEE P3109's rule).
     """
 
     RNE = "rne"
@@ -122,6 +126,9 @@ class FloatRounding(enum.Enum):
     TIES_NEG = "ties_neg"
     TO_AWAY = "to_away"
     JAM = "jam"
+    STOCHASTIC_RNE = "stochastic_rne"
+    STOCHASTIC_RNO = "stochastic_rno"
+    STOCHASTIC_HALF = "stochastic_half"
 
     @property
     def keeps_exact(self) -> bool:

@@ -107,6 +107,9 @@ FLOAT_ROUNDING = {
     FloatRounding.TIES_NEG: c.HALF_DOWN,
     FloatRounding.TO_AWAY: c.AWAY,
     FloatRounding.JAM: c.JAM_SM,
+    FloatRounding.STOCHASTIC_RNE: c.STOCH_SM_RNE,
+    FloatRounding.STOCHASTIC_RNO: c.STOCH_SM_RNO,
+    FloatRounding.STOCHASTIC_HALF: c.STOCH_SM_HALF,
 }
 _SPECIAL = {Special.IEEE: c.S_IEEE, Special.FN: c.S_FN, Special.FNUZ: c.S_FNUZ,
             Special.NONE: c.S_NONE, Special.FNUZ_INF: c.S_FNUZ_INF, Special.FN_INF: c.S_FN_INF}
@@ -267,8 +270,9 @@ def slow_vec(fmt: Fixed | Float, sr_bits: int) -> np.ndarray:
 
 def is_stochastic(fmt: Fixed | Float | None) -> bool:
     """Whether ``fmt`` rounds stochastically."""
-    return fmt is not None and fmt.rounding in (FixedRounding.STOCHASTIC,
-                                                FloatRounding.STOCHASTIC)
+    return fmt is not None and fmt.rounding in (
+        FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC, FloatRounding.STOCHASTIC_RNE,
+        FloatRounding.STOCHASTIC_RNO, FloatRounding.STOCHASTIC_HALF)
 
 
 _stochastic = is_stochastic

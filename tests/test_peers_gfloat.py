@@ -87,18 +87,22 @@ def test_round_and_encode_match_gfloat(fi) -> None:
                                       _bits(fx.from_bits(want, g)), err_msg=f"{rnd} {sat}")
 
 
+STOCH = {RoundMode.StochasticFastest: "stochastic", RoundMode.Stochastic: "stochastic_rne",
+         RoundMode.StochasticOdd: "stochastic_rno", RoundMode.StochasticFast: "stochastic_half"}
+
+
 @pytest.mark.parametrize("fi", FORMATS[:6], ids=_name)
-def test_stochastic_fastest_with_the_same_random_bits(fi) -> None:
+@pytest.mark.parametrize("mode", list(STOCH), ids=lambda m: m.name)
+def test_stochastic_modes_with_the_same_random_bits(fi, mode) -> None:
     f = _fx(fi)
     x = _inputs(fi)
     x = x[np.isfinite(x)]
     rng = np.random.default_rng(fi.k * 10 + fi.precision)
     for n in (1, 3, 7):
         srb = rng.integers(0, 2**n, x.size)
-        r = gfloat.round_ndarray(fi, x, RoundMode.StochasticFastest, False, srbits=srb,
-                                 srnumbits=n)
+        r = gfloat.round_ndarray(fi, x, mode, False, srbits=srb, srnumbits=n)
         want = np.array([gfloat.encode_float(fi, float(v)) for v in r], np.uint64)
-        g = f.replace(rounding="stochastic")
+        g = f.replace(rounding=STOCH[mode])
         got = fx.to_bits(x, g, random_bits=srb, sr_bits=n)
         np.testing.assert_array_equal(_bits(fx.from_bits(got, g)),
                                       _bits(fx.from_bits(want, g)), err_msg=str(n))

@@ -22,6 +22,11 @@ AWAY = 12  # inexact results take the neighbour away from 0 (fixed TRN_AWAY, flo
 JAM_TC = 13  # two's complement floor, then LSB := 1, exact values too (APyTypes fixed JAM)
 JAM_SM = 14  # magnitude truncated, then LSB := 1, exact nonzero values too (float JAM)
 MAG_TC = 15  # two's complement floor plus one LSB for negatives (APyTypes TRN_MAG)
+# stochastic on the magnitude with the residue first rounded to sr_bits bits (gfloat Stochastic,
+# StochasticOdd) or half an LSB of the draw added (gfloat StochasticFast, pychop stochastic_b)
+STOCH_SM_RNE = 16
+STOCH_SM_RNO = 17
+STOCH_SM_HALF = 18
 
 # Fixed overflow
 O_SAT = 0

@@ -32,13 +32,11 @@ from .codes import (
     S_FNUZ,
     S_FNUZ_INF,
     S_IEEE,
-    STOCH_SM,
-    STOCH_TC,
     TO_ODD,
     TO_ZERO,
 )
 from .exact import bitlen128, from_double, shl128, shr128
-from .rounding import exact_step_down, random_bits, round_up
+from .rounding import exact_step_down, is_stochastic, random_bits, round_up
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
@@ -101,7 +99,7 @@ def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, s
         huge = big or th != _U0
     inexact = r64 != _U0 or sticky
     rnd = _U0
-    if (qmode == STOCH_TC or qmode == STOCH_SM) and inexact:
+    if is_stochastic(qmode) and inexact:
         rnd = draw(qmode, key, idx, has_user, user_rnd, sr_bits)
     up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
     mag = q + _U1 if up else q
@@ -278,7 +276,7 @@ def float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_cod
         _, q, r64, st = shr128(hi, lo, sh)
         sticky = sticky or st
     rnd = _U0
-    if (qmode == STOCH_TC or qmode == STOCH_SM) and (r64 != _U0 or sticky):
+    if is_stochastic(qmode) and (r64 != _U0 or sticky):
         rnd = draw(qmode, key, idx, has_user, user_rnd, sr_bits)
     qp = q
     if code_par and mbits == 0:  # P3109: the parity of the code (the exponent field)

@@ -25,6 +25,9 @@ from .codes import (
     JAM_TC,
     MAG_TC,
     STOCH_SM,
+    STOCH_SM_HALF,
+    STOCH_SM_RNE,
+    STOCH_SM_RNO,
     STOCH_TC,
     TO_ODD,
     TO_ZERO,
@@ -51,6 +54,12 @@ def mix64(z):
 def random_bits(key, index):
     """64 random bits for element ``index`` under stream ``key`` (pure function of both)."""
     return mix64(key ^ mix64(np.uint64(index)))
+
+
+@jit
+def is_stochastic(mode):
+    """Whether rounding mode ``mode`` draws random bits."""
+    return mode == STOCH_TC or mode == STOCH_SM or (STOCH_SM_RNE <= mode <= STOCH_SM_HALF)
 
 
 @jit
@@ -87,6 +96,24 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
         return False
     if mode == TO_ODD:
         return (q & _ONE) == _ZERO
+    if mode == STOCH_SM_HALF:  # up when residue + (draw + 1/2)·2^-r >= 1, on r + 1 bits
+        sh = np.uint64(63 - sr_bits)
+        frac = r64 >> sh
+        draw = rnd >> np.uint64(64 - sr_bits)
+        return frac + (draw << _ONE) + _ONE >= (_ONE << np.uint64(sr_bits + 1))
+    if mode == STOCH_SM_RNE or mode == STOCH_SM_RNO:  # the residue rounded to r bits first
+        sh = np.uint64(64 - sr_bits)
+        frac = r64 >> sh
+        rem = r64 & ((_ONE << sh) - _ONE)
+        half = _ONE << (sh - _ONE)
+        if rem > half or (rem == half and sticky):
+            frac += _ONE
+        elif rem == half:
+            odd = (frac & _ONE) == _ONE
+            if odd == (mode == STOCH_SM_RNE):
+                frac += _ONE
+        draw = rnd >> sh
+        return frac + draw >= (_ONE << np.uint64(sr_bits))
     if mode == STOCH_TC or mode == STOCH_SM:
         sh = np.uint64(64 - sr_bits)
         frac = r64 >> sh

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..arith import add, conv2d, conv2d_grad_weight, fma, matmul, maxpool2d_backward
-from ..formats import FixedRounding, FloatRounding, Mac
+from ..formats import Mac
+from ..lowering import is_stochastic
 from ..nn import conv_block
 from ..policy import Policy
 from ..quantize import quantize
@@ -66,7 +67,7 @@ class EmulatedBackend(Backend):
         composition on the routed gradient: ``z > 0`` at a window's argmax is ``h > 0``."""
         x, h, arg = ctx
         live = np.where(h > 0.0, np.reshape(dh, h.shape), 0.0)
-        if self.bw.grad.rounding not in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC):
+        if not is_stochastic(self.bw.grad):
             calls = self._calls
             g = self._q(live, self.bw.grad)  # as the composition rounds the routed gradient
             self._key()  # the weight gradient's Mac
