@@ -39,16 +39,20 @@ def _fixed_inputs(frac: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("w", "i"), [(8, 4), (5, 0), (12, 9), (1, 1), (16, -3)])
-@pytest.mark.parametrize("overflow", ["wrap", "sat"])
+@pytest.mark.parametrize("overflow", ["wrap", "sat", "numeric_std"])
 def test_fixed_modes_match_apytypes(w: int, i: int, overflow: str) -> None:
+    """APyTypes' NUMERIC_STD overflow (VHDL ``resize``: the sign, then the low bits) is
+    ap_fixed's WRAP with one saturation bit."""
     frac = w - i
     x = _fixed_inputs(frac, w * 7 + i)
     src = apy.APyFixedArray.from_float(x, int_bits=48, frac_bits=frac + 40)
-    ovf = apy.OverflowMode.WRAP if overflow == "wrap" else apy.OverflowMode.SAT
+    ovf = getattr(apy.OverflowMode, overflow.upper())
+    kw = {"overflow": "wrap", "sat_bits": 1} if overflow == "numeric_std" else {
+        "overflow": overflow}
     for name, mode in FIXED_MODES.items():
         ref = np.array(src.cast(int_bits=i, frac_bits=frac, quantization=mode,
                                 overflow=ovf).to_bits(), np.uint64)
-        got = fx.to_bits(x, fx.Fixed(w, i, rounding=name, overflow=overflow))
+        got = fx.to_bits(x, fx.Fixed(w, i, rounding=name, **kw))
         bad = np.nonzero(got != ref)[0]
         assert bad.size == 0, (name, [(x[j], int(got[j]), int(ref[j])) for j in bad[:5]])
 
