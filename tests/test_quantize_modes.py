@@ -274,3 +274,23 @@ def test_mac_accumulates_with_the_new_modes(acc) -> None:
                 s = fx.quantize([s + a[i, k] * b[k, j]], acc)[0]
             want[i, j] = s
     np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("name", ["float8_e5m3fnu", "float8_e4m3", "float8_e3m4",
+                                  "float8_e4m3b11fnuz", "float8_e8m0fnu"])
+def test_new_ml_dtypes_names_every_code_and_value(name: str) -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dt = np.dtype(getattr(ml_dtypes, name))
+    f = fx.parse(name)
+    codes = np.arange(256, dtype=np.uint64)
+    with np.errstate(invalid="ignore"):
+        ref = codes.astype(np.uint8).view(dt).astype(np.float64)
+    np.testing.assert_array_equal(_bits(fx.from_bits(codes, f)), _bits(ref))
+    assert f.max == float(ml_dtypes.finfo(dt).max)
+    x = _float_inputs(f)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = x.astype(dt).view(np.uint8).astype(np.uint64)
+    got = fx.to_bits(x, f)
+    same = (got == want) | (np.isnan(fx.from_bits(got, f)) & np.isnan(fx.from_bits(want, f)))
+    assert same.all(), [(float(v).hex(), int(g), int(w)) for v, g, w in
+                        zip(x[~same], got[~same], want[~same], strict=True)][:4]
