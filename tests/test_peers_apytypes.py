@@ -8,12 +8,17 @@ wide APyTypes source format, so the one rounding compared is the cast.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import fxemu as fx
 
 apy = pytest.importorskip("apytypes")
+#: extensive variants: ``tox -e peers`` (FXEMU_PEERS=1 pytest -m peers) runs them
+PEERS = [pytest.mark.peers,
+         pytest.mark.skipif(not os.environ.get("FXEMU_PEERS"), reason="set FXEMU_PEERS=1")]
 Q = apy.QuantizationMode
 
 FIXED_MODES = {
@@ -73,7 +78,8 @@ def _float_inputs(e: int, m: int, seed: int) -> np.ndarray:
     return np.concatenate([pts, -pts])
 
 
-@pytest.mark.parametrize(("e", "m"), [(4, 3), (5, 2), (3, 4), (5, 10), (8, 7), (2, 1)])
+@pytest.mark.parametrize(("e", "m"), [(4, 3), (5, 2), (3, 4), pytest.param(5, 10, marks=PEERS),
+                                    (8, 7), (2, 1)])
 def test_float_modes_match_apytypes(e: int, m: int) -> None:
     x = _float_inputs(e, m, e * 31 + m)
     src = apy.APyFloatArray.from_float(x, exp_bits=11, man_bits=52)
