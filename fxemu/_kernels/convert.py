@@ -575,7 +575,7 @@ def float_kernel(fast, codes):
             mmask = (_U1 << np.uint64(mbits)) - _U1
             for i in prange(n):
                 ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
-                ok = ok and not (unsigned and sign != _U0)
+                ok = ok & ~(unsigned & (sign != _U0))  # branch-free, as the fast pass is
                 nbad += np.int64(not ok)
                 if codes:
                     if r == _U0:
