@@ -19,7 +19,10 @@ import types
 
 from ._errors import BackendUnavailable
 from .formats import (
+    BLOCK_PRESETS,
+    FUSED_PRESETS,
     PRESETS,
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -27,15 +30,21 @@ from .formats import (
     FloatOverflow,
     FloatRounding,
     Format,
+    Fused,
     Mac,
     Special,
+    bfp,
     p3109,
     parse,
 )
 
 __all__ = [
+    "BLOCK_PRESETS",
+    "FUSED_PRESETS",
     "PRESETS",
     "BackendUnavailable",
+    "Block",
+    "ConvGeometry",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",
@@ -43,12 +52,17 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Fused",
     "Mac",
     "Special",
     "add",
+    "avgpool2d",
+    "avgpool2d_backward",
+    "bfp",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",
+    "conv_geometry",
     "dot",
     "fma",
     "from_bits",
@@ -69,6 +83,8 @@ __version__ = "0.1.0"
 _LAZY = {
     **dict.fromkeys(("add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
                      "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"), "arith"),
+    **dict.fromkeys(("ConvGeometry", "avgpool2d", "avgpool2d_backward", "conv_geometry"),
+                    "arith"),
     **dict.fromkeys(("from_bits", "quantize", "to_bits"), "quantize"),
 }
 
