@@ -40,6 +40,7 @@ import math
 from fractions import Fraction
 
 __all__ = [
+    "MOVING_ROUNDINGS",
     "OVERFLOWS",
     "ROUNDINGS",
     "code_int",
@@ -53,7 +54,10 @@ __all__ = [
 ]
 
 ROUNDINGS = ("trn", "rnd", "rnd_zero", "rnd_min_inf", "rnd_inf", "rnd_conv", "trn_zero",
-             "rnd_conv_odd", "trn_inf", "trn_away", "trn_mag", "jam", "rto")
+             "rnd_conv_odd", "trn_inf", "trn_away", "rto")
+#: modes that change exact values too (round_int models them; not in ROUNDINGS, whose every
+#: mode stores a value of the format unchanged)
+MOVING_ROUNDINGS = ("trn_mag", "jam")
 OVERFLOWS = ("sat", "sat_zero", "sat_sym", "wrap")
 
 _HALF = Fraction(1, 2)

@@ -44,6 +44,7 @@ from fractions import Fraction
 
 __all__ = [
     "MAG_MODES",
+    "MOVING_MAG_MODES",
     "FloatSpec",
     "bracket",
     "choose",
@@ -57,7 +58,10 @@ __all__ = [
 
 #: Magnitude rounding modes (sign already taken out).
 MAG_MODES = ("nearest_even", "nearest_away", "down", "up", "odd", "nearest_down",
-             "nearest_odd", "jam")
+             "nearest_odd")
+#: jamming changes exact values too (choose models it; not in MAG_MODES, whose every mode
+#: keeps a grid value)
+MOVING_MAG_MODES = ("jam",)
 
 
 class FloatSpec:
