@@ -6,9 +6,9 @@ gives every expected code. Operand codes mix uniform random codes with each form
 codes (zeros, ±max, min, ±1 LSB, single bits at every position, and for floats subnormals,
 the smallest normal, ±inf and NaN at a low rate).
 
-Memory files (``$readmemh``): ``<name>_in.mem`` one beat per line ``{start, last, a, b}`` (tree
-PE: ``{a, b}``), ``<name>_exp.mem`` one line per beat carrying ``last``: the P expected out
-codes, lane j at bits ``[j·Wout, (j+1)·Wout)``.
+Memory files (``$readmemh``, every field padded to whole hex digits): ``<name>_in.mem`` one
+beat per line (:meth:`Golden.in_fields`), ``<name>_exp.mem`` one line per result beat: the P
+expected out codes, lane j at digit-aligned offset ``j·pad(Wout)``.
 """
 
 from __future__ import annotations
@@ -103,58 +103,75 @@ class Golden:
             index -= a.shape[0]
         raise IndexError(index)
 
-    def in_width(self) -> int:
+    def _pad(self, w: int) -> int:
+        return 4 * (-(-w // 4))
+
+    def in_fields(self) -> list[tuple[str, int, int]]:
+        """``(field, width, offset)`` of an input-memory word, each field nibble-aligned:
+        streaming ``ctl`` ({start, last}), ``a``, ``b<j>`` per lane; tree ``a<i>`` per element
+        and ``b<j>_<i>`` per lane and element."""
         wa, wb = self.a_fmt.width, self.b_fmt.width
         if self.k:
-            return self.k * (wa + wb * self.pes)
-        return 2 + wa + wb * self.pes
+            names = [(f"a{i}", wa) for i in range(self.k)]
+            names += [(f"b{j}_{i}", wb) for j in range(self.pes) for i in range(self.k)]
+        else:
+            names = [("ctl", 2), ("a", wa)] + [(f"b{j}", wb) for j in range(self.pes)]
+        out, off = [], 0
+        for name, w in reversed(names):
+            out.append((name, w, off))
+            off += self._pad(w)
+        return out[::-1]
+
+    def in_width(self) -> int:
+        return sum(self._pad(w) for _, w, _ in self.in_fields())
 
     def out_width(self) -> int:
-        return self.mac.out_format.width * self.pes
+        """Width of an expected-memory word (lane j at ``j·pad(Wout)``)."""
+        return self._pad(self.mac.out_format.width) * self.pes
 
     def beats(self) -> int:
         return sum(a.shape[0] * (1 if self.k else a.shape[1]) for a in self.a)
 
+    def _columns(self) -> dict[str, np.ndarray]:
+        cols: dict[str, list[np.ndarray]] = {}
+
+        def put(name: str, v: np.ndarray) -> None:
+            cols.setdefault(name, []).append(np.asarray(v, np.uint64))
+
+        for a, b in zip(self.a, self.b, strict=True):
+            g, kk = a.shape
+            if self.k:
+                for i in range(kk):
+                    put(f"a{i}", a[:, i])
+                    for j in range(self.pes):
+                        put(f"b{j}_{i}", np.full(g, b[i, j], np.uint64))
+            else:
+                ks = np.tile(np.arange(kk), g)
+                put("ctl", (ks == 0).astype(np.uint64) * 2 + (ks == kk - 1))
+                put("a", a.reshape(-1))
+                bt = np.tile(b, (g, 1))
+                for j in range(self.pes):
+                    put(f"b{j}", bt[:, j])
+        return {k: np.concatenate(v) for k, v in cols.items()}
+
+    @staticmethod
+    def _hex(cols: list[tuple[np.ndarray, int]]) -> str:
+        line = None
+        for v, w in cols:
+            h = np.char.zfill(np.char.mod("%x", v.astype(np.uint64)), -(-w // 4))
+            line = h if line is None else np.char.add(line, h)
+        return "\n".join(line.tolist()) + "\n"
+
     def write(self, directory: Path, name: str) -> tuple[Path, Path]:
         """Write ``<name>_in.mem`` and ``<name>_exp.mem``; return their paths."""
-        wa, wb, wo = self.a_fmt.width, self.b_fmt.width, self.mac.out_format.width
-        pes, k = self.pes, self.k
-        lines_in, lines_exp = [], []
-        hin, hout = (self.in_width() + 3) // 4, (self.out_width() + 3) // 4
-        for a, b, e in zip(self.a, self.b, self.expected, strict=True):
-            kk = a.shape[1]
-            # b part of a beat: lane j at [j·wb, (j+1)·wb) (tree: element i of lane j at
-            # [(j·k + i)·wb, ...))
-            if k:
-                bword = 0
-                for j in range(pes):
-                    for i in range(kk):
-                        bword |= int(b[i, j]) << ((j * k + i) * wb)
-            else:
-                bwords = []
-                for i in range(kk):
-                    v = 0
-                    for j in range(pes):
-                        v |= int(b[i, j]) << (j * wb)
-                    bwords.append(v)
-            for g in range(a.shape[0]):
-                if k:
-                    aword = 0
-                    for i in range(kk):
-                        aword |= int(a[g, i]) << (i * wa)
-                    lines_in.append(f"{(aword << (wb * pes * k)) | bword:0{hin}x}")
-                else:
-                    for i in range(kk):
-                        word = (((int(i == 0) << 1) | int(i == kk - 1)) << wa) | int(a[g, i])
-                        word = (word << (wb * pes)) | bwords[i]
-                        lines_in.append(f"{word:0{hin}x}")
-                ow = 0
-                for j in range(pes):
-                    ow |= int(e[g, j]) << (j * wo)
-                lines_exp.append(f"{ow:0{hout}x}")
+        cols = self._columns()
+        text_in = self._hex([(cols[f], w) for f, w, _ in self.in_fields()])
+        e = np.concatenate(self.expected)
+        wo = self.mac.out_format.width
+        text_exp = self._hex([(e[:, j], wo) for j in reversed(range(self.pes))])
         pin, pexp = directory / f"{name}_in.mem", directory / f"{name}_exp.mem"
-        pin.write_text("\n".join(lines_in) + "\n")
-        pexp.write_text("\n".join(lines_exp) + "\n")
+        pin.write_text(text_in)
+        pexp.write_text(text_exp)
         return pin, pexp
 
 
@@ -181,25 +198,34 @@ def golden(mac: Mac, a_fmt: Fixed | Float, b_fmt: Fixed | Float, *, pes: int, k:
 
 
 def bench_verilog(g: Golden, dut: str, name: str, in_mem: str, exp_mem: str) -> str:
-    """Verilog of ``<name>_core`` (clock in; drives ``dut`` from ``in_mem``, compares each
-    result with ``exp_mem``, counts ``passed``/``failed`` lane results, latches the first
-    mismatch, raises ``done``) and ``<name>`` (a free-running clock around the core that
-    prints ``PASS n FAIL m`` and finishes; exit code via ``$fatal`` on a failure)."""
+    """Verilog of ``<name>_core``: clock in; drives ``dut`` from ``in_mem`` one beat per
+    cycle, compares each result with ``exp_mem``, counts ``passed``/``failed`` lane results,
+    latches the first mismatch (``bad_stream``, ``bad_lane``, ``bad_got``) and raises
+    ``done`` after the last result (:func:`suite_verilog` clocks and reports cores)."""
     iw, ow = g.in_width(), g.out_width()
     wo = g.mac.out_format.width
+    pwo = g._pad(wo)
     nb, ns = g.beats(), sum(a.shape[0] for a in g.a)
     wa, wb = g.a_fmt.width, g.b_fmt.width
+    f = {n: (w, off) for n, w, off in g.in_fields()}
+    lines = []
     if g.k:
-        drive = (f"  assign dut_a = word[{iw - 1}:{wb * g.pes * g.k}];\n"
-                 f"  assign dut_b = word[{wb * g.pes * g.k - 1}:0];\n")
+        for i in range(g.k):
+            lines.append(f"  assign dut_a[{i * wa} +: {wa}] = word[{f[f'a{i}'][1]} +: {wa}];")
+            for j in range(g.pes):
+                lines.append(f"  assign dut_b[{(j * g.k + i) * wb} +: {wb}] = "
+                             f"word[{f[f'b{j}_{i}'][1]} +: {wb}];")
         ports = ".valid(valid), .a(dut_a), .b(dut_b)"
         aw, bw = wa * g.k, wb * g.pes * g.k
     else:
-        drive = (f"  assign dut_start = word[{iw - 1}];\n  assign dut_last = word[{iw - 2}];\n"
-                 f"  assign dut_a = word[{iw - 3}:{wb * g.pes}];\n"
-                 f"  assign dut_b = word[{wb * g.pes - 1}:0];\n")
+        c = f["ctl"][1]
+        lines += [f"  assign dut_start = word[{c + 1}];", f"  assign dut_last = word[{c}];",
+                  f"  assign dut_a = word[{f['a'][1]} +: {wa}];"]
+        for j in range(g.pes):
+            lines.append(f"  assign dut_b[{j * wb} +: {wb}] = word[{f[f'b{j}'][1]} +: {wb}];")
         ports = ".valid(valid), .start(dut_start), .last(dut_last), .a(dut_a), .b(dut_b)"
         aw, bw = wa, wb * g.pes
+    drive = "\n".join(lines) + "\n"
     return f"""// self-checking bench of {dut}: {g.streams} lane results, {nb} beats
 // golden vectors from fxemu.matmul under Mac(acc={g.mac.acc}, mul={g.mac.mul},
 // out={g.mac.out}, order={g.mac.order}), operands {g.a_fmt} x {g.b_fmt}
@@ -228,7 +254,7 @@ module {name}_core (
   wire [{aw - 1}:0] dut_a;
   wire [{bw - 1}:0] dut_b;
   wire out_valid;
-  wire [{ow - 1}:0] out;
+  wire [{wo * g.pes - 1}:0] out;
 {drive}  {dut} dut (.clk(clk), .rst(1'b0), {ports}, .out_valid(out_valid), .out(out));
   integer j;
   reg [31:0] np, nf;
@@ -244,7 +270,7 @@ module {name}_core (
       np = passed;
       nf = failed;
       for (j = 0; j < {g.pes}; j = j + 1) begin
-        if (out[j*{wo} +: {wo}] == expmem[oi][j*{wo} +: {wo}]) np = np + 1;
+        if (out[j*{wo} +: {wo}] == expmem[oi][j*{pwo} +: {wo}]) np = np + 1;
         else begin
           nf = nf + 1;
           if (bad_stream == 32'hffffffff) begin
@@ -262,20 +288,24 @@ module {name}_core (
   end
 endmodule
 
-module {name} ;
-  reg clk = 1'b0;
-  wire done;
-  wire [31:0] passed, failed, bad_stream, bad_lane;
-  wire [{wo - 1}:0] bad_got;
-  {name}_core core (.clk(clk), .done(done), .passed(passed), .failed(failed),
-    .bad_stream(bad_stream), .bad_lane(bad_lane), .bad_got(bad_got));
-  always #5 clk = ~clk;
-  always @(posedge clk) if (done) begin
-    $display("{dut}: PASS %0d FAIL %0d", passed, failed);
-    if (failed != 0)
-      $display("{dut}: first mismatch stream %0d lane %0d got %h", bad_stream, bad_lane,
-               bad_got);
-    $finish;
-  end
-endmodule
 """
+
+
+def suite_verilog(cores: list[tuple[str, str]], top: str = "tb") -> str:
+    """A top module ``top`` clocking every ``<core>_core`` of ``cores`` (``(core, label)``)
+    until all are done, then printing one line per core,
+    ``RESULT <label> PASS <n> FAIL <m> STREAM <s> LANE <l> GOT <hex>``, and finishing."""
+    inst, reports, dones = [], [], []
+    for i, (core, label) in enumerate(cores):
+        inst.append(f"  wire d{i}; wire [31:0] p{i}, f{i}, s{i}, l{i};\n"
+                    f"  wire [63:0] g{i};\n"
+                    f"  {core}_core c{i} (.clk(clk), .done(d{i}), .passed(p{i}), .failed(f{i}), "
+                    f".bad_stream(s{i}), .bad_lane(l{i}), .bad_got(g{i}));")
+        reports.append(f'    $display("RESULT {label} PASS %0d FAIL %0d STREAM %0d LANE %0d '
+                       f'GOT %0h", p{i}, f{i}, s{i}, l{i}, g{i});')
+        dones.append(f"d{i}")
+    return (f"module {top};\n  reg clk = 1'b0;\n  reg finished = 1'b0;\n" + "\n".join(inst)
+            + "\n  always #5 clk = ~clk;\n"
+            + f"  always @(posedge clk) if (!finished && {' && '.join(dones)}) begin\n"
+            + "    finished <= 1'b1;\n" + "\n".join(reports) + "\n    $finish;\n  end\n"
+            + "endmodule\n")

@@ -153,3 +153,40 @@ def board_cmd(name: str, key: str) -> None:
         raise click.UsageError(msg("key", "must be one of "
                                    + ", ".join(k for k in b if k != "scripts"), key))
     click.echo(b[key])
+
+
+@hw.command("rtl")
+@click.argument("policy")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Directory for the Verilog, manifest.json, tb.v and golden vectors.")
+@click.option("--pes", type=click.IntRange(1, 4096), default=None,
+              help="PEs per array [default: 12 for conv Macs, 10 for dense forward/dW].")
+@click.option("--streams", type=click.IntRange(1, 10**7), default=4096, show_default=True,
+              help="Golden lane results per array in the bench.")
+def rtl_cmd(policy: str, out: str, pes: int | None, streams: int) -> None:
+    """Write synthesizable Verilog (Amaranth) of POLICY's Mac datapaths: one PE per distinct
+    Mac, its arrays, manifest.json and a self-checking bench with golden vectors."""
+    from pathlib import Path
+
+    try:
+        from ..rtl.writer import write_policy
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "amaranth":
+            raise
+        raise click.ClickException("fxemu hw rtl needs the 'rtl' extra: pip install "
+                                   f"'fxemu[rtl]' (module {e.name} is missing)") from None
+    p = _policy(policy)
+    try:
+        d = write_policy(p, Path(out), pes=pes, streams=streams)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"output {out}: {e.strerror or e}") from None
+    import json
+
+    m = json.loads((d / "manifest.json").read_text())
+    for a in m["arrays"]:
+        click.echo(f"rtl {a['module']}: {a['pes']} PE(s), latency {a['latency']}, II 1, "
+                   f"{a['mac']['order']}, bench {a['bench']['lane_results']} results")
+    click.echo(f"rtl: wrote {len(m['bench']['files'])} Verilog file(s), tb.v and "
+               f"manifest.json to {d}")
