@@ -155,12 +155,21 @@ class Golden:
         return {k: np.concatenate(v) for k, v in cols.items()}
 
     @staticmethod
-    def _hex(cols: list[tuple[np.ndarray, int]]) -> str:
-        line = None
-        for v, w in cols:
-            h = np.char.zfill(np.char.mod("%x", v.astype(np.uint64)), -(-w // 4))
-            line = h if line is None else np.char.add(line, h)
-        return "\n".join(line.tolist()) + "\n"
+    def _hex(cols: list[tuple[np.ndarray, int]]) -> bytes:
+        """Lines of hex digits, the columns' fields side by side (first column leftmost)."""
+        digits = [-(-w // 4) for _, w in cols]
+        n = len(cols[0][0])
+        buf = np.empty((n, sum(digits) + 1), np.uint8)
+        pos = 0
+        table = np.frombuffer(b"0123456789abcdef", np.uint8)
+        for (v, _), nd in zip(cols, digits, strict=True):
+            v = v.astype(np.uint64)
+            for i in range(nd):
+                shift = np.uint64(4 * (nd - 1 - i))
+                buf[:, pos + i] = table[((v >> shift) & np.uint64(15)).astype(np.intp)]
+            pos += nd
+        buf[:, -1] = ord("\n")
+        return buf.tobytes()
 
     def write(self, directory: Path, name: str) -> tuple[Path, Path]:
         """Write ``<name>_in.mem`` and ``<name>_exp.mem``; return their paths."""
@@ -170,8 +179,8 @@ class Golden:
         wo = self.mac.out_format.width
         text_exp = self._hex([(e[:, j], wo) for j in reversed(range(self.pes))])
         pin, pexp = directory / f"{name}_in.mem", directory / f"{name}_exp.mem"
-        pin.write_text(text_in)
-        pexp.write_text(text_exp)
+        pin.write_bytes(text_in)
+        pexp.write_bytes(text_exp)
         return pin, pexp
 
 
