@@ -81,9 +81,9 @@ def write_policy(policy: str | Path | dict | Policy, out: Path, *, pes: int | No
             "top": "tb",
             "files": ["tb.v", *files],
             "prints": "RESULT <array> PASS <n> FAIL <m> STREAM <s> LANE <l> GOT <hex> per array",
-            "run": "cd DIR && verilator --binary --timing --top-module tb tb.v "
-                   + " ".join(files) + " && obj_dir/Vtb   (or: iverilog -o tb tb.v ... && "
-                   "vvp tb)",
+            "run": "fxemu hw rtl POLICY --out DIR --check (Verilator from the rtl extra), or in "
+                   "DIR: verilator --binary --timing --top-module tb tb.v "
+                   + " ".join(files) + " && obj_dir/Vtb",
         },
         "not_built": "stochastic rounding, order exact, mixed fixed/float Macs, block formats",
     }
