@@ -53,6 +53,9 @@ def build(sources: list[Path], top: str, cache: Path, *, jobs: int = 2) -> Path:
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if p.returncode != 0 or not exe.exists():
         raise RuntimeError(f"verilator build of {top} failed:\n{(p.stdout + p.stderr)[-3000:]}")
+    for f in out.iterdir():  # keep the binary only (the objects of a large bench take 100s of MB)
+        if f != exe and f.is_file():
+            f.unlink()
     return exe
 
 
