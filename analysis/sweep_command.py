@@ -116,7 +116,7 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
 
 
 @click.command("study")
-@click.argument("name", type=click.Choice(["founding", "rounding"]))
+@click.argument("name", type=click.Choice(["founding", "rounding", "lenet5", "mx"]))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Study folder: runs/ (run directories) and report/ (index.html).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
@@ -130,7 +130,10 @@ def study_cmd(name: str, out: str, seeds: str, workers: int | None, scheduler: s
 
     founding: fw32bw32, fw16bw32, fw16bw16 on 2 000/500 digits, batch 100, 10 epochs.
     rounding: ap_fixed<16,16-F> data and updates, F = 8..14, round to nearest vs
-    stochastic rounding of the update (42 runs with 3 seeds). Re-running resumes.
+    stochastic rounding of the update (42 runs with 3 seeds). lenet5: LeNet-5 on
+    Fashion-MNIST (10 000/2 000) under fw32bw32, fw16bw16, fixed16, fixed16_sr, 10 epochs.
+    mx: fw32bw32, fw16bw16 vs MXFP8, MXFP6, MXFP4 (stochastic backward) block-scaled
+    products, float32 accumulation (15 runs with 3 seeds). Re-running resumes.
     """
     from fxemu._errors import BackendUnavailable
 
