@@ -52,7 +52,7 @@ def test_block_axis_is_each_products_reduction_axis() -> None:
     h = rng.standard_normal((5, 2028))
     w = rng.standard_normal((10, 2028))
     b = np.zeros(10)
-    z = be.dense(h, w, b)
+    z, ctx = be.linear(h, w, b, be.policy)
     e4 = fx.parse("mxfp8_e4m3")
     # 64 block terms accumulated in float32 (bit-exactness: tests/test_block_mac.py); operands
     # blocked along any other axis would give different elements
@@ -61,7 +61,7 @@ def test_block_axis_is_each_products_reduction_axis() -> None:
     assert not np.allclose(z, fx.quantize(h, e4.replace(axis=0)) @ fx.quantize(w, e4).T,
                            rtol=1e-5)
     g = rng.standard_normal((5, 10))
-    dw, _ = be.dense_dw(g, h)
+    _, dw, _ = be.linear_backward(ctx, g, be.policy, False)
     e5 = fx.parse("mxfp8_e5m2").replace(axis=0)
     assert np.array_equal(dw, fx.quantize(g, e5).T @ fx.quantize(h, e5))  # one block: exact
 
