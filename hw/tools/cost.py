@@ -39,8 +39,8 @@ from pathlib import Path
 
 from ..._errors import BackendUnavailable, msg
 
-__all__ = ["DEVICES", "CostError", "Device", "cache_dir", "counts", "device", "synthesize",
-           "tool_versions"]
+__all__ = ["DEVICES", "ROLES", "CostError", "Device", "cache_dir", "counts", "datapaths", "device",
+           "policy_cost", "synthesize", "tool_versions"]
 
 #: What ``fxemu hw cost`` needs beyond fxemu: the ``rtl`` extra.
 EXTRA_HINT = "pip install 'fxemu[rtl]'"
@@ -280,3 +280,81 @@ def synthesize(verilog: str, top: str, device_name: str, *,
 def counts(res: dict) -> dict[str, int]:
     """The five resource counts of a :func:`synthesize` result (for tables and sweeps)."""
     return {k: int(res[k]) for k in ("lut", "ff", "dsp", "carry", "bram18")}
+
+
+#: The products of a training step: (role, stage, Mac field, operand a, operand b); the array's
+#: P PEs share operand a (conv: the input patch across filters; dense: the activations across
+#: outputs; dense_dx: the gradient across inputs; dense_dw / conv_dw: the shared data operand).
+ROLES = (
+    ("conv", "forward", "conv", ("forward", "input"), ("forward", "weight")),
+    ("dense", "forward", "dense", ("forward", "activation"), ("forward", "weight")),
+    ("dense_dx", "backward", "dense_dx", ("backward", "grad"), ("backward", "weight")),
+    ("dense_dw", "backward", "dense_dw", ("forward", "activation"), ("backward", "grad")),
+    ("conv_dw", "backward", "conv_dw", ("forward", "input"), ("backward", "grad")),
+)
+
+
+def datapaths(policy) -> list[dict]:
+    """The distinct PEs of ``policy``'s products: ``{"roles", "mac", "a", "b"}`` each, in
+    :data:`ROLES` order (roles with the same Mac and operand formats share one entry)."""
+    out: list[dict] = []
+    for role, stage, field, (sa, fa), (sb, fb) in ROLES:
+        mac = getattr(getattr(policy, stage), field)
+        a, b = getattr(getattr(policy, sa), fa), getattr(getattr(policy, sb), fb)
+        for dp in out:
+            if (dp["mac"], dp["a"], dp["b"]) == (mac, a, b):
+                dp["roles"].append(role)
+                break
+        else:
+            out.append({"roles": [role], "mac": mac, "a": a, "b": b})
+    return out
+
+
+def _rtl():
+    try:
+        from .. import rtl
+    except ImportError as e:  # amaranth (the rtl extra) missing
+        raise BackendUnavailable(msg("hw cost", f"needs the 'rtl' extra ({e.name or e} is not "
+                                     "installed)", hint=EXTRA_HINT)) from None
+    return rtl
+
+
+def policy_cost(policy, device_name: str, *, pes: int = 12,
+                cache: Path | str | None = None) -> dict:
+    """Synthesis cost of ``policy``'s datapaths on ``device_name``: for each distinct PE
+    (:func:`datapaths`) the RTL generator's PE and its array of ``pes`` PEs
+    (:func:`fxemu.hw.rtl.verilog`), each through :func:`synthesize`.
+
+    Returns ``{"policy", "device", "part", "pes", "datapaths": [{"roles", "module", "mac",
+    "operands", "latency", "initiation_interval", "pe": cost, "array": cost}], "clock_mhz",
+    "clock_source"}``; the clock is the slowest array's nextpnr fmax on ECP5, else the
+    device's assumed clock (:data:`Device.clock_mhz`).
+    """
+    dev = device(device_name)
+    if isinstance(pes, bool) or not isinstance(pes, int) or not 1 <= pes <= 4096:
+        raise ValueError(msg("pes", "must be an int in 1..4096", pes))
+    tool_versions(dev)  # the extra before the generator's work
+    rtl = _rtl()
+    rows = []
+    for dp in datapaths(policy):
+        mac, a, b = dp["mac"], dp["a"], dp["b"]
+        info = rtl.describe(mac, pes=pes, a=a, b=b)
+        row = {"roles": dp["roles"], "module": rtl.module_name(mac, a=a, b=b),
+               "mac": info["mac"], "operands": info["operands"], "latency": info["latency"],
+               "initiation_interval": info["initiation_interval"], "k": info.get("k")}
+        for key, p in (("pe", 1), ("array", pes)):
+            name = rtl.module_name(mac, pes=p, a=a, b=b)
+            row[key] = synthesize(rtl.verilog(mac, pes=p, a=a, b=b, name=name), name,
+                                  dev.name, cache=cache)
+        rows.append(row)
+    if dev.clock_mhz is None:
+        fmax = [r["array"]["fmax_mhz"] for r in rows if r["array"]["fmax_mhz"]]
+        clock = min(fmax) if fmax else None
+        source = (f"nextpnr-ecp5 fmax of the slowest {pes}-PE array" if fmax
+                  else "no fmax (no clocked path)")
+    else:
+        clock = dev.clock_mhz
+        source = (f"assumed: the {dev.board} design's PL clock (no place and route for "
+                  f"{dev.name} here)")
+    return {"policy": policy.name, "device": dev.name, "part": dev.part, "pes": pes,
+            "datapaths": rows, "clock_mhz": clock, "clock_source": source}
