@@ -343,6 +343,9 @@ def policy_cost(policy, device_name: str, *, pes: int = 12,
                "mac": info["mac"], "operands": info["operands"], "latency": info["latency"],
                "initiation_interval": info["initiation_interval"], "k": info.get("k")}
         for key, p in (("pe", 1), ("array", pes)):
+            if key == "array" and pes == 1:
+                row["array"] = row["pe"]
+                continue
             name = rtl.module_name(mac, pes=p, a=a, b=b)
             row[key] = synthesize(rtl.verilog(mac, pes=p, a=a, b=b, name=name), name,
                                   dev.name, cache=cache)
