@@ -26,6 +26,7 @@ second call with the same inputs reads the JSON and runs nothing).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -33,14 +34,15 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from ..._errors import BackendUnavailable, msg
 
-__all__ = ["DEVICES", "ROLES", "CostError", "Device", "cache_dir", "counts", "datapaths", "device",
-           "policy_cost", "synthesize", "tool_versions"]
+__all__ = ["DEVICES", "ROLES", "CostError", "Device", "cache_dir", "counts", "datapaths",
+           "describe", "device", "policy_cost", "synthesize", "tool_versions"]
 
 #: What ``fxemu hw cost`` needs beyond fxemu: the ``rtl`` extra.
 EXTRA_HINT = "pip install 'fxemu[rtl]'"
@@ -319,6 +321,18 @@ def _rtl():
     return rtl
 
 
+def describe(mac, *, pes: int, a, b) -> dict:
+    """:func:`fxemu.hw.rtl.describe` of ``mac``'s array, without the generator's
+    "created but never used" warnings of the components it builds only to read their
+    ports (collected here, inside the filter)."""
+    rtl = _rtl()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*created but never used")
+        info = rtl.describe(mac, pes=pes, a=a, b=b)
+        gc.collect()
+    return info
+
+
 def policy_cost(policy, device_name: str, *, pes: int = 12,
                 cache: Path | str | None = None) -> dict:
     """Synthesis cost of ``policy``'s datapaths on ``device_name``: for each distinct PE
@@ -338,7 +352,7 @@ def policy_cost(policy, device_name: str, *, pes: int = 12,
     rows = []
     for dp in datapaths(policy):
         mac, a, b = dp["mac"], dp["a"], dp["b"]
-        info = rtl.describe(mac, pes=pes, a=a, b=b)
+        info = describe(mac, pes=pes, a=a, b=b)
         row = {"roles": dp["roles"], "module": rtl.module_name(mac, a=a, b=b),
                "mac": info["mac"], "operands": info["operands"], "latency": info["latency"],
                "initiation_interval": info["initiation_interval"], "k": info.get("k")}

