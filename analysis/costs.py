@@ -73,18 +73,22 @@ def write_sweep_costs(out: str | Path, policies: Iterable, device: str, *,
     without the ``rtl`` extra (before any synthesis); a policy the generator refuses, or a
     tool failure, is recorded as that policy's ``error``.
     """
-    from fxemu.hw.tools.cost import CostError, tool_versions
+    from fxemu.hw.tools.cost import CostError, datapaths, tool_versions
     from fxemu.hw.tools.cost import device as get_device
 
     tool_versions(get_device(device))
     done: dict[str, dict] = {}
+    by_pes: dict[tuple, dict] = {}  # policies with the same PEs (e.g. differing in the update)
     for p in policies:
         if p.name in done:
             continue
-        try:
-            done[p.name] = policy_datapath_cost(p, device, cache=cache)
-        except (ValueError, TypeError, CostError) as e:
-            done[p.name] = {"error": str(e).splitlines()[0]}
+        pes = tuple((dp["mac"], dp["a"], dp["b"]) for dp in datapaths(p))
+        if pes not in by_pes:
+            try:
+                by_pes[pes] = policy_datapath_cost(p, device, cache=cache)
+            except (ValueError, TypeError, CostError) as e:
+                by_pes[pes] = {"error": str(e).splitlines()[0]}
+        done[p.name] = by_pes[pes]
     data = {"device": device, "policies": done}
     rundir.write_json(Path(out) / COSTS, data)
     return data

@@ -631,7 +631,8 @@ def pareto_figure(points: pd.DataFrame, out: str | Path,
     step: the best accuracy reachable at that cost or less), each labelled with its policy;
     dominated policies as hollow grey circles; a vertical bar spans the seeds' range. The
     axes name the device, the tool and its version; the costs are Yosys's counts before
-    vendor place and route (estimates). None when fewer than two policies have a cost."""
+    vendor place and route (estimates). An axis whose largest cost is over 10× its smallest
+    is logarithmic (and says so). None when fewer than two policies have a cost."""
     if len(points) < 2:
         return None
     devices, tools = sorted(set(points["device"])), sorted(set(points["tool"]))
@@ -653,14 +654,19 @@ def pareto_figure(points: pd.DataFrame, out: str | Path,
                 ax.step(fx_, fy, where="post", color="C3", lw=1.4, zorder=3,
                         label="Pareto front")
                 ax.scatter(front[res], 100 * front["acc"], s=46, color="C3", zorder=4)
-                for _, r in front.iterrows():
+                for i, (_, r) in enumerate(front.iterrows()):  # staggered: close points
                     ax.annotate(r["policy"], (r[res], 100 * r["acc"]), fontsize=7,
-                                xytext=(4, -10), textcoords="offset points", color="C3")
-            ax.set_xlabel(f"{label} per datapath ({where}; pre-P&R estimate)", fontsize=9)
+                                xytext=(5, -11 - 9 * (i % 4)), textcoords="offset points",
+                                color="C3")
+            logx = float(x.min()) > 0 and float(x.max()) / float(x.min()) > 10
+            if logx:  # e.g. fixed-point PEs of tens of LUTs beside a float32 PE of thousands
+                ax.set_xscale("log")
+            ax.set_xlabel(f"{label} per datapath{' (log scale)' if logx else ''}\n"
+                          f"({where}; pre-P&R estimate)", fontsize=9)
             ax.set_title(f"accuracy vs {label}", fontsize=10)
             lo = float(min(y.min(), (100 * points["acc_min"]).min()))
             ax.set_ylim(max(0.0, lo - 5), 100)
-            if res == "dsp":
+            if res == "dsp" and not logx:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[0].set_ylabel(f"final test accuracy [%] (epoch {int(points['epoch'].max())})")
         axes[0].legend(loc="lower right", fontsize=8)

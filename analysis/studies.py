@@ -180,6 +180,7 @@ def _cost_extras(runs_dir: Path, report_dir: Path) -> Path:
 
 
 STUDIES = {"founding": founding_spec, "rounding": rounding_spec, "cost": cost_spec}
+_STUDY_SCHEDULES = {"cost": _COST_SCHEDULE}
 _DEFAULT_SEEDS = {"founding": (0, 1, 2), "rounding": (0, 1, 2), "cost": (0,)}
 
 
@@ -325,8 +326,9 @@ def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
     if report:
         from .report import write_report
 
+        last = int(_STUDY_SCHEDULES.get(name, _SCHEDULE)["epochs"])
         index = write_report([out / "runs"], out / "report", baseline="fw32bw32",
-                             epochs=[1, 5, 10])
+                             epochs=sorted({1, min(5, last), last}))
         if name == "rounding":
             _rounding_extras(out / "runs", out / "report")
         if name == "cost":
