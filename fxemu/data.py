@@ -1,7 +1,9 @@
-"""MNIST-style data loaders for the training loop.
+"""Image data loaders for the training loop.
 
-Every loader returns a :class:`Dataset`: images as float64 in [0, 1], shaped (N, 1, 28, 28)
-(NCHW, one channel), and labels as int64 in 0..9, shaped (N,).
+Every loader returns a :class:`Dataset`: images as float64 in [0, 1], shaped (N, C, H, W)
+(NCHW: (N, 1, 28, 28) for the MNIST-style sets, (N, 3, 32, 32) for CIFAR-10), and labels as
+int64 in 0..9, shaped (N,). ``Dataset.shape`` is (C, H, W) and ``Dataset.classes`` the number
+of classes.
 
 Scaling
     Each stored pixel ``p`` (an unsigned byte 0..255) becomes ``p / 255`` rounded once to
@@ -27,6 +29,11 @@ Sources
     ``"fashion"``
         Fashion-MNIST as installed by Debian's ``dataset-fashion-mnist`` package in
         ``/usr/share/datasets/fashion-mnist`` (IDX, gzip-compressed).
+    CIFAR-10 (``"cifar10:DIR"``, or a directory holding ``data_batch_1.bin``)
+        The standard binary version: ``data_batch_1.bin`` … ``data_batch_5.bin`` (training, in
+        that order) and ``test_batch.bin``, each a sequence of 3 073-byte records (one label
+        byte, then 1 024 red, 1 024 green and 1 024 blue bytes, each plane row-major 32×32);
+        see :func:`load_cifar10`. No download code: pass the extracted directory.
 
 No loader unpickles: IDX files are parsed byte by byte and npz files are opened with
 ``allow_pickle=False``, so an object array inside an npz raises ``ValueError``.
@@ -70,6 +77,7 @@ __all__ = [
     "embedded_path",
     "fashion_mnist_dir",
     "load",
+    "load_cifar10",
     "load_default",
     "load_fashion",
     "load_idx",
@@ -99,6 +107,11 @@ _N_CLASSES = 10
 _N_PIXELS = _SIDE * _SIDE
 _GZIP_MAGIC = b"\x1f\x8b"
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: CIFAR-10 binary version: file names and the record layout (label byte + 3 × 32 × 32 bytes).
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch.bin"
+_CIFAR_SHAPE = (3, 32, 32)
+_CIFAR_RECORD = 1 + 3 * 32 * 32
 
 # IDX type codes (third magic byte) → big-endian numpy dtype.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -116,24 +129,28 @@ _SCALE = np.arange(256, dtype=np.float64) / 255.0
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A train/test split of 28×28 single-channel images with labels 0..9.
+    """A train/test split of images (N, C, H, W) with labels 0..classes-1.
 
     Attributes
     ----------
-    x_train, x_test : ndarray of float64, shape (N, 1, 28, 28)
-        Pixels scaled as ``byte / 255`` into [0, 1], NCHW layout. Read-only.
+    x_train, x_test : ndarray of float64, shape (N, C, H, W)
+        Pixels (the loaders scale ``byte / 255`` into [0, 1]), NCHW layout, one (C, H, W) for
+        both splits. Read-only.
     y_train, y_test : ndarray of int64, shape (N,)
-        Class labels in 0..9, aligned with the images. Read-only.
+        Class labels in 0..classes-1, aligned with the images. Read-only.
     name : str
-        Short data-set name: ``"mnist-5k"``, ``"mnist"``, ``"fashion-mnist"`` or the caller's.
+        Short data-set name: ``"mnist-5k"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``
+        or the caller's.
     source : str
         Where the data came from (file or directory paths), for run-directory records.
+    classes : int
+        The number of classes (default 10).
 
     Notes
     -----
-    Construction checks dtypes, shapes and that image and label counts agree, then marks the
-    four arrays read-only; value ranges are guaranteed by the loaders, not re-checked here.
-    Equality and hashing are by identity.
+    Construction checks dtypes, shapes, that image and label counts agree and that labels are
+    in 0..classes-1, then marks the four arrays read-only; pixel ranges are guaranteed by the
+    loaders, not re-checked here. Equality and hashing are by identity.
     """
 
     x_train: np.ndarray
@@ -142,15 +159,19 @@ class Dataset:
     y_test: np.ndarray
     name: str
     source: str
+    classes: int = _N_CLASSES
 
     def __post_init__(self) -> None:
+        if isinstance(self.classes, bool) or not isinstance(self.classes, int) \
+                or self.classes < 1:
+            raise ValueError(msg("Dataset.classes", "must be an int >= 1", self.classes))
         for split in ("train", "test"):
             x = getattr(self, f"x_{split}")
             y = getattr(self, f"y_{split}")
             if not isinstance(x, np.ndarray) or x.dtype != np.float64 or x.ndim != 4 \
-                    or x.shape[1:] != (1, _SIDE, _SIDE):
+                    or min(x.shape[1:]) < 1:
                 raise ValueError(msg(f"Dataset.x_{split}",
-                                     "must be a float64 array of shape (N, 1, 28, 28)",
+                                     "must be a float64 array of shape (N, C, H, W), C, H, W >= 1",
                                      _describe(x)))
             if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1:
                 raise ValueError(msg(f"Dataset.y_{split}", "must be an int64 array of shape (N,)",
@@ -159,8 +180,18 @@ class Dataset:
                 raise ValueError(msg(f"Dataset {split} split",
                                      "images and labels must have the same count",
                                      (x.shape[0], y.shape[0])))
-            x.setflags(write=False)
-            y.setflags(write=False)
+            _check_labels(y, f"Dataset.y_{split}", self.classes)
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(msg("Dataset", "train and test images must have one (C, H, W)",
+                                 (self.x_train.shape[1:], self.x_test.shape[1:])))
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            a.setflags(write=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
 
     @property
     def n_train(self) -> int:
@@ -174,7 +205,7 @@ class Dataset:
 
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, n_train={self.n_train}, n_test={self.n_test}, "
-                f"source={self.source!r})")
+                f"shape={self.shape}, classes={self.classes}, source={self.source!r})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,9 +220,10 @@ def load(spec: PathLike = "embedded", *, n_train: int | None = None,
     ----------
     spec : str or path-like
         ``"embedded"`` → :func:`load_default`; ``"fashion"`` → :func:`load_fashion` (Debian
-        location); a directory → :func:`load_idx`; a file ending in ``.npz`` →
-        :func:`load_npz`. The two keywords win over a same-named directory; write
-        ``"./fashion"`` for the directory.
+        location); ``"cifar10:DIR"``, or a directory holding ``data_batch_1.bin`` (or its
+        ``cifar-10-batches-bin`` subdirectory) → :func:`load_cifar10`; another directory →
+        :func:`load_idx`; a file ending in ``.npz`` → :func:`load_npz`. The two keywords win
+        over a same-named directory; write ``"./fashion"`` for the directory.
     n_train, n_test : int, optional
         Number of samples to keep; None keeps each loader's default (4 000 / 1 000 for the
         embedded set, everything for files).
@@ -224,16 +256,21 @@ def _load(spec: PathLike, n_train: int | None, n_test: int | None) -> Dataset:
         return load_fashion(n_train=n_train, n_test=n_test)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(msg("data spec", "must be a string or path", type(spec).__name__))
+    if isinstance(spec, str) and spec.startswith("cifar10:"):
+        return load_cifar10(spec[len("cifar10:"):], n_train=n_train, n_test=n_test)
     path = Path(spec)
     if path.is_dir():
+        if _cifar_dir(path) is not None:
+            return load_cifar10(path, n_train=n_train, n_test=n_test)
         return load_idx(path, n_train=n_train, n_test=n_test)
     if path.suffix.lower() == ".npz":
         return load_npz(path, n_train=n_train, n_test=n_test)
     if not path.exists():
         raise FileNotFoundError(msg("data spec", "no such file or directory", str(spec),
-                                    "use 'embedded', 'fashion', an IDX directory or a .npz file"))
-    raise ValueError(msg("data spec",
-                         "must be 'embedded', 'fashion', an IDX directory or a .npz file",
+                                    "use 'embedded', 'fashion', 'cifar10:DIR', an IDX "
+                                    "directory or a .npz file"))
+    raise ValueError(msg("data spec", "must be 'embedded', 'fashion', 'cifar10:DIR', an IDX "
+                         "directory or a .npz file",
                          str(spec)))
 
 
@@ -674,6 +711,80 @@ def load_fashion(directory: PathLike | None = None, *, n_train: int | None = Non
 
 
 # --------------------------------------------------------------------------------------------
+# CIFAR-10 (binary version)
+# --------------------------------------------------------------------------------------------
+
+def _cifar_dir(path: Path) -> Path | None:
+    """``path`` or its ``cifar-10-batches-bin`` subdirectory, whichever holds
+    ``data_batch_1.bin``; None if neither."""
+    for d in (path, path / "cifar-10-batches-bin"):
+        if (d / CIFAR10_TRAIN_FILES[0]).is_file():
+            return d
+    return None
+
+
+def _cifar_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels uint8 (N, 3072), labels int64 (N,)) of one CIFAR-10 batch file."""
+    what = f"CIFAR-10 file '{path}'"
+    raw = _decompressed(path, what)
+    if not raw or len(raw) % _CIFAR_RECORD:
+        raise ValueError(msg(what, f"size must be a nonzero multiple of {_CIFAR_RECORD} bytes "
+                             "(1 label byte + 3072 pixel bytes per record)", f"{len(raw)} bytes"))
+    rec = np.frombuffer(raw, np.uint8).reshape(-1, _CIFAR_RECORD)
+    labels = rec[:, 0].astype(np.int64)
+    _check_labels(labels, what)
+    return rec[:, 1:], labels
+
+
+def load_cifar10(directory: PathLike, *, n_train: int | None = None,
+                 n_test: int | None = None) -> Dataset:
+    """Load CIFAR-10 from its standard binary files (no download: pass the directory).
+
+    Parameters
+    ----------
+    directory : path-like
+        Holds ``data_batch_1.bin`` … ``data_batch_5.bin`` and ``test_batch.bin`` (or a
+        ``cifar-10-batches-bin`` subdirectory that does, as the official tarball extracts).
+        Each file is a sequence of 3 073-byte records: a label byte (0..9), then the red,
+        green and blue planes of a 32×32 image (1 024 bytes each, row-major); raw or gzip.
+    n_train, n_test : int, optional
+        Keep the first samples (training: batches 1..5 in order); None keeps all.
+
+    Returns
+    -------
+    Dataset
+        ``name="cifar10"``, images ``byte / 255`` as float64 (N, 3, 32, 32), labels int64, in
+        file order; ``shape == (3, 32, 32)``, ``classes == 10``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The directory or one of the six files is missing.
+    ValueError
+        A file's size is not a nonzero multiple of 3 073 bytes, or a label is above 9.
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise FileNotFoundError(msg(f"CIFAR-10 directory '{directory}'", "does not exist"
+                                    if not path.exists() else "is not a directory"))
+    found = _cifar_dir(path) or path
+    for name in (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE):
+        if not (found / name).is_file():
+            raise FileNotFoundError(msg(f"CIFAR-10 directory '{found}'", f"has no {name}",
+                                        hint="the binary version's data_batch_1..5.bin and "
+                                        "test_batch.bin"))
+    splits = {}
+    for split, names, n in (("train", CIFAR10_TRAIN_FILES, n_train),
+                            ("test", (CIFAR10_TEST_FILE,), n_test)):
+        parts = [_cifar_file(found / name) for name in names]
+        pixels = np.concatenate([p for p, _ in parts])
+        labels = np.concatenate([lab for _, lab in parts])
+        keep = len(labels) if n is None else _count(f"n_{split}", n, len(labels), found)
+        splits[split] = (_scale(pixels[:keep], _CIFAR_SHAPE), labels[:keep].copy())
+    return Dataset(*splits["train"], *splits["test"], name="cifar10", source=str(found))
+
+
+# --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
 
@@ -731,18 +842,18 @@ def _decompressed(path: Path, what: str) -> bytes:
     return data
 
 
-def _scale(pixels: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) → float64 (N, 1, 28, 28) holding byte / 255."""
-    return _SCALE[pixels].reshape(pixels.shape[0], 1, _SIDE, _SIDE)
+def _scale(pixels: np.ndarray, shape: tuple[int, int, int] = (1, _SIDE, _SIDE)) -> np.ndarray:
+    """uint8 (N, …) → float64 (N, C, H, W) holding byte / 255 (default (N, 1, 28, 28))."""
+    return _SCALE[pixels].reshape(pixels.shape[0], *shape)
 
 
-def _check_labels(labels: np.ndarray, what: str) -> None:
+def _check_labels(labels: np.ndarray, what: str, classes: int = _N_CLASSES) -> None:
     if labels.size == 0:
         return
-    bad = np.flatnonzero((labels < 0) | (labels >= _N_CLASSES))
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(msg(what, "labels must be in 0..9", int(labels[i]),
+        raise ValueError(msg(what, f"labels must be in 0..{classes - 1}", int(labels[i]),
                              f"first at index {i}; {bad.size} out of range"))
 
 

@@ -431,7 +431,9 @@ def test_dataset_validates():
     x = np.zeros((2, 1, 28, 28))
     y = np.zeros(2, np.int64)
     ds = data.Dataset(x, y, x[:1], y[:1], name="t", source="mem")
-    assert repr(ds) == "Dataset(name='t', n_train=2, n_test=1, source='mem')"
+    assert repr(ds) == ("Dataset(name='t', n_train=2, n_test=1, shape=(1, 28, 28), classes=10, "
+                        "source='mem')")
+    assert ds.shape == (1, 28, 28) and ds.classes == 10
     with pytest.raises(ValueError, match=r"Dataset\.x_train: must be a float64 array"):
         data.Dataset(x.astype(np.float32), y, x, y, name="t", source="mem")
     with pytest.raises(ValueError, match=r"Dataset\.y_test: must be an int64 array"):
@@ -588,3 +590,97 @@ def test_csv_gzip_bomb_read_with_a_cap(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=re.escape(str(path)) + "': holds more than the limit "
                        "of 1048576 bytes"):
         data.load_default(path=path)
+
+
+# ------------------------------------------------------------------------------------------
+# Any image shape; CIFAR-10 binary files
+# ------------------------------------------------------------------------------------------
+
+def test_dataset_any_shape_and_classes():
+    x = np.zeros((3, 2, 5, 7))
+    y = np.array([0, 3, 4], np.int64)
+    ds = data.Dataset(x, y, x[:1], y[:1], name="t", source="mem", classes=5)
+    assert ds.shape == (2, 5, 7) and ds.classes == 5
+    assert "shape=(2, 5, 7), classes=5" in repr(ds)
+    with pytest.raises(ValueError, match=r"Dataset\.y_train: labels must be in 0\.\.3; got 4"):
+        data.Dataset(x, y, x[:1], y[:1], name="t", source="mem", classes=4)
+    with pytest.raises(ValueError, match="train and test images must have one"):
+        data.Dataset(x, y, np.zeros((1, 2, 5, 6)), y[:1], name="t", source="mem", classes=5)
+    with pytest.raises(ValueError, match=r"Dataset\.classes: must be an int >= 1"):
+        data.Dataset(x, y, x, y, name="t", source="mem", classes=0)
+    with pytest.raises(ValueError, match=r"Dataset\.x_test: must be a float64 array"):
+        data.Dataset(x, y, np.zeros((3, 0, 5, 7)), y, name="t", source="mem", classes=5)
+
+
+def _cifar_records(rng: np.random.Generator, n: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    pixels = rng.integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
+    rec = np.concatenate([labels[:, None], pixels.reshape(n, -1)], axis=1)
+    return rec.tobytes(), labels, pixels
+
+
+def _write_cifar(directory: Path, counts=(3, 2, 1, 2, 3, 4), seed: int = 0):
+    """Six small batch files (data_batch_1..5, test_batch) with known content."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [*data.CIFAR10_TRAIN_FILES, data.CIFAR10_TEST_FILE]
+    labels, pixels = [], []
+    for name, n in zip(names, counts, strict=True):
+        raw, lab, pix = _cifar_records(rng, n)
+        (directory / name).write_bytes(raw)
+        labels.append(lab)
+        pixels.append(pix)
+    return (np.concatenate(labels[:5]), np.concatenate(pixels[:5]), labels[5], pixels[5])
+
+
+def test_cifar10_reads_records_in_order(tmp_path):
+    ytr, xtr, yte, xte = _write_cifar(tmp_path / "c")
+    ds = data.load_cifar10(tmp_path / "c")
+    assert ds.name == "cifar10" and ds.shape == (3, 32, 32) and ds.classes == 10
+    assert ds.n_train == 11 and ds.n_test == 4
+    assert np.array_equal(ds.y_train, ytr.astype(np.int64))
+    assert np.array_equal(ds.y_test, yte.astype(np.int64))
+    # red, green, blue planes, each row-major; byte / 255 correctly rounded
+    assert np.array_equal(ds.x_train, xtr.astype(np.float64) / 255.0)
+    assert np.array_equal(ds.x_test, xte.astype(np.float64) / 255.0)
+    assert ds.x_train[0, 1, 2, 3] == xtr[0, 1, 2, 3] / 255.0
+    assert "shape=(3, 32, 32)" in repr(ds)
+    # first samples across batch boundaries
+    part = data.load_cifar10(tmp_path / "c", n_train=4, n_test=1)
+    assert np.array_equal(part.x_train, ds.x_train[:4]) and part.n_test == 1
+    with pytest.raises(ValueError, match=r"n_train: must be in 0\.\.11"):
+        data.load_cifar10(tmp_path / "c", n_train=12)
+
+
+def test_cifar10_dispatch(tmp_path):
+    _write_cifar(tmp_path / "c")
+    a = data.load(f"cifar10:{tmp_path / 'c'}")
+    b = data.load(tmp_path / "c")  # a directory holding data_batch_1.bin
+    _write_cifar(tmp_path / "t" / "cifar-10-batches-bin")  # as the tarball extracts
+    c = data.load(tmp_path / "t", n_train=2, n_test=2)
+    assert a.name == b.name == c.name == "cifar10"
+    assert np.array_equal(a.x_train, b.x_train) and c.n_train == 2
+
+
+def test_cifar10_hostile_files(tmp_path):
+    d = tmp_path / "c"
+    _write_cifar(d)
+    good = (d / "data_batch_3.bin").read_bytes()
+    (d / "data_batch_3.bin").write_bytes(good[:-1])
+    with pytest.raises(ValueError, match=r"data_batch_3\.bin': size must be a nonzero multiple "
+                       r"of 3073 bytes .*; got '3072 bytes'"):
+        data.load_cifar10(d)
+    (d / "data_batch_3.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="size must be a nonzero multiple of 3073"):
+        data.load_cifar10(d)
+    bad = bytearray(good)
+    bad[0] = 10
+    (d / "data_batch_3.bin").write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match=r"data_batch_3\.bin': labels must be in 0\.\.9; got 10"):
+        data.load(f"cifar10:{d}")
+    (d / "data_batch_3.bin").write_bytes(good)
+    (d / "data_batch_5.bin").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has no data_batch_5\.bin"):
+        data.load_cifar10(d)
+    with pytest.raises(FileNotFoundError, match=r"CIFAR-10 directory .*: does not exist"):
+        data.load("cifar10:" + str(tmp_path / "none"))

@@ -28,6 +28,7 @@ import hashlib
 from pathlib import Path
 
 from amaranth.back import verilog as _verilog
+from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
 from ..._errors import msg
@@ -122,22 +123,58 @@ def module_name(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | 
 
 def verilog(mac: Mac, *, pes: int = 1, name: str | None = None, a: Format | None = None,
             b: Format | None = None, k: int | None = None) -> str:
-    """Synthesizable Verilog text of ``array(mac, pes)`` (``pe(mac)`` for ``pes == 1``), top
-    module ``name`` (default :func:`module_name`), clock ``clk``, synchronous reset ``rst``."""
-    top = array(mac, pes, a=a, b=b, k=k) if pes != 1 else pe(mac, a=a, b=b, k=k)
-    if pes == 1 and type(pes) is not int:
+    """Synthesizable Verilog text of ``pe(mac)`` (``pes == 1``) or of an array of ``pes`` PEs
+    with the ports of :func:`array` (top module ``name``, default :func:`module_name`; the PE
+    module ``<name>_pe`` is generated once and instantiated ``pes`` times); clock ``clk``,
+    synchronous reset ``rst``."""
+    if type(pes) is not int or not 1 <= pes <= 4096:
         raise ValueError(msg("rtl pes", "must be an int in 1..4096", pes))
     name = name or module_name(mac, pes=pes, a=a, b=b, k=k)
-    return _verilog.convert(top, name=name, emit_src=False)
+    unit = pe(mac, a=a, b=b, k=k)
+    if pes == 1:
+        return _verilog.convert(unit, name=name, emit_src=False)
+    text = _verilog.convert(unit, name=f"{name}_pe", emit_src=False)
+    return text + _array_wrapper(unit, name, pes)
+
+
+def _array_wrapper(unit: wiring.Component, name: str, pes: int) -> str:
+    """Verilog of ``pes`` instances of ``<name>_pe`` with :class:`~.pe.Array`'s ports."""
+    shared = ("valid", "start", "last", "a")
+    decl, body = ["  input clk;", "  input rst;"], []
+    ports = ["clk", "rst"]
+    for pname, member in unit.signature.members.items():
+        w = Shape.cast(member.shape).width
+        lanes = 1 if pname in shared or pname == "out_valid" else pes
+        width = w * lanes
+        d = "input" if member.flow == wiring.In else "output"
+        decl.append(f"  {d} {'' if width == 1 else f'[{width - 1}:0] '}{pname};")
+        ports.append(pname)
+    for j in range(pes):
+        conn = [".clk(clk)", ".rst(rst)"]
+        for pname, member in unit.signature.members.items():
+            w = Shape.cast(member.shape).width
+            if pname in shared:
+                conn.append(f".{pname}({pname})")
+            elif pname == "out_valid":
+                if j == 0:
+                    conn.append(".out_valid(out_valid)")
+                else:
+                    conn.append(".out_valid()")
+            else:
+                conn.append(f".{pname}({pname}[{j * w + w - 1}:{j * w}])")
+        body.append(f"  {name}_pe pe{j} ({', '.join(conn)});")
+    return (f"\n// {pes} PEs sharing a and the stream controls; lane j of b and out at "
+            f"[j*W +: W]\nmodule {name}({', '.join(ports)});\n" + "\n".join(decl) + "\n"
+            + "\n".join(body) + "\nendmodule\n")
 
 
 def describe(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | None = None,
              k: int | None = None, name: str | None = None) -> dict:
     """The manifest entry of ``verilog(mac, pes=pes)``: module name, ports (name, dir, width,
     meaning), latency in cycles, initiation interval and what it implements."""
-    top = array(mac, pes, a=a, b=b, k=k) if pes != 1 else pe(mac, a=a, b=b, k=k)
-    proto = top.pes[0] if pes != 1 else top
-    ar, kk = proto.arith, _tree_k(mac, k)
+    if type(pes) is not int or not 1 <= pes <= 4096:
+        raise ValueError(msg("rtl pes", "must be an int in 1..4096", pes))
+    ar, kk = _arith(mac, a, b), _tree_k(mac, k)
     wa, wb, wo = ar.a_width, ar.b_width, ar.out_width
     ports = [{"name": "clk", "dir": "in", "width": 1, "meaning": "clock (rising edge)"},
              {"name": "rst", "dir": "in", "width": 1, "meaning": "synchronous reset"},

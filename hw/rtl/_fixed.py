@@ -148,7 +148,7 @@ class FixedArith:
         p = operand_value(a, self.a) * operand_value(b, self.b)
         m = self.mac.mul
         if m is not None:
-            return round_fixed(p, self._pf(), m), Const(0, 0)
+            return round_fixed(p, self.a.frac_bits + self.b.frac_bits, m), Const(0, 0)
         return p, Const(0, 0)
 
     def _node(self, packed: Value) -> tuple[Value, int]:

@@ -147,7 +147,9 @@ def check_float(fmt: Float, what: str, *, operand: bool = False) -> None:
 class FloatArith:
     """The float datapath of ``mac`` on operands of formats ``a`` and ``b``.
 
-    Products are exact and rounded into ``mul`` when given; every addition is exact, then
+    An FTZ ``mul`` (else an FTZ ``acc``) reads operands below its smallest normal as zeros
+    of the same sign (DAZ). Products are exact and rounded into ``mul`` when given; every
+    addition is exact, then
     correctly rounded into ``acc`` (ties to even); the result is rounded into ``out``. The
     stream's inf/NaN operands decide its result as IEEE 754 does (NaN for a NaN, ``inf·0`` or
     ``inf - inf``, else ±inf); a NaN result is the positive quiet NaN.
@@ -196,6 +198,14 @@ class FloatArith:
 
     def product(self, mod: Module, a: Value, b: Value) -> tuple[Value, Value]:
         x, y = decode(mod, a, self.a), decode(mod, b, self.b)
+        first = self.mac.mul if self.mac.mul is not None else self.mac.acc
+        if not first.subnormals:
+            # an FTZ multiplier (else an FTZ accumulator) reads operands below its smallest
+            # normal as zeros of the same sign (DAZ), as fxemu.arith.daz
+            for n, name in ((x, "daz_a"), (y, "daz_b")):
+                tiny = (n.m != 0) & ((n.e + lead(mod, n.m)).as_signed() < first.emin) \
+                    & ~n.inf & ~n.nan
+                n.m = wire(mod, Mux(tiny, 0, n.m), name)
         s = x.s ^ y.s
         xz = (x.m == 0) & ~x.inf & ~x.nan
         yz = (y.m == 0) & ~y.inf & ~y.nan

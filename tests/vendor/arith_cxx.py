@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 from vendor import cxx
 
-__all__ = ["ORDER_CODES", "SHAPE_CODES", "ArithProgram", "ArithRun"]
+__all__ = ["LAYERS", "LAYER_CODES", "ORDER_CODES", "SHAPE_CODES", "ArithProgram", "ArithRun",
+           "LayerProgram"]
 
 SHAPE_CODES = {"dot": 0, "matmul": 1, "conv2d": 2}
 ORDER_CODES = {"sequential": 0, "pairwise": 1, "chunk": 2, "exact": 3}
@@ -447,7 +448,8 @@ class ArithProgram(cxx.Program):
                 pos += 1
         srcs = []
         for k, (kind, rows) in enumerate(chunks):
-            body = _PRELUDE[kind] + (_FIXED_COMMON if kind in ("ap", "ac") else "") + _MAC
+            body = (_PRELUDE[kind] + (_FIXED_COMMON if kind in ("ap", "ac") else "") + _MAC
+                    + self.extra_source)
             table = "".join(f"    {by_kind[kind][r]},\n" for r in rows)
             srcs.append((
                 f"{_HEAD}{body}\n"
@@ -499,3 +501,108 @@ class ArithRun:
         finally:
             for p in (self._in, self._out, self._err):
                 p.unlink(missing_ok=True)
+
+
+#: Layer loops (``fxemu_layer<P>``), appended to the MAC templates by :class:`LayerProgram`.
+#: args: ``shape order chunk N C H W F Kh Kw sh sw pt pl Ho Wo``; the padded input reads +0.0
+#: outside (pt rows on top, pl columns on the left; Ho, Wo give the rest). Shapes:
+#: 0 conv2d (x (N,C,H,W) then w (F,C,Kh,Kw); outputs (N,F,Ho,Wo), terms over c, kh, kw);
+#: 1 conv2d_grad_weight (x then g (N,F,Ho,Wo); outputs (F,C,Kh,Kw), terms g·x over n, i, j);
+#: 2 conv2d_grad_input (g then w; outputs (N,C,H,W), terms g·w over f, kh', kw' of the flipped
+#: kernel, g read where y + pt = i·sh + (Kh−1−kh'), +0.0 where no such i);
+#: 3 the avg-pool window sum (x; F unused; outputs (N,C,Ho,Wo), terms x·1 over kh, kw).
+LAYER_CODES = {"conv2d": 0, "grad_weight": 1, "grad_input": 2, "avgpool_sum": 3}
+LAYERS = r"""
+template <class P>
+void fxemu_layer(const double *x, std::size_t n, const long *args, std::size_t nargs,
+                 std::vector<std::uint64_t> &out) {
+  typedef typename P::Node N;
+  (void)n;
+  (void)nargs;
+  const long shape = args[0], order = args[1], chunk = args[2];
+  const long NB = args[3], C = args[4], H = args[5], W = args[6], F = args[7], KH = args[8],
+             KW = args[9], SH = args[10], SW = args[11], PT = args[12], PL = args[13],
+             HO = args[14], WO = args[15];
+  std::vector<N> p;
+  // x padded: +0.0 outside the input
+  struct Pad {
+    const double *X;
+    long C, H, W, PT, PL;
+    double at(long b, long c, long r, long q) const {
+      long y = r - PT, z = q - PL;
+      if (y < 0 || y >= H || z < 0 || z >= W) return 0.0;
+      return X[((b * C + c) * H + y) * W + z];
+    }
+  };
+  if (shape == 0) {
+    Pad xp = {x, C, H, W, PT, PL};
+    const double *Wt = x + NB * C * H * W;
+    for (long b = 0; b < NB; ++b)
+      for (long f = 0; f < F; ++f)
+        for (long i = 0; i < HO; ++i)
+          for (long j = 0; j < WO; ++j) {
+            p.clear();
+            for (long c = 0; c < C; ++c)
+              for (long kh = 0; kh < KH; ++kh)
+                for (long kw = 0; kw < KW; ++kw)
+                  p.push_back(P::product(xp.at(b, c, i * SH + kh, j * SW + kw),
+                                         Wt[((f * C + c) * KH + kh) * KW + kw]));
+            out.push_back(P::out_code(fxemu_reduce<P>(p, order, chunk)));
+          }
+  } else if (shape == 1) {
+    Pad xp = {x, C, H, W, PT, PL};
+    const double *G = x + NB * C * H * W;
+    for (long f = 0; f < F; ++f)
+      for (long c = 0; c < C; ++c)
+        for (long kh = 0; kh < KH; ++kh)
+          for (long kw = 0; kw < KW; ++kw) {
+            p.clear();
+            for (long b = 0; b < NB; ++b)
+              for (long i = 0; i < HO; ++i)
+                for (long j = 0; j < WO; ++j)
+                  p.push_back(P::product(G[((b * F + f) * HO + i) * WO + j],
+                                         xp.at(b, c, i * SH + kh, j * SW + kw)));
+            out.push_back(P::out_code(fxemu_reduce<P>(p, order, chunk)));
+          }
+  } else if (shape == 2) {
+    const double *G = x, *Wt = x + NB * F * HO * WO;
+    for (long b = 0; b < NB; ++b)
+      for (long c = 0; c < C; ++c)
+        for (long y = 0; y < H; ++y)
+          for (long z = 0; z < W; ++z) {
+            p.clear();
+            for (long f = 0; f < F; ++f)
+              for (long a = 0; a < KH; ++a)
+                for (long e = 0; e < KW; ++e) {
+                  const long kh = KH - 1 - a, kw = KW - 1 - e;
+                  const long r = y + PT - kh, q = z + PL - kw;  // = i*SH, j*SW
+                  double g = 0.0;
+                  if (r >= 0 && q >= 0 && r % SH == 0 && q % SW == 0 && r / SH < HO &&
+                      q / SW < WO)
+                    g = G[((b * F + f) * HO + r / SH) * WO + q / SW];
+                  p.push_back(P::product(g, Wt[((f * C + c) * KH + kh) * KW + kw]));
+                }
+            out.push_back(P::out_code(fxemu_reduce<P>(p, order, chunk)));
+          }
+  } else {
+    Pad xp = {x, C, H, W, PT, PL};
+    for (long b = 0; b < NB; ++b)
+      for (long c = 0; c < C; ++c)
+        for (long i = 0; i < HO; ++i)
+          for (long j = 0; j < WO; ++j) {
+            p.clear();
+            for (long kh = 0; kh < KH; ++kh)
+              for (long kw = 0; kw < KW; ++kw)
+                p.push_back(P::product(xp.at(b, c, i * SH + kh, j * SW + kw), 1.0));
+            out.push_back(P::out_code(fxemu_reduce<P>(p, order, chunk)));
+          }
+  }
+}
+"""
+
+
+class LayerProgram(ArithProgram):
+    """An :class:`ArithProgram` whose units also hold the layer loops (:data:`LAYERS`):
+    entries ``fxemu_layer<FixedMac<…> >`` / ``fxemu_layer<FloatMac<…> >``."""
+
+    extra_source = LAYERS

@@ -33,6 +33,16 @@ def vendor_build(toolchain: cxx.Toolchain) -> Callable[[cxx.Program], Path]:
     return build
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``layers_full`` tests unless ``-m`` names that marker (``tox -e layers-full``)."""
+    if "layers_full" in (config.option.markexpr or ""):
+        return
+    keep = [i for i in items if i.get_closest_marker("layers_full") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for p in _BUILT:
         s = p.stats

@@ -1,9 +1,12 @@
 """The layers of fxemu.hw, read from the import statements (ast) of the source files.
 
-The accelerator runtime (every module of ``hw/`` outside ``hw/tools/``) sits below the
-backends: it may import formats, policy, quantize and arith, never the backends, the
-network, training, the CLI, analysis or the hardware tools. The backends never import a
-hardware tool. Imports inside functions count as well as those at the top of a module.
+The accelerator runtime (every module of ``hw/`` outside the hardware tools ``hw/tools/`` and
+``hw/rtl/``) sits below the backends: it may import formats, policy, quantize and arith, never
+the backends, the network, training, the CLI, analysis or the hardware tools. The backends
+never import a hardware tool. The RTL generator (``hw/rtl/``) is a hardware tool reading
+formats, policies and the arithmetic (its golden vectors): it imports no backend, network,
+training, CLI or analysis module. Imports inside functions count as well as those at the top
+of a module.
 """
 
 from __future__ import annotations
@@ -19,18 +22,24 @@ ROOT = Path(fxemu.__file__).resolve().parent.parent
 
 #: what a runtime module of fxemu.hw must not import (the layers above it)
 ABOVE_RUNTIME = ("fxemu.backends", "fxemu.nn", "fxemu.train", "fxemu.cli", "fxemu.analysis",
-                 "fxemu.torch", "fxemu.hw.tools")
+                 "fxemu.torch", "fxemu.hw.tools", "fxemu.hw.rtl")
 #: what a backend must not import
-ABOVE_BACKENDS = ("fxemu.hw.tools", "fxemu.cli", "fxemu.analysis", "fxemu.train")
+ABOVE_BACKENDS = ("fxemu.hw.tools", "fxemu.hw.rtl", "fxemu.cli", "fxemu.analysis",
+                  "fxemu.train")
+#: what the RTL generator must not import (it stands on formats, policy, quantize, arith)
+BESIDE_RTL = ("fxemu.backends", "fxemu.nn", "fxemu.train", "fxemu.cli", "fxemu.analysis",
+              "fxemu.torch", "fxemu.hw.tools")
+#: the hardware tools: folders of hw/ above the runtime
+TOOLS = ("tools", "rtl")
 
 
-def _modules(folder: Path, package: str, *, skip: str | None = None) -> dict[str, Path]:
+def _modules(folder: Path, package: str, *, skip: tuple[str, ...] = ()) -> dict[str, Path]:
     """``{dotted module name: path}`` of the .py files under ``folder`` (``package`` is the
-    name ``folder`` installs as; ``skip`` a subfolder left out)."""
+    name ``folder`` installs as; ``skip`` subfolders left out)."""
     out = {}
     for path in sorted(folder.rglob("*.py")):
         rel = path.relative_to(folder)
-        if skip is not None and rel.parts[0] == skip:
+        if rel.parts[0] in skip:
             continue
         parts = [package, *rel.with_suffix("").parts]
         is_pkg = parts[-1] == "__init__"
@@ -71,10 +80,16 @@ def violations(mods: dict[str, Path], forbidden: tuple[str, ...]) -> list[str]:
 
 
 def test_runtime_imports_nothing_above_it() -> None:
-    runtime = _modules(ROOT / "hw", "fxemu.hw", skip="tools")
+    runtime = _modules(ROOT / "hw", "fxemu.hw", skip=TOOLS)
     assert "fxemu.hw.csim" in runtime and "fxemu.hw.codegen" in runtime
-    assert not any(m.startswith("fxemu.hw.tools") for m in runtime)
+    assert not any(m.startswith(("fxemu.hw.tools", "fxemu.hw.rtl")) for m in runtime)
     assert violations(runtime, ABOVE_RUNTIME) == []
+
+
+def test_rtl_generator_imports_no_backend_or_network() -> None:
+    rtl = _modules(ROOT / "hw" / "rtl", "fxemu.hw.rtl")
+    assert "fxemu.hw.rtl" + "/" in rtl and "fxemu.hw.rtl.pe" in rtl
+    assert violations(rtl, BESIDE_RTL) == []
 
 
 def test_backends_import_no_hw_tool() -> None:
@@ -89,6 +104,7 @@ def test_backends_import_no_hw_tool() -> None:
     "import fxemu.nn.model",
     "def f():\n    from .tools import golden\n",
     "from .tools.estimate import summary",
+    "from .rtl import verilog",
 ])
 def test_the_checker_finds_an_upward_import(tmp_path: Path, source: str) -> None:
     hw = tmp_path / "hw"

