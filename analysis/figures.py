@@ -26,7 +26,7 @@ from scipy.stats import t as sps_t
 
 from fxemu.formats import Fixed, Float, parse
 
-from .runs import LAYERS, Run, Runs
+from .runs import Run, Runs
 from .stats import common_epoch, final_accuracy, welch_p
 
 __all__ = ["MIN_SPAN_PP", "STYLE", "FigureFile", "color_limits", "curves", "distance_figure",
@@ -214,7 +214,7 @@ def weight_histograms(runs: Runs, out: str | Path, epochs: Sequence[int],
     colors = colors or policy_colors(runs.policies)
     pols = [p for p in runs.policies if any(r.policy == p for r in runs.usable())]
     files = []
-    for layer in LAYERS:
+    for layer in runs.layers:
         data = {(p, e): _pooled([r for r in runs.usable() if r.policy == p], e, layer)
                 for p in pols for e in epochs}
         allv = np.concatenate([v for v in data.values() if v.size] or [np.zeros(1)])
@@ -304,8 +304,9 @@ def _grouped_bars(ax, df: pd.DataFrame, pols: Sequence[str], colors: dict) -> No
     n = max(len(pols), 1)
     width = 0.8 / n
     at_bottom = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    layers = list(dict.fromkeys(df["layer"]))
     for j, p in enumerate(pols):
-        for i, layer in enumerate(LAYERS):
+        for i, layer in enumerate(layers):
             v = df.loc[(df["policy"] == p) & (df["layer"] == layer), "sqnr_db"].to_numpy()
             if v.size == 0:
                 continue
@@ -323,7 +324,7 @@ def _grouped_bars(ax, df: pd.DataFrame, pols: Sequence[str], colors: dict) -> No
     if not np.isfinite(df["sqnr_db"].to_numpy()).any():
         ax.set_ylim(0, 1)
         ax.set_yticks([])
-    ax.set_xticks(range(len(LAYERS)), LAYERS)
+    ax.set_xticks(range(len(layers)), layers)
     ax.set_xlabel("layer")
     ax.set_ylabel("SQNR [dB]")
 
@@ -373,12 +374,13 @@ def sqnr_epochs_figure(sq: pd.DataFrame, out: str | Path, baseline: str,
     pal = {p: c for p, c in colors.items() if p in set(d["policy"])}
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(12, 3.6), layout="constrained")
-        axes = fig.subplots(1, len(LAYERS), sharey=True)
-        for ax, layer in zip(axes, LAYERS, strict=True):
+        layers = list(dict.fromkeys(d["layer"]))
+        axes = np.atleast_1d(fig.subplots(1, len(layers), sharey=True))
+        for ax, layer in zip(axes, layers, strict=True):
             sub = d[d["layer"] == layer]
             sns.lineplot(data=sub, x="epoch", y="sqnr_db", hue="policy", hue_order=list(pal),
                          palette=pal, style="policy", style_order=list(pal), dashes=True,
-                         markers=True, errorbar="sd", ax=ax, legend=layer == LAYERS[0])
+                         markers=True, errorbar="sd", ax=ax, legend=layer == layers[0])
             _nest_lines(ax, pal)
             ax.set_title(layer)
             ax.set_xlabel("epoch")
@@ -404,8 +406,9 @@ def distance_figure(dist: pd.DataFrame, out: str | Path, baseline: str,
     pal = {p: c for p, c in colors.items() if p in set(dist["policy"])}
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(12, 6), layout="constrained")
-        axes = fig.subplots(2, len(LAYERS), sharex=True)
-        for j, layer in enumerate(LAYERS):
+        layers = list(dict.fromkeys(dist["layer"]))
+        axes = fig.subplots(2, len(layers), sharex=True, squeeze=False)
+        for j, layer in enumerate(layers):
             sub = dist[dist["layer"] == layer]
             for i, (col, ylab) in enumerate((("ks", "KS statistic [–]"),
                                              ("wasserstein", "Wasserstein-1 [weight units]"))):

@@ -32,7 +32,7 @@ from . import figures as F
 from . import stats as S
 from . import tables as T
 from .costs import load_costs
-from .runs import LAYERS, Runs, load_runs
+from .runs import Runs, load_runs
 
 __all__ = ["write_report"]
 
@@ -115,7 +115,7 @@ def _sqnr_text(sq: pd.DataFrame, epoch: int) -> tuple[pd.DataFrame, pd.DataFrame
             nrow[f"{kind}_mean"], nrow[f"{kind}_std"], nrow[f"{kind}_n"] = mean, sd, v.size
         rows.append(row)
         num.append(nrow)
-    order = {layer: i for i, layer in enumerate(LAYERS)}
+    order = {layer: i for i, layer in enumerate(dict.fromkeys(d["layer"]))}
     text = pd.DataFrame(rows)
     if len(text):
         text = text.sort_values("layer", key=lambda s: s.map(order), kind="stable")

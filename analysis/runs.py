@@ -18,7 +18,9 @@ Status of a run:
     the directory holds ``error.json``; its metrics, if any, are kept but not used for
     statistics.
 
-A run is labelled by its policy name (``config["policy"]["name"]``) and grouped over seeds
+A run is labelled by its policy name (``config["policy"]["name"]``), or ``<model>/<policy>``
+when the runs read together trained more than one model (``config["model"]["name"]``; runs
+written before models existed trained the founding network), and grouped over seeds
 (``config["seed"]``); its id (column ``run``) is the directory name, made unique by prefixing
 parent folders where two runs share a name.
 """
@@ -39,7 +41,7 @@ from fxemu._errors import msg
 __all__ = ["LAYERS", "Run", "Runs", "expand_run_dirs", "load_run", "load_runs"]
 
 #: Weight tensors of the reference CNN, in the order figures and tables show them.
-LAYERS = ("conv_w", "conv_b", "dense_w", "dense_b")
+LAYERS = ("conv_w", "conv_b", "dense_w", "dense_b")  # the founding network's parameters
 
 METRIC_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "seconds",
                   "samples_per_s")
@@ -100,16 +102,29 @@ class Run:
     status: str
     error: dict | None = None
     name: str = ""
+    #: label runs ``<model>/<policy>`` (set by :class:`Runs` when runs of several models mix)
+    show_model: bool = False
     _weights: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
+    def model(self) -> str:
+        """The model's name (``founding`` for runs written before models existed)."""
+        m = self.config.get("model")
+        if isinstance(m, dict) and isinstance(m.get("name"), str):
+            return m["name"]
+        return m if isinstance(m, str) else "founding"
+
+    @property
     def policy(self) -> str:
+        """The run's label: its policy name, prefixed ``<model>/`` when models mix."""
         pol = self.config.get("policy")
         if isinstance(pol, dict) and "name" in pol:
-            return str(pol["name"])
-        if self.error and self.error.get("policy"):
-            return str(self.error["policy"])
-        return "unknown"
+            name = str(pol["name"])
+        elif self.error and self.error.get("policy"):
+            name = str(self.error["policy"])
+        else:
+            name = "unknown"
+        return f"{self.model}/{name}" if self.show_model else name
 
     @property
     def seed(self) -> int | None:
@@ -234,7 +249,7 @@ class Runs:
     runs : list of Run
         In the order given (directories of runs expanded in natural name order).
     configs : DataFrame
-        One row per run: ``run, policy, seed, status, epochs, epochs_done, backend,
+        One row per run: ``run, policy, model, seed, status, epochs, epochs_done, backend,
         n_train, n_test, batch_size, lr, data, master, fw_data, fw_acc, bw_data, path,
         error, message``; ``master``/``fw_data``/``fw_acc``/``bw_data`` are the format strings of
         ``update.master``, ``forward.activation``, ``forward.conv`` accumulator and
@@ -247,6 +262,9 @@ class Runs:
     def __init__(self, runs: Sequence[Run]) -> None:
         self.runs = list(runs)
         self._first: str | None = None
+        mixed = len({r.model for r in self.runs}) > 1
+        for r in self.runs:
+            r.show_model = mixed
         _unique_names(self.runs)
         self._by_name = {r.name: r for r in self.runs}
         rows = []
@@ -254,7 +272,8 @@ class Runs:
             c, pol = r.config, r.config.get("policy") or {}
             data = c.get("data")
             rows.append({
-                "run": r.name, "policy": r.policy, "seed": r.seed, "status": r.status,
+                "run": r.name, "policy": r.policy, "model": r.model, "seed": r.seed,
+                "status": r.status,
                 "epochs": r.epochs, "epochs_done": r.epochs_done,
                 "backend": c.get("backend"),
                 "n_train": (data or {}).get("n_train") if isinstance(data, dict)
@@ -328,12 +347,24 @@ class Runs:
         """The weight snapshot of run id ``run`` after ``epoch`` (layer name → array)."""
         return self[run].weights(epoch)
 
+    @property
+    def layers(self) -> list[str]:
+        """Parameter names of the usable runs' models (first snapshot of each, in order)."""
+        names: dict[str, None] = {}
+        for r in self.usable():
+            have = r.weight_epochs()
+            if have:
+                names.update(dict.fromkeys(r.weights(have[0])))
+        return list(names) or list(LAYERS)
+
     def weight_table(self, epochs: Sequence[int] | None = None,
-                     layers: Sequence[str] = LAYERS) -> pd.DataFrame:
+                     layers: Sequence[str] | None = None) -> pd.DataFrame:
         """Long table of weight values: ``run, policy, seed, epoch, layer, index, value``.
 
-        ``epochs`` defaults to every snapshot each run holds; failed runs are left out.
+        ``epochs`` defaults to every snapshot each run holds, ``layers`` to :attr:`layers`;
+        failed runs are left out.
         """
+        layers = self.layers if layers is None else layers
         frames = []
         for r in self.usable():
             for e in (r.weight_epochs() if epochs is None else epochs):

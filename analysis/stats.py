@@ -44,7 +44,7 @@ from scipy import stats as sps
 
 from fxemu._errors import msg
 
-from .runs import LAYERS, Run, Runs
+from .runs import Run, Runs
 
 __all__ = ["DEFAULT_BASELINE", "accuracy_stats", "choose_baseline", "common_epoch",
            "final_accuracy", "sqnr_db", "sqnr_table", "weight_distances", "welch_p"]
@@ -173,7 +173,7 @@ def weight_distances(runs: Runs, baseline: str,
             continue
         have = set().union(*(r.weight_epochs() for r in rs)) & base_epochs
         for e in sorted(have if epochs is None else have & set(epochs)):
-            for layer in LAYERS:
+            for layer in runs.layers:
                 x, y = _pooled(rs, e, layer), _pooled(base, e, layer)
                 if x is None or y is None:
                     continue
@@ -236,8 +236,8 @@ def sqnr_table(runs: Runs, baseline: str,
         common = set(r.weight_epochs()) & set(b.weight_epochs())
         for e in sorted(common if epochs is None else common & set(epochs)):
             wr, wb = r.weights(e), b.weights(e)
-            for layer in LAYERS:
-                if layer in wr and layer in wb:
+            for layer in runs.layers:
+                if layer in wr and layer in wb and wr[layer].shape == wb[layer].shape:
                     rows.append({"kind": "trajectory", "policy": r.policy, "seed": r.seed,
                                  "layer": layer, "epoch": e,
                                  "sqnr_db": sqnr_db(wb[layer], wr[layer])})
@@ -248,7 +248,7 @@ def sqnr_table(runs: Runs, baseline: str,
             have = b.weight_epochs()
             for e in (have if epochs is None else [e for e in have if e in set(epochs)]):
                 wb = b.weights(e)
-                for layer in LAYERS:
+                for layer in runs.layers:
                     if layer in wb:
                         q = quantize(wb[layer], fmt, seed=0)
                         rows.append({"kind": "quantization", "policy": pol, "seed": seed,

@@ -26,6 +26,23 @@
     3.9e-3 for F = 8 and 6.1e-5 for F = 14, and an update ``lr·dW`` smaller than half an LSB
     is lost under round-to-nearest but kept in expectation under stochastic rounding.
 
+``lenet5``
+    LeNet-5 (:data:`fxemu.nn.PRESETS` ``lenet5``) on Fashion-MNIST (Debian's files) under
+    ``fw32bw32`` (native float32, the baseline), ``fw16bw16``, ``fixed16`` and ``fixed16_sr``
+    (emulated); 10 000 training / 2 000 test images, batch 100, 10 epochs, plain SGD lr 0.05,
+    seeds 0, 1, 2 (12 runs). Its report compares the policies' accuracy and per-layer weight
+    statistics over LeNet-5's ten parameter tensors.
+
+``mx``
+    Block-scaled (OCP MX) training against the float baselines: ``fw32bw32``, ``fw16bw16``,
+    ``mxfp8`` (every product's operands converted to MXFP8 along the product's reduction
+    axis: E4M3 forward, E5M2 backward), ``mxfp6`` (E2M3 forward, E3M2 backward) and
+    ``mxfp4_sr`` (MXFP4 E2M1, backward operands rounded stochastically); the MX policies hold
+    every tensor and the master weights in float32 and accumulate in float32, as the OCP MX
+    training results do (:data:`fxemu.policy.PRESETS`). Same data and schedule as
+    ``founding``, seeds 0, 1, 2 (15 runs). The report adds ``mx_table.{md,csv}`` (final test
+    accuracy per policy, mean and 95% CI over seeds).
+
 ``cost``
     Accuracy against datapath cost: fixed-point data (input, weights, activations, gradients,
     master weights) ``ap_fixed<W, 4, AP_RND_CONV, AP_SAT>`` for W = 8, 10, 12, 14, 16 (range
@@ -56,8 +73,9 @@ from fxemu._errors import msg
 from fxemu.formats import Fixed, Mac
 from fxemu.policy import Backward, Forward, Policy, Update
 
-__all__ = ["ACC_WIDTHS", "DATA_WIDTHS", "FRACTION_BITS", "STUDIES", "cost_monotonic",
-           "cost_policy", "cost_spec", "founding_spec", "rounding_policy", "rounding_spec",
+__all__ = ["ACC_WIDTHS", "DATA_WIDTHS", "FRACTION_BITS", "MX_POLICIES", "STUDIES",
+           "cost_monotonic", "cost_policy", "cost_spec", "founding_spec", "lenet5_spec",
+           "mx_spec", "policy_summary", "rounding_policy", "rounding_spec",
            "rounding_summary", "run_study"]
 
 FRACTION_BITS = tuple(range(8, 15))
@@ -179,9 +197,26 @@ def _cost_extras(runs_dir: Path, report_dir: Path) -> Path:
     return path
 
 
-STUDIES = {"founding": founding_spec, "rounding": rounding_spec, "cost": cost_spec}
-_STUDY_SCHEDULES = {"cost": _COST_SCHEDULE}
-_DEFAULT_SEEDS = {"founding": (0, 1, 2), "rounding": (0, 1, 2), "cost": (0,)}
+
+def lenet5_spec(seeds: Sequence[int] = (0, 1, 2)) -> dict:
+    """The LeNet-5 study's sweep spec (see the module docstring)."""
+    return {"policies": ["fw32bw32", "fw16bw16", "fixed16", "fixed16_sr"], "seeds": list(seeds),
+            "train": {"model": "lenet5", "data": "fashion", "n_train": 10000, "n_test": 2000,
+                      "batch_size": 100, "epochs": 10, "lr": 0.05}}
+
+
+MX_POLICIES = ("fw32bw32", "fw16bw16", "mxfp8", "mxfp6", "mxfp4_sr")
+
+
+def mx_spec(seeds: Sequence[int] = (0, 1, 2), train: dict | None = None) -> dict:
+    """The MX study's sweep spec (``train`` overrides the schedule, for a quick look)."""
+    return {"policies": list(MX_POLICIES), "seeds": list(seeds),
+            "train": {**_SCHEDULE, **(train or {})}}
+
+
+STUDIES = {"founding": founding_spec, "rounding": rounding_spec, "lenet5": lenet5_spec,
+           "mx": mx_spec, "cost": cost_spec}
+_DEFAULT_SEEDS = {"cost": (0,)}  # the others: 0, 1, 2
 
 
 def _final(runs_dir: str | Path) -> list[dict]:
@@ -238,6 +273,56 @@ def rounding_summary(runs_dir: str | Path):
                     "ci95_low": mean - half, "ci95_high": mean + half,
                     "final_test_loss": float(g["test_loss"].mean())})
     return pd.DataFrame(out)
+
+
+def policy_summary(runs_dir: str | Path, policies: Sequence[str] = MX_POLICIES):
+    """Final test accuracy of the finished runs of ``policies`` in ``runs_dir``: a pandas
+    DataFrame with ``policy`` (in the given order), ``n`` (seeds), ``mean``, ``std``,
+    ``ci95_low``, ``ci95_high`` (Student t over seeds) and ``final_test_loss``."""
+    import pandas as pd
+
+    rows = [r for r in _final(runs_dir) if r["policy"] in policies]
+    if not rows:
+        raise ValueError(msg(f"study {runs_dir}", "holds no finished runs of",
+                             ", ".join(policies)))
+    df = pd.DataFrame(rows)
+    out = []
+    for pol in policies:
+        g = df[df["policy"] == pol]
+        if g.empty:
+            continue
+        n, mean, std, half = _mean_ci(g["test_acc"])
+        out.append({"policy": pol, "n": n, "mean": mean, "std": std, "ci95_low": mean - half,
+                    "ci95_high": mean + half, "final_test_loss": float(g["test_loss"].mean())})
+    return pd.DataFrame(out)
+
+
+def _mx_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
+    """``mx_table.{md,csv}`` in ``report_dir``: final test accuracy per policy."""
+    from fxemu.policy import PRESETS
+
+    s = policy_summary(runs_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    s.to_csv(report_dir / "mx_table.csv", index=False)
+
+    def ops(name: str) -> str:
+        p = PRESETS[name]
+        fw, bw = p.forward.dense, p.backward.dense_dw
+        if fw.block:
+            return f"`{fw.a}` forward, `{bw.a}` backward, float32 accumulation"
+        return f"`{p.forward.input}` forward, `{p.backward.grad}` backward data"
+
+    lines = ["| policy | products | seeds | final test acc [%] | final test loss |",
+             "|---|---|---:|---:|---:|"]
+    for _, r in s.iterrows():
+        lines.append(f"| {r['policy']} | {ops(r['policy'])} | {r['n']} | "
+                     f"{_pct(r['mean'], r['mean'] - r['ci95_low'])} | "
+                     f"{r['final_test_loss']:.4f} |")
+    note = ("\nFinal test accuracy, mean ± half-width of the 95% Student-t interval over "
+            "seeds.\n")
+    paths = [report_dir / "mx_table.md", report_dir / "mx_table.csv"]
+    paths[0].write_text("\n".join(lines) + "\n" + note)
+    return paths
 
 
 def _pct(mean: float, half: float) -> str:
@@ -307,30 +392,36 @@ def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
 
 def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
               workers: int | None = None, scheduler: str | None = None,
-              progress: bool = True, report: bool = True, device: str = "xc7z020"):
+              progress: bool = True, report: bool = True, train: dict | None = None,
+              device: str = "xc7z020"):
     """Run (or resume) study ``name`` into ``out/runs`` and write ``out/report``.
 
-    ``seeds``: default (0, 1, 2), (0,) for ``cost``; ``device``: the cost study's synthesis
-    target. Returns ``(SweepResult, index.html path or None)``; the report covers the
-    finished runs even when some failed.
+    ``seeds``: default (0, 1, 2), (0,) for ``cost``; ``train``: TrainConfig fields replacing
+    the study's schedule (a smaller variant, e.g. ``{"n_train": 64, "epochs": 2}``);
+    ``device``: the cost study's synthesis target. Returns ``(SweepResult, index.html path
+    or None)``; the report covers the finished runs even when some failed.
     """
     from .sweep import run_sweep
 
     if name not in STUDIES:
         raise ValueError(msg("study", "unknown", name, "known: " + ", ".join(STUDIES)))
     out = Path(out)
-    seeds = _DEFAULT_SEEDS[name] if seeds is None else seeds
-    res = run_sweep(STUDIES[name](seeds), out / "runs", workers=workers, scheduler=scheduler,
+    seeds = _DEFAULT_SEEDS.get(name, (0, 1, 2)) if seeds is None else seeds
+    spec = STUDIES[name](seeds)
+    spec["train"].update(train or {})
+    res = run_sweep(spec, out / "runs", workers=workers, scheduler=scheduler,
                     progress=progress, cost=device if name == "cost" else None)
     index = None
     if report:
         from .report import write_report
 
-        last = int(_STUDY_SCHEDULES.get(name, _SCHEDULE)["epochs"])
+        epochs = int(spec["train"]["epochs"])
         index = write_report([out / "runs"], out / "report", baseline="fw32bw32",
-                             epochs=sorted({1, min(5, last), last}))
+                             epochs=sorted({1, max(epochs // 2, 1), epochs}))
         if name == "rounding":
             _rounding_extras(out / "runs", out / "report")
+        if name == "mx":
+            _mx_extras(out / "runs", out / "report")
         if name == "cost":
             _cost_extras(out / "runs", out / "report")
     return res, index

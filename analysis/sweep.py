@@ -14,6 +14,13 @@ A sweep spec (TOML or JSON; the same keys as a mapping for :func:`run_sweep`)::
     [grid]             # optional: TrainConfig fields to vary; the runs are the cartesian product
     lr = [0.01, 0.05]
 
+    models = ["founding", "lenet5", "my_net.toml"]   # optional: the model axis
+
+A model is a preset name, a ``.toml``/``.json`` model spec (relative paths read from the spec
+file's folder) or a spec table with a ``name`` (:func:`fxemu.nn.load_model`). With ``models``
+the runs are model-major and each run's directory name starts with ``<model>_``; without it
+every run trains ``[train] model`` (default: the founding network) and names stay as before.
+
 A policy is a preset name, a ``.toml``/``.json`` policy file (relative paths are read from
 the spec file's folder) or a policy table (``[[policies]]`` in TOML) with a ``name``. The
 whole spec is validated before any run starts: every policy is built, every training config
@@ -84,7 +91,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["Run", "SweepResult", "build_runs", "load_spec", "run_status", "run_sweep"]
 
-_SPEC_KEYS = ("policies", "seeds", "train", "grid")
+_SPEC_KEYS = ("policies", "seeds", "train", "grid", "models")
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _SHARED_FIELDS = tuple(f for f in _CONFIG_FIELDS if f not in ("policy", "seed"))
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -145,9 +152,9 @@ def load_spec(path: str | Path) -> dict:
         raise ValueError(msg(f"sweep spec {p}", "cannot be parsed", str(e))) from None
     if not isinstance(spec, dict):
         raise ValueError(msg(f"sweep spec {p}", "must be a table", type(spec).__name__))
-    pols = spec.get("policies")
-    if isinstance(pols, list):
-        spec["policies"] = [_relative(v, p.parent) for v in pols]
+    for key in ("policies", "models"):
+        if isinstance(spec.get(key), list):
+            spec[key] = [_relative(v, p.parent) for v in spec[key]]
     return spec
 
 
@@ -169,6 +176,29 @@ def _policy(v: object, i: int) -> Policy:
         return load_policy(v)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise type(e)(msg(what, str(e))) from None
+
+
+def _models(v: object) -> list[tuple[str, dict]]:
+    """(name, resolved spec table) of each model of the ``models`` axis."""
+    from fxemu.nn import load_model
+
+    if isinstance(v, str | dict):
+        v = [v]
+    if not isinstance(v, list | tuple) or not v:
+        raise ValueError(msg("sweep models", "must be a non-empty list", v))
+    out: dict[str, dict] = {}
+    for i, m in enumerate(v):
+        if isinstance(m, dict) and (not isinstance(m.get("name"), str) or not m["name"]):
+            raise ValueError(msg(f"sweep models[{i}]", "a model table needs a name", sorted(m)))
+        try:
+            model = load_model(m)
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            raise type(e)(msg(f"sweep models[{i}]", str(e))) from None
+        d = model.to_dict()
+        if out.setdefault(model.name, d) != d:
+            raise ValueError(msg("sweep models", "two different models share a name",
+                                 model.name))
+    return list(out.items())
 
 
 def _seeds(v: object) -> list[int]:
@@ -246,7 +276,10 @@ def build_runs(spec: Mapping) -> list[Run]:
         raise ValueError(msg("sweep policies", "must be a non-empty list", pols))
     policies = [_policy(v, i) for i, v in enumerate(pols)]
     seeds = _seeds(spec.get("seeds", [0]))
+    models = _models(spec["models"]) if "models" in spec else [(None, None)]
     shared = _table(spec, "train")
+    if "models" in spec and ("model" in shared or "model" in spec.get("grid", {})):
+        raise ValueError(msg("sweep models", "is also set as a [train]/[grid] model; keep one"))
     grid = _table(spec, "grid")
     for k, vals in grid.items():
         if not isinstance(vals, list) or not vals:
@@ -266,20 +299,23 @@ def build_runs(spec: Mapping) -> list[Run]:
                                  p.name, "give each policy table its own name"))
     runs: list[Run] = []
     names: dict[str, str] = {}
-    for p in dict((p.name, p) for p in policies).values():
-        for varied, tag in zip(combos, tags, strict=True):
-            for seed in seeds:
-                kw = {**shared, **varied, "policy": p.to_dict(), "seed": seed}
-                try:
-                    cfg = TrainConfig(**kw)
-                except (ValueError, TypeError) as e:
-                    raise type(e)(msg(f"sweep run {p.name} seed {seed}", str(e))) from None
-                name = f"{_safe(p.name)}_seed{seed}" + (f"_{tag}" if hashed else "")
-                if name in names:
-                    raise ValueError(msg("sweep", "two runs map to one directory name", name,
-                                         f"policies {names[name]!r} and {p.name!r}"))
-                names[name] = p.name
-                runs.append(Run(name, {k: getattr(cfg, k) for k in _CONFIG_FIELDS}, varied))
+    for (mname, mspec), p, (varied, tag), seed in itertools.product(
+            models, dict((p.name, p) for p in policies).values(), zip(combos, tags, strict=True),
+            seeds):
+        kw = {**shared, **varied, "policy": p.to_dict(), "seed": seed}
+        if mspec is not None:
+            kw["model"] = mspec
+        try:
+            cfg = TrainConfig(**kw)
+        except (ValueError, TypeError) as e:
+            raise type(e)(msg(f"sweep run {p.name} seed {seed}", str(e))) from None
+        name = (f"{_safe(mname)}_" if mname else "") + f"{_safe(p.name)}_seed{seed}" \
+            + (f"_{tag}" if hashed else "")
+        if name in names:
+            raise ValueError(msg("sweep", "two runs map to one directory name", name,
+                                 f"policies {names[name]!r} and {p.name!r}"))
+        names[name] = p.name
+        runs.append(Run(name, {k: getattr(cfg, k) for k in _CONFIG_FIELDS}, varied))
     return runs
 
 
@@ -331,15 +367,23 @@ def _mismatch(run_dir: Path, run: Run) -> str | None:
         stored = rundir.read_json(path)
     except (OSError, ValueError) as e:
         return f"config.json unreadable ({e})"
+    from fxemu.nn import load_model
+
     cfg = TrainConfig(**run.config)
     policy, backend = resolve(cfg)
-    want = {**run.config, "policy": policy.to_dict(), "backend": backend}
+    want = {**run.config, "policy": policy.to_dict(), "backend": backend,
+            "model": load_model(cfg.model).to_dict()}
     for k, v in want.items():
         if k in rundir.HASH_EXCLUDED:
             continue  # does not change the result
         have = stored.get(k)
         if k == "data":
             have = have.get("spec") if isinstance(have, dict) else have
+        if k == "model":  # runs written before models trained the founding network
+            have = load_model("founding").to_dict() if have is None else \
+                {m: u for m, u in have.items() if m != "input_shape"}
+        elif have is None and k in ("momentum_coef", "weight_decay", "loss_scale"):
+            have = getattr(TrainConfig, k)
         if have != v:
             return f"{k}: {have!r} there, {v!r} here"
     return None

@@ -121,7 +121,7 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
 
 
 @click.command("study")
-@click.argument("name", type=click.Choice(["founding", "rounding", "cost"]))
+@click.argument("name", type=click.Choice(["founding", "rounding", "lenet5", "mx", "cost"]))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Study folder: runs/ (run directories) and report/ (index.html).")
 @click.option("--seeds", default=None, help="Comma-separated seeds [default: 0,1,2; cost: 0].")
@@ -138,7 +138,10 @@ def study_cmd(name: str, out: str, seeds: str | None, workers: int | None,
 
     founding: fw32bw32, fw16bw32, fw16bw16 on 2 000/500 digits, batch 100, 10 epochs.
     rounding: ap_fixed<16,16-F> data and updates, F = 8..14, round to nearest vs
-    stochastic rounding of the update (42 runs with 3 seeds). cost: ap_fixed<W,4> data,
+    stochastic rounding of the update (42 runs with 3 seeds). lenet5: LeNet-5 on
+    Fashion-MNIST (10 000/2 000) under fw32bw32, fw16bw16, fixed16, fixed16_sr, 10 epochs.
+    mx: fw32bw32, fw16bw16 vs MXFP8, MXFP6, MXFP4 (stochastic backward) block-scaled
+    products, float32 accumulation (15 runs with 3 seeds). cost: ap_fixed<W,4> data,
     W = 8..16, ap_fixed<A,12> accumulators, A = 16, 24, 32, nearest or stochastic update,
     1 seed, 5 epochs; each PE synthesised (--device; rtl extra); the report plots accuracy
     against LUTs and DSPs with the Pareto front. Re-running resumes.

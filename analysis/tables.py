@@ -182,12 +182,12 @@ def format_comparison(table: pd.DataFrame, epochs: Sequence[int], *,
 
 
 def run_table(runs: Runs) -> pd.DataFrame:
-    """One row per run: id, policy, seed, status, epochs done/planned, error."""
+    """One row per run: id, policy, model, seed, status, epochs done/planned, error."""
     c = runs.configs
     err = [("" if not isinstance(e, str) else f"{e}: {mm}")
            for e, mm in zip(c["error"], c["message"], strict=True)]
     return pd.DataFrame({
-        "run": c["run"], "policy": c["policy"],
+        "run": c["run"], "policy": c["policy"], "model": c["model"],
         "seed": ["–" if pd.isna(s) else str(int(s)) for s in c["seed"]],
         "status": c["status"],
         "epochs": [f"{d}/{'?' if pd.isna(p) else int(p)}"

@@ -19,7 +19,10 @@ import types
 
 from ._errors import BackendUnavailable
 from .formats import (
+    BLOCK_PRESETS,
+    FUSED_PRESETS,
     PRESETS,
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -27,14 +30,19 @@ from .formats import (
     FloatOverflow,
     FloatRounding,
     Format,
+    Fused,
     Mac,
     Special,
+    bfp,
     parse,
 )
 
 __all__ = [
+    "BLOCK_PRESETS",
+    "FUSED_PRESETS",
     "PRESETS",
     "BackendUnavailable",
+    "Block",
     "ConvGeometry",
     "Fixed",
     "FixedOverflow",
@@ -43,11 +51,13 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Fused",
     "Mac",
     "Special",
     "add",
     "avgpool2d",
     "avgpool2d_backward",
+    "bfp",
     "conv2d",
     "conv2d_grad_input",
     "conv2d_grad_weight",

@@ -22,7 +22,15 @@ from ._kernels import mac as _km
 from ._kernels import mac_fast as _kmf
 from ._kernels import pool as _kp
 from .formats import Fixed, FixedOverflow, Float, FloatRounding, Mac, Special
-from .quantize import NanPolicy, as_format, check_nan_policy, quantize, reject_masked
+from .quantize import (
+    NanPolicy,
+    as_format,
+    block_convert,
+    block_scale_values,
+    check_nan_policy,
+    quantize,
+    reject_masked,
+)
 
 __all__ = ["ConvGeometry", "Mac", "add", "argmax_cells", "avgpool2d", "avgpool2d_backward",
            "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv_geometry", "dot", "fma",
@@ -229,6 +237,8 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     if not isinstance(mac, Mac):
         raise TypeError(msg("mac", "must be an fx.Mac", type(mac).__name__))
     check_nan_policy(nan)
+    if mac.block:
+        return _block_mac_matmul(a, b, mac, seed, sr_bits, nan, names)
     lm, bits, key = lowering.lower_mac_call(mac, seed, sr_bits)
     # an FTZ multiplier (or, without one, an FTZ accumulator) reads subnormal operands as zero
     a = np.ascontiguousarray(daz(a, lm.first))
@@ -237,6 +247,8 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     if nan == "raise" and lm.lacks_nan and (spans[0][3] or spans[1][3]):
         _refuse_nan(a, b, mac, names)
     path = lowering.mac_path(mac, lm, spans, key, bits)
+    if path.kind == "fused":
+        return _fused_matmul(a, b, mac, path, spans[0][3] or spans[1][3], seed, sr_bits)
     if path.kind == "int":
         res = _fixed_blas(a, b, path.fa, path.fb, path.sh_p, mac.acc) if path.blas else None
         if res is None and path.kernel is not None:
@@ -255,6 +267,62 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     bt = np.ascontiguousarray(b.T)  # the exact engine reads each output's operands as rows
     _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, lm.acc, lm.mul, lm.out,
                       lm.use_mul, lm.order, lm.chunk, key, lm.out_scale)
+    return out
+
+
+def _fused_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, path: lowering.MacPath,
+                  nonfinite: bool, seed: int | None, sr_bits: int | None) -> np.ndarray:
+    """The fused-adder chain (:class:`fxemu.Fused`); outputs with an inf/NaN operand take
+    the IEEE value of their exact dot product, rounded into acc; then ``out`` (a stochastic
+    ``out`` draws from ``seed``)."""
+    ieee = None
+    if nonfinite:
+        with np.errstate(all="ignore"):
+            ieee = a @ b
+        a = np.where(np.isfinite(a), a, 0.0)
+        b = np.where(np.isfinite(b), b, 0.0)
+    res = np.empty((a.shape[0], b.shape[1]), np.float64)
+    bt = np.ascontiguousarray(b.T)
+    fp = path.args[0]
+    path.kernel(a, bt, lowering.fused_exponents(a, fp[7]), lowering.fused_exponents(bt, fp[8]),
+                res, *path.args)
+    if ieee is not None:
+        bad = ~np.isfinite(ieee)
+        res[bad] = quantize(ieee[bad], mac.acc, nan="hls")
+    return res if mac.out is None else quantize(res, mac.out, seed=seed, sr_bits=sr_bits,
+                                                   nan="hls")
+def _sub_seed(seed: int | None, i: int) -> int | None:
+    """An independent seed for the i-th stochastic stage of one call (None stays None)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed), i]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _block_mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
+                      sr_bits: int | None, nan: str, names: tuple[str, str]) -> np.ndarray:
+    """A (M, K) @ B (K, N) through a block Mac (see :class:`fxemu.Mac`): A is converted into
+    ``mac.a`` along K (rows), B into ``mac.b`` along K (columns); each block pair's exact term
+    is accumulated into acc in the Mac's order over blocks, then rounded into out. Stochastic
+    element rounding draws from independent streams per operand (sub-seeds of ``seed``)."""
+    why = lowering.block_mac_check(mac)
+    if why is not None:
+        raise ValueError(msg("mac", why, _mac_text(mac)))
+    lm, _, key = lowering.lower_mac_call(mac, _sub_seed(seed, 0), sr_bits)
+    _, ea, sca, _ = block_convert(a, mac.a, seed=_sub_seed(seed, 1), sr_bits=sr_bits,
+                                  unscaled=True, axis=1, codes=False)
+    _, eb, scb, _ = block_convert(b, mac.b, seed=_sub_seed(seed, 2), sr_bits=sr_bits,
+                                  unscaled=True, axis=0, codes=False)
+    sa, sb = block_scale_values(sca, mac.a), block_scale_values(scb, mac.b)
+    if nan == "raise" and lm.lacks_nan and (np.isnan(sa).any() or np.isnan(sb).any()):
+        bad = names[0] if np.isnan(sa).any() else names[1]
+        raise ValueError(msg(bad, f"has a block holding NaN or inf but the Mac {_mac_text(mac)}"
+                             " has no NaN", "nan", "pass nan='hls' for the vendor's behaviour"))
+    out = np.empty((a.shape[0], b.shape[1]), np.float64)
+    from ._kernels import block as _kb  # Numba-compiled on first use
+
+    _kb.block_matmul(ea, sa, np.ascontiguousarray(eb.T), np.ascontiguousarray(sb.T), out,
+                     mac.a.block_size, lm.acc, lm.out, lm.order, lm.chunk, key, lm.out_scale,
+                     *lowering.block_mac_fast(mac, lm))
     return out
 
 
@@ -283,7 +351,8 @@ def dot(a: object, b: object, mac: Mac, *, seed: int | None = None,
 
 def matmul(a: object, b: object, mac: Mac, *, seed: int | None = None,
            sr_bits: int | None = None, nan: NanPolicy = "raise") -> np.ndarray:
-    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac``.
+    """``(M, K) @ (K, N)`` with every output reduced over k = 0…K-1 by ``mac`` (a
+    ``fused:…`` order in steps of its multi-term adder, see :class:`fxemu.Fused`).
 
     ``nan``: where the IEEE result of an output is NaN (a NaN operand, ``inf·0``, ``inf - inf``)
     and a format of ``mac`` (mul, acc or out) has no NaN, ``"raise"`` (default) raises

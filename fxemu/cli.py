@@ -84,6 +84,7 @@ EXTRAS = {
     "hls4ml": "csim",
     **dict.fromkeys(("pynq", "pynqmetadata", "pycparser"), "board"),
     "mlxtend": "train",
+    "torch": "torch",
 }
 
 #: Subcommands defined outside this module, imported only when invoked:
@@ -494,10 +495,34 @@ def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _model_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Validate --model (a preset or a spec file's layers) before any work starts."""
+    from .nn import load_model
+
+    try:
+        load_model(value)
+    except (ValueError, TypeError, OSError) as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
+def _loss_scale(text: str) -> float | str:
+    if text == "dynamic":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"must be a power of two or 'dynamic'; got {text!r}",
+                                 param_hint="--loss-scale") from None
+
+
 @cli.command("train")
 @click.option("--policy", default="fw32bw32", show_default=True, callback=_policy_arg,
               help="Preset name (float64 fw32bw32 fw16bw32 fw16bw16 fixed16 fixed16_sr) or a "
                    ".toml/.json policy file.")
+@click.option("--model", default="founding", show_default=True, callback=_model_arg,
+              help="founding (the reference CNN), lenet5, or a .toml/.json model spec "
+                   "([[layers]] tables; see fxemu.nn.layers).")
 @click.option("--backend", type=click.Choice(["auto", "native", "emulated", "csim", "board"]),
               default="auto", show_default=True,
               help="auto: native for float32/float64 policies, else emulated.")
@@ -510,6 +535,12 @@ def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=0.01, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--momentum", type=float, default=0.0, show_default=True,
+              help="SGD momentum coefficient (buffer format: the policy's [update] momentum).")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--loss-scale", default="1", show_default=True,
+              help="Loss scale: a power of two, or 'dynamic' (halve and skip on overflow, "
+                   "double after 200 good steps).")
 @click.option("--checkpoint-every", type=int, default=20, show_default=True,
               help="Batches between mid-epoch checkpoints.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -519,10 +550,12 @@ def _policy_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Continue the run in --out from its checkpoint; with a larger --epochs, "
                    "extend a finished run (bit-identical to asking for them at the start).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test: int | None,
-              epochs: int, batch_size: int, lr: float, seed: int, checkpoint_every: int,
+def train_cmd(policy: str, model: str, backend: str, data: str, n_train: int | None,
+              n_test: int | None, epochs: int, batch_size: int, lr: float, seed: int,
+              momentum: float, weight_decay: float, loss_scale: str, checkpoint_every: int,
               out: str | None, resume: bool, quiet: bool) -> None:
-    """Train the reference CNN under a precision policy and print per-epoch metrics."""
+    """Train a model (default: the founding CNN) under a precision policy and print
+    per-epoch metrics."""
     from pathlib import Path
 
     from ._errors import BackendUnavailable
@@ -543,7 +576,9 @@ def train_cmd(policy: str, backend: str, data: str, n_train: int | None, n_test:
     try:
         cfg = TrainConfig(policy=policy, backend=backend, data=data, n_train=n_train,
                           n_test=n_test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                          checkpoint_every=checkpoint_every)
+                          checkpoint_every=checkpoint_every, model=model,
+                          momentum_coef=momentum, weight_decay=weight_decay,
+                          loss_scale=_loss_scale(loss_scale))
         res = train(cfg, out, resume=resume, progress=not quiet)
     except (ValueError, TypeError, OSError, BackendUnavailable, BuildError) as e:
         raise _Failed(str(e)) from None

@@ -14,6 +14,7 @@ Both are frozen, hashable dataclasses; ``str(fmt)`` is canonical and ``parse(str
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -22,7 +23,11 @@ from fractions import Fraction
 from ._errors import msg
 
 __all__ = [
+    "BLOCK_PRESETS",
+    "E8M0",
+    "FUSED_PRESETS",
     "PRESETS",
+    "Block",
     "Fixed",
     "FixedOverflow",
     "FixedRounding",
@@ -30,11 +35,15 @@ __all__ = [
     "FloatOverflow",
     "FloatRounding",
     "Format",
+    "Fused",
     "Mac",
     "Special",
+    "bfp",
     "fixed_cpp_type",
     "float_cpp_type",
     "parse",
+    "parse_block",
+    "parse_fused",
 ]
 
 
@@ -609,8 +618,9 @@ def _parse_template(name: str, args: list[str], text: str) -> Fixed | Float:
                          "ac_std_float float<E,M>"))
 
 
-def parse(text: str) -> Fixed | Float:
-    """Parse a format from C++ type text, an fxpmath dtype string or an ml_dtypes name.
+def parse(text: str) -> Fixed | Float | Block:
+    """Parse a format from C++ type text, an fxpmath dtype string or an ml_dtypes name
+    (block formats: see :func:`parse_block`).
 
     Accepts ``ap_fixed<W,I[,Q[,O[,N]]]>``, ``ap_ufixed<…>``, ``ap_int<W>``, ``ap_uint<W>``,
     ``ac_fixed<W,I[,S[,Q[,O]]]>``, ``ac_int<W[,S]>``, ``ac_std_float<W,E>``, fxpmath
@@ -624,7 +634,7 @@ def parse(text: str) -> Fixed | Float:
     Fixed(width=16, int_bits=8, signed=True, rounding=<FixedRounding.RND_CONV: 'rnd_conv'>, \
 overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
     """
-    if isinstance(text, Fixed | Float):
+    if isinstance(text, Fixed | Float | Block):
         return text
     if not isinstance(text, str):
         raise TypeError(msg("parse", "expects a str", text))
@@ -632,6 +642,9 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
     key = _ALIASES.get(key, key)
     if key in _FLOAT_NAMES:
         return _FLOAT_NAMES[key]
+    block = parse_block(text)
+    if block is not None:
+        return block
     m = _FXP.match(text)
     if m:
         w, f = int(m.group(2)), int(m.group(3))
@@ -654,12 +667,207 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
 MAX_CHUNK = 2**31 - 1  # the largest N of order "chunk:N" (any C++ int holds it)
 _ORDER = re.compile(r"^(sequential|pairwise|exact|chunk:([0-9]+))$")
 
+# ---------------------------------------------------------------------------------------------
+# Fused multi-term adders (Mac order "fused:...")
+
+_FUSED_ROUNDING = ("rtz", "rne", "rna", "rdn", "rup", "rto")
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The multi-term fused adder of ``Mac(order="fused:…")`` (a pure description).
+
+    Each step takes the next ``terms`` exact products ``a_k·b_k`` (the last block may be
+    shorter) and the running sum ``c`` (the accumulator, starting at +0) and computes, as the
+    model of Fasi et al. (2021) and Khattak & Mikaitis (2026) for tensor cores (and wide DSP
+    cascades) states:
+
+    1. exponents: ``e(a) = max(floor(log2|a|), emin_a)`` (a subnormal operand keeps its
+       denormalised significand), likewise ``e(b)``; a nonzero product's exponent is
+       ``e(a) + e(b)`` (its significand lies in (0, 4)); ``c``'s is ``floor(log2|c|)``. Zero
+       products and a zero ``c`` take no part;
+    2. alignment: ``E = max(those exponents, min_exp)``; every product and ``c`` is rounded to
+       a multiple of ``2^(E - align_bits)`` by ``align_rounding`` (``rtz``: the shifted-out
+       bits are dropped from the magnitude, as tensor cores do; ``rdn``: two's complement
+       truncation, as a DSP shift does; or a rounding to nearest);
+    3. addition: the aligned integers are summed exactly, in a register of
+       ``3 + align_bits + carry_bits`` bits (two's complement; a sum beyond it wraps), or of
+       unbounded width when ``carry_bits`` is None;
+    4. normalisation: the sum is rounded by ``out_rounding`` to ``out_bits`` fraction bits
+       below its leading bit (the exponent floored at the accumulator's emin: subnormal
+       results), then into the accumulator format (its own rounding; a no-op when
+       ``out_bits`` <= its mantissa bits and the result is in range). A zero result is +0 (the
+       hardware rule mmaemu measured).
+
+    With ``late=True`` the running sum takes no part in steps 1–3 (the products alone are
+    aligned, summed and normalised) and is added afterwards, the exact sum rounded once into the
+    accumulator (IEEE addition, its signed zeros included) — the "late c" of mmaemu's
+    ``b200_mma_sync`` model.
+
+    An inf/NaN operand gives the IEEE result of the exact dot product (NaN for NaN,
+    ``inf·0`` or ``inf - inf``, else ±inf), rounded into the accumulator.
+
+    Parameters are validated: ``1 <= terms <= 4096``, ``1 <= align_bits``,
+    ``align_bits + bit_length(terms) + carry_bits <= 58`` (the int64 register), ``1 <= out_bits
+    <= 52``, rounding names from ``rtz rne rna rdn rup rto``.
+    """
+
+    terms: int
+    align_bits: int = 23
+    out_bits: int = 23
+    align_rounding: str = "rtz"
+    out_rounding: str = "rtz"
+    carry_bits: int | None = None
+    min_exp: int | None = None
+    emin_a: int | None = None
+    emin_b: int | None = None
+    late: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.late, bool):
+            raise TypeError(msg("Fused late", "must be a bool", self.late))
+
+        def num(name: str, lo: int, hi: int, none: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and none:
+                return
+            what = f"must be an int in {lo}..{hi}" + (" or None" if none else "")
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(msg(f"Fused {name}", what, v))
+            if not lo <= v <= hi:
+                raise ValueError(msg(f"Fused {name}", what, v))
+
+        num("terms", 1, 4096)
+        num("align_bits", 1, 55)
+        num("out_bits", 1, 52)
+        num("carry_bits", 0, 55, none=True)
+        for name in ("min_exp", "emin_a", "emin_b"):
+            num(name, -1100, 1100, none=True)
+        for name in ("align_rounding", "out_rounding"):
+            v = getattr(self, name)
+            what = "must be one of " + " ".join(_FUSED_ROUNDING)
+            if not isinstance(v, str):
+                raise TypeError(msg(f"Fused {name}", what, v))
+            if v.strip().lower() not in _FUSED_ROUNDING:
+                raise ValueError(msg(f"Fused {name}", what, v))
+            object.__setattr__(self, name, v.strip().lower())
+        width = self.align_bits + self.terms.bit_length() + (self.carry_bits or 0)
+        if width > 58:
+            raise ValueError(msg("Fused", "align_bits + bit_length(terms) + carry_bits must be "
+                                 "<= 58 (the adder is held in an int64)", width))
+
+    def __str__(self) -> str:
+        return _fused_text(self)
+
+
+#: Hardware presets (Mac order ``fused:NAME``), with the source of each.
+FUSED_PRESETS: dict[str, Fused] = {
+    # mmaemu presets "ada" / "hopper" (Khattak & Mikaitis 2026; validated by mmaemu on an RTX
+    # 4060 and an H100): E4M3 operands (emin -6; pass ea=-14,eb=-14 for E5M2)
+    "ada_fp8": Fused(16, 13, 13, min_exp=-132, emin_a=-6, emin_b=-6),
+    "hopper_fp8": Fused(32, 13, 13, min_exp=-132, emin_a=-6, emin_b=-6),
+    # Fasi et al. 2021 and the MATLAB tensor-core toolbox of Khattak & Mikaitis (V100TC.m,
+    # A100TC.m, H100TC.m): 23 + neab alignment bits, truncation, fp32 accumulator (rtz)
+    "v100_fp16": Fused(4, 23, 23, emin_a=-14, emin_b=-14),
+    "a100_fp16": Fused(8, 24, 23, min_exp=-132, emin_a=-14, emin_b=-14),
+    "a100_bf16": Fused(8, 24, 23, min_exp=-132, emin_a=-126, emin_b=-126),
+    "a100_tf32": Fused(4, 24, 23, min_exp=-132, emin_a=-126, emin_b=-126),
+    "h100_fp16": Fused(16, 25, 23, min_exp=-133, emin_a=-14, emin_b=-14),
+    "h100_bf16": Fused(16, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    "h100_tf32": Fused(4, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # B200TC.m: fp16/bf16 as h100_fp16/h100_bf16 (H200 too); tf32 in blocks of 8
+    "b200_tf32": Fused(8, 25, 23, min_exp=-133, emin_a=-126, emin_b=-126),
+    # binary16 accumulators (Mac acc="float16"; toolbox V100TC/A100TC/H100TC with fp16 output):
+    # normalisation rounds to nearest, the alignment floor moves up
+    "v100_fp16_acc16": Fused(4, 23, 10, "rtz", "rne", min_exp=-19, emin_a=-14, emin_b=-14),
+    "a100_fp16_acc16": Fused(8, 24, 10, "rtz", "rne", min_exp=-20, emin_a=-14, emin_b=-14),
+    "h100_fp16_acc16": Fused(16, 25, 10, "rtz", "rne", min_exp=-21, emin_a=-14, emin_b=-14),
+    # mmaemu "b200_mma_sync" (experimental there: it fits the toolbox's B200 mma.sync vectors,
+    # an fp16-HMMA rewrite): the accumulator is added late, by an fp32 addition
+    "b200_fp8": Fused(32, 25, 23, min_exp=-133, emin_a=-6, emin_b=-6, late=True),
+}
+
+# canonical key of each field in the order text (fixed order)
+_FUSED_KEYS = (("align", "align_bits"), ("out", "out_bits"), ("round", "align_rounding"),
+               ("norm", "out_rounding"), ("carry", "carry_bits"), ("emin", "min_exp"),
+               ("ea", "emin_a"), ("eb", "emin_b"), ("late", "late"))
+_FUSED_BASE = re.compile(r"^fused:([0-9]{1,5}|[a-z][a-z0-9_]*)$")
+
+
+def _fused_text(f: Fused) -> str:
+    """``fused:BASE[,key=value…]`` with BASE the preset (or ``K`` for ``Fused(K)``) of the
+    same ``terms`` from which ``f`` differs in the fewest fields (a preset wins ties); the
+    differing fields follow in a fixed key order."""
+    bases = [(name, p) for name, p in FUSED_PRESETS.items() if p.terms == f.terms]
+    bases.append((str(f.terms), Fused(f.terms)))
+
+    def diff(base: Fused) -> list[str]:
+        return [f"{key}={'none' if v is None else int(v) if isinstance(v, bool) else v}"
+                for key, attr in _FUSED_KEYS if (v := getattr(f, attr)) != getattr(base, attr)]
+
+    name, base = min(bases, key=lambda nb: len(diff(nb[1])))
+    return ",".join([f"fused:{name}", *diff(base)])
+
+
+def parse_fused(text: str) -> Fused:
+    """The :class:`Fused` record of a Mac order ``fused:K[,key=value…]`` or
+    ``fused:PRESET[,key=value…]``; keys ``align out round norm carry emin ea eb late``
+    (integers, ``none``, rounding names, 0/1 for late) override the base.
+
+    >>> parse_fused("fused:hopper_fp8,ea=-14,eb=-14").emin_a
+    -14
+    """
+    if not isinstance(text, str):
+        raise TypeError(msg("fused order", "must be a str", text))
+    head, *rest = [p.strip() for p in text.strip().lower().split(",")]
+    m = _FUSED_BASE.match(head)
+    if not m:
+        raise ValueError(msg("Mac order", "fused order must be fused:K or fused:PRESET",
+                             text, "presets: " + " ".join(FUSED_PRESETS)))
+    name = m.group(1)
+    if name.isdigit():
+        kw: dict[str, object] = {"terms": int(name)}
+    elif name in FUSED_PRESETS:
+        p = FUSED_PRESETS[name]
+        kw = {f.name: getattr(p, f.name) for f in p.__dataclass_fields__.values()}
+    else:
+        raise ValueError(msg("Mac order", "unknown fused preset", name,
+                             "known: " + " ".join(FUSED_PRESETS)))
+    keys = dict(_FUSED_KEYS)
+    for item in rest:
+        k, sep, v = item.partition("=")
+        k, v = k.strip(), v.strip()
+        if not sep or k not in keys:
+            raise ValueError(msg("Mac order", "fused option must be key=value with key one of "
+                                 + " ".join(keys), item))
+        if k in ("round", "norm"):
+            kw[keys[k]] = v
+        elif k == "late":
+            if v not in ("0", "1"):
+                raise ValueError(msg("Mac order", "fused option late must be 0 or 1", item))
+            kw["late"] = v == "1"
+        elif v == "none" and k in ("carry", "emin", "ea", "eb"):
+            kw[keys[k]] = None
+        elif re.fullmatch(r"[+-]?[0-9]{1,5}", v):
+            kw[keys[k]] = int(v)
+        else:
+            raise ValueError(msg("Mac order", f"fused option {k} must be an integer"
+                                 + (" or none" if k in ("carry", "emin", "ea", "eb") else ""),
+                                 item))
+    return Fused(**kw)
+
 
 def _mac_format(value: object, what: str) -> Fixed | Float:
     if isinstance(value, Fixed | Float):
         return value
     if isinstance(value, str):
-        return parse(value)
+        fmt = parse(value)
+        if isinstance(fmt, Fixed | Float):
+            return fmt
+        value = fmt
+    if isinstance(value, Block):
+        raise ValueError(msg(what, "must be a scalar format (block formats go in a and b)",
+                             str(value)))
     raise TypeError(msg(what, "must be a Fixed, a Float or a format string",
                         type(value).__name__))
 
@@ -683,25 +891,47 @@ class Mac:
         to the zero accumulator), ``"chunk:N"`` (sequential within chunks of N starting at 0,
         then the chunk sums added sequentially to a zero accumulator; 1 <= N <= 2^31 - 1, so
         the generated C++ holds N in an ``int``), ``"exact"`` (exact sum of all products, one
-        rounding into acc).
+        rounding into acc), ``"fused:K[,key=value…]"`` or ``"fused:PRESET[,…]"`` (a
+        multi-term fused adder, see :class:`Fused`; a :class:`Fused` record is accepted and
+        stored as its canonical text; needs a float acc and exact products, ``mul=None``).
+    a, b : Block, str or None
+        Block operands (both or neither; equal ``block_size``, no per-tensor scale): the Mac
+        converts operand A (M, K) and B (K, N) into these block formats along K (the
+        reduction axis, whatever the Block's ``axis``), then for each block pair forms the
+        element products exactly, sums them exactly in fixed point and multiplies by the two
+        scales (exact) — one term per block, as MX hardware does — and accumulates the terms
+        into ``acc`` in ``order`` over blocks. ``mul`` must be None (block products are exact).
     """
 
     acc: Fixed | Float
     mul: Fixed | Float | None = None
     out: Fixed | Float | None = None
     order: str = "sequential"
+    a: Block | None = None
+    b: Block | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "acc", _mac_format(self.acc, "Mac acc"))
+        if self.a is not None or self.b is not None:
+            _check_block_operands(self)
         if self.mul is not None:
             object.__setattr__(self, "mul", _mac_format(self.mul, "Mac mul"))
         if self.out is not None:
             object.__setattr__(self, "out", _mac_format(self.out, "Mac out"))
+        if isinstance(self.order, Fused):
+            object.__setattr__(self, "order", str(self.order))
+        if isinstance(self.order, str) and self.order.strip().lower().startswith("fused:"):
+            if self.a is not None:
+                raise ValueError(msg("Mac order", "a block Mac accumulates block terms in a "
+                                     "sequential, pairwise, chunk:N or exact order, not fused",
+                                     self.order))
+            self._check_fused()
+            return
         shown = self.order if not isinstance(self.order, str) or len(self.order) <= 40 \
             else self.order[:40] + "..."
         if not isinstance(self.order, str) or not _ORDER.match(self.order.strip()):
-            raise ValueError(msg("Mac order", "must be sequential, pairwise, exact or chunk:N",
-                                 shown))
+            raise ValueError(msg("Mac order", "must be sequential, pairwise, exact, chunk:N "
+                                 "or fused:K", shown))
         order = self.order.strip()
         digits = order[6:]
         if order.startswith("chunk:") and (len(digits) > 10 or not 1 <= int(digits) <= MAX_CHUNK):
@@ -709,11 +939,336 @@ class Mac:
         object.__setattr__(self, "order", order)
 
     @property
+    def block(self) -> bool:
+        """Whether the operands are block formats (``a`` and ``b`` given)."""
+        return self.a is not None
+
+    @property
     def out_format(self) -> Fixed | Float:
         """The format of the results (``out`` or ``acc``)."""
         return self.out if self.out is not None else self.acc
+
+    def _check_fused(self) -> None:
+        fused = parse_fused(self.order)
+        object.__setattr__(self, "order", str(fused))
+        if not isinstance(self.acc, Float):
+            raise ValueError(msg("Mac acc", "a fused order needs a float accumulator",
+                                 str(self.acc)))
+        if self.mul is not None:
+            raise ValueError(msg("Mac mul", "a fused order adds exact products (mul=None)",
+                                 str(self.mul)))
+        if self.acc.rounding is FloatRounding.STOCHASTIC:
+            raise ValueError(msg("Mac acc", "a fused order needs a deterministic rounding",
+                                 str(self.acc)))
+
+    @property
+    def fused(self) -> Fused | None:
+        """The :class:`Fused` record of a ``fused:…`` order, None for the other orders."""
+        return _fused_cached(self.order) if self.order.startswith("fused:") else None
 
     @property
     def chunk(self) -> int:
         """N of ``order="chunk:N"``, 0 for the other orders."""
         return int(self.order[6:]) if self.order.startswith("chunk:") else 0
+
+
+@functools.lru_cache(maxsize=256)
+def _fused_cached(text: str) -> Fused:
+    return parse_fused(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-scaled formats (OCP MX, block floating point, NVFP4)
+
+E8M0 = "e8m0"  #: the OCP MX scale: 2^(code - 127), codes 0..254, 0xFF = NaN
+_SCALE_RULES = ("floor", "nosat")
+MAX_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block-scaled format: ``block_size`` consecutive elements along ``axis`` share a scale.
+
+    The value of element i of a block is ``scale · element_i`` (times the per-tensor scale
+    where ``tensor_scale``). Conversion (:func:`fxemu.quantize`) of a block with
+    ``amax = max |x_i|``:
+
+    * ``scale="e8m0"`` (OCP MX v1.0 §6.3, and block floating point): shared exponent
+      ``s = floor(log2(amax)) - emax_elem`` with ``emax_elem`` the exponent of the element
+      format's largest binade (``floor(log2(element.max))``); rule ``"nosat"`` (rounding-aware,
+      as MSFP-style BFP does) adds 1 to ``s`` when ``amax·2^-s`` would round above the element
+      maximum. ``s`` is clamped to -127..127 and stored as the E8M0 code ``s + 127``; an
+      all-zero block has ``s = -127`` (code 0). Elements are ``R_elem(x_i · 2^-s)``, one exact
+      rounding with the element format's rounding and overflow (the MX presets saturate to
+      ±max normal, as the spec says).
+    * a :class:`Float` scale (NVFP4: ``float8_e4m3fn``): ``S = R_scale(clamp(amax / (elem_max ·
+      T), scale tiny, scale max))`` with tiny the scale's smallest normal, then elements
+      ``R_elem(x_i / (S·T))`` (each one correctly rounded from the exact quotient), T the
+      per-tensor float32 scale ``float32(float32(amax_tensor) / (scale_max · elem_max))``
+      when ``tensor_scale`` (1 when the tensor is all zero; T = 1 without ``tensor_scale``),
+      as NVIDIA / torchao define two-level NVFP4.
+    * a block holding NaN or ±inf: the scale is NaN (E8M0 code 0xFF, or the scale format's
+      NaN) and every element code is the element format's NaN code (0 where it has none); the
+      whole block decodes to NaN (OCP MX §5.3: a NaN scale makes every element NaN).
+
+    The last block along the axis may be shorter (``L mod block_size`` elements): its scale
+    comes from its own elements, which is the same as padding it with zeros.
+
+    Parameters
+    ----------
+    element : Float or Fixed
+        The element format. A signed :class:`Fixed` element gives block floating point (an
+        integer mantissa per element; ``mxint8`` is ``ap_fixed<8,2,AP_RND_CONV,AP_SAT>``
+        elements, value ``k·2^-6``, as OCP MXINT8).
+    block_size : int
+        Elements per block, 1..2^20 (32 for MX, 16 for NVFP4).
+    scale : "e8m0" or Float
+        The scale format.
+    axis : int
+        The blocked axis of a tensor for :func:`fxemu.quantize`/``to_bits``/``from_bits``
+        (a block :class:`Mac` blocks each operand along its reduction axis instead).
+    scale_rule : {"floor", "nosat"}
+        Shared-exponent rule of an E8M0 scale (see above).
+    tensor_scale : bool
+        The per-tensor float32 scale of two-level NVFP4 (Float scales only).
+    sign_magnitude : bool
+        Element codes as sign | magnitude instead of two's complement (signed Fixed elements
+        whose overflow is ``sat_sym``, so both codings hold the same values).
+    """
+
+    element: Fixed | Float
+    block_size: int = 32
+    scale: Float | str = E8M0
+    axis: int = -1
+    scale_rule: str = "floor"
+    tensor_scale: bool = False
+    sign_magnitude: bool = False
+
+    def __post_init__(self) -> None:
+        el = self.element
+        if isinstance(el, str):
+            el = parse(el)
+        if not isinstance(el, Fixed | Float):
+            raise TypeError(msg("Block element", "must be a Fixed or a Float", el))
+        k = _int(self.block_size, "Block block_size", 1, MAX_BLOCK)
+        ax = _int(self.axis, "Block axis", -64, 63)
+        sc = self.scale
+        if isinstance(sc, str) and sc.strip().lower() != E8M0:
+            sc = parse(sc)
+        if isinstance(sc, str):
+            sc = E8M0
+        elif not isinstance(sc, Float):
+            raise TypeError(msg("Block scale", "must be 'e8m0' or a Float", sc))
+        if self.scale_rule not in _SCALE_RULES:
+            raise ValueError(msg("Block scale_rule", "must be floor or nosat", self.scale_rule))
+        for name in ("tensor_scale", "sign_magnitude"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(msg(f"Block {name}", "must be a bool", getattr(self, name)))
+        if isinstance(sc, Float):
+            if self.scale_rule != "floor":
+                raise ValueError(msg("Block scale_rule", "applies to an e8m0 scale only",
+                                     self.scale_rule))
+            if sc.rounding is FloatRounding.STOCHASTIC:
+                raise ValueError(msg("Block scale", "cannot round stochastically", str(sc)))
+            if _stochastic_fmt(el):
+                raise ValueError(msg("Block element", "stochastic rounding needs a power-of-two "
+                                     "(e8m0) scale", str(el)))
+            if el.bits + sc.man_bits > 40:
+                raise ValueError(msg("Block", "element and scale precision too wide for a "
+                                     "float scale (element bits + scale mantissa <= 40)",
+                                     f"{el}, {sc}"))
+        elif self.tensor_scale:
+            raise ValueError(msg("Block tensor_scale", "needs a Float scale (NVFP4)", True))
+        if self.sign_magnitude and not (isinstance(el, Fixed) and el.signed
+                                        and el.overflow is FixedOverflow.SAT_SYM):
+            raise ValueError(msg("Block sign_magnitude", "needs a signed Fixed element with "
+                                 "overflow sat_sym", str(el)))
+        if el.max <= 0:
+            raise ValueError(msg("Block element", "must have a positive maximum", str(el)))
+        object.__setattr__(self, "element", el)
+        object.__setattr__(self, "block_size", k)
+        object.__setattr__(self, "axis", ax)
+        object.__setattr__(self, "scale", sc)
+
+    @property
+    def pow2_scale(self) -> bool:
+        """Whether the scale is a power of two (E8M0)."""
+        return self.scale == E8M0
+
+    @property
+    def emax_elem(self) -> int:
+        """Exponent of the element format's largest binade, floor(log2(element.max))."""
+        return math.frexp(self.element.max)[1] - 1
+
+    @property
+    def bits(self) -> int:
+        """Element code width."""
+        return self.element.bits
+
+    width = bits
+
+    @property
+    def scale_bits(self) -> int:
+        """Scale code width (8 for E8M0)."""
+        return 8 if self.pow2_scale else self.scale.width
+
+    def __str__(self) -> str:
+        base = self if self.axis == -1 else replace_block(self, axis=-1)
+        for name, fmt in _BLOCK_NAMES.items():
+            if fmt == base and self.axis == -1:
+                return name
+        el = self.element
+        if (self.axis == -1 and isinstance(el, Fixed) and 2 <= el.width <= 32
+                and self == bfp(el.width, self.block_size, sign_magnitude=self.sign_magnitude,
+                                scale_rule=self.scale_rule)):
+            opts = ("," + "sm" if self.sign_magnitude else "") + (
+                ",nosat" if self.scale_rule == "nosat" else "")
+            return f"bfp<{el.width},{self.block_size}{opts}>"
+        parts = [str(self.element), f"k={self.block_size}", f"scale={self.scale}"]
+        if self.axis != -1:
+            parts.append(f"axis={self.axis}")
+        if self.scale_rule != "floor":
+            parts.append(f"rule={self.scale_rule}")
+        if self.tensor_scale:
+            parts.append("tensor_scale=true")
+        if self.sign_magnitude:
+            parts.append("sign_magnitude=true")
+        return "block[" + "; ".join(parts) + "]"
+
+    def replace(self, **changes: object) -> Block:
+        """A copy with some fields changed (validated)."""
+        return replace_block(self, **changes)
+
+
+def replace_block(b: Block, **changes: object) -> Block:
+    """``dataclasses.replace`` for a :class:`Block` (validated)."""
+    from dataclasses import replace
+
+    return replace(b, **changes)
+
+
+def _stochastic_fmt(f: Fixed | Float) -> bool:
+    return f.rounding in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC)
+
+
+def _mx_float(name: str) -> Float:
+    return _FLOAT_NAMES[name].replace(overflow="sat")
+
+
+def bfp(mant_bits: int, block_size: int, *, sign_magnitude: bool = False,
+        scale_rule: str = "floor") -> Block:
+    """Block floating point ``bfp<M,k>``: M-bit integer mantissas (sign included) at
+    ``k·2^-(M-2)`` (so the largest magnitude lies just below 2, as OCP MXINT8 with M = 8),
+    round to nearest even, saturating; two's complement (``[-2^(M-1), 2^(M-1)-1]``) or
+    sign-magnitude (``±(2^(M-1)-1)``); an E8M0 shared exponent per ``k`` elements with the
+    ``floor`` (max-exponent) or ``nosat`` (rounding-aware) rule."""
+    m = _int(mant_bits, "bfp mantissa bits", 2, 32)
+    el = Fixed(m, 2, rounding="rnd_conv", overflow="sat_sym" if sign_magnitude else "sat")
+    return Block(el, block_size, E8M0, scale_rule=scale_rule, sign_magnitude=sign_magnitude)
+
+
+_BLOCK_NAMES: dict[str, Block] = {
+    "mxfp8_e4m3": Block(_mx_float("float8_e4m3fn"), 32),
+    "mxfp8_e5m2": Block(_mx_float("float8_e5m2"), 32),
+    "mxfp6_e3m2": Block(_mx_float("float6_e3m2fn"), 32),
+    "mxfp6_e2m3": Block(_mx_float("float6_e2m3fn"), 32),
+    "mxfp4_e2m1": Block(_mx_float("float4_e2m1fn"), 32),
+    "mxint8": bfp(8, 32),
+    "nvfp4": Block(_mx_float("float4_e2m1fn"), 16, _mx_float("float8_e4m3fn")),
+    "nvfp4_ts": Block(_mx_float("float4_e2m1fn"), 16, _mx_float("float8_e4m3fn"),
+                      tensor_scale=True),
+}
+#: Named block formats (``fx.parse`` reads these names; ``str()`` writes them).
+BLOCK_PRESETS: dict[str, Block] = dict(_BLOCK_NAMES)
+
+_BFP = re.compile(r"^\s*bfp\s*<\s*(\d+)\s*,\s*(\d+)\s*((?:,\s*[a-z]+\s*)*)>\s*$", re.IGNORECASE)
+
+
+def _parse_bfp(m: re.Match, text: str) -> Block:
+    kw: dict = {}
+    for opt in (o.strip().lower() for o in m.group(3).split(",") if o.strip()):
+        if opt in ("sm", "tc"):
+            kw["sign_magnitude"] = opt == "sm"
+        elif opt in _SCALE_RULES:
+            kw["scale_rule"] = opt
+        else:
+            raise ValueError(msg("parse bfp<M,k[,sm|tc][,floor|nosat]>", "unknown option", opt))
+    return bfp(int(m.group(1)), int(m.group(2)), **kw)
+
+
+def _parse_block(text: str) -> Block:
+    inner = text.strip()[len("block["):-1]
+    parts = [p.strip() for p in inner.split(";")]
+    if not parts or not parts[0]:
+        raise ValueError(msg("parse block[...]", "needs an element format first", text))
+    kw: dict = {}
+    for p in parts[1:]:
+        key, eq, val = p.partition("=")
+        key, val = key.strip().lower(), val.strip()
+        if not eq:
+            raise ValueError(msg("parse block[...]", "options are key=value", p))
+        if key == "k":
+            kw["block_size"] = _int_arg(val, "block k")
+        elif key == "scale":
+            kw["scale"] = val
+        elif key == "axis":
+            kw["axis"] = _int_arg(val, "block axis")
+        elif key == "rule":
+            kw["scale_rule"] = val.lower()
+        elif key in ("tensor_scale", "sign_magnitude"):
+            kw[key] = _bool_arg(val, f"block {key}")
+        else:
+            raise ValueError(msg("parse block[...]", "options are k, scale, axis, rule, "
+                                 "tensor_scale, sign_magnitude", key))
+    return Block(parse(parts[0]), **kw)
+
+
+def parse_block(text: str) -> Block | None:
+    """A :class:`Block` from its name (``mxfp8_e4m3 mxfp8_e5m2 mxfp6_e3m2 mxfp6_e2m3
+    mxfp4_e2m1 mxint8 nvfp4 nvfp4_ts``), ``bfp<M,k[,sm|tc][,floor|nosat]>`` or the generic
+    ``block[ELEMENT; k=K; scale=e8m0|FLOAT; axis=A; rule=floor|nosat; tensor_scale=b;
+    sign_magnitude=b]`` (the canonical ``str`` of a Block); None when ``text`` is none of
+    these."""
+    key = text.strip().lower()
+    if key in _BLOCK_NAMES:
+        return _BLOCK_NAMES[key]
+    m = _BFP.match(text)
+    if m:
+        return _parse_block_checked(lambda: _parse_bfp(m, text))
+    if key.startswith("block[") and key.endswith("]"):
+        return _parse_block_checked(lambda: _parse_block(text))
+    return None
+
+
+def _parse_block_checked(build) -> Block:
+    try:
+        return build()
+    except TypeError as e:
+        raise ValueError(str(e)) from None
+
+
+def _block_operand(value: object, what: str) -> Block:
+    if isinstance(value, str):
+        value = parse(value)
+    if not isinstance(value, Block):
+        raise ValueError(msg(what, "must be a block format (e.g. mxfp8_e4m3)", str(value)))
+    if value.tensor_scale:
+        raise ValueError(msg(what, "a per-tensor scale is applied outside the Mac (use the "
+                             "block format without it)", str(value)))
+    return value
+
+
+def _check_block_operands(mac: Mac) -> None:
+    if mac.a is None or mac.b is None:
+        raise ValueError(msg("Mac a/b", "give both block operand formats or neither",
+                             (str(mac.a), str(mac.b))))
+    a = _block_operand(mac.a, "Mac a")
+    b = _block_operand(mac.b, "Mac b")
+    if a.block_size != b.block_size:
+        raise ValueError(msg("Mac a/b", "block sizes must be equal",
+                             (a.block_size, b.block_size)))
+    if mac.mul is not None:
+        raise ValueError(msg("Mac mul", "a block Mac forms products exactly (mul must be None)",
+                             str(mac.mul)))
+    object.__setattr__(mac, "a", a)
+    object.__setattr__(mac, "b", b)

@@ -9,7 +9,8 @@ live here too:
 
 * conversion: the vectorised fast kernel (with its exact fix-up inside) where the rounding and
   overflow modes have one, else the exact kernel (:func:`converter`);
-* a Mac product (:func:`mac_path`): the exact BLAS tier or the int64 kernel for fixed
+* a Mac product (:func:`mac_path`): a fused order's kernel (:func:`fused_params`), the
+  exact BLAS tier or the int64 kernel for fixed
   datapaths whose intermediates fit in 62 bits (:func:`int_path`), the double TwoSum kernel
   for float datapaths whose products are exact in double (:func:`float_path`), else the exact
   engine.
@@ -29,9 +30,11 @@ import numpy as np
 from ._errors import msg
 from ._kernels import codes as c
 from ._kernels import convert as _kc
+from ._kernels import fused as _kfu
 from ._kernels import mac_fast as _kmf
-from ._kernels.params import FixedParams, FloatParams, FormatVec
+from ._kernels.params import NO_VEC, BlockParams, FixedParams, FloatParams, FormatVec
 from .formats import (
+    Block,
     Fixed,
     FixedOverflow,
     FixedRounding,
@@ -49,6 +52,9 @@ __all__ = [
     "MacParams",
     "MacPath",
     "ac_shift",
+    "block_mac_check",
+    "block_mac_fast",
+    "block_sr_key",
     "converter",
     "fast_fixed_mode",
     "fast_float_fmt",
@@ -56,11 +62,14 @@ __all__ = [
     "float_path",
     "float_span",
     "format_vec",
+    "fused_exponents",
+    "fused_params",
     "has_nan",
     "int_limits",
     "int_path",
     "int_span",
     "lower",
+    "lower_block",
     "lower_mac",
     "lower_mac_call",
     "mac_path",
@@ -421,7 +430,8 @@ def float_path(mac: Mac, a_span: tuple, b_span: tuple, sr_bits: int) -> tuple | 
 
 class MacPath(NamedTuple):
     """The path of one Mac product: ``kind`` "int" (BLAS tier first where ``blas``, then the
-    int64 kernel if ``kernel`` is set), "float" (the double kernel) or "exact" (the engine);
+    int64 kernel if ``kernel`` is set), "float" (the double kernel), "fused" (the fused-adder
+    kernel, see :func:`fused_params`) or "exact" (the engine);
     ``kernel`` and ``args`` are the fast kernel and its parameters after the operands; fa/fb
     the operands' integer scales and sh_p the product's shift (int paths); ``hw32``: an IEEE
     float32 accumulator rounded by the hardware (its inf/NaN results go to the engine)."""
@@ -442,6 +452,8 @@ _EXACT = MacPath("exact")
 def mac_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int) -> MacPath:
     """Decide how a Mac product runs for operands with the raw spans ``spans`` (one per
     operand, :func:`fxemu._kernels.mac_fast.span`); cached per Mac and spans."""
+    if mac.fused is not None:
+        return _fused_path(mac, *spans)
     if lm.out_stochastic:
         return _EXACT
     if isinstance(mac.acc, Fixed):
@@ -478,3 +490,146 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
     mp, ap, mulp, accp, modes = path
     kernel = _kmf.matmul_fast(_kmf.float_ops(mac.mul is not None, *modes), order)
     return MacPath("float", kernel, (chunk, mp, ap, ap, (mulp, accp, key)), hw32=modes[2])
+
+
+_FUSED_ROUNDING = {"rtz": c.TO_ZERO, "rne": c.HALF_EVEN, "rna": c.HALF_AWAY, "rdn": c.FLOOR,
+                   "rup": c.CEIL, "rto": c.TO_ODD}
+
+
+def _floor(v: int | None) -> np.int64:
+    return np.int64(_kfu.NO_FLOOR if v is None else v)
+
+
+@functools.lru_cache(maxsize=256)
+def fused_params(mac: Mac) -> tuple[tuple, FloatParams, FormatVec]:
+    """The fused-adder kernel's parameters of a ``fused:…`` Mac: ``(fp, accp, accvec)`` with
+    fp = (terms, align bits, align rounding code, out bits, out rounding code, adder width
+    ``3 + align + carry`` or 0 when unbounded, min_exp, emin_a, emin_b, acc emin, late),
+    absent floors as :data:`fxemu._kernels.fused.NO_FLOOR`, accp the accumulator's
+    conversion parameters and accvec its exact-engine vector (see
+    :mod:`fxemu._kernels.fused`)."""
+    f = mac.fused
+    width = 0 if f.carry_bits is None else 3 + f.align_bits + f.carry_bits
+    fp = (np.int64(f.terms), np.int64(f.align_bits), np.int64(_FUSED_ROUNDING[f.align_rounding]),
+          np.int64(f.out_bits), np.int64(_FUSED_ROUNDING[f.out_rounding]), np.int64(width),
+          _floor(f.min_exp), _floor(f.emin_a), _floor(f.emin_b), np.int64(mac.acc.emin),
+          np.int64(f.late))
+    return fp, _lower_float(mac.acc), format_vec(mac.acc, c.DEFAULT_SR_BITS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fused_path(mac: Mac, a: tuple, b: tuple) -> MacPath:
+    pa, alo, ahi, _ = float_span(a)
+    pb, blo, bhi, _ = float_span(b)
+    if alo <= ahi and blo <= bhi and (pa + pb > 53 or alo + blo < -960 or ahi + bhi > 1000):
+        raise ValueError(msg(f"Mac order {mac.order}", "needs products exact in float64 "
+                             "(operands' significant bits summing to <= 53, product exponents "
+                             "in -960..1000)", f"{pa} + {pb} bits, exponents {alo + blo}.."
+                             f"{ahi + bhi}"))
+    return MacPath("fused", _kfu.fused_matmul, fused_params(mac))
+
+
+def fused_exponents(x: np.ndarray, emin: np.int64) -> np.ndarray:
+    """The clamped exponents max(floor(log2|x|), emin) of a fused Mac's operand (a finite
+    float64 array; zeros get :data:`fxemu._kernels.fused.ZERO_EXP`), same shape."""
+    out = np.empty(x.shape, np.int64)
+    _kfu.exponents(x.reshape(-1), emin, out.reshape(-1))
+    return out
+# ---------------------------------------------------------------------------------------------
+# Block formats
+
+
+@functools.lru_cache(maxsize=256)
+def lower_block(block: Block,
+                sr_bits: int = c.DEFAULT_SR_BITS) -> tuple[BlockParams, np.ndarray, np.ndarray]:
+    """The block kernels' parameters of ``block``: (params, element format vector, scale
+    format vector), the vectors read-only int64 arrays (cached per block and sr_bits)."""
+    el = block.element
+    elem_nan = 0
+    if isinstance(el, Float) and el.has_nan:
+        elem_nan = int(_lower_float(el).nan_code)
+    if block.pow2_scale:
+        sv, tiny, smax, scale_nan = NO_VEC, 0.0, 0.0, 255
+    else:
+        sc = block.scale
+        sv = format_vec(sc, sr_bits)
+        tiny, smax, scale_nan = sc.smallest_normal, sc.max, int(_lower_float(sc).nan_code)
+    params = BlockParams(
+        k=_I(block.block_size), pow2=block.pow2_scale, emax_elem=_I(block.emax_elem),
+        nosat=block.scale_rule == "nosat", elem_max=_F(el.max), sm=block.sign_magnitude,
+        scale_tiny=_F(tiny), scale_max=_F(smax), elem_nan=_U(elem_nan),
+        scale_nan=_U(scale_nan), elem_step=_F(el.step if isinstance(el, Fixed) else 0.0),
+        **_block_fast(block))
+    ev = np.array(format_vec(el, sr_bits), np.int64)
+    svv = np.array(sv, np.int64)
+    ev.flags.writeable = svv.flags.writeable = False
+    return params, ev, svv
+
+
+def _block_fast(block: Block) -> dict:
+    """The fast element path's fields of :class:`BlockParams`."""
+    el = block.element
+    fp = _lower_float(el) if isinstance(el, Float) else None
+    if fp is None or not fp.fast or not block.pow2_scale:
+        return {"fast": False, "ek": _I(0), "eq": _I(0), "eminnorm": _U(0), "emaxbits": _U(0),
+                "ebias": _U(0), "embits": _I(0), "esign": _U(0), "efnuz": False,
+                "sub_ok": False, "sub_c": _F(0.0), "sub_q": _F(0.0)}
+    q = el.emin - el.man_bits
+    return {"fast": True, "ek": fp.k, "eq": fp.qmode, "eminnorm": fp.minnorm,
+            "emaxbits": fp.maxbits, "ebias": _U(1023 - el.bias), "embits": fp.mbits,
+            "esign": fp.sign_bit, "efnuz": fp.fnuz,
+            "sub_ok": bool(fp.qmode == c.HALF_EVEN and el.subnormals and q + 52 <= 1000
+                           and el.emin - 1 >= -1022),
+            "sub_c": _F(1.5 * 2.0 ** (q + 52)), "sub_q": _F(2.0**q)}
+
+
+def block_sr_key(block: Block, seed: int | None,
+                 sr_bits: int | None) -> tuple[tuple[BlockParams, np.ndarray, np.ndarray],
+                                                np.uint64]:
+    """(:func:`lower_block`, key) of one block conversion: the element's stochastic rounding
+    key from ``seed`` (0 where the element rounds deterministically)."""
+    bits, key = sr_key(block.element, seed, sr_bits)
+    return lower_block(block, bits), key
+
+
+def _product_span(f: Fixed | Float) -> int:
+    """Bits between the largest and the smallest nonzero magnitude of an element (as the
+    exact block sum's window sees it)."""
+    if isinstance(f, Fixed):
+        return f.width
+    return f.emax + 1 - (f.emin - f.man_bits)
+
+
+def block_mac_check(mac: Mac) -> str | None:
+    """Why the block kernel cannot run ``mac`` exactly (None when it can): the exact block sum
+    (element products, the block's carry bits and the scale product's significand) must fit
+    the 126-bit window, and the order must be one the block kernel has."""
+    a, b = mac.a, mac.b
+    scale_bits = sum(0 if x.pow2_scale else x.scale.man_bits + 1 for x in (a, b))
+    need = (_product_span(a.element) + _product_span(b.element)
+            + a.block_size.bit_length() + scale_bits)
+    if need > 120:
+        return f"the element formats are too wide for an exact block sum ({need} > 120 bits)"
+    if mac.order not in _ORDERS and not mac.order.startswith("chunk:"):
+        return f"order {mac.order} has no block kernel"
+    return None
+
+
+def _narrow(f: Fixed | Float) -> bool:
+    """Whether products of two such elements are exact in double (<= 26 significant bits)."""
+    return (f.width if isinstance(f, Fixed) else f.man_bits + 1) <= 26
+
+
+def block_mac_fast(mac: Mac, lm: MacParams) -> tuple:
+    """(fast, k, rounding, minnorm, maxbits) of the block kernel's double path: a float
+    accumulator :func:`fxemu._kernels.mac_fast.float_step` rounds, the sequential or chunk
+    order, no stochastic rounding, no out format beyond a plain rounding, narrow elements
+    (see :func:`fxemu._kernels.block.block_matmul`)."""
+    acc = mac.acc
+    ok = (fast_float_fmt(acc, 50) and not lm.stochastic
+          and lm.order in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK)
+          and _narrow(mac.a.element) and _narrow(mac.b.element))
+    if not ok:
+        return False, _I(0), _I(0), _U(0), _U(0)
+    lo, hi = float_bounds(acc)
+    return True, _I(52 - acc.man_bits), _I(FLOAT_ROUNDING[acc.rounding]), lo, hi

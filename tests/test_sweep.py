@@ -193,6 +193,33 @@ def test_one_numba_thread_per_run(tmp_path: Path) -> None:
     assert numba.get_num_threads() == before  # the caller's setting is restored
 
 
+def test_models_axis(tmp_path: Path) -> None:
+    """``models``: model-major runs named <model>_<policy>_seed<seed>, each run's config holding
+    the resolved spec; a spec file is read from the sweep file's folder; a re-run skips them."""
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "tiny.json").write_text(json.dumps({"layers": [
+        {"type": "conv2d", "out_channels": 2, "kernel_size": 5, "stride": 3},
+        {"type": "relu"}, {"type": "flatten"}, {"type": "linear", "out_features": 10}]}))
+    (tmp_path / "s.json").write_text(json.dumps({
+        "policies": ["fw32bw32"], "seeds": [0], "models": ["founding", "nets/tiny.json"],
+        "train": {**SMALL, "n_train": 64}}))
+    spec = load_spec(tmp_path / "s.json")
+    runs = build_runs(spec)
+    assert [r.name for r in runs] == ["founding_fw32bw32_seed0", "tiny_fw32bw32_seed0"]
+    assert runs[1].config["model"]["layers"][0]["stride"] == 3
+    res = run_sweep(spec, tmp_path / "out", workers=0, progress=False)
+    assert res.ok and len(res.done) == 2
+    assert run_sweep(spec, tmp_path / "out", workers=0, progress=False).skipped == \
+        [r.name for r in runs]
+    cfg = json.loads((tmp_path / "out" / "tiny_fw32bw32_seed0" / "config.json").read_text())
+    assert cfg["model"]["name"] == "tiny" and cfg["model"]["input_shape"] == [1, 28, 28]
+    with pytest.raises(ValueError, match=r"sweep models\[1\]: model: unknown preset or file"):
+        build_runs({"policies": ["fw32bw32"], "models": ["founding", "lenet6"]})
+    with pytest.raises(ValueError, match=r"layers\[0\]\.out_channels: missing"):
+        build_runs({"policies": ["fw32bw32"], "models": [{"name": "x", "layers": [
+            {"type": "conv2d", "kernel_size": 3}]}]})
+
+
 def test_other_configuration_refused(tmp_path: Path) -> None:
     run_sweep(_spec(seeds=(0,)), tmp_path, workers=0, progress=False)
     with pytest.raises(ValueError, match=r"holds a run of another configuration; got "

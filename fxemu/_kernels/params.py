@@ -85,3 +85,43 @@ class FormatVec(NamedTuple):
 
 #: the slow-path format vector of a datapath that never takes the slow path
 NO_VEC = FormatVec(*(np.int64(0),) * 12)
+
+
+class BlockParams(NamedTuple):
+    """A block format for :mod:`fxemu._kernels.block` (the element and scale formats travel
+    beside it as :class:`FormatVec` int64 arrays ``ev`` and ``sv``: Numba's parfor lowering
+    takes no tuple nested in a tuple into a prange loop): element codes two's complement,
+    ``sm`` converting to sign | magnitude; the block size ``k``; the scale: ``pow2`` (E8M0:
+    exponent ``floor(log2 amax) - emax_elem``, plus one under ``nosat`` when
+    ``amax > elem_max·2^s``) or a float scale clamped to [``scale_tiny``, ``scale_max``];
+    ``elem_nan``/``scale_nan`` the codes of a block holding NaN or inf; ``elem_step`` the
+    value of a fixed element's LSB (0 for floats)."""
+
+    k: np.int64
+    pow2: bool
+    emax_elem: np.int64
+    nosat: bool
+    elem_max: np.float64
+    sm: bool
+    scale_tiny: np.float64
+    scale_max: np.float64
+    elem_nan: np.uint64
+    scale_nan: np.uint64
+    elem_step: np.float64
+    # the fast element path (float elements, E8M0 scale): x·2^-s is an exact double, rounded
+    # by :func:`fxemu._kernels.convert.float_fast_element` (normal range: ek, eq, eminnorm,
+    # emaxbits; code = ((r >> 52) - ebias) << embits | mantissa) or, below the smallest
+    # normal under ties-to-even, by adding and subtracting sub_c (its ulp is the element's
+    # subnormal step sub_q); anything else takes the exact path
+    fast: bool
+    ek: np.int64
+    eq: np.int64
+    eminnorm: np.uint64
+    emaxbits: np.uint64
+    ebias: np.uint64
+    embits: np.int64
+    esign: np.uint64
+    efnuz: bool
+    sub_ok: bool
+    sub_c: np.float64
+    sub_q: np.float64

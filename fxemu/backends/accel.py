@@ -139,7 +139,7 @@ class AcceleratorBackend(Backend):
         self._run(layout.OP_BACKWARD_UPDATE, n, lr, self.buffers)
         return self._get_params(), loss, int((pred == y).sum())
 
-    def master(self, w: np.ndarray) -> np.ndarray:
+    def master(self, w: np.ndarray, prec: Policy | None = None) -> np.ndarray:
         """Initial weights rounded into the master format (as the host writes them)."""
         return quantize(w, self.policy.update.master)
 
@@ -147,4 +147,6 @@ class AcceleratorBackend(Backend):
         raise NotImplementedError(msg(f"backend {self.name!r}", "runs the whole network step "
                                       "in the accelerator; use step() / logits()"))
 
-    input = conv = dense = grad = dense_dw = dense_dx = conv_dw = update = _per_layer
+    input = conv2d = conv2d_backward = linear = linear_backward = _per_layer
+    maxpool2d = maxpool2d_backward = avgpool2d = avgpool2d_backward = _per_layer
+    conv_relu_pool = conv_relu_pool_backward = grad = sgd = _per_layer

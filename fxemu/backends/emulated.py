@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..arith import add, conv2d, conv2d_grad_weight, fma, matmul, maxpool2d_backward
+from .. import arith
+from ..arith import add, conv2d, conv2d_grad_input, conv2d_grad_weight, fma, matmul
 from ..formats import FixedRounding, FloatRounding, Mac
 from ..nn import conv_block
 from ..policy import Policy
@@ -13,14 +14,21 @@ from .base import Backend
 
 
 class EmulatedBackend(Backend):
-    """Bit-exact datapath of ``policy``; ``seed`` keys every stochastic rounding."""
+    """Bit-exact datapath of ``policy``; ``seed`` keys every stochastic rounding.
+
+    Every call that may round stochastically draws one key (:meth:`_key`) in a fixed order, so
+    a run is reproducible and resumable at step bounds; the fused conv block draws the keys its
+    composition would. Stride and zero padding are :mod:`fxemu.arith`'s (the padded terms
+    enter each sum in :func:`fxemu.conv2d`'s order, as exact zeros). Overlapping pool windows
+    sum their gradient shares in ``backward.grad`` (maxpool) or through ``backward.conv_dx``
+    (avgpool, a transposed conv of the shares).
+    """
 
     name = "emulated"
 
     def __init__(self, policy: Policy, seed: int = 0) -> None:
         super().__init__(policy)
         self.seed = int(seed)
-        self.fw, self.bw, self.up = policy.forward, policy.backward, policy.update
         self.begin_step(-1)
 
     def begin_step(self, step: int) -> None:
@@ -37,81 +45,152 @@ class EmulatedBackend(Backend):
     def _q(self, x, fmt):
         return quantize(x, fmt, seed=self._key())
 
-    def input(self, x):
-        return self._q(x, self.fw.input)
+    def input(self, x, prec=None):
+        return self._q(x, (prec or self.policy).forward.input)
 
-    def conv(self, x, w, b):
-        wq = self._q(w, self.fw.weight)
-        bq = self._q(b, self.fw.weight)
-        z = conv2d(x, wq, self.fw.conv, seed=self._key())
-        return add(z, bq[None, :, None, None], self.fw.activation, seed=self._key())
+    # -- conv ----------------------------------------------------------------------------------
+    def _conv(self, x, wq, layer, mac: Mac) -> np.ndarray:
+        return conv2d(x, wq, mac, stride=layer.strides, padding=layer.pads, seed=self._key())
 
-    def conv_relu_pool(self, x, w, b):
-        """Fused (:mod:`fxemu.nn.conv_block`) where its kernels cover the policy and the data,
-        else the composition; the results, and the seeds each step draws, are the same either
-        way. The context is (images, pooled activations, argmax)."""
-        calls = self._calls
-        wq = self._q(w, self.fw.weight)
-        bq = self._q(b, self.fw.weight)
-        self._key(), self._key()  # the conv's and the bias add's (nothing stochastic when fused)
-        fused = conv_block.conv_relu_pool(x, wq, bq, self.fw.conv, self.fw.activation)
-        if fused is None:
-            self._calls = calls
-            h, (x, _, arg) = super().conv_relu_pool(x, w, b)
-            return h, (x, h, arg)
-        return fused[0], (x, *fused)
-
-    def conv_relu_pool_backward(self, ctx, dh):
-        """Fused where :func:`fxemu.nn.conv_block.conv_relu_pool_grad` covers the policy, else the
-        composition on the routed gradient: ``z > 0`` at a window's argmax is ``h > 0``."""
-        x, h, arg = ctx
-        live = np.where(h > 0.0, np.reshape(dh, h.shape), 0.0)
-        if self.bw.grad.rounding not in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC):
-            calls = self._calls
-            g = self._q(live, self.bw.grad)  # as the composition rounds the routed gradient
-            self._key()  # the weight gradient's Mac
-            fused = conv_block.conv_relu_pool_grad(x, h, arg, g, self.bw.conv_dw)
-            if fused is not None:
-                dw = self._q(fused[0], self.bw.grad)
-                self._key()  # the bias gradient's Mac
-                return dw, self._q(fused[1], self.bw.grad)
-            self._calls = calls
-        n, f, po, qo = h.shape
-        return self.conv_dw(x, maxpool2d_backward(live, arg, (n, f, 2 * po, 2 * qo)))
-
-    def dense(self, h, w, b):
-        wq = self._q(w, self.fw.weight)
-        bq = self._q(b, self.fw.weight)
-        z = matmul(h, np.ascontiguousarray(wq.T), self.fw.dense, seed=self._key())
-        return add(z, bq[None, :], self.fw.activation, seed=self._key())
-
-    def grad(self, g):
-        return self._q(g, self.bw.grad)
+    def conv2d(self, x, w, b, layer, prec):
+        fw = prec.forward
+        wq = self._q(w, fw.weight)
+        bq = None if b is None else self._q(b, fw.weight)
+        z = self._conv(x, wq, layer, fw.conv)
+        z = self._q(z, fw.activation) if bq is None else \
+            add(z, bq[None, :, None, None], fw.activation, seed=self._key())
+        return z, (x, w, b is not None, layer)
 
     def _colsum(self, m: np.ndarray, mac: Mac) -> np.ndarray:
         """Sum of each row of m (R, K) over k in order through ``mac``."""
         return matmul(m, np.ones((m.shape[1], 1)), mac, seed=self._key())[:, 0]
 
-    def dense_dw(self, g, h):
-        mac = self.bw.dense_dw
-        gt = np.ascontiguousarray(g.T)  # (10, N): reduce over samples n in order
-        dw = self._q(matmul(gt, h, mac, seed=self._key()), self.bw.grad)
-        return dw, self._q(self._colsum(gt, mac), self.bw.grad)
+    def conv2d_backward(self, ctx, dz, prec, need_dx):
+        x, w, bias, layer = ctx
+        bw = prec.backward
+        mac = bw.conv_dw
+        dzq = self._q(dz, bw.grad)
+        gw = conv2d_grad_weight(x, dzq, layer.kernel, mac, stride=layer.strides,
+                                padding=layer.pads, seed=self._key())
+        dw = self._q(gw, bw.grad)
+        db = None
+        if bias:
+            f = dz.shape[1]
+            dzm = np.ascontiguousarray(dzq.transpose(1, 0, 2, 3).reshape(f, -1))  # (F, N·Ho·Wo)
+            db = self._q(self._colsum(dzm, mac), bw.grad)
+        dx = None
+        if need_dx:
+            wq = self._q(w, bw.weight)
+            gi = conv2d_grad_input(dzq, wq, x.shape[2:], bw.conv_dx_mac, stride=layer.strides,
+                                   padding=layer.pads, seed=self._key())
+            dx = self._q(gi, bw.grad)
+        return dx, dw, db
 
-    def dense_dx(self, g, w):
-        wq = self._q(w, self.bw.weight)
-        return self._q(matmul(g, wq, self.bw.dense_dx, seed=self._key()), self.bw.grad)
+    # -- the founding block --------------------------------------------------------------------
+    def conv_relu_pool(self, x, w, b, conv, pool, prec):
+        """Fused (:mod:`fxemu.nn.conv_block`) where its kernels cover the policy and the data,
+        else the composition; the results, and the seeds each step draws, are the same either
+        way."""
+        _n, c, hh, ww = x.shape
+        if c != 1 or hh < 4 or ww < 4 or hh % 2 or ww % 2:
+            return super().conv_relu_pool(x, w, b, conv, pool, prec)
+        fw = prec.forward
+        calls = self._calls
+        wq = self._q(w, fw.weight)
+        bq = self._q(b, fw.weight)
+        self._key(), self._key()  # the conv's and the bias add's (nothing stochastic when fused)
+        fused = conv_block.conv_relu_pool(x, wq, bq, fw.conv, fw.activation)
+        if fused is None:
+            self._calls = calls
+            return super().conv_relu_pool(x, w, b, conv, pool, prec)
+        return fused[0], ("fused", x, w, conv, *fused)
 
-    def conv_dw(self, x, dz):
-        mac = self.bw.conv_dw
-        dzq = self._q(dz, self.bw.grad)
-        dw = self._q(conv2d_grad_weight(x, dzq, (3, 3), mac, seed=self._key()), self.bw.grad)
-        f = dz.shape[1]
-        dzm = np.ascontiguousarray(dzq.transpose(1, 0, 2, 3).reshape(f, -1))  # (12, N·26·26)
-        return dw, self._q(self._colsum(dzm, mac), self.bw.grad)
+    def conv_relu_pool_backward(self, ctx, dh, prec):
+        """Fused where :func:`fxemu.nn.conv_block.conv_relu_pool_grad` covers the policy, else
+        the composition on the routed gradient: ``z > 0`` at a window's argmax is ``h > 0``."""
+        if ctx[0] != "fused":
+            return super().conv_relu_pool_backward(ctx, dh, prec)
+        _, x, w, conv, h, arg = ctx
+        bw = prec.backward
+        live = np.where(h > 0.0, np.reshape(dh, h.shape), 0.0)
+        if bw.grad.rounding not in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC):
+            calls = self._calls
+            g = self._q(live, bw.grad)  # as the composition rounds the routed gradient
+            self._key()  # the weight gradient's Mac
+            fused = conv_block.conv_relu_pool_grad(x, h, arg, g, bw.conv_dw)
+            if fused is not None:
+                dw = self._q(fused[0], bw.grad)
+                self._key()  # the bias gradient's Mac
+                return dw, self._q(fused[1], bw.grad)
+            self._calls = calls
+        n, f, po, qo = h.shape
+        dz = arith.maxpool2d_backward(live, arg, (n, f, 2 * po, 2 * qo))
+        _, dw, db = self.conv2d_backward((x, w, True, conv), dz, prec, False)
+        return dw, db
 
-    def update(self, w, dw, lr, step, tensor):
-        return fma(-lr, dw, w, self.up.master, seed=self._key(), sr_bits=self.up.sr_bits)
+    # -- linear --------------------------------------------------------------------------------
+    def linear(self, x, w, b, prec):
+        fw = prec.forward
+        wq = self._q(w, fw.weight)
+        bq = None if b is None else self._q(b, fw.weight)
+        z = matmul(x, np.ascontiguousarray(wq.T), fw.dense, seed=self._key())
+        z = self._q(z, fw.activation) if bq is None else \
+            add(z, bq[None, :], fw.activation, seed=self._key())
+        return z, (x, w, b is not None)
 
-    def master(self, w):
-        return self._q(w, self.up.master)
+    def linear_backward(self, ctx, dz, prec, need_dx):
+        x, w, bias = ctx
+        bw = prec.backward
+        mac = bw.dense_dw
+        gt = np.ascontiguousarray(np.transpose(dz))  # (out, N): reduce over samples in order
+        dw = self._q(matmul(gt, x, mac, seed=self._key()), bw.grad)
+        db = self._q(self._colsum(gt, mac), bw.grad) if bias else None
+        dx = None
+        if need_dx:
+            wq = self._q(w, bw.weight)
+            dx = self._q(matmul(dz, wq, bw.dense_dx, seed=self._key()), bw.grad)
+        return dx, dw, db
+
+    # -- pools -----------------------------------------------------------------------------------
+    def maxpool2d(self, x, layer):
+        h, arg = arith.maxpool2d(x, layer.window, stride=layer.strides, padding=layer.pads)
+        return h, (arg, x.shape, layer)
+
+    def maxpool2d_backward(self, ctx, dh, prec):
+        arg, shape, layer = ctx
+        if not layer.overlapping:  # a routing: nothing rounds, no key is drawn
+            return arith.maxpool2d_backward(dh, arg, shape, layer.window, stride=layer.strides,
+                                            padding=layer.pads)
+        return arith.maxpool2d_backward(dh, arg, shape, layer.window, stride=layer.strides,
+                                        padding=layer.pads, fmt=prec.backward.grad,
+                                        seed=self._key())
+
+    def avgpool2d(self, x, layer, prec):
+        fw = prec.forward
+        h = arith.avgpool2d(x, layer.window, fw.pool_mac, fw.activation, stride=layer.strides,
+                            padding=layer.pads, seed=self._key())
+        return h, (x.shape, layer)
+
+    def avgpool2d_backward(self, ctx, dh, prec):
+        shape, layer = ctx
+        return arith.avgpool2d_backward(dh, shape, layer.window, prec.backward.grad,
+                                        stride=layer.strides, padding=layer.pads,
+                                        mac=prec.backward.conv_dx_mac, seed=self._key())
+
+    # -- gradients and the update --------------------------------------------------------------
+    def grad(self, g, prec=None):
+        return self._q(g, (prec or self.policy).backward.grad)
+
+    def sgd(self, w, dw, v, lr, momentum, weight_decay, prec):
+        up = prec.update
+        d = dw
+        if weight_decay:
+            d = fma(weight_decay, w, dw, prec.backward.grad, seed=self._key())
+        if momentum:
+            v0 = np.zeros_like(w) if v is None else v
+            v = fma(momentum, v0, d, up.momentum_fmt, seed=self._key())
+            d = v
+        return fma(-lr, d, w, up.master, seed=self._key(), sr_bits=up.sr_bits), v
+
+    def master(self, w, prec=None):
+        return self._q(w, (prec or self.policy).update.master)

@@ -1,20 +1,21 @@
-"""Native backend: numpy/BLAS in float32 or float64, vectorised (the founding model done right)."""
+"""Native backend: numpy/BLAS in float32 or float64, vectorised."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .._errors import msg
-from ..arith import im2col
+from ..nn import native_ops as _no
 from ..nn._kernels import nn_native as _kn
 from ..policy import Policy
 from .base import Backend
 
 
 class NativeBackend(Backend):
-    """Every tensor in ``policy.native_dtype``; dense products by BLAS (its own summation
-    order); the conv → ReLU → max pool block by fused kernels (summation order in
-    :mod:`fxemu.nn._kernels.nn_native`).
+    """Every tensor in ``policy.native_dtype``; products by BLAS (its own summation order),
+    the layers by :mod:`fxemu.nn.native_ops`; the founding network's conv → ReLU → max pool
+    block by fused kernels (summation order in :mod:`fxemu.nn._kernels.nn_native`).
+    Per-layer overrides are refused (one dtype for every layer).
 
     Activations and gradients stay in ``policy.native_dtype`` between calls (float32 arrays
     for a float32 policy); master weights are float64 arrays holding values of that dtype, and
@@ -28,33 +29,46 @@ class NativeBackend(Backend):
         if policy.native_dtype not in ("float32", "float64"):
             raise ValueError(msg("native backend", "needs a float32 or float64 policy",
                                  policy.name, "use backend 'emulated' for other formats"))
+        if policy.layers:
+            raise ValueError(msg("native backend", "runs one dtype for every layer: per-layer "
+                                 "overrides need backend 'emulated'", sorted(policy.layers)))
         self.dtype = np.dtype(policy.native_dtype)
 
     def _c(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=self.dtype)
 
-    def input(self, x):
+    def input(self, x, prec=None):
         return self._c(x)
 
-    def conv_relu_pool(self, x, w, b):
-        """Fused (:mod:`fxemu.nn._kernels.nn_native`): the N×12×26×26 conv output is never
-        stored; the context is the images, the pooled activations and the flat image index of
-        each window's argmax."""
+    # -- conv ---------------------------------------------------------------------------------
+    def conv2d(self, x, w, b, layer, prec):
+        z = _no.conv2d(x, w, b, layer.strides, layer.pads, self.dtype)
+        return z, (x, w, b is not None, layer)
+
+    def conv2d_backward(self, ctx, dz, prec, need_dx):
+        x, w, bias, layer = ctx
+        dx, dw, db = _no.conv2d_backward(x, w, dz, layer.strides, layer.pads, self.dtype,
+                                         need_dx)
+        return dx, dw, db if bias else None
+
+    def conv_relu_pool(self, x, w, b, conv, pool, prec):
+        """Fused (:mod:`fxemu.nn._kernels.nn_native`) for the founding shapes (28×28 images,
+        12 filters): the N×12×26×26 conv output is never stored."""
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or w.shape != (12, 1, 3, 3):
+            return super().conv_relu_pool(x, w, b, conv, pool, prec)
         x = self._c(x)
-        if x.ndim != 4 or x.shape[1:] != (1, 28, 28) or w.shape != (12, 1, 3, 3) \
-                or b.shape != (12,):
-            raise ValueError(msg("conv_relu_pool", "needs x (N, 1, 28, 28), w (12, 1, 3, 3), "
-                                 "b (12,)", f"{x.shape}, {w.shape}, {b.shape}"))
         n = x.shape[0]
         x = x.reshape(n, 28, 28)
         h = np.empty((n, 12, _kn.CELLS), self.dtype)
         pos = np.empty((n, 12, _kn.CELLS), np.uint16)
         _kn.conv_relu_pool_forward(x, self._c(w).reshape(12, 9), self._c(b), _kn.CELL_BASE, h,
                                    pos)
-        return h.reshape(n, 12, 13, 13), (x, h, pos)
+        return h.reshape(n, 12, 13, 13), ("fused", x, h, pos)
 
-    def conv_relu_pool_backward(self, ctx, dh):
-        x, h, pos = ctx
+    def conv_relu_pool_backward(self, ctx, dh, prec):
+        if ctx[0] != "fused":
+            return super().conv_relu_pool_backward(ctx, dh, prec)
+        _, x, h, pos = ctx
         if dh.size != h.size:
             raise ValueError(msg("conv_relu_pool_backward", "dh must have the pooled shape",
                                  f"{dh.shape} for {h.shape}"))
@@ -64,34 +78,48 @@ class NativeBackend(Backend):
                                     dwb)
         return np.ascontiguousarray(dwb[:, :9]).reshape(12, 1, 3, 3), dwb[:, 9].copy()
 
-    def conv(self, x, w, b):
-        n = x.shape[0]
-        cols = im2col(self._c(x), 3, 3)  # (N·26·26, 9)
-        z = cols @ self._c(w).reshape(w.shape[0], -1).T + self._c(b)
-        return z.reshape(n, 26, 26, w.shape[0]).transpose(0, 3, 1, 2)
+    # -- linear ---------------------------------------------------------------------------------
+    def linear(self, x, w, b, prec):
+        return _no.linear(x, w, b, self.dtype), (x, w, b is not None)
 
-    def dense(self, h, w, b):
-        return self._c(h) @ self._c(w).T + self._c(b)
+    def linear_backward(self, ctx, dz, prec, need_dx):
+        x, w, bias = ctx
+        dx, dw, db = _no.linear_backward(x, w, dz, self.dtype, need_dx)
+        return dx, dw, db if bias else None
 
-    def grad(self, g):
+    # -- pools ----------------------------------------------------------------------------------
+    def maxpool2d(self, x, layer):
+        h, arg = _no.maxpool2d(x, layer.window, layer.strides, layer.pads, self.dtype)
+        return h, (arg, x.shape, layer)
+
+    def maxpool2d_backward(self, ctx, dh, prec):
+        arg, shape, layer = ctx
+        return _no.maxpool2d_backward(dh, arg, shape, layer.window, layer.strides, layer.pads,
+                                      self.dtype)
+
+    def avgpool2d(self, x, layer, prec):
+        return _no.avgpool2d(x, layer.window, layer.strides, layer.pads, self.dtype), \
+            (x.shape, layer)
+
+    def avgpool2d_backward(self, ctx, dh, prec):
+        shape, layer = ctx
+        return _no.avgpool2d_backward(dh, shape, layer.window, layer.strides, layer.pads,
+                                      self.dtype)
+
+    # -- gradients and the update --------------------------------------------------------------
+    def grad(self, g, prec=None):
         return self._c(g)
 
-    def dense_dw(self, g, h):
-        g = self._c(g)
-        return g.T @ self._c(h), g.sum(axis=0, dtype=self.dtype)
+    def sgd(self, w, dw, v, lr, momentum, weight_decay, prec):
+        t = self.dtype.type
+        wc, d = self._c(w), self._c(dw)
+        if weight_decay:
+            d = d + t(weight_decay) * wc
+        if momentum:
+            v = d if v is None else t(momentum) * self._c(v) + d
+            d = v
+            v = v.astype(np.float64)
+        return (wc - t(lr) * d).astype(np.float64), v
 
-    def dense_dx(self, g, w):
-        return self._c(g) @ self._c(w)
-
-    def conv_dw(self, x, dz):
-        f = dz.shape[1]
-        cols = im2col(self._c(x), 3, 3)  # (N·26·26, 9), rows in (n, i, j) order
-        dzm = self._c(dz).transpose(0, 2, 3, 1).reshape(-1, f)  # (N·26·26, 12)
-        dw = (dzm.T @ cols).reshape(f, 1, 3, 3)
-        return dw, dzm.sum(axis=0, dtype=self.dtype)
-
-    def update(self, w, dw, lr, step, tensor):
-        return (self._c(w) - self.dtype.type(lr) * self._c(dw)).astype(np.float64)
-
-    def master(self, w):
+    def master(self, w, prec=None):
         return self._c(w).astype(np.float64)

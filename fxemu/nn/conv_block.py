@@ -69,7 +69,7 @@ def conv_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray, mac: Mac,
     if w.shape != (f, 1, 3, 3) or b.shape != (f,):
         raise ValueError(msg("conv_relu_pool", "needs w (F, 1, 3, 3) and b (F,)",
                              f"{w.shape}, {b.shape}"))
-    if mac.out is not None or mac.order != "sequential":
+    if mac.out is not None or mac.order != "sequential" or mac.block:
         return None
     if isinstance(mac.acc, Fixed) and isinstance(act, Fixed):
         args = _fixed_forward(x, w, b, mac, act)
@@ -158,7 +158,7 @@ def conv_relu_pool_grad(x: np.ndarray, h: np.ndarray, arg: np.ndarray, g: np.nda
     if arg.size and (arg.min() < 0 or arg.max() > 3):
         raise ValueError(msg("conv_relu_pool_grad", "argmax must be in 0..3",
                              f"{arg.min()}..{arg.max()}"))
-    if mac.out is not None or mac.order != "sequential":
+    if mac.out is not None or mac.order != "sequential" or mac.block:
         return None
     g = np.where(h > 0.0, g, 0.0)  # the gradient the conv output gets; +0 elsewhere
     if isinstance(mac.acc, Fixed):

@@ -265,4 +265,4 @@ def test_host_side_limits(csim) -> None:
     with pytest.raises(ValueError, match=r"batch: the accelerator takes 1\.\.256 samples"):
         train_step(cs, p, np.zeros((257, 1, 28, 28)), np.zeros(257, int), 0.01, 0)
     with pytest.raises(NotImplementedError, match="runs the whole network step"):
-        cs.conv(x, p.conv_w, p.conv_b)
+        cs.conv2d(x, p.conv_w, p.conv_b, None, cs.policy)

@@ -142,7 +142,8 @@ def test_nonfinite_conv_sums_fall_back() -> None:
     b = np.zeros(12)
     assert conv_block.conv_relu_pool(x, w, b, mac, act) is None
     be = EmulatedBackend(_policy("float16", mac, act))
-    h, _ = be.conv_relu_pool(x, w, b)
+    net = model.founding()
+    h, _ = be.conv_relu_pool(x, w, b, net.layers[0], net.layers[2], be.policy)
     _same(h, _composed(x, quantize(w, "float16"), b, mac, act)[0])
     assert np.isinf(h).all()
 

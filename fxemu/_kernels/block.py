@@ -1,0 +1,438 @@
+"""Block-scaled formats (OCP MX, block floating point, NVFP4): conversion, decoding and the
+block multiply-accumulate.
+
+A tensor reaches these kernels as a 2-D array (rows, L) whose last axis is the blocked one;
+block ``t`` of a row holds elements ``t·k … min((t+1)·k, L) - 1``. Parameters arrive as one
+:class:`fxemu._kernels.params.BlockParams` (built by :func:`fxemu.lowering.lower_block`); the
+element and scale formats are :class:`~fxemu._kernels.params.FormatVec` so fixed and float
+elements share one path (:func:`fxemu._kernels.fmt.round_parts`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import bits_f64, f64_bits, jit, pjit
+from .codes import ORDER_CHUNK, ORDER_PAIRWISE, ORDER_SEQUENTIAL
+from .convert import float_fast_element, pow2
+from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles, shr128
+from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
+from .mac import SACC_N, _acc_step, _add_nodes, _code_node, _sacc_add, _sacc_parts
+from .mac_fast import float_step
+
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_EXP = np.uint64(0x7FF0000000000000)
+_ABS = np.uint64(0x7FFFFFFFFFFFFFFF)
+
+
+@jit
+def _sig_bits(b):
+    """Significant bits of the finite nonzero double with bits ``b`` (leading to last set)."""
+    _, _, m, _, _ = from_double(b)
+    tz = 0
+    while (m & _U1) == _U0:
+        m >>= _U1
+        tz += 1
+    return bitlen64(m)
+
+
+@jit
+def _floor_log2(b):
+    """floor(log2 |x|) of the finite nonzero double with bits ``b``."""
+    _, _, m, e, _ = from_double(b)
+    return e + bitlen64(m) - 1
+
+
+@jit
+def round_quotient(x, d, fv, key, idx):
+    """Code of ``x / d`` correctly rounded into ``fv`` (d > 0 a double of few significant
+    bits; deterministic rounding).
+
+    The double quotient q is the nearest double to the exact one, so a rounding boundary of
+    the (narrow) target format lies strictly between them only if it is q itself; then q has
+    few significant bits, ``q·d`` is exact, and comparing it with x says on which side the
+    exact quotient lies: q is replaced by its neighbour on that side, which rounds correctly.
+    """
+    q = x / d
+    qb = f64_bits(q)
+    if (qb & _EXP) != _EXP and q != 0.0 and _sig_bits(qb) + _sig_bits(f64_bits(d)) <= 53:
+        t = q * d  # exact
+        if t != x:
+            toward = np.inf if x > t else -np.inf
+            q = np.nextafter(q, toward)
+    return value_code(fv, f64_bits(q), key, idx)
+
+
+@jit
+def _to_sm(code, w):
+    """Two's complement W-bit code → sign | magnitude."""
+    sign = _U1 << np.uint64(w - 1)
+    if code & sign:
+        mask = (sign << _U1) - _U1
+        return sign | (((~code) + _U1) & mask)
+    return code
+
+
+@jit
+def _from_sm(code, w):
+    """sign | magnitude W-bit code → two's complement."""
+    sign = _U1 << np.uint64(w - 1)
+    if code & sign:
+        mask = (sign << _U1) - _U1
+        return ((~(code & (sign - _U1))) + _U1) & mask
+    return code
+
+
+@jit
+def _block_amax(xb, r, lo, hi):
+    """(amax, whether a NaN or inf is among x[r, lo:hi]) (bits in, amax as a double)."""
+    amax = 0.0
+    bad = False
+    for i in range(lo, hi):
+        b = xb[r, i] & _ABS
+        if b >= _EXP:
+            bad = True
+        else:
+            v = bits_f64(b)
+            if v > amax:
+                amax = v
+    return amax, bad
+
+
+@jit
+def _scale_of(amax, p, sv, ts, key, idx):
+    """(scale code, scale value, E8M0 exponent) of a finite block with max magnitude amax."""
+    if p.pow2:
+        if amax == 0.0:
+            s = np.int64(-127)
+        else:
+            s = _floor_log2(f64_bits(amax)) - p.emax_elem
+            if p.nosat and amax > p.elem_max * pow2(s):
+                s += 1
+            s = min(max(s, np.int64(-127)), np.int64(127))
+        return np.uint64(s + 127), pow2(s), s
+    q_d = p.elem_max * ts
+    qc = amax / q_d
+    if qc < p.scale_tiny:
+        amax = p.scale_tiny * q_d  # the clamp, as a dividend giving exactly tiny
+    elif qc > p.scale_max:
+        amax = p.scale_max * q_d
+    code = round_quotient(amax, q_d, sv, key, idx)
+    return code, code_value(sv, code, 0.0), np.int64(0)
+
+
+@jit
+def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, width, wc, wv):
+    """Convert x[r, lo:hi] (bits); write element codes and values; return the scale code."""
+    amax, bad = _block_amax(xb, r, lo, hi)
+    base = r * width
+    if bad:
+        for i in range(lo, hi):
+            if wc:
+                codes[r, i] = p.elem_nan
+            if wv:
+                vals[r, i] = np.nan
+        return p.scale_nan
+    scode, sval, s = _scale_of(amax, p, sv, ts, key, base + lo)
+    d = sval * ts
+    inv = pow2(-s) if p.pow2 else 0.0
+    for i in range(lo, hi):
+        b = xb[r, i]
+        if p.fast:
+            ok, code, v = _fast_element(bits_f64(b) * inv, p)
+            if ok:
+                if wc:
+                    codes[r, i] = code
+                if wv:
+                    vals[r, i] = v if unscaled else v * d
+                continue
+        if p.pow2:
+            neg, h, lo_, e, st = from_double(b)
+            code = round_parts(ev, neg, h, lo_, e - s, st, False, key, base + i)
+        else:
+            code = round_quotient(bits_f64(b), d, ev, key, base + i)
+        if wv:
+            v = code_value(ev, code, p.elem_step)
+            vals[r, i] = v if unscaled else v * d
+        if wc:
+            codes[r, i] = _to_sm(code, ev[1]) if p.sm else code
+    return scode
+
+
+@jit
+def _fast_element(y, p):
+    """(ok, code, value) of the exact double y (= x·2^-s) rounded into the float element
+    format by the fast paths of :class:`fxemu._kernels.params.BlockParams`; ok False when y
+    lies outside them (the exact path then rounds x itself)."""
+    yb = f64_bits(y)
+    mag = yb & _ABS
+    sign = yb & ~_ABS
+    if mag == _U0:
+        if p.efnuz:
+            return True, _U0, 0.0
+        return True, (p.esign if sign else _U0), y
+    if mag >= p.eminnorm:
+        ok, sg, rb = float_fast_element(yb, p.ek, p.eq, p.eminnorm, p.emaxbits)
+        if not ok:
+            return False, _U0, 0.0
+        code = (((rb >> np.uint64(52)) - p.ebias) << np.uint64(p.embits)) | (
+            (rb >> np.uint64(p.ek)) & ((_U1 << np.uint64(p.embits)) - _U1))
+        if sg:
+            code |= p.esign
+        return True, code, bits_f64(sg | rb)
+    if not p.sub_ok or mag < np.uint64(0x0010000000000000):
+        return False, _U0, 0.0
+    a = bits_f64(mag)
+    rv = (a + p.sub_c) - p.sub_c  # ties to even on the subnormal grid (the FPU's rounding)
+    m = np.uint64(rv / p.sub_q)
+    if m == _U0 and p.efnuz:
+        return True, _U0, 0.0
+    code = (p.esign | m) if sign else m
+    return True, code, -rv if sign else rv
+
+
+@pjit
+def block_convert(xb, codes, vals, scales, p, ev, sv, ts, key, unscaled, wc, wv):
+    """Convert every block of ``xb`` (rows, L) (float64 bits): element codes (when ``wc``)
+    and values (when ``wv``; scaled, or the element values alone when ``unscaled``), scale
+    codes (rows, blocks).
+    ``ts`` is the per-tensor scale (1.0 without one); ``key`` keys stochastic element
+    rounding by the element's flat index."""
+    rows, width = xb.shape
+    k = p.k
+    nb = scales.shape[1]
+    for t in prange(rows * nb):
+        r = t // nb
+        blk = t - r * nb
+        lo = blk * k
+        hi = min(lo + k, width)
+        scales[r, blk] = _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals,
+                                        unscaled, width, wc, wv)
+
+
+@jit
+def scale_value(p, sv, code):
+    """Value of a scale code (NaN for the NaN code)."""
+    if p.pow2:
+        if code == np.uint64(255):
+            return np.nan
+        return pow2(np.int64(code) - 127)
+    return code_value(sv, code, 0.0)
+
+
+@pjit
+def block_decode(codes, scales, out, p, ev, sv, ts):
+    """Values of element codes (rows, L) with their scale codes (rows, blocks)."""
+    rows, width = codes.shape
+    k = p.k
+    for r in prange(rows):
+        for i in range(width):
+            c = codes[r, i]
+            if p.sm:
+                c = _from_sm(c, ev[1])
+            out[r, i] = code_value(ev, c, p.elem_step) * (scale_value(p, sv, scales[r, i // k])
+                                                            * ts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The block multiply-accumulate
+
+
+@jit
+def _tz64(m):
+    """Trailing zero bits of a nonzero uint64."""
+    return bitlen64(m & (~m + _U1)) - 1
+
+
+@jit
+def _trim(h, lo, e):
+    """The window ``(h:lo)·2^e`` with its trailing zero bits dropped (a nonzero value), so
+    exact sums of narrow products keep narrow windows (``add_parts`` needs <= 125 bits)."""
+    if h == _U0 and lo == _U0:
+        return h, lo, e
+    tz = _tz64(lo) if lo != _U0 else 64 + _tz64(h)
+    h2, l2, _, _ = shr128(h, lo, tz)
+    return h2, l2, e + tz
+
+
+@jit
+def _block_term(ea, eb, sa, sb, lo, hi):
+    """Node (neg, hi, lo, e, special) of one block pair: the exact sum of the element products
+    ea[lo:hi]·eb[lo:hi] times the scales sa·sb (exact); a NaN scale gives a NaN node; an
+    exact zero is +0 (an integer sum)."""
+    if sa != sa or sb != sb:
+        return False, _U0, _U0, np.int64(0), np.nan
+    n = False
+    h = _U0
+    low = _U0
+    e = np.int64(0)
+    for k in range(lo, hi):
+        pn, ph, pl, pe, _ = mul_doubles(f64_bits(ea[k]), f64_bits(eb[k]))
+        ph, pl, pe = _trim(ph, pl, pe)
+        n, h, low, e, _ = add_parts(n, h, low, e, pn, ph, pl, pe)
+        h, low, e = _trim(h, low, e)
+    if h == _U0 and low == _U0:
+        return False, _U0, _U0, np.int64(0), 0.0
+    sn, _, sm, se, _ = from_double(f64_bits(sa * sb))  # exact: both scales are narrow
+    while (sm & _U1) == _U0:
+        sm >>= _U1
+        se += 1
+    c, l2 = mul64(low, sm)
+    h2 = h * sm + c
+    return n != sn, h2, l2, e + se, 0.0
+
+
+@jit
+def reduce_blocks(ea, eb, sa, sb, k, accp, order, chunk, key, idx0, tmp, sacc):
+    """Accumulate the block terms of one output into acc in ``order`` (over blocks: the
+    sequential, chunk:N, pairwise and exact orders of :func:`fxemu._kernels.mac.reduce_pairs`);
+    returns the acc code."""
+    kk = ea.shape[0]
+    nb = sa.shape[0]
+    tn, th, tl, te, ts = tmp
+    special = 0.0
+    for t in range(nb):
+        tn[t], th[t], tl[t], te[t], ts[t] = _block_term(ea, eb, sa[t], sb[t], t * k,
+                                                        min(t * k + k, kk))
+        special += ts[t]
+    step = idx0
+    zero = value_code(accp, _U0, key, step)
+    if special != 0.0:
+        return value_code(accp, f64_bits(special), key, step)
+    if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
+        acc = zero
+        csize = nb if order == ORDER_SEQUENTIAL else chunk
+        part = zero
+        for t in range(nb):
+            if t % csize == 0 and t > 0 and order == ORDER_CHUNK:
+                pn, ph, pl, pe, ps = _code_node(accp, part)
+                acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
+                step += 1
+                part = zero
+            step += 1
+            if order == ORDER_SEQUENTIAL:
+                acc = _acc_step(accp, acc, tn[t], th[t], tl[t], te[t], ts[t], key, step)
+            else:
+                part = _acc_step(accp, part, tn[t], th[t], tl[t], te[t], ts[t], key, step)
+            step += 1
+        if order == ORDER_CHUNK and nb > 0:
+            pn, ph, pl, pe, ps = _code_node(accp, part)
+            acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
+        return acc
+    if order == ORDER_PAIRWISE:
+        if nb == 0:
+            return zero
+        m = nb
+        while m > 1:
+            nxt = 0
+            for j in range(0, m - 1, 2):
+                code = _add_nodes(accp, tn[j], th[j], tl[j], te[j], ts[j], tn[j + 1], th[j + 1],
+                                  tl[j + 1], te[j + 1], ts[j + 1], key, step)
+                step += 1
+                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = _code_node(accp, code)
+                nxt += 1
+            if m % 2 == 1:
+                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = (tn[m - 1], th[m - 1], tl[m - 1],
+                                                               te[m - 1], ts[m - 1])
+                nxt += 1
+            m = nxt
+        return _acc_step(accp, zero, tn[0], th[0], tl[0], te[0], ts[0], key, step)
+    # exact: one rounding of the exact sum of the block terms (a zero sum is +0)
+    sacc[:] = 0
+    for t in range(nb):
+        _sacc_add(sacc, tn[t], th[t], tl[t], te[t])
+    n, h, lo, e, s = _sacc_parts(sacc)
+    if h == _U0 and lo == _U0 and not s:
+        return zero
+    return round_parts(accp, n, h, lo, e, s, False, key, step)
+
+
+@jit
+def _double_terms(ea, eb, sa, sb, k, terms):
+    """The block terms as doubles where that is exact: every element product is exact in
+    double (narrow elements), every partial sum is checked exact by TwoSum, the scaling stays
+    within normal doubles. Returns False (terms unusable) otherwise, or for a NaN scale."""
+    kk = ea.shape[0]
+    for t in range(sa.shape[0]):
+        if sa[t] != sa[t] or sb[t] != sb[t]:
+            return False
+        s = 0.0
+        for q in range(t * k, min(t * k + k, kk)):
+            p = ea[q] * eb[q]
+            s2 = s + p
+            bb = s2 - s
+            if (s - (s2 - bb)) + (p - bb) != 0.0:
+                return False
+            s = s2
+        if s == 0.0:
+            terms[t] = 0.0  # an exact zero term is +0 (an integer sum)
+        else:
+            v = s * (sa[t] * sb[t])
+            av = abs(v)
+            if not (av > 2.0**-1000 and av < 2.0**1000):
+                return False
+            terms[t] = v
+    return True
+
+
+@jit
+def _double_reduce(terms, chunk, fk, fq, fmin, fmax):
+    """(ok, acc) of the sequential (chunk 0) or chunk:N order over double terms through
+    :func:`fxemu._kernels.mac_fast.float_step` (ok False outside its fast domain)."""
+    acc = 0.0
+    part = 0.0
+    csize = terms.shape[0] if chunk == 0 else chunk
+    for t in range(terms.shape[0]):
+        if chunk != 0 and t % csize == 0 and t > 0:
+            ok, acc = float_step(acc, part, fk, fq, fmin, fmax)
+            if not ok:
+                return False, acc
+            part = 0.0
+        if chunk == 0:
+            ok, acc = float_step(acc, terms[t], fk, fq, fmin, fmax)
+        else:
+            ok, part = float_step(part, terms[t], fk, fq, fmin, fmax)
+        if not ok:
+            return False, acc
+    if chunk != 0 and terms.shape[0] > 0:
+        return float_step(acc, part, fk, fq, fmin, fmax)
+    return True, acc
+
+
+@pjit
+def block_matmul(ea, sa, eb, sb, out, k, accp, outp, order, chunk, key, out_scale, fast, fk,
+                 fq, fmin, fmax):
+    """``out[i, j] = R_out(reduce over blocks t of term(i, j, t))``: ea (M, K) and eb (N, K)
+    the element values of A and B^T (unscaled), sa (M, nb) and sb (N, nb) their scale
+    values; prange over rows. ``fast``: a float accumulator in the sequential or chunk order
+    whose steps :func:`~fxemu._kernels.mac_fast.float_step` rounds (fk, fq, fmin, fmax its
+    parameters) — outputs whose terms are exact doubles take that path, the others (and every
+    output without ``fast``) the exact engine; both give the same bits."""
+    m = ea.shape[0]
+    nn = eb.shape[0]
+    nb = sa.shape[1]
+    dchunk = chunk if order == ORDER_CHUNK else 0
+    for i in prange(m):
+        tmp = (np.empty(nb + 1, np.bool_), np.empty(nb + 1, np.uint64),
+               np.empty(nb + 1, np.uint64), np.empty(nb + 1, np.int64),
+               np.empty(nb + 1, np.float64))
+        sacc = np.zeros(SACC_N, np.int64)
+        terms = np.empty(nb, np.float64)
+        for j in range(nn):
+            idx0 = (i * nn + j) * (3 * nb + 4)
+            if fast and _double_terms(ea[i], eb[j], sa[i], sb[j], k, terms):
+                ok, v = _double_reduce(terms, dchunk, fk, fq, fmin, fmax)
+                if ok:
+                    code = value_code(outp, f64_bits(v), key, idx0)
+                    out[i, j] = code_value(outp, code, out_scale)
+                    continue
+            acc = reduce_blocks(ea[i], eb[j], sa[i], sb[j], k, accp, order, chunk, key, idx0,
+                                tmp, sacc)
+            n, h, lo, e = code_parts(accp, acc)
+            if code_is_finite(accp, acc) and not (h == _U0 and lo == _U0):
+                code = round_parts(outp, n, h, lo, e, False, False, key, idx0 + 3 * nb + 3)
+            else:
+                code = value_code(outp, f64_bits(code_value(accp, acc, 0.0)), key, idx0)
+            out[i, j] = code_value(outp, code, out_scale)
