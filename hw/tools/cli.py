@@ -87,8 +87,8 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int,
         raise click.UsageError(str(e)) from None
     except BackendUnavailable as e:
         raise click.ClickException(str(e)) from None
-    model = f"RTL arrays of {pes} PEs for the reductions" if use_rtl else "HLS loops"
-    click.echo(f"estimate (cycle model, {model}; not synthesis): policy {p.name}, board "
+    model = f" with RTL arrays of {pes} PEs for the reductions" if use_rtl else ""
+    click.echo(f"estimate (cycle model{model}, not synthesis): policy {p.name}, board "
                f"{board_name} ({b['part']}), clock {mhz:g} MHz, batch {batch}")
     rows = [("stage", "loop", "entries", "trip", "II", "depth", "cycles", "share")]
     for lp in s["loops"]:

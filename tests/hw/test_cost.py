@@ -201,3 +201,19 @@ def test_generated_fixed_pe_cost_and_cli_json(tmp_path: Path, monkeypatch) -> No
     assert out["clock_mhz"] == 100.0 and "assumed" in out["clock_source"]
     assert out["throughput"]["images_per_s"] > 0
     assert any(p.name.startswith("xc7z020-") for p in (tmp_path / "cost").iterdir())
+
+
+@pytest.mark.skipif(not HAS_RTL, reason="needs fxemu.hw.rtl and the rtl extra")
+def test_estimate_rtl_states_the_difference_from_the_hls_model() -> None:
+    r = CliRunner().invoke(cli, ["hw", "estimate", "fixed16", "--rtl", "--batch", "8"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("estimate (cycle model with RTL arrays of 12 PEs for the "
+                               "reductions, not synthesis): policy fixed16")
+    assert "CONV / CONV_K [RTL 12 PEs]" in r.output and "RTL vs HLS assumption" in r.output
+    hls = estimate.summary(PRESETS["fixed16"], 8, 100.0)
+    rtl = estimate.summary(PRESETS["fixed16"], 8, 100.0, estimate.rtl_timings(
+        PRESETS["fixed16"], 12))
+    assert f"HLS model total: {hls['cycles']:,} cycles per step" in r.output
+    assert f"RTL arrays: {rtl['cycles']:,}" in r.output
+    assert rtl["cycles"] < hls["cycles"]
