@@ -44,6 +44,9 @@ def _summary(res) -> None:
                    "spec's policies).")
 @click.option("--seeds", default=None, help="Comma-separated seeds, e.g. 0,1,2 (replaces the "
                                             "spec's; default 0).")
+@click.option("--model", "models", multiple=True,
+              help="Model preset (founding, lenet5) or .toml/.json spec; repeat for a model "
+                   "axis (replaces the spec's models; run names gain a <model>_ prefix).")
 @click.option("--epochs", type=int, default=None)
 @click.option("--n-train", type=int, default=None)
 @click.option("--n-test", type=int, default=None)
@@ -67,7 +70,7 @@ def _summary(res) -> None:
               default=None, help="Also record each distinct policy's datapath cost from "
               "synthesis on this device (costs.json; needs the rtl extra).")
 def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str | None,
-              epochs: int | None, n_train: int | None, n_test: int | None,
+              models: tuple[str, ...], epochs: int | None, n_train: int | None, n_test: int | None,
               batch_size: int | None, lr: float | None, data: str | None, backend: str | None,
               checkpoint_every: int | None, workers: int | None, threads: int,
               scheduler: str | None, no_retry_failed: bool, dry_run: bool, quiet: bool,
@@ -89,6 +92,8 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
             sp["policies"] = list(policies)
         if (s := _ints(seeds, "--seeds")) is not None:
             sp["seeds"] = s
+        if models:
+            sp["models"] = list(models)
         flags = {"epochs": epochs, "n_train": n_train, "n_test": n_test,
                  "batch_size": batch_size, "lr": lr, "data": data, "backend": backend,
                  "checkpoint_every": checkpoint_every}

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> tuple[str, list[tuple]]:
     settings are restored afterwards."""
     torch, why = optional_import("torch")
     if torch is None:
-        raise SystemExit(f"bench_layers needs torch (the 'torch' extra): {why}")
+        raise SystemExit(f"bench_layers needs torch (the 'bench-torch' extra): {why}")
     import numba
 
     n, repeats = (8, 2) if args.quick else (args.batch, args.repeats)

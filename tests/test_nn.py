@@ -18,7 +18,7 @@ from fxemu.train import TrainConfig, train
 torch = pytest.importorskip("torch")
 
 #: A network using every layer kind and geometry: stride, "same" and pair padding, no bias,
-#: avgpool, overlapping padded maxpool, two convs (so a conv input gradient is formed).
+#: avgpool, overlapping padded max and avg pools, two convs (so a conv input gradient is formed).
 ODD = [
     {"type": "conv2d", "out_channels": 4, "kernel_size": [3, 2], "padding": "same"},
     {"type": "relu"},
@@ -26,6 +26,7 @@ ODD = [
     {"type": "conv2d", "out_channels": 5, "kernel_size": 3, "stride": 2, "padding": [1, 0],
      "bias": False},
     {"type": "maxpool2d", "size": 3, "stride": 1, "padding": 1},
+    {"type": "avgpool2d", "size": 2, "stride": 1, "padding": 1},
     {"type": "flatten"},
     {"type": "linear", "out_features": 7},
     {"type": "relu"},

@@ -213,6 +213,11 @@ def test_models_axis(tmp_path: Path) -> None:
         [r.name for r in runs]
     cfg = json.loads((tmp_path / "out" / "tiny_fw32bw32_seed0" / "config.json").read_text())
     assert cfg["model"]["name"] == "tiny" and cfg["model"]["input_shape"] == [1, 28, 28]
+    res = CliRunner().invoke(cli, ["sweep", "--out", str(tmp_path / "cli"), "--policy",
+                                   "fixed16", "--model", "founding", "--model", "lenet5",
+                                   "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert res.output.split() == ["founding_fixed16_seed0", "new", "lenet5_fixed16_seed0", "new"]
     with pytest.raises(ValueError, match=r"sweep models\[1\]: model: unknown preset or file"):
         build_runs({"policies": ["fw32bw32"], "models": ["founding", "lenet6"]})
     with pytest.raises(ValueError, match=r"layers\[0\]\.out_channels: missing"):

@@ -90,8 +90,9 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
                     dtype: object = np.float32, need_dx: bool = True,
                     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d` for the output gradient g (N, F, Ho, Wo): (dx or None when
-    not ``need_dx``, dw (F, C, Kh, Kw), db (F,)). dw sums the per-sample BLAS products
-    ``g_n @ cols_nᵀ`` over n in order; dx scatters ``wᵀ @ g_n`` back through col2im."""
+    not ``need_dx``, dw (F, C, Kh, Kw), db (F,)). dw is the sum over n (numpy's pairwise sum)
+    of the per-sample BLAS products ``g_n @ cols_nᵀ``; dx scatters ``wᵀ @ g_n`` back through
+    col2im."""
     d = _dt(dtype)
     xa, wa, ga = _c(x, d), _c(w, d), _c(g, d)
     geo = _conv_geo(xa, wa, stride, padding)
