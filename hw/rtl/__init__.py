@@ -224,7 +224,8 @@ def describe(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | Non
 
 
 def write(policy, out_dir: str | Path, *, pes: int | None = None) -> Path:
-    """Write the RTL of ``policy`` under ``out_dir`` (see :mod:`fxemu.hw.rtl.write`)."""
+    """Write the RTL of ``policy`` under ``out_dir``: what ``fxemu hw rtl`` writes (see
+    :func:`fxemu.hw.rtl.writer.write_policy`); returns ``out_dir``."""
     from .writer import write_policy
 
     return write_policy(policy, Path(out_dir), pes=pes)

@@ -35,21 +35,22 @@ def verilator() -> tuple[str, dict[str, str]]:
 
 def build(sources: list[Path], top: str, cache: Path, *, jobs: int = 2) -> Path:
     """The Verilator binary of ``sources`` with top module ``top``, built once under ``cache``
-    (a folder named by the hash of the sources' text). A failed build raises RuntimeError
-    with the tail of Verilator's output."""
-    h = hashlib.sha256(top.encode())
+    (a folder named by the hash of the sources' text, the flags and the tool). A failed build
+    raises RuntimeError with the tail of Verilator's output."""
+    flags = ["--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module",
+             top, "-MAKEFLAGS",
+             # the wheel's make rules lack -include before the precompiled header
+             "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"]
+    tool, env = verilator()
+    h = hashlib.sha256(repr((flags, tool)).encode())
     for s in sources:
         h.update(s.read_bytes())
     out = cache / h.hexdigest()[:16]
     exe = out / f"V{top}"
     if exe.exists():
         return exe
-    tool, env = verilator()
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [tool, "--binary", "--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-           "--top-module", top, "--Mdir", str(out), "-j", str(jobs),
-           "-MAKEFLAGS", "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include",
-           *[str(s) for s in sources]]
+    cmd = [tool, *flags, "--Mdir", str(out), "-j", str(jobs), *[str(s) for s in sources]]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if p.returncode != 0 or not exe.exists():
         raise RuntimeError(f"verilator build of {top} failed:\n{(p.stdout + p.stderr)[-3000:]}")

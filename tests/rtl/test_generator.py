@@ -115,10 +115,13 @@ def test_the_amaranth_array_matches_the_emulator() -> None:
 
 def test_hw_rtl_writes_a_bench_that_passes(tmp_path: Path) -> None:
     from fxemu.hw.rtl import sim
+    from vendor import cxx
 
     out = tmp_path / "rtl"
-    r = CliRunner().invoke(cli, ["hw", "rtl", "fixed16", "--out", str(out), "--pes", "2",
-                                 "--streams", "200", "--check"])
+    cache = cxx.cache_dir() / "rtl"
+    args = ["hw", "rtl", "fixed16", "--out", str(out), "--pes", "2", "--streams", "200",
+            "--check", "--build-dir", str(cache)]
+    r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     m = json.loads((out / "manifest.json").read_text())
     assert m["policy"] == "fixed16" and len(m["modules"]) == 1 and len(m["arrays"]) == 1
@@ -128,7 +131,7 @@ def test_hw_rtl_writes_a_bench_that_passes(tmp_path: Path) -> None:
     assert f"rtl check {arr['module']}: PASS {arr['bench']['lane_results']} FAIL 0" in r.output
     files = [out / f for f in m["bench"]["files"]]
     assert all(f.exists() for f in files)
-    exe = sim.build(files, "tb", out / "obj_dir")  # the binary --check built
+    exe = sim.build(files, "tb", cache)  # the binary --check built
     # a corrupted golden vector is caught, with its stream and lane
     exp = out / arr["bench"]["vectors"][1]
     lines = exp.read_text().splitlines()
@@ -136,8 +139,7 @@ def test_hw_rtl_writes_a_bench_that_passes(tmp_path: Path) -> None:
     exp.write_text("\n".join(lines) + "\n")
     bad = sim.run(exe, out)[arr["module"]]
     assert bad["failed"] == 1 and bad["stream"] == 3 and bad["lane"] == 1
-    r = CliRunner().invoke(cli, ["hw", "rtl", "fixed16", "--out", str(out), "--pes", "2",
-                                 "--streams", "200", "--check"])
+    r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0  # rewritten vectors pass again
 
 
