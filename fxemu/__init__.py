@@ -34,6 +34,7 @@ from .formats import (
     Mac,
     Special,
     bfp,
+    p3109,
     parse,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "maxpool2d",
     "maxpool2d_backward",
     "mul",
+    "p3109",
     "parse",
     "quantize",
     "sub",

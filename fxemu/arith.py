@@ -105,6 +105,7 @@ def daz(x: np.ndarray, fmt: Fixed | Float | None) -> np.ndarray:
 def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
                  *xs: object) -> np.ndarray:
     f = as_format(fmt)
+    lowering.format_vec(f, 1)  # refuses storage-only formats (unsigned, zero-less floats)
     arrs = [_operand(x, f"operand {i}") for i, x in enumerate(xs)]
     try:
         arrs = np.broadcast_arrays(*arrs)

@@ -51,6 +51,11 @@ _FIXED_ROUNDING = {
     FixedRounding.TRN_ZERO: "truncate toward zero",
     FixedRounding.RND_CONV_ODD: "round to nearest, ties to odd",
     FixedRounding.STOCHASTIC: "stochastic: floor(x*2^F + u), u uniform from a seeded counter",
+    FixedRounding.TRN_INF: "truncate toward +inf (ceil)",
+    FixedRounding.TRN_AWAY: "truncate away from zero",
+    FixedRounding.TRN_MAG: "floor, plus one LSB for negative values (APyTypes TRN_MAG)",
+    FixedRounding.JAM: "jamming: floor, then set the LSB (exact values too)",
+    FixedRounding.RTO: "round to odd: floor, then set the LSB if inexact",
 }
 _FIXED_OVERFLOW = {
     FixedOverflow.SAT: "clamp to [min, max]",
@@ -67,12 +72,24 @@ _FLOAT_ROUNDING = {
     FloatRounding.RDN: "round toward -inf",
     FloatRounding.RTO: "round to odd (sticky)",
     FloatRounding.STOCHASTIC: "stochastic: magnitude rounded up with probability = residue",
+    FloatRounding.TIES_ZERO: "round to nearest, ties toward zero",
+    FloatRounding.TIES_ODD: "round to nearest, ties to odd",
+    FloatRounding.TIES_POS: "round to nearest, ties toward +inf",
+    FloatRounding.TIES_NEG: "round to nearest, ties toward -inf",
+    FloatRounding.TO_AWAY: "round away from zero",
+    FloatRounding.JAM: "jamming: truncate the magnitude, then set its LSB (nonzero values)",
+    FloatRounding.STOCHASTIC_RNE: "stochastic, the residue first rounded to sr_bits bits (even)",
+    FloatRounding.STOCHASTIC_RNO: "stochastic, the residue first rounded to sr_bits bits (odd)",
+    FloatRounding.STOCHASTIC_HALF: "stochastic, half an LSB of the draw added",
 }
 _SPECIAL = {
     Special.IEEE: "ieee: exponent all-ones holds +-inf (mantissa 0) and NaN",
     Special.FN: "fn: no inf; NaN only at exponent and mantissa all-ones (either sign)",
     Special.FNUZ: "fnuz: no inf, no -0; the single NaN is the code of -0 (0x80...)",
     Special.NONE: "none: every code is a finite number (no inf, no NaN)",
+    Special.FNUZ_INF: "fnuz_inf: no -0, the NaN is the code of -0; +-inf at the all-ones "
+                      "magnitude (P3109)",
+    Special.FN_INF: "fn_inf: NaN at the all-ones magnitude, inf at the code below (P3109)",
 }
 
 
@@ -271,7 +288,7 @@ def _hls(fmt: Fixed | Float) -> str:
 def _layout(fmt: Fixed | Float) -> str:
     """Bit layout, MSB first: ``s iii.fff`` for fixed, ``s eee mmm`` for float."""
     if isinstance(fmt, Float):
-        parts = ["s", "e" * fmt.exp_bits]
+        parts = ["s", "e" * fmt.exp_bits] if fmt.signed else ["e" * fmt.exp_bits]
         if fmt.man_bits:
             parts.append("m" * fmt.man_bits)
         return " ".join(parts)
@@ -326,14 +343,17 @@ def _describe(fmt: Fixed | Float) -> list[tuple[str, str]]:
         ]
         return rows
     sub = "kept" if fmt.subnormals else "flushed to zero (FTZ/DAZ)"
-    if fmt.overflow is FloatOverflow.SAT:
+    if fmt.overflow is FloatOverflow.SAT_FINITE:
+        over = "SAT_FINITE: saturate to +-max, +-inf inputs too"
+    elif fmt.overflow is FloatOverflow.SAT:
         over = "SAT: saturate to +-max"
     else:
         to = "+-inf" if fmt.has_inf else ("NaN" if fmt.has_nan else "+-max")
         over = f"INF: IEEE 754, overflow gives {to} (rounding toward zero gives +-max)"
     rows += [
         ("kind", "binary floating point"),
-        ("width", f"{fmt.width} bits: 1 sign, {fmt.exp_bits} exponent, {fmt.man_bits} mantissa"),
+        ("width", f"{fmt.width} bits: {int(fmt.signed)} sign, {fmt.exp_bits} exponent, "
+                  f"{fmt.man_bits} mantissa"),
         ("layout", _layout(fmt)),
         ("value", f"(-1)^s x 2^(e-{fmt.bias}) x 1.m; subnormal (e=0): "
                   f"(-1)^s x 2^{fmt.emin} x 0.m"),

@@ -41,6 +41,7 @@ __all__ = [
     "bfp",
     "fixed_cpp_type",
     "float_cpp_type",
+    "p3109",
     "parse",
     "parse_block",
     "parse_fused",
@@ -55,6 +56,13 @@ class FixedRounding(enum.Enum):
     -inf; ``RND_INF`` ties away from 0; ``RND_CONV`` ties to even; ``TRN_ZERO`` toward 0;
     ``RND_CONV_ODD`` ties to odd (ac_fixed only); ``STOCHASTIC`` ``floor(x·2^F + u)`` with ``u``
     uniform on the ``sr_bits`` grid (two's complement datapath; not an HLS mode).
+    Beyond the HLS libraries, as APyTypes defines them (no C++ type): ``TRN_INF`` toward +inf
+    (ceil); ``TRN_AWAY`` away from 0; ``TRN_MAG`` ``t + 1`` for negative ``x`` (exact ones
+    too), else ``t`` — the two's complement hardware's "magnitude truncation", which differs
+    from ``TRN_ZERO`` on exact negative values; ``JAM`` ``t | 1`` (von Neumann jamming: the LSB
+    of the two's complement floor is set, exact values and 0 included); ``RTO`` round to odd:
+    ``t`` if exact, else the odd one of ``t`` and ``t + 1`` (= ``t | 1``; APyTypes
+    ``JAM_UNBIASED``).
     """
 
     TRN = "trn"
@@ -66,6 +74,22 @@ class FixedRounding(enum.Enum):
     TRN_ZERO = "trn_zero"
     RND_CONV_ODD = "rnd_conv_odd"
     STOCHASTIC = "stochastic"
+    TRN_INF = "trn_inf"
+    TRN_AWAY = "trn_away"
+    TRN_MAG = "trn_mag"
+    JAM = "jam"
+    RTO = "rto"
+
+    @property
+    def is_hls(self) -> bool:
+        """Whether ap_fixed or ac_fixed has this mode (ap_fixed lacks ``RND_CONV_ODD``)."""
+        return self not in _NON_HLS_FIXED and self is not FixedRounding.STOCHASTIC
+
+    @property
+    def keeps_exact(self) -> bool:
+        """Whether a value already in the format is stored unchanged (not so for ``JAM``,
+        which sets the LSB, and ``TRN_MAG``, which adds one LSB to negative values)."""
+        return self not in (FixedRounding.JAM, FixedRounding.TRN_MAG)
 
 
 class FixedOverflow(enum.Enum):
@@ -85,8 +109,17 @@ class FixedOverflow(enum.Enum):
 
 class FloatRounding(enum.Enum):
     """Float rounding: ``RNE`` ties to even, ``RNA`` ties away, ``RTZ`` toward 0, ``RUP`` toward
-    +inf, ``RDN`` toward -inf, ``RTO`` round to odd (sticky), ``STOCHASTIC`` magnitude rounded up
-    with probability equal to the residue truncated to ``sr_bits`` bits (sign-magnitude datapath).
+    +inf, ``RDN`` toward -inf, ``RTO`` round to odd (sticky; APyTypes ``JAM_UNBIASED``),
+    ``STOCHASTIC`` magnitude rounded up with probability equal to the residue truncated to
+    ``sr_bits`` bits (sign-magnitude datapath), ``TIES_ZERO`` / ``TIES_ODD`` / ``TIES_POS`` /
+    ``TIES_NEG`` nearest with ties toward 0 / to odd / toward +inf / toward -inf, ``TO_AWAY``
+    away from 0, ``JAM`` magnitude truncated then its LSB set, for every nonzero value (exact
+    ones too; APyTypes ``JAM``). ``STOCHASTIC_RNE`` / ``STOCHASTIC_RNO``: as ``STOCHASTIC``
+    with the residue rounded (ties to even / odd) to ``sr_bits`` bits instead of truncated
+    (gfloat ``Stochastic``/``StochasticOdd``, pychop P3109 ``stochastic_c``);
+    ``STOCHASTIC_HALF``: up when residue + (draw + 1/2)·2^-r >= 1 (gfloat ``StochasticFast``,
+    pychop ``stochastic_b``). "Even"/"odd" of a tie is the significand's parity (the code's
+    for M >= 1; with ``code_ties`` at M = 0 too, IEEE P3109's rule).
     """
 
     RNE = "rne"
@@ -96,6 +129,20 @@ class FloatRounding(enum.Enum):
     RDN = "rdn"
     RTO = "rto"
     STOCHASTIC = "stochastic"
+    TIES_ZERO = "ties_zero"
+    TIES_ODD = "ties_odd"
+    TIES_POS = "ties_pos"
+    TIES_NEG = "ties_neg"
+    TO_AWAY = "to_away"
+    JAM = "jam"
+    STOCHASTIC_RNE = "stochastic_rne"
+    STOCHASTIC_RNO = "stochastic_rno"
+    STOCHASTIC_HALF = "stochastic_half"
+
+    @property
+    def keeps_exact(self) -> bool:
+        """Whether a value already in the format is stored unchanged (not so for ``JAM``)."""
+        return self is not FloatRounding.JAM
 
 
 class Special(enum.Enum):
@@ -103,22 +150,30 @@ class Special(enum.Enum):
 
     ``IEEE`` exponent all-ones holds inf (mantissa 0) and NaN; ``FN`` no inf, NaN only at
     exponent and mantissa all-ones (either sign); ``FNUZ`` no inf and no -0, the single NaN is
-    the code of -0 (``0x80…``); ``NONE`` every code is a finite number.
+    the code of -0 (``0x80…``); ``NONE`` every code is a finite number; ``FNUZ_INF`` the NaN
+    at the code of -0 and ±inf at the all-ones magnitude (IEEE P3109 signed, extended);
+    ``FN_INF`` NaN at the all-ones magnitude and +inf at the code below it (P3109 unsigned,
+    extended; P3109 unsigned finite is ``FN``).
     """
 
     IEEE = "ieee"
     FN = "fn"
     FNUZ = "fnuz"
     NONE = "none"
+    FNUZ_INF = "fnuz_inf"
+    FN_INF = "fn_inf"
 
 
 class FloatOverflow(enum.Enum):
     """Float overflow: ``INF`` as IEEE 754 (directed rounding toward 0 gives ±max; formats
     without inf give NaN, or ±max when they have no NaN either) or ``SAT`` (±max). Both act on
-    finite values beyond ±max; ±inf inputs keep ±inf in an ``ieee`` format (see :class:`Float`)."""
+    finite values beyond ±max; ±inf inputs keep ±inf in a format with inf (see :class:`Float`).
+    ``SAT_FINITE`` is ``SAT`` that takes ±inf inputs to ±max too. These are IEEE P3109's
+    OvfInf (``inf``), SatPropagate (``sat``) and SatFinite (``sat_finite``)."""
 
     INF = "inf"
     SAT = "sat"
+    SAT_FINITE = "sat_finite"
 
 
 def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
@@ -308,6 +363,10 @@ class Fixed:
             raise ValueError(
                 msg("hls_type", "ap_fixed has no RND_CONV_ODD", str(self), "use lib='ac'")
             )
+        if q in _NON_HLS_FIXED:
+            raise ValueError(
+                msg("hls_type", f"{q.name} is not an ap_fixed/ac_fixed mode", str(self))
+            )
         return str(self)
 
     def __str__(self) -> str:
@@ -322,6 +381,22 @@ class Fixed:
         return replace(self, **changes)
 
 
+_NON_HLS_FIXED = (FixedRounding.TRN_INF, FixedRounding.TRN_AWAY, FixedRounding.TRN_MAG,
+                  FixedRounding.JAM, FixedRounding.RTO)
+
+
+def _default_bias(exp_bits: int, special: Special) -> int:
+    """2^(E-1), with the NaN at the code of -0 (fnuz, fnuz_inf, as ml_dtypes and P3109), else
+    2^(E-1) - 1 (IEEE)."""
+    return (1 << (exp_bits - 1)) - (0 if special in (Special.FNUZ, Special.FNUZ_INF) else 1)
+
+
+#: how many codes at the top of the magnitude range are not finite, per special policy
+#: (IEEE: the whole top binade, counted in _max_code)
+_TOP_NONFINITE = {Special.FN: 1, Special.FNUZ: 0, Special.NONE: 0, Special.FNUZ_INF: 1,
+                  Special.FN_INF: 2}
+
+
 @dataclass(frozen=True)
 class Float:
     """Binary floating-point format with ``exp_bits`` E (1..11) and ``man_bits`` M (0..52).
@@ -329,9 +404,13 @@ class Float:
     Parameters
     ----------
     exp_bits, man_bits : int
-        Field widths; the code is ``1 + E + M`` bits (sign first).
+        Field widths; the code is ``1 + E + M`` bits (sign first), ``E + M`` when unsigned.
+        M = 0 (precision 1) is allowed: the significand is the hidden bit alone, always odd
+        for normals, so ties round up to the next binade (as ml_dtypes' float8_e8m0fnu) unless
+        ``code_ties``.
     bias : int, optional
-        Exponent bias; default 2^(E-1) - 1, or 2^(E-1) for ``special="fnuz"`` (as ml_dtypes).
+        Exponent bias; default 2^(E-1) - 1, or 2^(E-1) for ``special="fnuz"``/``"fnuz_inf"``
+        (as ml_dtypes and IEEE P3109).
     subnormals : bool
         False flushes subnormal inputs and results to ±0 (FTZ/DAZ): results are rounded as if
         subnormals existed, then any subnormal result becomes zero of the same sign.
@@ -344,7 +423,23 @@ class Float:
         What a finite value beyond ±max becomes. ±inf inputs are exact, not an overflow:
         ``ieee`` keeps ±inf under ``sat`` too; ``fn`` and ``fnuz`` give ±max under ``sat``
         and their NaN under ``inf`` (``fn``: the NaN of the input's sign; ``fnuz``: the single
-        NaN); ``none`` gives ±max under both.
+        NaN); ``none`` gives ±max under both. ``sat_finite`` gives ±max for ±inf too.
+    signed : bool
+        False: no sign bit (``E + M``-bit codes, e.g. ``float8_e5m3fnu``). A negative input
+        becomes NaN (as ml_dtypes and IEEE P3109 do), except that, as P3109 states, -0 gives
+        +0, and under saturation (``sat``, ``sat_finite``) or a finite negative rounded
+        ``rtz``/``rup`` the result is the smallest value (0, or 2^-bias without zero); where
+        the format has no NaN (``special="none"``) the NaN cases raise ``ValueError`` as NaN
+        does.
+    zero : bool
+        False (only with M = 0, ``subnormals=False`` and a NaN): the format has no zero;
+        exponent field 0 is the binade 2^-bias (OCP/ml_dtypes ``float8_e8m0fnu``), positive
+        values below it round to it (or up, by the rounding), and ±0 becomes NaN (as
+        ml_dtypes converts it).
+    code_ties : bool
+        At M = 0, ties-to-even/odd and round-to-odd read the parity of the code (the exponent
+        field) instead of the significand's: IEEE P3109's tie rule at precision 1 (gfloat's
+        too). Normalised to False for M >= 1, where both parities are the same.
 
     The format's values must lie within float64's range (they are emulated in float64).
     """
@@ -356,6 +451,9 @@ class Float:
     special: Special = Special.IEEE
     rounding: FloatRounding = FloatRounding.RNE
     overflow: FloatOverflow = FloatOverflow.INF
+    signed: bool = True
+    zero: bool = True
+    code_ties: bool = False
     _max: float = field(init=False, repr=False, compare=False, hash=False, default=0.0)
 
     def __post_init__(self) -> None:
@@ -366,7 +464,21 @@ class Float:
         o = _enum(FloatOverflow, self.overflow, "Float overflow")
         if not isinstance(self.subnormals, bool):
             raise TypeError(msg("Float subnormals", "must be a bool", self.subnormals))
-        default_bias = (1 << (e - 1)) - (0 if sp is Special.FNUZ else 1)
+        for what, flag in (("signed", self.signed), ("zero", self.zero),
+                           ("code_ties", self.code_ties)):
+            if not isinstance(flag, bool):
+                raise TypeError(msg(f"Float {what}", "must be a bool", flag))
+        if not self.signed and sp in (Special.FNUZ, Special.FNUZ_INF):
+            raise ValueError(msg("Float special", "an unsigned format has no -0 code for the "
+                                 "NaN", sp.value, "use special='fn' or 'fn_inf'"))
+        if not self.zero and (m != 0 or self.subnormals or sp is Special.NONE):
+            raise ValueError(msg("Float zero", "zero=False needs man_bits=0, subnormals=False "
+                                 "and a NaN (0 converts to NaN)",
+                                 f"man_bits={m}, subnormals={self.subnormals}, "
+                                 f"special={sp.value}"))
+        if m != 0:
+            object.__setattr__(self, "code_ties", False)
+        default_bias = _default_bias(e, sp)
         b = (default_bias if self.bias is None
              else _int(self.bias, "Float bias", -(1 << 12), 1 << 12))
         object.__setattr__(self, "exp_bits", e)
@@ -380,13 +492,10 @@ class Float:
                                  "NaN from inf", m, "use special='fn' or 'none'"))
         top = (1 << e) - 1  # all-ones exponent field
         if sp is Special.IEEE:
-            emax_field, max_man = top - 1, (1 << m) - 1
-        elif sp is Special.FN:
-            emax_field, max_man = top, (1 << m) - 2
-            if max_man < 0:  # M = 0: the whole top binade is NaN
-                emax_field, max_man = top - 1, 0
+            max_code = (top << m) - 1
         else:
-            emax_field, max_man = top, (1 << m) - 1
+            max_code = (1 << (e + m)) - 1 - _TOP_NONFINITE[sp]
+        emax_field, max_man = max_code >> m, max_code & ((1 << m) - 1)
         if emax_field < 1:
             raise ValueError(
                 msg("Float", "has no normal numbers", str(self), "use more exponent bits")
@@ -404,15 +513,15 @@ class Float:
     # -- exact metadata ---------------------------------------------------------------------
     @property
     def width(self) -> int:
-        """Code width 1 + E + M."""
-        return 1 + self.exp_bits + self.man_bits
+        """Code width 1 + E + M (E + M unsigned)."""
+        return int(self.signed) + self.exp_bits + self.man_bits
 
     bits = width
 
     @property
     def emin(self) -> int:
-        """Unbiased exponent of the smallest normal, 1 - bias."""
-        return 1 - self.bias
+        """Unbiased exponent of the smallest normal, 1 - bias (-bias without zero)."""
+        return int(self.zero) - self.bias
 
     @property
     def emax(self) -> int:
@@ -426,7 +535,10 @@ class Float:
 
     @property
     def min(self) -> float:
-        """Most negative finite value, -max."""
+        """Smallest finite value: -max, or for an unsigned format 0 (its smallest value
+        without zero)."""
+        if not self.signed:
+            return 0.0 if self.zero else self.smallest_normal
         return -self._max
 
     @property
@@ -455,7 +567,7 @@ class Float:
 
     @property
     def has_inf(self) -> bool:
-        return self.special is Special.IEEE
+        return self.special in (Special.IEEE, Special.FNUZ_INF, Special.FN_INF)
 
     @property
     def has_nan(self) -> bool:
@@ -463,13 +575,15 @@ class Float:
 
     @property
     def has_negative_zero(self) -> bool:
-        return self.special is not Special.FNUZ
+        return (self.signed and self.zero
+                and self.special not in (Special.FNUZ, Special.FNUZ_INF))
 
     # -- C++ / text --------------------------------------------------------------------------
     @property
     def hls_type(self) -> str:
-        """``ac_std_float<W,E>``: only for IEEE-layout formats (default bias, ieee specials)."""
-        if (self.special is not Special.IEEE
+        """``ac_std_float<W,E>``: only for IEEE-layout formats (default bias, ieee specials,
+        signed, with zero)."""
+        if (self.special is not Special.IEEE or not self.signed or not self.zero
                 or self.bias != (1 << (self.exp_bits - 1)) - 1):
             raise ValueError(
                 msg("hls_type", "ac_std_float needs the IEEE bias and inf/NaN layout", str(self))
@@ -480,9 +594,12 @@ class Float:
         for name, fmt in _FLOAT_NAMES.items():
             if fmt == self:
                 return name
+        name = _p3109_name(self)
+        if name is not None:
+            return name
         # the default bias, computed rather than built: Float(E, M, special) with the default
         # bias may itself be out of float64's range when this format (other bias) is not
-        default_bias = (1 << (self.exp_bits - 1)) - (0 if self.special is Special.FNUZ else 1)
+        default_bias = _default_bias(self.exp_bits, self.special)
         parts = [str(self.exp_bits), str(self.man_bits)]
         if self.bias != default_bias:
             parts.append(f"bias={self.bias}")
@@ -494,6 +611,12 @@ class Float:
             parts.append(f"rounding={self.rounding.value}")
         if self.overflow is not FloatOverflow.INF:
             parts.append(f"overflow={self.overflow.value}")
+        if not self.signed:
+            parts.append("signed=false")
+        if not self.zero:
+            parts.append("zero=false")
+        if self.code_ties:
+            parts.append("code_ties=true")
         return "float<" + ",".join(parts) + ">"
 
     def replace(self, **changes: object) -> Float:
@@ -501,7 +624,7 @@ class Float:
         recomputed for the new ``exp_bits``/``special`` unless ``bias`` is given."""
         from dataclasses import replace
 
-        default_bias = (1 << (self.exp_bits - 1)) - (0 if self.special is Special.FNUZ else 1)
+        default_bias = _default_bias(self.exp_bits, self.special)
         if "bias" not in changes and self.bias == default_bias:
             changes["bias"] = None
         return replace(self, **changes)
@@ -522,8 +645,62 @@ _FLOAT_NAMES: dict[str, Float] = {
     "float6_e3m2fn": Float(3, 2, special="none"),
     "float6_e2m3fn": Float(2, 3, special="none"),
     "float4_e2m1fn": Float(2, 1, special="none"),
+    "float8_e5m3fnu": Float(5, 3, special="fn", signed=False),
+    # ml_dtypes rounds e8m0 ties up (its one significand digit is always odd): for this
+    # unsigned format that is ties away from zero
+    "float8_e8m0fnu": Float(8, 0, subnormals=False, special="fn", rounding="rna",
+                            signed=False, zero=False),
 }
+
+
+def p3109(k: int, p: int, signed: bool = True, extended: bool = True) -> Float:
+    """IEEE P3109 ``binary{k}p{p}`` (signed or unsigned, extended or finite) as a :class:`Float`.
+
+    M = p - 1 trailing significand bits, E = k - p (signed) or k - p + 1 (unsigned) exponent
+    bits, bias 2^(E-1), subnormals, one zero. Signed: the NaN is the code of -0 (0x80…) and,
+    extended, ±inf are the all-ones magnitudes (``special="fnuz_inf"``; finite: ``"fnuz"``).
+    Unsigned: NaN is all ones and, extended, +inf the code below (``"fn_inf"``; finite:
+    ``"fn"``). Rounding RNE with P3109's ties to the even code at p = 1 (``code_ties``) and
+    overflow ``inf`` (P3109 OvfInf); use :meth:`Float.replace` for the others.
+
+    >>> str(p3109(8, 4)), str(p3109(8, 3, signed=False, extended=False))
+    ('p3109_k8p4', 'p3109_k8p3uf')
+    """
+    k = _int(k, "p3109 k", 2, 64)
+    p = _int(p, "p3109 p", 1, k)
+    e = k - p + (0 if signed else 1)
+    if e < 1:
+        raise ValueError(msg("p3109", "formats without exponent bits (signed p = k) are not "
+                             "supported", f"k={k}, p={p}"))
+    if signed:
+        sp = Special.FNUZ_INF if extended else Special.FNUZ
+    else:
+        sp = Special.FN_INF if extended else Special.FN
+    return Float(e, p - 1, bias=1 << (e - 1), special=sp, signed=signed, code_ties=p == 1)
+
+
+_P3109 = re.compile(r"^\s*p3109_k(\d+)p(\d+)(s|u)?(e|f)?\s*$", re.IGNORECASE)
+
+
+def _p3109_name(f: Float) -> str | None:
+    """The canonical P3109 name of ``f`` (``p3109_k8p4``, ``…u``, ``…f``, ``…uf``), or None."""
+    if (f.rounding is not FloatRounding.RNE or f.overflow is not FloatOverflow.INF
+            or not f.subnormals or not f.zero or f.bias != 1 << (f.exp_bits - 1)
+            or f.code_ties != (f.man_bits == 0)):
+        return None
+    signed_sp = {Special.FNUZ_INF: "", Special.FNUZ: "f"}
+    unsigned_sp = {Special.FN_INF: "u", Special.FN: "uf"}
+    tail = (signed_sp if f.signed else unsigned_sp).get(f.special)
+    if tail is None:
+        return None
+    return f"p3109_k{f.width}p{f.man_bits + 1}{tail}"
 _ALIASES = {"half": "float16", "single": "float32", "double": "float64"}
+#: ml_dtypes names of formats whose canonical text stays ``float<…>`` (parse only)
+_PARSE_NAMES: dict[str, Float] = {
+    "float8_e4m3": Float(4, 3),
+    "float8_e3m4": Float(3, 4),
+    "float8_e4m3b11fnuz": Float(4, 3, bias=11, special="fnuz"),
+}
 
 #: Named formats shown by ``fxemu formats``: the ml_dtypes names plus common HLS types.
 PRESETS: dict[str, Fixed | Float] = {
@@ -598,18 +775,20 @@ def _parse_template(name: str, args: list[str], text: str) -> Fixed | Float:
         w, e = _int_arg(args[0], "width"), _int_arg(args[1], "exp_bits")
         return Float(e, w - e - 1)
     if name == "float":
-        need(2, 7)
+        need(2, 10)
         kw = {}
         for a in args[2:]:
             key, eq, val = a.partition("=")
             key, val = key.strip().lower(), val.strip()
-            if not eq or key not in ("bias", "subnormals", "special", "rounding", "overflow"):
+            if not eq or key not in ("bias", "subnormals", "special", "rounding", "overflow",
+                                     "signed", "zero", "code_ties"):
                 raise ValueError(msg("parse float<>", "options are key=value of bias, "
-                                     "subnormals, special, rounding, overflow", a))
+                                     "subnormals, special, rounding, overflow, signed, zero, "
+                                     "code_ties", a))
             if key == "bias":
                 kw[key] = _int_arg(val, "bias")
-            elif key == "subnormals":
-                kw[key] = _bool_arg(val, "subnormals")
+            elif key in ("subnormals", "signed", "zero", "code_ties"):
+                kw[key] = _bool_arg(val, key)
             else:
                 kw[key] = val
         return Float(_int_arg(args[0], "exp_bits"), _int_arg(args[1], "man_bits"), **kw)
@@ -628,7 +807,10 @@ def parse(text: str) -> Fixed | Float | Block:
     ``trunc`` = toward zero (TRN_ZERO) and saturate),
     ``eXmY`` (IEEE-like), ``float<E,M[,key=value…]>`` (the canonical ``str`` of a Float) and the
     names float64 float32 tf32 float16/half bfloat16 float8_e4m3fn float8_e5m2 float8_e4m3fnuz
-    float8_e5m2fnuz float6_e3m2fn float6_e2m3fn float4_e2m1fn.
+    float8_e5m2fnuz float6_e3m2fn float6_e2m3fn float4_e2m1fn float8_e4m3 float8_e3m4
+    float8_e4m3b11fnuz float8_e5m3fnu float8_e8m0fnu (ml_dtypes' meaning), and IEEE P3109
+    ``p3109_k<K>p<P>[s|u][e|f]`` (signed/unsigned, extended/finite; default ``se``; see
+    :func:`p3109`).
 
     >>> parse("ap_fixed<16,8,AP_RND_CONV,AP_SAT>")
     Fixed(width=16, int_bits=8, signed=True, rounding=<FixedRounding.RND_CONV: 'rnd_conv'>, \
@@ -642,6 +824,12 @@ overflow=<FixedOverflow.SAT: 'sat'>, sat_bits=0, lib='ap')
     key = _ALIASES.get(key, key)
     if key in _FLOAT_NAMES:
         return _FLOAT_NAMES[key]
+    if key in _PARSE_NAMES:
+        return _PARSE_NAMES[key]
+    m = _P3109.match(text)
+    if m:
+        return p3109(int(m.group(1)), int(m.group(2)), signed=(m.group(3) or "s").lower() == "s",
+                     extended=(m.group(4) or "e").lower() == "e")
     block = parse_block(text)
     if block is not None:
         return block

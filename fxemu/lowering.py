@@ -68,6 +68,7 @@ __all__ = [
     "int_limits",
     "int_path",
     "int_span",
+    "is_stochastic",
     "lower",
     "lower_block",
     "lower_mac",
@@ -88,6 +89,11 @@ FIXED_ROUNDING = {
     FixedRounding.TRN_ZERO: c.TO_ZERO,
     FixedRounding.RND_CONV_ODD: c.HALF_ODD,
     FixedRounding.STOCHASTIC: c.STOCH_TC,
+    FixedRounding.TRN_INF: c.CEIL,
+    FixedRounding.TRN_AWAY: c.AWAY,
+    FixedRounding.TRN_MAG: c.MAG_TC,
+    FixedRounding.JAM: c.JAM_TC,
+    FixedRounding.RTO: c.TO_ODD,
 }
 FIXED_OVERFLOW = {
     FixedOverflow.SAT: c.O_SAT,
@@ -104,9 +110,23 @@ FLOAT_ROUNDING = {
     FloatRounding.RDN: c.FLOOR,
     FloatRounding.RTO: c.TO_ODD,
     FloatRounding.STOCHASTIC: c.STOCH_SM,
+    FloatRounding.TIES_ZERO: c.HALF_ZERO,
+    FloatRounding.TIES_ODD: c.HALF_ODD,
+    FloatRounding.TIES_POS: c.HALF_UP,
+    FloatRounding.TIES_NEG: c.HALF_DOWN,
+    FloatRounding.TO_AWAY: c.AWAY,
+    FloatRounding.JAM: c.JAM_SM,
+    FloatRounding.STOCHASTIC_RNE: c.STOCH_SM_RNE,
+    FloatRounding.STOCHASTIC_RNO: c.STOCH_SM_RNO,
+    FloatRounding.STOCHASTIC_HALF: c.STOCH_SM_HALF,
 }
 _SPECIAL = {Special.IEEE: c.S_IEEE, Special.FN: c.S_FN, Special.FNUZ: c.S_FNUZ,
-            Special.NONE: c.S_NONE}
+            Special.NONE: c.S_NONE, Special.FNUZ_INF: c.S_FNUZ_INF, Special.FN_INF: c.S_FN_INF}
+#: the rounding codes each fast (double/integer) kernel implements; the others take the exact
+#: path
+_FAST_FIXED_Q = frozenset((c.FLOOR, c.CEIL, c.TO_ZERO, c.HALF_UP, c.HALF_ZERO, c.HALF_DOWN,
+                           c.HALF_AWAY, c.HALF_EVEN, c.HALF_ODD))
+_FAST_FLOAT_Q = frozenset((c.HALF_EVEN, c.HALF_AWAY, c.TO_ZERO, c.CEIL, c.FLOOR, c.TO_ODD))
 _I, _F, _U = np.int64, np.float64, np.uint64
 
 
@@ -123,7 +143,7 @@ def ac_shift(fmt: Fixed) -> int:
 
 
 def _fixed_fast_ok(q: int, o: int, nsat: int) -> bool:
-    return q < c.STOCH_TC and q != c.TO_ODD and (o in (c.O_SAT, c.O_SAT_ZERO, c.O_SAT_SYM)
+    return q in _FAST_FIXED_Q and (o in (c.O_SAT, c.O_SAT_ZERO, c.O_SAT_SYM)
                                                  or (o == c.O_WRAP and nsat == 0))
 
 
@@ -159,26 +179,37 @@ def _lower_float(fmt: Float) -> FloatParams:
     e, m = fmt.exp_bits, fmt.man_bits
     top = (1 << e) - 1
     sp = fmt.special
+    # a format without zero is lowered as the format with one more binade below (bias + 1),
+    # whose codes are one higher (zoff): the kernels subtract it (see float_element)
+    zoff = 0 if fmt.zero else 1
+    all_ones = (1 << (e + m)) - 1 + zoff
     if sp is Special.IEEE:
         inf_code, nan_code = top << m, (top << m) | (1 << (m - 1))
     elif sp is Special.FN:
-        inf_code, nan_code = 0, (1 << (e + m)) - 1
+        inf_code, nan_code = 0, all_ones
+    elif sp is Special.FN_INF:
+        inf_code, nan_code = all_ones - 1, all_ones
+    elif sp is Special.FNUZ_INF:
+        inf_code, nan_code = all_ones, 0
     else:
         inf_code, nan_code = 0, 0
     mant, ex = math.frexp(fmt.max)  # max = mant·2^ex, 0.5 <= mant < 1 (a subnormal double too)
     frac = int(mant * 2.0 ** (m + 1)) - (1 << m)  # the m fraction bits below the leading 1
-    max_code = ((ex - 1 + fmt.bias) << m) | frac
+    max_code = ((ex - 1 + fmt.bias + zoff) << m) | frac
     q = FLOAT_ROUNDING[fmt.rounding]
     # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read from the
     # double's low kept bit; the exact path handles it
-    fast = q != c.STOCH_SM and m != 0
+    fast = q in _FAST_FLOAT_Q and m != 0 and fmt.zero
     minnorm, maxbits = float_bounds(fmt)
     return FloatParams(
-        mbits=_I(m), emin=_I(fmt.emin), max_code=_U(max_code), nan_code=_U(nan_code),
+        mbits=_I(m), emin=_I(1 - fmt.bias - zoff), max_code=_U(max_code), nan_code=_U(nan_code),
         inf_code=_U(inf_code), special=_I(_SPECIAL[sp]), subn=bool(fmt.subnormals),
-        overflow_sat=fmt.overflow is FloatOverflow.SAT, qmode=_I(q),
-        sign_bit=_U(1 << (fmt.width - 1)), bias=_I(fmt.bias), fast=bool(fast), k=_I(52 - m),
-        minnorm=minnorm, maxbits=maxbits, fnuz=sp is Special.FNUZ)
+        overflow_sat=fmt.overflow is not FloatOverflow.INF, qmode=_I(q),
+        sign_bit=_U((1 << (fmt.width - 1)) if fmt.signed else 0), bias=_I(fmt.bias + zoff),
+        fast=bool(fast), k=_I(52 - m), minnorm=minnorm, maxbits=maxbits,
+        fnuz=sp in (Special.FNUZ, Special.FNUZ_INF),
+        sat_inf=fmt.overflow is FloatOverflow.SAT_FINITE, unsigned=not fmt.signed,
+        zoff=_U(zoff), code_par=fmt.code_ties)
 
 
 def lower(fmt: Fixed | Float) -> FixedParams | FloatParams:
@@ -216,16 +247,24 @@ def has_nan(fmt: Fixed | Float | None) -> bool:
 
 @functools.lru_cache(maxsize=512)
 def format_vec(fmt: Fixed | Float, sr_bits: int) -> FormatVec:
-    """The exact engine's view of ``fmt`` (layout in :class:`FormatVec`)."""
+    """The exact engine's view of ``fmt`` (layout in :class:`FormatVec`). Unsigned floats and
+    floats without zero are storage formats (quantize, to_bits, from_bits): arithmetic refuses
+    them here."""
+    if isinstance(fmt, Float) and (not fmt.signed or not fmt.zero):
+        raise ValueError(msg("format", "unsigned and zero-less float formats are storage "
+                             "formats (quantize/to_bits/from_bits), not arithmetic ones",
+                             str(fmt)))
     if isinstance(fmt, Fixed):
         return FormatVec(*(_I(v) for v in (
             c.KIND_FIXED, fmt.width, fmt.frac_bits, int(fmt.signed),
             FIXED_ROUNDING[fmt.rounding], FIXED_OVERFLOW[fmt.overflow], fmt.sat_bits, 0,
             sr_bits, 0, 0, 0)))
     p = _lower_float(fmt)
+    ovf = {FloatOverflow.INF: 0, FloatOverflow.SAT: 1, FloatOverflow.SAT_FINITE: 2}
     return FormatVec(*(_I(v) for v in (
-        c.KIND_FLOAT, fmt.width, p.mbits, p.emin, p.qmode, p.special, int(p.subn),
-        int(p.overflow_sat), sr_bits, int(p.max_code), int(p.nan_code), int(p.inf_code))))
+        c.KIND_FLOAT, fmt.width, p.mbits, p.emin, p.qmode, p.special,
+        int(p.subn) | (int(fmt.code_ties) << 1),
+        ovf[fmt.overflow], sr_bits, int(p.max_code), int(p.nan_code), int(p.inf_code))))
 
 
 @functools.lru_cache(maxsize=512)
@@ -238,9 +277,14 @@ def slow_vec(fmt: Fixed | Float, sr_bits: int) -> np.ndarray:
     return v
 
 
-def _stochastic(fmt: Fixed | Float | None) -> bool:
-    return fmt is not None and fmt.rounding in (FixedRounding.STOCHASTIC,
-                                                FloatRounding.STOCHASTIC)
+def is_stochastic(fmt: Fixed | Float | None) -> bool:
+    """Whether ``fmt`` rounds stochastically."""
+    return fmt is not None and fmt.rounding in (
+        FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC, FloatRounding.STOCHASTIC_RNE,
+        FloatRounding.STOCHASTIC_RNO, FloatRounding.STOCHASTIC_HALF)
+
+
+_stochastic = is_stochastic
 
 
 def _sr_bits(sr_bits: int | None) -> int:
@@ -309,9 +353,16 @@ def lower_mac(mac: Mac, sr_bits: int) -> MacParams:
     order = _ORDERS.get(mac.order, c.ORDER_CHUNK)
     acc = format_vec(mac.acc, sr_bits)
     out = mac.out_format
+    out_vec = format_vec(out, sr_bits)
+    if mac.out is None and not out.rounding.keeps_exact:
+        # the kernels round the final accumulator into out; without an out format that must
+        # be the identity, which jamming/trn_mag are not on exact values: read it back with
+        # truncation (every accumulator value is exact in acc)
+        out_vec = format_vec(out.replace(rounding="trn" if isinstance(out, Fixed) else "rtz"),
+                             sr_bits)
     return MacParams(
         acc=acc, mul=format_vec(mac.mul, sr_bits) if mac.mul is not None else acc,
-        out=format_vec(out, sr_bits), use_mul=mac.mul is not None, order=order,
+        out=out_vec, use_mul=mac.mul is not None, order=order,
         chunk=mac.chunk, out_scale=out.step if isinstance(out, Fixed) else 0.0,
         first=mac.mul if mac.mul is not None else mac.acc,
         out_stochastic=_stochastic(mac.out),
@@ -394,7 +445,8 @@ def fast_float_fmt(f: object, max_man: int) -> bool:
     """Whether ``f`` is a float format the double datapath rounds (at most ``max_man``
     mantissa bits, deterministic rounding, not fnuz)."""
     return (isinstance(f, Float) and f.man_bits <= max_man
-            and f.rounding is not FloatRounding.STOCHASTIC and f.special is not Special.FNUZ)
+            and FLOAT_ROUNDING[f.rounding] in _FAST_FLOAT_Q
+            and f.special in (Special.IEEE, Special.FN, Special.NONE))
 
 
 _F32 = Float(8, 23)  # IEEE binary32, RNE: its steps round by the hardware conversion

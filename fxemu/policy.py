@@ -298,14 +298,15 @@ PRESETS: dict[str, Policy] = {
 def _block_policy(name: str, fw: tuple[str, str], bw: tuple[str, str]) -> Policy:
     """MX training as in the OCP MX results: every tensor held in float32 (master weights
     too); each product's operands converted into block formats along its reduction axis by
-    the Mac (``fw``: the forward products' a and b; ``bw``: the backward products'),
-    accumulated sequentially in float32."""
+    the Mac (``fw``: the forward products' a and b; ``bw``: the backward products', the conv
+    input gradient's too), accumulated sequentially in float32; average pooling (no product)
+    sums in float32."""
     def mac(ab: tuple[str, str]) -> Mac:
         return Mac(_F32, a=ab[0], b=ab[1])
 
     return Policy(name=name,
                   forward=Forward(input=_F32, weight=_F32, activation=_F32, conv=mac(fw),
-                                  dense=mac(fw)),
+                                  dense=mac(fw), pool=Mac(_F32)),
                   backward=Backward(weight=_F32, grad=_F32, dense_dw=mac(bw),
                                     dense_dx=mac(bw), conv_dw=mac(bw)),
                   update=Update(master=_F32))

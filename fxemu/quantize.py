@@ -78,27 +78,60 @@ def _prepare_out(out: np.ndarray | None, shape: tuple, dtype: type) -> np.ndarra
     return out
 
 
+_NO_BITS = np.empty(0, np.uint64)
+
+
+def _random_bits(random_bits: object, shape: tuple, fmt: Fixed | Float, seed: int | None,
+                 sr_bits: int) -> np.ndarray:
+    """The caller's random bits as a flat uint64 array (validated), or an empty one."""
+    if random_bits is None:
+        return _NO_BITS
+    if not lowering.is_stochastic(fmt):
+        raise ValueError(msg("random_bits", "needs a stochastic rounding mode", str(fmt)))
+    if seed is not None:
+        raise ValueError(msg("random_bits", "give random_bits or seed, not both", seed))
+    reject_masked(random_bits, "random_bits")
+    r = np.asarray(random_bits)
+    if r.dtype.kind not in "iu":
+        raise TypeError(msg("random_bits", "must be an integer array", r.dtype))
+    if r.shape != shape:
+        raise ValueError(msg("random_bits", f"must have the shape of x, {shape}", r.shape))
+    if r.dtype.kind == "i" and r.size and r.min() < 0:
+        raise ValueError(msg("random_bits", "must be non-negative", int(r.min())))
+    r = np.ascontiguousarray(r, dtype=np.uint64).reshape(-1)
+    if r.size and int(r.max()) >> sr_bits:
+        raise ValueError(msg("random_bits", f"must be below 2^sr_bits = 2^{sr_bits}",
+                             hex(int(r.max())), "pass sr_bits= for wider draws"))
+    return r
+
+
 def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int | None,
-             nan: str, out: np.ndarray | None, codes: bool) -> np.ndarray:
+             nan: str, out: np.ndarray | None, codes: bool,
+             random_bits: object = None) -> np.ndarray:
     fmt = as_format(fmt)
     a = _coerce_input(x)
     check_nan_policy(nan)
     if isinstance(fmt, Block):
+        if random_bits is not None:
+            raise ValueError(msg("random_bits", "applies to Fixed and Float formats, not to "
+                                 "a Block", str(fmt)))
         return _block_api(a, fmt, seed, sr_bits, out, codes)
     bits, key = lowering.sr_key(fmt, seed, sr_bits)
+    rb = _random_bits(random_bits, a.shape, fmt, seed, bits)
     res = _prepare_out(out, a.shape, np.uint64 if codes else np.float64)
     kernel, p = lowering.converter(fmt, codes)
     flat = a.reshape(-1)
     if kernel(flat, flat.view(np.uint64), res.reshape(-1), p, bits, key,
-              lowering.nan_raises(fmt, nan)):
+              lowering.nan_raises(fmt, nan), rb):
         hint = "pass nan='hls' for the vendor's behaviour" if isinstance(fmt, Fixed) else None
-        raise ValueError(msg("x", f"contains NaN but {fmt} has no NaN", "nan", hint))
+        what = "NaN" if isinstance(fmt, Fixed) or fmt.signed else "NaN or negative values"
+        raise ValueError(msg("x", f"contains {what} but {fmt} has no NaN", "nan", hint))
     return res
 
 
 def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = None,
              sr_bits: int | None = None, nan: NanPolicy = "raise",
-             out: np.ndarray | None = None) -> np.ndarray:
+             out: np.ndarray | None = None, random_bits: object = None) -> np.ndarray:
     """Round ``x`` into ``fmt`` and return the value the register holds, as float64.
 
     Parameters
@@ -122,6 +155,13 @@ def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = 
         NaN into a format without NaN raises ``ValueError``; ``"hls"`` reproduces ap_fixed.
     out : ndarray of float64, optional
         C-contiguous array of ``x``'s shape to write into.
+    random_bits : array_like of int, optional
+        The caller's draws for a stochastic ``fmt`` instead of the generator (as gfloat,
+        APyTypes, QPyTorch and pychop take them): one integer per element of ``x`` (same
+        shape), each below 2^r with r = ``sr_bits``. With the residue below the kept LSB
+        truncated to r bits, ``f``, the magnitude (float) or the two's complement value
+        (fixed) rounds up when ``f + random_bits >= 2^r`` — gfloat's ``StochasticFastest``
+        with ``srnumbits = r``. Not with ``seed``.
 
     Returns
     -------
@@ -133,12 +173,13 @@ def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = 
     >>> fx.quantize([0.3, -1.5, 200.0], "ap_fixed<8,4,AP_RND_CONV,AP_SAT>").tolist()
     [0.3125, -1.5, 7.9375]
     """
-    return _convert(x, fmt, seed, sr_bits, nan, out, codes=False)
+    return _convert(x, fmt, seed, sr_bits, nan, out, codes=False, random_bits=random_bits)
 
 
 def to_bits(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = None,
             sr_bits: int | None = None, nan: NanPolicy = "raise",
-            out: np.ndarray | None = None) -> np.ndarray | BlockCodes:
+            out: np.ndarray | None = None,
+            random_bits: object = None) -> np.ndarray | BlockCodes:
     """Round ``x`` into ``fmt`` (as :func:`quantize`) and return the raw W-bit codes as uint64.
 
     Fixed: the low W bits of the two's complement integer (unsigned: the integer). Float:
@@ -152,7 +193,7 @@ def to_bits(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = N
     >>> [hex(b) for b in fx.to_bits([-0.5, 0.25], "ap_fixed<8,4>")]
     ['0xf8', '0x4']
     """
-    return _convert(x, fmt, seed, sr_bits, nan, out, codes=True)
+    return _convert(x, fmt, seed, sr_bits, nan, out, codes=True, random_bits=random_bits)
 
 
 def from_bits(bits: object, fmt: Fixed | Float | Block | str | object,

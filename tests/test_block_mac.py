@@ -137,3 +137,14 @@ def test_block_mac_nan_and_errors() -> None:
     wide = fx.Block(fx.parse("float32"), 32)
     with pytest.raises(ValueError, match="too wide"):
         fx.matmul(np.ones((1, 4)), np.ones((4, 1)), fx.Mac(acc="float32", a=wide, b=wide))
+
+
+def test_block_mac_empty_and_short_reductions() -> None:
+    """K = 0 gives +0; K below one block is one partial block (its own scale)."""
+    mac = fx.Mac(acc="float32", a="mxfp8_e4m3", b="mxfp8_e4m3")
+    z = fx.matmul(np.ones((2, 0)), np.ones((0, 3)), mac)
+    assert z.shape == (2, 3) and not np.signbit(z).any() and (z == 0).all()
+    a = np.array([[0.5, -3.0, 0.1, 7.0, 1e-3]])
+    b = np.array([[1.0], [2.0], [-0.3], [0.25], [100.0]])
+    got = fx.matmul(a, b, mac)
+    assert np.array_equal(got.view(np.uint64), oracle(a, b, mac).view(np.uint64))

@@ -43,16 +43,17 @@ def test_policy_tables_with_block_macs_and_refusal() -> None:
 
 
 def test_block_axis_is_each_products_reduction_axis() -> None:
-    """The emulated backend's dense layer under mxfp8: h (N, 2028) blocked along features,
+    """The emulated backend's linear layer under mxfp8: h (N, 2028) blocked along features,
     W^T (2028, 10) along features; dW = g^T h blocked along the batch."""
     from fxemu.backends import get_backend
 
     rng = np.random.default_rng(0)
-    be = get_backend("emulated", PRESETS["mxfp8"], 0)
+    pol = PRESETS["mxfp8"]
+    be = get_backend("emulated", pol, 0)
     h = rng.standard_normal((5, 2028))
     w = rng.standard_normal((10, 2028))
     b = np.zeros(10)
-    z = be.dense(h, w, b)
+    z, ctx = be.linear(h, w, b, be.policy)
     e4 = fx.parse("mxfp8_e4m3")
     # 64 block terms accumulated in float32 (bit-exactness: tests/test_block_mac.py); operands
     # blocked along any other axis would give different elements
@@ -61,7 +62,7 @@ def test_block_axis_is_each_products_reduction_axis() -> None:
     assert not np.allclose(z, fx.quantize(h, e4.replace(axis=0)) @ fx.quantize(w, e4).T,
                            rtol=1e-5)
     g = rng.standard_normal((5, 10))
-    dw, _ = be.dense_dw(g, h)
+    _, dw, _ = be.linear_backward(ctx, g, be.policy, False)
     e5 = fx.parse("mxfp8_e5m2").replace(axis=0)
     assert np.array_equal(dw, fx.quantize(g, e5).T @ fx.quantize(h, e5))  # one block: exact
 

@@ -18,6 +18,15 @@ HALF_ODD = 8  # nearest, ties to odd (ac RND_CONV_ODD)
 TO_ODD = 9  # inexact results take the odd neighbour (float RTO)
 STOCH_TC = 10  # stochastic on the two's complement value (fixed datapath)
 STOCH_SM = 11  # stochastic on the magnitude (float datapath)
+AWAY = 12  # inexact results take the neighbour away from 0 (fixed TRN_AWAY, float TO_AWAY)
+JAM_TC = 13  # two's complement floor, then LSB := 1, exact values too (APyTypes fixed JAM)
+JAM_SM = 14  # magnitude truncated, then LSB := 1, exact nonzero values too (float JAM)
+MAG_TC = 15  # two's complement floor plus one LSB for negatives (APyTypes TRN_MAG)
+# stochastic on the magnitude with the residue first rounded to sr_bits bits (gfloat Stochastic,
+# StochasticOdd) or half an LSB of the draw added (gfloat StochasticFast, pychop stochastic_b)
+STOCH_SM_RNE = 16
+STOCH_SM_RNO = 17
+STOCH_SM_HALF = 18
 
 # Fixed overflow
 O_SAT = 0
@@ -31,6 +40,8 @@ S_IEEE = 0
 S_FN = 1
 S_FNUZ = 2
 S_NONE = 3
+S_FNUZ_INF = 4  # NaN at the code of -0, +-inf at the all-ones magnitude (P3109 signed extended)
+S_FN_INF = 5  # NaN at the all-ones magnitude, inf just below it (P3109 unsigned extended)
 
 # Kind of a format vector (:class:`fxemu._kernels.params.FormatVec`)
 KIND_FIXED = 0

@@ -21,19 +21,22 @@ from .codes import (
     HALF_EVEN,
     HALF_UP,
     HALF_ZERO,
+    JAM_SM,
+    JAM_TC,
     O_SAT,
     O_SAT_SYM,
     O_SAT_ZERO,
     O_WRAP,
     S_FN,
+    S_FN_INF,
     S_FNUZ,
+    S_FNUZ_INF,
     S_IEEE,
-    STOCH_TC,
     TO_ODD,
     TO_ZERO,
 )
 from .exact import bitlen128, from_double, shl128, shr128
-from .rounding import random_bits, round_up
+from .rounding import exact_step_down, is_stochastic, random_bits, round_up
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
@@ -55,14 +58,24 @@ def _signed_bit(neg, th, tl, k):
 
 
 @jit
+def draw(qmode, key, idx, has_user, user_rnd, sr_bits):
+    """The 64 random bits of a stochastic rounding: the counter-based generator's, or the
+    caller's ``user_rnd`` (its low ``sr_bits`` bits, moved to the top) when ``has_user``."""
+    if has_user:
+        return np.uint64(user_rnd) << np.uint64(64 - sr_bits)
+    return random_bits(key, idx)
+
+
+@jit
 def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, sr_bits, key,
-                idx, lib_ac=False):
+                idx, lib_ac=False, has_user=False, user_rnd=0):
     """Round the exact value ``±(hi·2^64 + lo + sticky)·2^e`` into a W-bit fixed format.
 
     ``big`` says the true magnitude has bits above the 128-bit window (its low 128 bits are
     still exact, which is all wrapping needs). Returns the W-bit code. ``lib_ac`` applies
     ac_fixed's overflow test (a signed SAT_ZERO format whose width is a multiple of 32 flags a
-    value below min that rounds up to min as an overflow).
+    value below min that rounds up to min as an overflow). ``has_user``/``user_rnd``: the
+    caller's random bits for a stochastic mode (see :func:`draw`).
     """
     mask = _ALL >> np.uint64(64 - w)
     if signed:
@@ -72,7 +85,9 @@ def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, s
         maxpos = mask
         negmax = _U0
     if hi == _U0 and lo == _U0 and not sticky and not big:
-        return _U0
+        if qmode != JAM_TC:
+            return _U0
+        neg = False  # jamming sets the LSB of 0 too (±0 alike), then overflow applies
     sh = -np.int64(f) - e  # value·2^F = window·2^-sh
     if sh <= 0:
         th, q = shl128(hi, lo, -sh)
@@ -84,12 +99,14 @@ def fixed_round(neg, hi, lo, e, sticky, big, w, f, signed, qmode, omode, nsat, s
         huge = big or th != _U0
     inexact = r64 != _U0 or sticky
     rnd = _U0
-    if qmode >= STOCH_TC and inexact:
-        rnd = random_bits(key, idx)
+    if is_stochastic(qmode) and inexact:
+        rnd = draw(qmode, key, idx, has_user, user_rnd, sr_bits)
     up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
     mag = q + _U1 if up else q
     if up and mag == _U0:
         huge = True  # carry out of 64 bits
+    if exact_step_down(qmode, neg, q != _U0 or huge, q, inexact):
+        mag = q - _U1  # modulo 2^64 where huge: the low bits are what wrapping keeps
     if neg:
         if omode == O_SAT_SYM and signed:
             ovf = huge or mag > maxpos
@@ -187,7 +204,8 @@ def _ac_prescale(x, ac_shift):
 
 
 @jit
-def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key, idx):
+def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits, key, idx,
+                  has_user=False, user_rnd=0):
     """Round the double with bits ``b`` into a W-bit fixed format; return the W-bit code.
 
     ap_fixed (``lib_ac`` False) reads the double's fields as they stand: a subnormal gets the
@@ -204,7 +222,7 @@ def fixed_element(b, w, f, signed, qmode, omode, nsat, lib_ac, ac_shift, sr_bits
             lo |= _HIDDEN  # subnormal double: ap sets the hidden bit anyway (1.m·2^-1023)
             e = np.int64(-1075)
     return fixed_round(neg, hi, lo, e, sticky, False, w, f, signed, qmode, omode, nsat, sr_bits,
-                       key, idx, lib_ac)
+                       key, idx, lib_ac, has_user, user_rnd)
 
 
 @jit
@@ -228,16 +246,23 @@ def pow2(k):
 
 @jit
 def float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_code, special,
-                subn, overflow_sat, qmode, sr_bits, key, idx):
+                subn, overflow_sat, qmode, sr_bits, key, idx, zoff=0, code_par=False,
+                has_user=False, user_rnd=0):
     """Round the finite exact value ``±(hi·2^64 + lo + sticky)·2^e`` into a float format.
 
     ``max_code`` is the magnitude code of the largest finite value; ``inf_code``/``nan_code``
     the magnitude codes of inf and NaN (unused when the policy has none). Returns
     (sign, magnitude code); the sign is False for +0 under fnuz and True for the fnuz NaN.
+
+    "Even" and "odd" are the parity of the integer significand, which for M >= 1 is the code's;
+    with M = 0 it is always 1 for normals (ties go up, as ml_dtypes' float8_e8m0fnu does)
+    unless ``code_par``, which reads the parity of the code (exponent field) instead: IEEE
+    P3109's tie rule at precision 1. ``zoff`` = 1 for a format without zero, whose codes are
+    one less than the ones returned here (the caller subtracts it).
     """
     n = bitlen128(hi, lo)
     if n == 0 and not sticky:
-        return (neg and special != S_FNUZ), _U0
+        return (neg and special != S_FNUZ and special != S_FNUZ_INF), _U0
     lead = e + n - 1
     k = lead - emin
     if k < 0:
@@ -251,20 +276,23 @@ def float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_cod
         _, q, r64, st = shr128(hi, lo, sh)
         sticky = sticky or st
     rnd = _U0
-    if qmode >= STOCH_TC and (r64 != _U0 or sticky):
-        rnd = random_bits(key, idx)
-    up = round_up(qmode, neg, q, r64, sticky, sr_bits, rnd)
+    if is_stochastic(qmode) and (r64 != _U0 or sticky):
+        rnd = draw(qmode, key, idx, has_user, user_rnd, sr_bits)
+    qp = q
+    if code_par and mbits == 0:  # P3109: the parity of the code (the exponent field)
+        qp = q + np.uint64(k) + np.uint64(zoff)
+    up = round_up(qmode, neg, qp, r64, sticky, sr_bits, rnd)
     mag = q + _U1 if up else q
     code = (np.uint64(k) << np.uint64(mbits)) + mag
     if code > max_code:
         if overflow_sat:
             return neg, max_code
         # IEEE: rounding that never increases magnitude for this sign gives ±max
-        toward_zero = (qmode == TO_ZERO or qmode == TO_ODD or (qmode == FLOOR and not neg)
-                       or (qmode == CEIL and neg))
+        toward_zero = (qmode == TO_ZERO or qmode == TO_ODD or qmode == JAM_SM
+                       or (qmode == FLOOR and not neg) or (qmode == CEIL and neg))
         if toward_zero:
             return neg, max_code
-        if special == S_IEEE:
+        if special == S_IEEE or special == S_FNUZ_INF or special == S_FN_INF:
             return neg, inf_code
         if special == S_FN:
             return neg, nan_code
@@ -273,21 +301,22 @@ def float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_cod
         return neg, max_code
     if not subn and code < (_U1 << np.uint64(mbits)):
         code = _U0
-    if code == _U0 and special == S_FNUZ:
+    if code == _U0 and (special == S_FNUZ or special == S_FNUZ_INF):
         return False, _U0
     return neg, code
 
 
 @jit
-def float_special(b, nan_code, inf_code, max_code, special, overflow_sat):
-    """(sign, magnitude code) of an inf or NaN input (exponent field all ones)."""
+def float_special(b, nan_code, inf_code, max_code, special, overflow_sat, sat_inf=False):
+    """(sign, magnitude code) of an inf or NaN input (exponent field all ones); ``sat_inf``
+    (overflow ``sat_finite``) takes ±inf to ±max in a format with inf too."""
     neg = (b >> np.uint64(63)) != _U0
     if (b & _MANT) != _U0:  # NaN
-        if special == S_FNUZ:
+        if special == S_FNUZ or special == S_FNUZ_INF:
             return True, nan_code
         return neg, nan_code
-    if special == S_IEEE:
-        return neg, inf_code
+    if special == S_IEEE or special == S_FNUZ_INF or special == S_FN_INF:
+        return neg, (max_code if sat_inf else inf_code)
     if special == S_FN and not overflow_sat:
         return neg, nan_code
     if special == S_FNUZ and not overflow_sat:
@@ -296,22 +325,62 @@ def float_special(b, nan_code, inf_code, max_code, special, overflow_sat):
 
 
 @jit
-def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, overflow_sat,
-                  qmode, sr_bits, key, idx):
-    """Round the double with bits ``b`` into a float format; return (sign, magnitude code)."""
-    if ((b >> np.uint64(52)) & np.uint64(0x7FF)) == np.uint64(0x7FF):
-        return float_special(b, nan_code, inf_code, max_code, special, overflow_sat)
-    neg, hi, lo, e, sticky = from_double(b)
-    return float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_code,
-                       special, subn, overflow_sat, qmode, sr_bits, key, idx)
+def unsigned_negative_is_zero(b, zoff, qmode, overflow_sat):
+    """Whether a negative input ``b`` (sign bit set) into an unsigned float format gives its
+    smallest value (0, or 2^-bias without zero) rather than NaN, as IEEE P3109 states it:
+    -0 (where the format has a zero), any negative under saturation (``sat``, ``sat_finite``),
+    and a finite negative rounded toward 0 or +inf (``rtz``, ``rup``)."""
+    mag = b & ~(_U1 << np.uint64(63))
+    if mag == _U0:
+        return zoff == 0
+    if overflow_sat:
+        return True
+    return mag < np.uint64(0x7FF0000000000000) and (qmode == TO_ZERO or qmode == CEIL)
 
 
 @jit
-def float_value(neg, code, mbits, emin, nan_code, inf_code, special):
-    """Value of a float magnitude code with sign ``neg``."""
-    if special == S_FNUZ:
+def float_element(b, mbits, emin, max_code, nan_code, inf_code, special, subn, overflow_sat,
+                  qmode, sr_bits, key, idx, sat_inf=False, unsigned=False, zoff=0,
+                  code_par=False, has_user=False, user_rnd=0):
+    """Round the double with bits ``b`` into a float format; return (sign, magnitude code).
+
+    ``unsigned``: an input with its sign bit set is NaN, except the cases
+    :func:`unsigned_negative_is_zero` lists (the smallest value). ``zoff`` = 1: a format
+    without zero (its parameters are those of the format with one more binade below, whose
+    codes are one higher): ±0 gives NaN, positive values below its smallest round to it or
+    up."""
+    if unsigned and (b >> np.uint64(63)) != _U0:
+        if unsigned_negative_is_zero(b, zoff, qmode, overflow_sat):
+            return False, _U0
+        neg, c = False, nan_code
+    elif ((b >> np.uint64(52)) & np.uint64(0x7FF)) == np.uint64(0x7FF):
+        neg, c = float_special(b, nan_code, inf_code, max_code, special, overflow_sat, sat_inf)
+    elif zoff != 0 and (b & ~(_U1 << np.uint64(63))) == _U0:
+        return False, nan_code - np.uint64(zoff)  # no zero: ±0 is NaN (as ml_dtypes)
+    else:
+        neg, hi, lo, e, sticky = from_double(b)
+        neg, c = float_round(neg, hi, lo, e, sticky, mbits, emin, max_code, nan_code, inf_code,
+                             special, subn, overflow_sat, qmode, sr_bits, key, idx, zoff,
+                             code_par, has_user, user_rnd)
+    if zoff != 0 and c != _U0:
+        c -= np.uint64(zoff)
+    return neg, c
+
+
+@jit
+def float_value(neg, code, mbits, emin, nan_code, inf_code, special, zoff=0):
+    """Value of a float magnitude code with sign ``neg`` (``zoff``: see :func:`float_element`)."""
+    code += np.uint64(zoff)
+    if special == S_FNUZ or special == S_FNUZ_INF:
         if neg and code == _U0:
             return np.nan
+        if special == S_FNUZ_INF and code == inf_code:
+            return -np.inf if neg else np.inf
+    elif special == S_FN_INF:
+        if code == nan_code:
+            return np.nan
+        if code == inf_code:
+            return -np.inf if neg else np.inf
     elif special == S_IEEE:
         if code >= inf_code:
             if code == inf_code:
@@ -420,13 +489,16 @@ def float_fast_element(b, k, qmode, minnorm, maxbits):
 # ``xb`` the same memory viewed as uint64; ``p`` a FixedParams/FloatParams
 # (:mod:`fxemu._kernels.params`). Each kernel runs its fast pass, then redoes the elements
 # outside the fast domain exactly, and returns how many NaN inputs it refused (``nan_raise``:
-# NaN into a format without NaN; those elements are left unwritten).
+# NaN into a format without NaN, or a negative value into an unsigned float format without
+# NaN; those elements are left unwritten). ``rbits`` holds the caller's random bits for
+# stochastic rounding, one per element, or is empty (the counter-based generator draws).
 
 
 @functools.cache
 def fixed_kernel(qmode, omode, fast, codes):
     """The conversion kernel into fixed formats: ``kernel(x, xb, out, p, sr_bits, key,
-    nan_raise) -> refused NaN count``; ``out`` gets codes (uint64) when ``codes`` else values.
+    nan_raise, rbits) -> refused NaN count``; ``out`` gets codes (uint64) when ``codes``, else
+    values.
 
     With ``fast`` the rounding and overflow modes are closure constants, so the compiler
     folds the mode dispatch away and can vectorise the fast pass (about 4× faster than
@@ -434,9 +506,10 @@ def fixed_kernel(qmode, omode, fast, codes):
     Without it (qmode = omode = -1 by convention) every element takes the exact path.
     """
 
-    def kernel(x, xb, out, p, sr_bits, key, nan_raise):
+    def kernel(x, xb, out, p, sr_bits, key, nan_raise, rbits):
         n = x.shape[0]
         si, lo, hi, tiny, scale = p.si, p.lo, p.hi, p.tiny, p.scale
+        has_user = rbits.shape[0] != 0
         nbad = n
         if fast:
             nbad = 0
@@ -468,7 +541,8 @@ def fixed_kernel(qmode, omode, fast, codes):
                         nnan += 1
                     else:
                         c = fixed_element(xb[i], w, f, signed, p.qmode, p.omode, p.nsat,
-                                          p.lib_ac, p.ac_shift, sr_bits, key, i)
+                                          p.lib_ac, p.ac_shift, sr_bits, key, i, has_user,
+                                          rbits[i] if has_user else _U0)
                         if codes:
                             out[i] = c
                         else:
@@ -482,14 +556,16 @@ def fixed_kernel(qmode, omode, fast, codes):
 @functools.cache
 def float_kernel(fast, codes):
     """The conversion kernel into float formats: ``kernel(x, xb, out, p, sr_bits, key,
-    nan_raise) -> refused NaN count`` (``x`` unused); ``out`` gets codes or values. The fast
+    nan_raise, rbits) -> refused NaN count`` (``x`` unused); ``out`` gets codes or values. The fast
     pass rounds by integer addition on the double's bit pattern
     (:func:`float_fast_element`); without ``fast`` every element takes the exact path."""
 
-    def kernel(x, xb, out, p, sr_bits, key, nan_raise):
+    def kernel(x, xb, out, p, sr_bits, key, nan_raise, rbits):
         n = xb.shape[0]
         k, qmode, minnorm, maxbits = p.k, p.qmode, p.minnorm, p.maxbits
         sign_bit = p.sign_bit
+        unsigned = p.unsigned
+        has_user = rbits.shape[0] != 0
         nbad = n
         if fast:
             nbad = 0
@@ -499,6 +575,7 @@ def float_kernel(fast, codes):
             mmask = (_U1 << np.uint64(mbits)) - _U1
             for i in prange(n):
                 ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                ok = ok & ~(unsigned & (sign != _U0))  # branch-free, as the fast pass is
                 nbad += np.int64(not ok)
                 if codes:
                     if r == _U0:
@@ -518,20 +595,27 @@ def float_kernel(fast, codes):
             for i in prange(n):
                 ok = False
                 if fast:
-                    ok, _, _ = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                    ok, s2, _ = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                    ok = ok and not (unsigned and s2 != _U0)
                 if not ok:
                     b = xb[i]
-                    if nan_raise and (b & ~(_U1 << np.uint64(63))) > np.uint64(0x7FF0000000000000):
+                    mag = b & ~(_U1 << np.uint64(63))
+                    if nan_raise and (mag > np.uint64(0x7FF0000000000000)
+                                      or (unsigned and mag != b
+                                          and not unsigned_negative_is_zero(
+                                              b, p.zoff, qmode, p.overflow_sat))):
                         nnan += 1
                     else:
                         neg, c = float_element(b, p.mbits, p.emin, p.max_code, p.nan_code,
                                                p.inf_code, p.special, p.subn, p.overflow_sat,
-                                               qmode, sr_bits, key, i)
+                                               qmode, sr_bits, key, i, p.sat_inf, unsigned,
+                                               p.zoff, p.code_par, has_user,
+                                               rbits[i] if has_user else _U0)
                         if codes:
                             out[i] = (sign_bit | c) if neg else c
                         else:
                             out[i] = float_value(neg, c, p.mbits, p.emin, p.nan_code,
-                                                 p.inf_code, p.special)
+                                                 p.inf_code, p.special, p.zoff)
         return nnan
 
     kernel.__qualname__ = f"float_kernel_f{int(fast)}_c{int(codes)}"
@@ -555,4 +639,4 @@ def float_decode(codes, out, p):
     for i in prange(codes.shape[0]):
         c = codes[i]
         out[i] = float_value((c & sign_bit) != _U0, c & mag_mask, p.mbits, p.emin, p.nan_code,
-                             p.inf_code, p.special)
+                             p.inf_code, p.special, p.zoff)

@@ -5,7 +5,8 @@ The tuple ``p`` is a :class:`fxemu._kernels.params.FormatVec` built by
 
     p[0] kind (KIND_FIXED, KIND_FLOAT)   p[1] width   p[2] frac bits F / man bits M
     p[3] signed / emin             p[4] rounding mode   p[5] overflow / special
-    p[6] sat bits / subnormals     p[7] float: overflow_sat   p[8] sr_bits
+    p[6] sat bits / float: subnormals (bit 0) and P3109 code-parity ties (bit 1)
+    p[7] float: overflow (0 inf, 1 sat, 2 sat_finite)   p[8] sr_bits
     p[9] float max_code   p[10] nan_code   p[11] inf_code
 
 Codes are uint64; values are doubles (exact for every float format and fixed W <= 53).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
-from .codes import KIND_FIXED, KIND_FLOAT, S_FN, S_FNUZ, S_IEEE
+from .codes import KIND_FIXED, KIND_FLOAT, S_FN, S_FN_INF, S_FNUZ, S_FNUZ_INF, S_IEEE
 from .convert import fixed_round, fixed_value, float_round, float_special, float_value
 from .exact import from_double
 
@@ -32,8 +33,8 @@ def round_parts(p, neg, hi, lo, e, sticky, big, key, idx):
                            p[8], key, idx)
     mbits = p[2]
     neg2, c = float_round(neg, hi, lo, e, sticky, mbits, p[3], np.uint64(p[9]),
-                          np.uint64(p[10]), np.uint64(p[11]), p[5], p[6] != 0, p[7] != 0, p[4],
-                          p[8], key, idx)
+                          np.uint64(p[10]), np.uint64(p[11]), p[5], (p[6] & 1) != 0, p[7] != 0,
+                          p[4], p[8], key, idx, 0, (p[6] & 2) != 0)
     if neg2:
         c |= _U1 << np.uint64(p[1] - 1)
     return c
@@ -73,6 +74,10 @@ def code_is_finite(p, code):
     if special == S_FNUZ:
         return code != sign_bit
     mag = code & (sign_bit - _U1)
+    if special == S_FNUZ_INF:
+        return code != sign_bit and mag != np.uint64(p[11])
+    if special == S_FN_INF:
+        return mag != np.uint64(p[10]) and mag != np.uint64(p[11])
     if special == S_IEEE:
         return mag < np.uint64(p[11])
     if special == S_FN:
@@ -95,7 +100,7 @@ def value_code(p, bits, key, idx):
     """Code of a double (bits) rounded into ``p`` (inf/NaN handled by the float policy)."""
     if p[0] == KIND_FLOAT and ((bits >> np.uint64(52)) & np.uint64(0x7FF)) == np.uint64(0x7FF):
         neg, c = float_special(bits, np.uint64(p[10]), np.uint64(p[11]), np.uint64(p[9]), p[5],
-                               p[7] != 0)
+                               p[7] != 0, p[7] == 2)
         if neg:
             c |= _U1 << np.uint64(p[1] - 1)
         return c

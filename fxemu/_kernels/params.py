@@ -41,7 +41,10 @@ class FixedParams(NamedTuple):
 class FloatParams(NamedTuple):
     """A float format for the conversion kernels: magnitude codes of max, NaN and inf, the
     special policy, rounding, and the fast path's parameters (``k`` = 52 - M, the double bit
-    patterns ``minnorm``/``maxbits`` bounding it)."""
+    patterns ``minnorm``/``maxbits`` bounding it), ``sat_inf`` (±inf inputs saturate too),
+    ``unsigned`` (no sign bit: ``sign_bit`` is 0) and ``zoff`` (1 for a format without zero:
+    the other fields describe it with one more binade below, codes one higher), ``code_par``
+    (ties and round-to-odd read the code's parity at M = 0, IEEE P3109's rule)."""
 
     mbits: np.int64
     emin: np.int64
@@ -59,6 +62,10 @@ class FloatParams(NamedTuple):
     minnorm: np.uint64
     maxbits: np.uint64
     fnuz: bool
+    sat_inf: bool
+    unsigned: bool
+    zoff: np.uint64
+    code_par: bool
 
 
 class FormatVec(NamedTuple):
@@ -66,8 +73,9 @@ class FormatVec(NamedTuple):
     int64 so kernels index it as ``p[i]`` (a Numba ``NamedUniTuple``).
 
     Fixed: (kind 0, W, F, signed, rounding, overflow, sat bits, 0, sr bits, 0, 0, 0); float:
-    (kind 1, W, M, emin, rounding, special, subnormals, overflow_sat, sr bits, max code,
-    NaN code, inf code)."""
+    (kind 1, W, M, emin, rounding, special, subnormals | code_ties << 1,
+    overflow (0 inf, 1 sat, 2 sat_finite),
+    sr bits, max code, NaN code, inf code)."""
 
     kind: np.int64
     width: np.int64

@@ -13,6 +13,7 @@ import numpy as np
 
 from ._jit import jit
 from .codes import (
+    AWAY,
     CEIL,
     FLOOR,
     HALF_AWAY,
@@ -20,6 +21,13 @@ from .codes import (
     HALF_EVEN,
     HALF_UP,
     HALF_ZERO,
+    JAM_SM,
+    JAM_TC,
+    MAG_TC,
+    STOCH_SM,
+    STOCH_SM_HALF,
+    STOCH_SM_RNE,
+    STOCH_SM_RNO,
     STOCH_TC,
     TO_ODD,
     TO_ZERO,
@@ -49,6 +57,12 @@ def random_bits(key, index):
 
 
 @jit
+def is_stochastic(mode):
+    """Whether rounding mode ``mode`` draws random bits."""
+    return mode == STOCH_TC or mode == STOCH_SM or (STOCH_SM_RNE <= mode <= STOCH_SM_HALF)
+
+
+@jit
 def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
     """Whether the magnitude ``q + f`` rounds up to ``q + 1`` (see module docstring).
 
@@ -57,9 +71,23 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
     the kept LSB; a carry rounds up. ``STOCH_TC`` does this on the two's complement value, so for
     negative values the magnitude rounds up when the random draw is below the fraction rounded
     up to ``sr_bits`` bits.
+
+    ``JAM_SM`` sets the LSB of every nonzero magnitude, exact or not (up when ``q`` is even);
+    ``JAM_TC`` and ``MAG_TC`` act on the two's complement floor, so an *exact* negative value
+    may step its magnitude *down* — that case is :func:`exact_step_down`, not this function.
     """
+    if mode == JAM_SM:
+        return (q & _ONE) == _ZERO and (q != _ZERO or r64 != _ZERO or sticky)
+    if mode == JAM_TC:
+        # floor(v) | 1: exact positives (0 included) and every inexact value are up when q is
+        # even; exact negatives are exact_step_down's
+        return (q & _ONE) == _ZERO and (not neg or r64 != _ZERO or sticky)
     if r64 == _ZERO and not sticky:
         return False
+    if mode == AWAY:
+        return True
+    if mode == MAG_TC:
+        return False  # inexact: floor(v) + [v < 0] is the truncation toward 0
     if mode == FLOOR:
         return neg
     if mode == CEIL:
@@ -68,7 +96,25 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
         return False
     if mode == TO_ODD:
         return (q & _ONE) == _ZERO
-    if mode >= STOCH_TC:
+    if mode == STOCH_SM_HALF:  # up when residue + (draw + 1/2)·2^-r >= 1, on r + 1 bits
+        sh = np.uint64(63 - sr_bits)
+        frac = r64 >> sh
+        draw = rnd >> np.uint64(64 - sr_bits)
+        return frac + (draw << _ONE) + _ONE >= (_ONE << np.uint64(sr_bits + 1))
+    if mode == STOCH_SM_RNE or mode == STOCH_SM_RNO:  # the residue rounded to r bits first
+        sh = np.uint64(64 - sr_bits)
+        frac = r64 >> sh
+        rem = r64 & ((_ONE << sh) - _ONE)
+        half = _ONE << (sh - _ONE)
+        if rem > half or (rem == half and sticky):
+            frac += _ONE
+        elif rem == half:
+            odd = (frac & _ONE) == _ONE
+            if odd == (mode == STOCH_SM_RNE):
+                frac += _ONE
+        draw = rnd >> sh
+        return frac + draw >= (_ONE << np.uint64(sr_bits))
+    if mode == STOCH_TC or mode == STOCH_SM:
         sh = np.uint64(64 - sr_bits)
         frac = r64 >> sh
         draw = rnd >> sh
@@ -94,3 +140,15 @@ def round_up(mode, neg, q, r64, sticky, sr_bits, rnd):
     if mode == HALF_EVEN:
         return (q & _ONE) == _ONE
     return (q & _ONE) == _ZERO  # HALF_ODD
+
+
+@jit
+def exact_step_down(mode, neg, nonzero, q, inexact):
+    """Whether an *exact* negative fixed value ``-q`` (``nonzero``: q > 0, q holding its low 64
+    bits) steps its magnitude down to ``q - 1`` (the two's complement modes): ``MAG_TC``
+    always (floor + 1), ``JAM_TC`` when ``q`` is even (``-q | 1 = -(q - 1)``)."""
+    if inexact or not neg or not nonzero:
+        return False
+    if mode == MAG_TC:
+        return True
+    return mode == JAM_TC and (q & _ONE) == _ZERO

@@ -6,7 +6,8 @@ import numpy as np
 
 from .. import arith
 from ..arith import add, conv2d, conv2d_grad_input, conv2d_grad_weight, fma, matmul
-from ..formats import FixedRounding, FloatRounding, Mac
+from ..formats import Mac
+from ..lowering import is_stochastic
 from ..nn import conv_block
 from ..policy import Policy
 from ..quantize import quantize
@@ -113,7 +114,7 @@ class EmulatedBackend(Backend):
         _, x, w, conv, h, arg = ctx
         bw = prec.backward
         live = np.where(h > 0.0, np.reshape(dh, h.shape), 0.0)
-        if bw.grad.rounding not in (FixedRounding.STOCHASTIC, FloatRounding.STOCHASTIC):
+        if not is_stochastic(bw.grad):
             calls = self._calls
             g = self._q(live, bw.grad)  # as the composition rounds the routed gradient
             self._key()  # the weight gradient's Mac

@@ -37,7 +37,7 @@ def _exact(x: np.ndarray, f: fx.Fixed | fx.Float) -> tuple[np.ndarray, np.ndarra
         else:
             kernel = k.float_kernel(False, codes)
         res = np.empty(x.size, np.uint64 if codes else np.float64)
-        kernel(x, x.view(np.uint64), res, p, 62, np.uint64(0), False)
+        kernel(x, x.view(np.uint64), res, p, 62, np.uint64(0), False, np.empty(0, np.uint64))
         out.append(res)
     return out[0], out[1]
 

@@ -163,6 +163,7 @@ def test_str_round_trips(fmt):
 @given(format_and_inputs())
 def test_idempotent(case):
     fmt, x = case
+    assume(fmt.rounding.keeps_exact)  # jamming sets the LSB of exact values too
     q = fx.quantize(x, fmt, seed=1)
     assume(_exact_values(fmt))
     if isinstance(fmt, fx.Fixed):
@@ -208,7 +209,7 @@ def _monotone_format(fmt) -> bool:
 @given(format_and_inputs())
 def test_monotone(case):
     fmt, x = case
-    assume(fmt.rounding.value != "stochastic")
+    assume(not fmt.rounding.value.startswith("stochastic"))
     if isinstance(fmt, fx.Fixed) and not _monotone_format(fmt):
         x = x[(x >= fmt.min) & (x <= fmt.max)]  # wrap / sat_zero: monotone inside the range
     x = np.sort(x)
@@ -220,6 +221,7 @@ def test_monotone(case):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(formats(max_width=16))
 def test_every_code_round_trips(fmt):
+    assume(fmt.rounding.keeps_exact)  # jamming sets the LSB of exact values too
     codes = np.arange(fmt.n_codes, dtype=np.uint64)
     v = fx.from_bits(codes, fmt)
     back = fx.to_bits(v[~np.isnan(v)], fmt, seed=5)

@@ -12,6 +12,11 @@ rnd_inf         nearest, ties away from 0
 rnd_conv        nearest, ties to even
 trn_zero        toward 0: t + (r > 0 and x < 0)
 rnd_conv_odd    nearest, ties to odd
+trn_inf         toward +inf: t + (r > 0)
+trn_away        away from 0: t + (r > 0 and x > 0)
+trn_mag         t + (x < 0)                    (APyTypes TRN_MAG: exact negatives too)
+jam             t | 1                          (two's complement; exact values and 0 too)
+rto             t if r = 0, else t | 1         (round to odd; APyTypes JAM_UNBIASED)
 ==============  ==============================================
 
 then overflow, if ``k`` is outside ``[min_int, max_int]``: ``sat`` clamps, ``sat_zero`` gives 0,
@@ -35,6 +40,7 @@ import math
 from fractions import Fraction
 
 __all__ = [
+    "MOVING_ROUNDINGS",
     "OVERFLOWS",
     "ROUNDINGS",
     "code_int",
@@ -48,7 +54,10 @@ __all__ = [
 ]
 
 ROUNDINGS = ("trn", "rnd", "rnd_zero", "rnd_min_inf", "rnd_inf", "rnd_conv", "trn_zero",
-             "rnd_conv_odd")
+             "rnd_conv_odd", "trn_inf", "trn_away", "rto")
+#: modes that change exact values too (round_int models them; not in ROUNDINGS, whose every
+#: mode stores a value of the format unchanged)
+MOVING_ROUNDINGS = ("trn_mag", "jam")
 OVERFLOWS = ("sat", "sat_zero", "sat_sym", "wrap")
 
 _HALF = Fraction(1, 2)
@@ -59,8 +68,18 @@ def round_int(x: Fraction, frac_bits: int, rounding: str) -> int:
     y = Fraction(x) * Fraction(2) ** frac_bits
     t = math.floor(y)
     r = y - t
+    if rounding == "trn_mag":
+        return t + 1 if y < 0 else t
+    if rounding == "jam":
+        return t | 1
     if r == 0:
         return t
+    if rounding == "trn_inf":
+        return t + 1
+    if rounding == "trn_away":
+        return t + 1 if y > 0 else t
+    if rounding == "rto":
+        return t | 1
     if rounding == "trn":
         return t
     if rounding == "trn_zero":

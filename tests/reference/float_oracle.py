@@ -12,7 +12,8 @@ rather than speed. The semantics follow the docstrings of ``fxemu.formats``:
   candidates are ``floor(n)`` and ``floor(n) + 1`` (the latter may be ``2^(M+1)``, the first
   value of the next binade). Ties-to-even and round-to-odd look at the parity of that integer
   significand, which for M >= 1 is the parity of the code. (For M = 0 the normal significand is
-  always 1, so ties go up to the next binade and round-to-odd truncates.)
+  always 1, so ties go up to the next binade and round-to-odd truncates — unless the format
+  has ``code_ties``: then the parity of the code, the exponent field, IEEE P3109's rule.)
   The exponent range is unbounded above while rounding; overflow is decided afterwards.
 * Overflow (rounded magnitude above ``max``): ``overflow="sat"`` gives ±max. ``"inf"`` follows
   IEEE 754 §7.4: roundings that never increase the magnitude for this sign (rtz, rdn for x > 0,
@@ -21,7 +22,16 @@ rather than speed. The semantics follow the docstrings of ``fxemu.formats``:
 * ``subnormals=False`` (FTZ): round as if subnormals existed, then a subnormal result becomes a
   zero of the same sign. ``fnuz`` has no −0: every zero result is +0.
 * NaN codes: ieee ``sign | all-ones exponent | quiet bit (mantissa MSB)``; fn ``sign | all-ones``;
-  fnuz ``0x80…``; ``none`` has no NaN (``ValueError``).
+  fnuz ``0x80…``; ``none`` has no NaN (``ValueError``); fnuz_inf ``0x80…`` with ±inf at the
+  all-ones magnitude; fn_inf NaN at all-ones and inf at the code below.
+* Unsigned formats (no sign bit): a negative input (-inf included) is NaN, -0 is +0, and under
+  saturation or a finite rtz/rup the smallest value (IEEE P3109's rule). A format
+  without zero (``zero=False``, M = 0): magnitude codes are one less than the same format's
+  with zero (exponent field 0 is 2^-bias); results below its smallest give it, ±0 is NaN.
+* More modes: ties_zero/ties_odd/ties_pos/ties_neg (nearest, ties toward 0 / odd / +inf /
+  -inf), to_away (up in magnitude), jam (the magnitude's code truncated, then made odd, for
+  every nonzero value; exact ones too). Overflow of jam acts as a rounding toward 0.
+* Overflow ``sat_finite``: as ``sat``, and ±inf inputs give ±max too.
 * ±inf inputs are exact, not an overflow: an ieee format gives ±inf (whatever the rounding and
   overflow mode); a format without inf gives ±max under ``overflow="sat"``, else its NaN
   (fn: ``sign | all-ones``, fnuz: ``0x80…``, as ml_dtypes), else (``none``) ±max.
@@ -34,6 +44,7 @@ from fractions import Fraction
 
 __all__ = [
     "MAG_MODES",
+    "MOVING_MAG_MODES",
     "FloatSpec",
     "bracket",
     "choose",
@@ -46,7 +57,11 @@ __all__ = [
 ]
 
 #: Magnitude rounding modes (sign already taken out).
-MAG_MODES = ("nearest_even", "nearest_away", "down", "up", "odd")
+MAG_MODES = ("nearest_even", "nearest_away", "down", "up", "odd", "nearest_down",
+             "nearest_odd")
+#: jamming changes exact values too (choose models it; not in MAG_MODES, whose every mode
+#: keeps a grid value)
+MOVING_MAG_MODES = ("jam",)
 
 
 class FloatSpec:
@@ -57,12 +72,16 @@ class FloatSpec:
         self.M = int(fmt.man_bits)
         self.bias = int(fmt.bias)
         self.subnormals = bool(fmt.subnormals)
-        self.special = fmt.special.value  # "ieee" | "fn" | "fnuz" | "none"
+        self.special = fmt.special.value  # "ieee" | "fn" | "fnuz" | "none" | "*_inf"
         self.rounding = fmt.rounding.value
-        self.overflow = fmt.overflow.value  # "inf" | "sat"
-        self.emin = 1 - self.bias
+        self.overflow = fmt.overflow.value  # "inf" | "sat" | "sat_finite"
+        self.signed = bool(getattr(fmt, "signed", True))
+        self.zoff = 0 if getattr(fmt, "zero", True) else 1  # no zero: codes one lower
+        self.code_ties = bool(getattr(fmt, "code_ties", False))
+        self.emin = 1 - self.bias - self.zoff
         top = (1 << self.E) - 1  # all-ones exponent field
         ones = (1 << self.M) - 1
+        every = (1 << (self.E + self.M)) - 1 + self.zoff  # the all-ones magnitude
         if self.special == "ieee":
             self.max_code = (top << self.M) - 1  # exponent top-1, mantissa all ones
             self.inf_code = top << self.M
@@ -74,11 +93,18 @@ class FloatSpec:
                 self.max_code = (top << self.M) | (ones - 1)
             self.inf_code = None
             self.nan_code = (top << self.M) | ones
+        elif self.special == "fn_inf":
+            self.max_code, self.inf_code, self.nan_code = every - 2, every - 1, every
+        elif self.special == "fnuz_inf":
+            self.max_code, self.inf_code, self.nan_code = every - 1, every, 0
         else:
             self.max_code = (top << self.M) | ones
             self.inf_code = None
             self.nan_code = 0 if self.special == "fnuz" else None  # fnuz: the code of "-0"
-        self.sign_bit = 1 << (self.E + self.M)
+        if self.special == "fn":
+            self.nan_code = every
+            self.max_code = every - 1
+        self.sign_bit = (1 << (self.E + self.M)) if self.signed else 0
         self.max = code_magnitude(self.max_code, self.M, self.emin)
 
 
@@ -105,8 +131,11 @@ def magnitude_mode(rounding: str, negative: bool) -> str:
 
 
 _POS_MODES = {"rne": "nearest_even", "rna": "nearest_away", "rtz": "down", "rup": "up",
-              "rdn": "down", "rto": "odd"}
-_NEG_MODES = {**_POS_MODES, "rup": "down", "rdn": "up"}
+              "rdn": "down", "rto": "odd", "ties_zero": "nearest_down",
+              "ties_odd": "nearest_odd", "ties_pos": "nearest_away", "ties_neg": "nearest_down",
+              "to_away": "up", "jam": "jam"}
+_NEG_MODES = {**_POS_MODES, "rup": "down", "rdn": "up", "ties_pos": "nearest_down",
+              "ties_neg": "nearest_away"}
 
 
 def bracket(a: Fraction, M: int, emin: int) -> tuple[int, int, Fraction]:
@@ -129,8 +158,12 @@ def bracket(a: Fraction, M: int, emin: int) -> tuple[int, int, Fraction]:
 def choose(code: int, m: int, rest: Fraction, mode: str) -> int:
     """Round a bracketed magnitude (see :func:`bracket`) under a magnitude mode.
 
-    Ties-to-even and round-to-odd use the parity of the integer significand ``m``.
+    Ties-to-even and round-to-odd use the parity of the integer significand ``m`` (pass the
+    code as ``m`` for the code's parity). ``jam`` makes every nonzero significand odd, exact
+    ones too.
     """
+    if mode == "jam":
+        return code if (m % 2 == 1 or (code == 0 and rest == 0)) else code + 1
     if rest == 0 or mode == "down":
         return code
     if mode == "up":
@@ -141,8 +174,12 @@ def choose(code: int, m: int, rest: Fraction, mode: str) -> int:
         return code if rest < Fraction(1, 2) else code + 1
     if mode == "nearest_away":
         return code + 1
+    if mode == "nearest_down":
+        return code
     if mode == "nearest_even":
         return code if m % 2 == 0 else code + 1
+    if mode == "nearest_odd":
+        return code if m % 2 == 1 else code + 1
     raise ValueError(mode)
 
 
@@ -159,9 +196,9 @@ def finish(spec: FloatSpec, negative: bool, code: int, mode: str) -> int:
     """
     sign = spec.sign_bit if negative else 0
     if code > spec.max_code:
-        if spec.overflow == "sat" or mode in ("down", "odd"):
+        if spec.overflow != "inf" or mode in ("down", "odd", "jam"):
             return sign | spec.max_code
-        if spec.special == "ieee":
+        if spec.inf_code is not None:
             return sign | spec.inf_code
         if spec.special == "fn":
             return sign | spec.nan_code
@@ -170,14 +207,14 @@ def finish(spec: FloatSpec, negative: bool, code: int, mode: str) -> int:
         return sign | spec.max_code
     if not spec.subnormals and 0 < code < (1 << spec.M):
         code = 0
-    if code == 0 and spec.special == "fnuz":
+    if code == 0 and spec.special in ("fnuz", "fnuz_inf"):
         return 0
     return sign | code
 
 
 def nan_code(spec: FloatSpec, negative: bool = False) -> int:
     """Code a NaN input maps to."""
-    if spec.special == "fnuz":
+    if spec.special in ("fnuz", "fnuz_inf"):
         return spec.sign_bit
     if spec.nan_code is None:
         raise ValueError("format has no NaN")
@@ -187,9 +224,9 @@ def nan_code(spec: FloatSpec, negative: bool = False) -> int:
 def inf_code(spec: FloatSpec, negative: bool) -> int:
     """Code a ±inf input maps to."""
     sign = spec.sign_bit if negative else 0
-    if spec.special == "ieee":
-        return sign | spec.inf_code
-    if spec.overflow == "sat" or spec.special == "none":
+    if spec.inf_code is not None:
+        return sign | (spec.max_code if spec.overflow == "sat_finite" else spec.inf_code)
+    if spec.overflow != "inf" or spec.special == "none":
         return sign | spec.max_code
     return nan_code(spec, negative)
 
@@ -197,29 +234,59 @@ def inf_code(spec: FloatSpec, negative: bool) -> int:
 def float_code(x, fmt) -> int:
     """The code of ``x`` (a float, int or Fraction) rounded into ``fmt`` (not stochastic)."""
     spec = fmt if isinstance(fmt, FloatSpec) else FloatSpec(fmt)
+    code = _code(x, spec)
+    # no zero: codes are one lower, and a result below the smallest gives the smallest
+    return max(code, 1) - 1 if spec.zoff else code
+
+
+def _unsigned_negative(spec: FloatSpec, x) -> int:
+    """A negative input into an unsigned format: NaN, except -0 (+0 where there is a zero),
+    saturation and finite rtz/rup (the smallest value), as IEEE P3109 states."""
+    if x == 0 and not spec.zoff:
+        return 0
+    if x != 0 and (spec.overflow != "inf"
+                   or (spec.rounding in ("rtz", "rup") and not math.isinf(x))):
+        return 0
+    return nan_code(spec)
+
+
+def _code(x, spec: FloatSpec) -> int:
     if isinstance(x, float):
         if math.isnan(x):
             return nan_code(spec, math.copysign(1.0, x) < 0)
+        negative = math.copysign(1.0, x) < 0
+        if not spec.signed and negative:
+            return _unsigned_negative(spec, x)
         if math.isinf(x):
             return inf_code(spec, x < 0)
-        negative = math.copysign(1.0, x) < 0
     else:
         negative = x < 0
+        if not spec.signed and negative:
+            return _unsigned_negative(spec, x)
+    if not spec.signed:
+        negative = False
     a = abs(Fraction(x))
+    if spec.zoff and a == 0:
+        return nan_code(spec)
     mode = magnitude_mode(spec.rounding, negative)
-    return finish(spec, negative, round_magnitude(a, spec.M, spec.emin, mode), mode)
+    code, m, rest = bracket(a, spec.M, spec.emin)
+    if spec.code_ties:
+        m = code + spec.zoff  # the parity of the format's own code
+    return finish(spec, negative, choose(code, m, rest, mode), mode)
 
 
 def code_value(code: int, fmt) -> float:
     """Value of a full code as a float (NaN for NaN codes; subnormal codes decode exactly)."""
     spec = fmt if isinstance(fmt, FloatSpec) else FloatSpec(fmt)
     negative = bool(code & spec.sign_bit)
-    c = code & (spec.sign_bit - 1)
-    if spec.special == "fnuz" and negative and c == 0:
+    c = (code & (spec.sign_bit - 1) if spec.signed else code) + spec.zoff
+    if spec.special in ("fnuz", "fnuz_inf") and negative and c == 0:
         return math.nan
     if spec.special == "ieee" and c >= spec.inf_code:
         return (-math.inf if negative else math.inf) if c == spec.inf_code else math.nan
-    if spec.special == "fn" and c == spec.nan_code:
+    if spec.special in ("fn", "fn_inf") and c == spec.nan_code:
         return math.nan
+    if spec.special in ("fn_inf", "fnuz_inf") and c == spec.inf_code:
+        return -math.inf if negative else math.inf
     v = float(code_magnitude(c, spec.M, spec.emin))
     return -v if negative else v

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.vendor
 
 N_RANDOM = 100_000
 
-AP_Q = [q for q in FixedRounding if q not in (FixedRounding.STOCHASTIC, FixedRounding.RND_CONV_ODD)]
-AC_Q = [q for q in FixedRounding if q is not FixedRounding.STOCHASTIC]
+AP_Q = [q for q in FixedRounding if q.is_hls and q is not FixedRounding.RND_CONV_ODD]
+AC_Q = [q for q in FixedRounding if q.is_hls]
 AP_O = list(FixedOverflow)
 AC_O = [o for o in FixedOverflow if o is not FixedOverflow.WRAP_SM]
 

@@ -7,7 +7,7 @@ zero-dilated plane fxemu builds — and reduces each output's products through t
 ``FixedMac`` / ``FloatMac`` policies and orders as ``test_arith_vs_vendor.py``. The average
 pool is checked with 2×2 windows divided into float64 (exact: the window count is 4), so the
 comparison is of the Mac's window sum; its one rounded division is checked against the
-Fraction oracle in ``tests/kernels/test_layers.py``. Integer codes are compared.
+Fraction oracle in ``tests/kernels/test_layer_arith.py``. Integer codes are compared.
 """
 
 from __future__ import annotations
