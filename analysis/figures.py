@@ -30,8 +30,8 @@ from .runs import Run, Runs
 from .stats import common_epoch, final_accuracy, welch_p
 
 __all__ = ["MIN_SPAN_PP", "STYLE", "FigureFile", "color_limits", "curves", "distance_figure",
-           "format_axes", "heatmap", "policy_colors", "sqnr_epochs_figure", "sqnr_figure",
-           "weight_histograms"]
+           "format_axes", "heatmap", "pareto_figure", "pareto_points", "policy_colors",
+           "sqnr_epochs_figure", "sqnr_figure", "weight_histograms"]
 
 STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.15),
          "savefig.dpi": 150, "figure.dpi": 100, "pdf.fonttype": 42,
@@ -596,3 +596,89 @@ def _cells(df: pd.DataFrame, ya: str, xa: str) -> pd.DataFrame:
         texts.append(text)
     cells["p_vs_best"], cells["mark"], cells["text"] = ps, marks, texts
     return cells.drop(columns="values")
+
+
+# -- accuracy against cost --------------------------------------------------------------------
+def pareto_points(runs: Runs, costs: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
+    """Per costed policy with complete runs: ``policy``, ``n`` (seeds), ``acc`` (mean final
+    test accuracy at ``epoch``, default the last epoch every complete run reached), ``acc_min``
+    / ``acc_max`` over seeds, the cost columns of ``costs``
+    (:func:`fxemu.analysis.costs.load_costs`) and ``front_lut`` / ``front_dsp``: on the
+    Pareto front of accuracy against LUTs / DSPs."""
+    from .costs import RESOURCES, pareto_front
+
+    fa = final_accuracy(runs, epoch)
+    ok = costs[costs["error"].isna()] if len(costs) else costs
+    rows = []
+    for pol, g in fa.groupby("policy", sort=False):
+        c = ok[ok["policy"] == pol]
+        if not len(c):
+            continue
+        c = c.iloc[-1]
+        rows.append({"policy": pol, "n": len(g), "acc": float(g["test_acc"].mean()),
+                     "acc_min": float(g["test_acc"].min()),
+                     "acc_max": float(g["test_acc"].max()), "epoch": int(g["epoch"].iloc[0]),
+                     "device": c["device"], "tool": c["tool"],
+                     **{k: float(c[k]) for k in RESOURCES}})
+    df = pd.DataFrame(rows, columns=["policy", "n", "acc", "acc_min", "acc_max", "epoch",
+                                     "device", "tool", *RESOURCES])
+    df["front_lut"] = pareto_front(df["lut"], df["acc"]) if len(df) else []
+    df["front_dsp"] = pareto_front(df["dsp"], df["acc"]) if len(df) else []
+    return df
+
+
+def pareto_figure(points: pd.DataFrame, out: str | Path,
+                  stem: str = "pareto") -> FigureFile | None:
+    """Final test accuracy against LUTs (left) and DSPs (right) per policy, from
+    :func:`pareto_points`: the Pareto front as filled circles joined by a staircase (each
+    step: the best accuracy reachable at that cost or less), each labelled with its policy;
+    dominated policies as hollow grey circles; a vertical bar spans the seeds' range. The
+    axes name the device, the tool and its version; the costs are Yosys's counts before
+    vendor place and route (estimates). An axis whose largest cost is over 10× its smallest
+    is logarithmic (and says so). None when fewer than two policies have a cost."""
+    if len(points) < 2:
+        return None
+    devices, tools = sorted(set(points["device"])), sorted(set(points["tool"]))
+    where = f"{', '.join(tools)}, {', '.join(devices)}"
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(11.0, 4.6), layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, res, label in ((axes[0], "lut", "LUTs"), (axes[1], "dsp", "DSP blocks")):
+            front = points[points[f"front_{res}"]].sort_values(res)
+            dom = points[~points[f"front_{res}"]]
+            x, y = points[res], 100 * points["acc"]
+            ax.vlines(x, 100 * points["acc_min"], 100 * points["acc_max"], color="0.75",
+                      lw=1, zorder=1)
+            ax.scatter(dom[res], 100 * dom["acc"], s=36, facecolors="none",
+                       edgecolors="0.55", lw=1.1, zorder=2, label="dominated")
+            if len(front):
+                fx_ = [*list(front[res]), float(x.max())]
+                fy = [*list(100 * front["acc"]), float(100 * front["acc"].iloc[-1])]
+                ax.step(fx_, fy, where="post", color="C3", lw=1.4, zorder=3,
+                        label="Pareto front")
+                ax.scatter(front[res], 100 * front["acc"], s=46, color="C3", zorder=4)
+                for i, (_, r) in enumerate(front.iterrows()):  # staggered: close points
+                    ax.annotate(r["policy"], (r[res], 100 * r["acc"]), fontsize=7,
+                                xytext=(5, -11 - 9 * (i % 4)), textcoords="offset points",
+                                color="C3")
+            logx = float(x.min()) > 0 and float(x.max()) / float(x.min()) > 10
+            if logx:  # e.g. fixed-point PEs of tens of LUTs beside a float32 PE of thousands
+                ax.set_xscale("log")
+            ax.set_xlabel(f"{label} per datapath{' (log scale)' if logx else ''}\n"
+                          f"({where}; pre-P&R estimate)", fontsize=9)
+            ax.set_title(f"accuracy vs {label}", fontsize=10)
+            lo = float(min(y.min(), (100 * points["acc_min"]).min()))
+            ax.set_ylim(max(0.0, lo - 5), 100)
+            if res == "dsp" and not logx:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[0].set_ylabel(f"final test accuracy [%] (epoch {int(points['epoch'].max())})")
+        axes[0].legend(loc="lower right", fontsize=8)
+        title = "Accuracy against datapath cost"
+        cap = (f"Final test accuracy (mean over seeds; bars: min–max) of each policy against "
+               f"its datapath cost from synthesis ({where}): LUTs and DSP blocks summed over "
+               "the policy's distinct PEs, Yosys's counts before vendor place and route (an "
+               "estimate of a Vivado result). Filled red and the staircase: the Pareto front "
+               "(no other policy is as cheap or cheaper and as accurate or more, one of them "
+               "strictly); hollow grey: dominated policies.")
+        ff = _save(fig, Path(out), stem, title, cap)
+    return replace(ff, data=points)

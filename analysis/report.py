@@ -31,6 +31,7 @@ from fxemu._errors import msg
 from . import figures as F
 from . import stats as S
 from . import tables as T
+from .costs import load_costs
 from .runs import Runs, load_runs
 
 __all__ = ["write_report"]
@@ -234,8 +235,9 @@ def _figure_html(f: F.FigureFile, root: Path) -> str:
             f'<a href="{_e(png)}">PNG</a>)</span></figcaption></figure>')
 
 
-_FIGURE_STEMS = ("curves", "weights_*", "sqnr", "sqnr_epochs", "distances", "heatmap")
-_TABLE_STEMS = ("runs", "comparison", "accuracy", "sqnr", "sqnr_all", "distances")
+_FIGURE_STEMS = ("curves", "weights_*", "sqnr", "sqnr_epochs", "distances", "heatmap",
+                 "pareto")
+_TABLE_STEMS = ("runs", "comparison", "accuracy", "sqnr", "sqnr_all", "distances", "cost")
 
 
 def _clear_previous(fig_dir: Path, tab_dir: Path) -> None:
@@ -247,6 +249,38 @@ def _clear_previous(fig_dir: Path, tab_dir: Path) -> None:
                 for ext in exts:
                     for f in d.glob(f"{stem}.{ext}"):
                         f.unlink()
+
+
+def _cost_html(runs: Runs, costs: pd.DataFrame, fig_dir: Path, tab_dir: Path,
+               out: Path) -> str:
+    """The Pareto figure and the table of accuracy and cost per policy."""
+    pts = F.pareto_points(runs, costs)
+    body = ""
+    bad = costs[costs["error"].notna()]
+    if len(bad):
+        body += ('<p class="note">No cost for ' + _e("; ".join(
+            f"{r.policy}: {r.error}" for r in bad.itertuples())) + ".</p>")
+    fig = F.pareto_figure(pts, fig_dir)
+    body += (_figure_html(fig, out) if fig is not None else
+             '<p class="note">No Pareto figure: fewer than two policies have both complete '
+             "runs and a cost.</p>")
+    if len(pts):
+        text = pd.DataFrame({
+            "policy": pts["policy"], "seeds": pts["n"].astype(int),
+            "test acc [%]": [f"{100 * a:.2f}" for a in pts["acc"]],
+            "LUT": pts["lut"].astype(int), "FF": pts["ff"].astype(int),
+            "DSP": pts["dsp"].astype(int), "CARRY": pts["carry"].astype(int),
+            "front (LUT)": ["yes" if f else "" for f in pts["front_lut"]],
+            "front (DSP)": ["yes" if f else "" for f in pts["front_dsp"]]})
+        cap = (f"Final test accuracy (mean over seeds, epoch {int(pts['epoch'].max())}) and "
+               "datapath cost per policy: resources summed over the policy's distinct PEs, "
+               f"from {', '.join(sorted(set(pts['tool'])))} on "
+               f"{', '.join(sorted(set(pts['device'])))} (counts before vendor place and "
+               "route: estimates). front: on the Pareto front of accuracy against LUTs / "
+               "DSPs.")
+        files = T.write_table(text, pts, tab_dir, "cost", cap)
+        body += _table_html(text, files, out, cap)
+    return body
 
 
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
@@ -430,6 +464,12 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, *,
         body = (_figure_html(fh, out) if fh is not None else
                 f'<p class="note">No format-sweep heatmap: {_e(why)}.</p>')
         section("sweep", "Format sweep", body)
+
+        # accuracy against datapath cost (a sweep run with --cost wrote costs.json)
+        costs = load_costs(run_dirs)
+        if len(costs):
+            section("cost", "Accuracy against datapath cost", _cost_html(runs, costs, fig_dir,
+                                                                          tab_dir, out))
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     summary = (f"{len(runs)} run(s): {n_st['complete']} complete, {n_st['partial']} partial, "

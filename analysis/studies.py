@@ -43,6 +43,20 @@
     ``founding``, seeds 0, 1, 2 (15 runs). The report adds ``mx_table.{md,csv}`` (final test
     accuracy per policy, mean and 95% CI over seeds).
 
+``cost``
+    Accuracy against datapath cost: fixed-point data (input, weights, activations, gradients,
+    master weights) ``ap_fixed<W, 4, AP_RND_CONV, AP_SAT>`` for W = 8, 10, 12, 14, 16 (range
+    ±8, W − 4 fraction bits) and every Mac accumulating in ``ap_fixed<A, 12, AP_RND_CONV,
+    AP_SAT>`` for A = 16, 24, 32 (range ±2048, A − 12 fraction bits: below the products'
+    2(W − 4), every addition rounds to nearest even); the weight update rounds to nearest
+    (``rn``) or stochastically (``sr``): 30 policies, seed 0, plus the ``fw32bw32`` float32
+    baseline; 2 000 / 500 digits, batch 100, 5 epochs, lr 0.01. Each distinct policy's PE is
+    synthesised once (``--device``, default ``xc7z020``: Yosys ``synth_xilinx``), and the
+    report's "Accuracy against datapath cost" section plots the Pareto front. The update's
+    rounding does not change the Mac, so the ``rn`` and ``sr`` policies of one (W, A) share
+    one synthesis (the cache). ``report/cost_monotonic.md`` checks that LUT, FF and DSP
+    counts never fall as W or A grows.
+
 Outputs under ``out``: ``runs/`` (one run directory each, see :mod:`fxemu.analysis.sweep`)
 and ``report/`` (:func:`fxemu.analysis.report.write_report`, its ``index.html``); the
 rounding study adds ``report/rounding_accuracy.{png,pdf}`` and ``report/rounding_table.{md,csv}``
@@ -59,8 +73,10 @@ from fxemu._errors import msg
 from fxemu.formats import Fixed, Mac
 from fxemu.policy import Backward, Forward, Policy, Update
 
-__all__ = ["FRACTION_BITS", "MX_POLICIES", "STUDIES", "founding_spec", "lenet5_spec", "mx_spec",
-           "policy_summary", "rounding_policy", "rounding_spec", "rounding_summary", "run_study"]
+__all__ = ["ACC_WIDTHS", "DATA_WIDTHS", "FRACTION_BITS", "MX_POLICIES", "STUDIES",
+           "cost_monotonic", "cost_policy", "cost_spec", "founding_spec", "lenet5_spec",
+           "mx_spec", "policy_summary", "rounding_policy", "rounding_spec",
+           "rounding_summary", "run_study"]
 
 FRACTION_BITS = tuple(range(8, 15))
 _ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
@@ -101,6 +117,87 @@ def rounding_spec(seeds: Sequence[int] = (0, 1, 2),
     return {"policies": ["fw32bw32", *pols], "seeds": list(seeds), "train": dict(_SCHEDULE)}
 
 
+DATA_WIDTHS = (8, 10, 12, 14, 16)
+ACC_WIDTHS = (16, 24, 32)
+_COST_NAME = re.compile(r"^fx_d(\d+)_a(\d+)_(rn|sr)$")
+_COST_SCHEDULE = {**_SCHEDULE, "epochs": 5}
+
+
+def cost_policy(data_width: int, acc_width: int, rounding: str = "rn") -> Policy:
+    """The cost study's policy (module docstring): data ``ap_fixed<W, 4>``, accumulators
+    ``ap_fixed<A, 12>``, the update rounded to nearest (``"rn"``) or stochastically
+    (``"sr"``)."""
+    for what, v, lo, hi in (("data_width", data_width, 5, 32),
+                            ("acc_width", acc_width, 13, 53)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(msg(what, f"must be an int in {lo}..{hi}", v))
+    if rounding not in ("rn", "sr"):
+        raise ValueError(msg("rounding", "must be rn or sr", rounding))
+    data = Fixed(data_width, 4, rounding="rnd_conv", overflow="sat")
+    acc = Mac(Fixed(acc_width, 12, rounding="rnd_conv", overflow="sat"))
+    master = Fixed(data_width, 4, rounding="rnd_conv" if rounding == "rn" else "stochastic",
+                   overflow="sat")
+    return Policy(
+        name=f"fx_d{data_width:02d}_a{acc_width:02d}_{rounding}",
+        forward=Forward(input=data, weight=data, activation=data, conv=acc, dense=acc),
+        backward=Backward(weight=data, grad=data, dense_dw=acc, dense_dx=acc, conv_dw=acc),
+        update=Update(master=master),
+    )
+
+
+def cost_spec(seeds: Sequence[int] = (0,), data_widths: Sequence[int] = DATA_WIDTHS,
+              acc_widths: Sequence[int] = ACC_WIDTHS) -> dict:
+    """The cost study's sweep spec: ``fw32bw32`` and :func:`cost_policy` over the grid."""
+    pols = [cost_policy(w, a, r).to_dict() for w in data_widths for a in acc_widths
+            for r in ("rn", "sr")]
+    return {"policies": ["fw32bw32", *pols], "seeds": list(seeds),
+            "train": dict(_COST_SCHEDULE)}
+
+
+def cost_monotonic(runs_dir: str | Path):
+    """The cost study's PE costs by data width W and accumulator width A (a DataFrame:
+    ``data_width``, ``acc_width``, ``lut``, ``ff``, ``dsp``, ``carry``) and the list of
+    violations of monotonicity (a resource that falls as W or A grows, the other fixed)."""
+    import pandas as pd
+
+    from .costs import load_costs
+
+    c = load_costs([runs_dir])
+    rows = []
+    for r in c.itertuples():
+        hit = _COST_NAME.match(str(r.policy))
+        if hit is not None and r.error is None and hit[3] == "rn":
+            rows.append({"data_width": int(hit[1]), "acc_width": int(hit[2]),
+                         **{k: int(getattr(r, k)) for k in ("lut", "ff", "dsp", "carry")}})
+    df = pd.DataFrame(rows, columns=["data_width", "acc_width", "lut", "ff", "dsp", "carry"])
+    df = df.sort_values(["data_width", "acc_width"]).reset_index(drop=True)
+    bad = []
+    for key, along in (("acc_width", "data_width"), ("data_width", "acc_width")):
+        for fixed, g in df.groupby(key):
+            g = g.sort_values(along)
+            for res in ("lut", "ff", "dsp"):
+                v, x = list(g[res]), list(g[along])
+                bad += [f"{res} falls from {v[i]} to {v[i + 1]} as {along} grows "
+                        f"{x[i]} -> {x[i + 1]} at {key} {fixed}"
+                        for i in range(len(v) - 1) if v[i + 1] < v[i]]
+    return df, bad
+
+
+def _cost_extras(runs_dir: Path, report_dir: Path) -> Path:
+    """``report_dir/cost_monotonic.md``: the PE cost grid and the monotonicity check."""
+    df, bad = cost_monotonic(runs_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["| data W | acc A | LUT | FF | DSP | CARRY |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.data_width} | {r.acc_width} | {r.lut} | {r.ff} | {r.dsp} | {r.carry} |"
+              for r in df.itertuples()]
+    verdict = ("monotonic: no resource falls as W or A grows" if not bad else
+               "NOT monotonic:\n" + "\n".join(f"- {b}" for b in bad))
+    path = report_dir / "cost_monotonic.md"
+    path.write_text("\n".join(lines) + f"\n\n{len(df)} PEs; {verdict}\n")
+    return path
+
+
+
 def lenet5_spec(seeds: Sequence[int] = (0, 1, 2)) -> dict:
     """The LeNet-5 study's sweep spec (see the module docstring)."""
     return {"policies": ["fw32bw32", "fw16bw16", "fixed16", "fixed16_sr"], "seeds": list(seeds),
@@ -118,7 +215,8 @@ def mx_spec(seeds: Sequence[int] = (0, 1, 2), train: dict | None = None) -> dict
 
 
 STUDIES = {"founding": founding_spec, "rounding": rounding_spec, "lenet5": lenet5_spec,
-           "mx": mx_spec}
+           "mx": mx_spec, "cost": cost_spec}
+_DEFAULT_SEEDS = {"cost": (0,)}  # the others: 0, 1, 2
 
 
 def _final(runs_dir: str | Path) -> list[dict]:
@@ -292,24 +390,27 @@ def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
     return paths
 
 
-def run_study(name: str, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2),
+def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
               workers: int | None = None, scheduler: str | None = None,
-              progress: bool = True, report: bool = True, train: dict | None = None):
+              progress: bool = True, report: bool = True, train: dict | None = None,
+              device: str = "xc7z020"):
     """Run (or resume) study ``name`` into ``out/runs`` and write ``out/report``.
 
-    ``train``: TrainConfig fields replacing the study's schedule (a smaller variant, e.g.
-    ``{"n_train": 64, "epochs": 2}``). Returns ``(SweepResult, index.html path or None)``;
-    the report covers the finished runs even when some failed.
+    ``seeds``: default (0, 1, 2), (0,) for ``cost``; ``train``: TrainConfig fields replacing
+    the study's schedule (a smaller variant, e.g. ``{"n_train": 64, "epochs": 2}``);
+    ``device``: the cost study's synthesis target. Returns ``(SweepResult, index.html path
+    or None)``; the report covers the finished runs even when some failed.
     """
     from .sweep import run_sweep
 
     if name not in STUDIES:
         raise ValueError(msg("study", "unknown", name, "known: " + ", ".join(STUDIES)))
     out = Path(out)
+    seeds = _DEFAULT_SEEDS.get(name, (0, 1, 2)) if seeds is None else seeds
     spec = STUDIES[name](seeds)
     spec["train"].update(train or {})
     res = run_sweep(spec, out / "runs", workers=workers, scheduler=scheduler,
-                    progress=progress)
+                    progress=progress, cost=device if name == "cost" else None)
     index = None
     if report:
         from .report import write_report
@@ -321,4 +422,6 @@ def run_study(name: str, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2),
             _rounding_extras(out / "runs", out / "report")
         if name == "mx":
             _mx_extras(out / "runs", out / "report")
+        if name == "cost":
+            _cost_extras(out / "runs", out / "report")
     return res, index

@@ -564,7 +564,7 @@ def _run_dask(todo: list[Run], out: Path, scheduler: str, threads: int | None,
 def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
               workers: int | None = None, scheduler: str | None = None,
               threads: int | None = 1, retry_failed: bool = True, progress: bool = True,
-              train_fn: TrainFn | None = None) -> SweepResult:
+              train_fn: TrainFn | None = None, cost: str | None = None) -> SweepResult:
     """Run (or resume) a sweep: one run directory per run under ``out``.
 
     Parameters
@@ -589,6 +589,11 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
     train_fn : callable, optional
         Trains one run: ``train_fn(TrainConfig, run_dir, resume=True, progress=False)``;
         default :func:`fxemu.train.train`. It must be importable by the workers.
+    cost : str, optional
+        A device of ``fxemu hw cost`` (``xc7z020``, ``xczu7ev``, ``ecp5-85k``): after the
+        runs, each distinct policy's datapath cost from synthesis is computed once (cached)
+        and written to ``out/costs.json`` (:func:`fxemu.analysis.costs.write_sweep_costs`;
+        needs the ``rtl`` extra, checked before any run trains).
 
     Returns
     -------
@@ -615,11 +620,20 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
                                  "holds a run of another configuration", why,
                                  "use a new --out or delete that directory"))
     _check_data(runs)
+    if cost is not None:
+        from fxemu.hw.tools.cost import device, tool_versions
+
+        tool_versions(device(cost))  # an unknown device or a missing extra: before training
 
     rundir.make_dir(out)
     with rundir.DirLock(out, what="sweep directory"):
-        return _run_locked(runs, out, workers, scheduler, threads, retry_failed, progress,
-                           train_fn)
+        res = _run_locked(runs, out, workers, scheduler, threads, retry_failed, progress,
+                          train_fn)
+        if cost is not None:
+            from .costs import write_sweep_costs
+
+            write_sweep_costs(out, (load_policy(r.config["policy"]) for r in runs), cost)
+        return res
 
 
 def _run_locked(runs: list[Run], out: Path, workers: int | None, scheduler: str | None,

@@ -66,11 +66,15 @@ def _summary(res) -> None:
 @click.option("--no-retry-failed", is_flag=True, help="Leave runs holding error.json alone.")
 @click.option("--dry-run", is_flag=True, help="Validate and list the runs, train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--cost", "cost_device", type=click.Choice(["xc7z020", "xczu7ev", "ecp5-85k"]),
+              default=None, help="Also record each distinct policy's datapath cost from "
+              "synthesis on this device (costs.json; needs the rtl extra).")
 def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str | None,
               models: tuple[str, ...], epochs: int | None, n_train: int | None, n_test: int | None,
               batch_size: int | None, lr: float | None, data: str | None, backend: str | None,
               checkpoint_every: int | None, workers: int | None, threads: int,
-              scheduler: str | None, no_retry_failed: bool, dry_run: bool, quiet: bool) -> None:
+              scheduler: str | None, no_retry_failed: bool, dry_run: bool, quiet: bool,
+              cost_device: str | None) -> None:
     """Train a grid of policies x seeds (x a [grid] of other settings) from SPEC and/or flags.
 
     SPEC is a .toml/.json sweep spec (policies, seeds, [train], [grid]; see
@@ -111,7 +115,8 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
                            .rstrip())
             return
         res = run_sweep(runs, out, workers=workers, scheduler=scheduler, threads=threads,
-                        retry_failed=not no_retry_failed, progress=not quiet)
+                        retry_failed=not no_retry_failed, progress=not quiet,
+                        cost=cost_device)
     except (*_ERRORS, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from None
     _summary(res)
@@ -121,16 +126,19 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
 
 
 @click.command("study")
-@click.argument("name", type=click.Choice(["founding", "rounding", "lenet5", "mx"]))
+@click.argument("name", type=click.Choice(["founding", "rounding", "lenet5", "mx", "cost"]))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Study folder: runs/ (run directories) and report/ (index.html).")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--seeds", default=None, help="Comma-separated seeds [default: 0,1,2; cost: 0].")
 @click.option("--workers", type=int, default=None, help="Local worker processes.")
+@click.option("--device", "device_name", type=click.Choice(["xc7z020", "xczu7ev", "ecp5-85k"]),
+              default="xc7z020", show_default=True,
+              help="cost study: the synthesis target of the datapath costs.")
 @click.option("--scheduler", default=None, help="Dask distributed scheduler address.")
 @click.option("--no-report", is_flag=True, help="Only run the sweep.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def study_cmd(name: str, out: str, seeds: str, workers: int | None, scheduler: str | None,
-              no_report: bool, quiet: bool) -> None:
+def study_cmd(name: str, out: str, seeds: str | None, workers: int | None,
+              device_name: str, scheduler: str | None, no_report: bool, quiet: bool) -> None:
     """Run a precision study (its sweep, then its report).
 
     founding: fw32bw32, fw16bw32, fw16bw16 on 2 000/500 digits, batch 100, 10 epochs.
@@ -138,7 +146,10 @@ def study_cmd(name: str, out: str, seeds: str, workers: int | None, scheduler: s
     stochastic rounding of the update (42 runs with 3 seeds). lenet5: LeNet-5 on
     Fashion-MNIST (10 000/2 000) under fw32bw32, fw16bw16, fixed16, fixed16_sr, 10 epochs.
     mx: fw32bw32, fw16bw16 vs MXFP8, MXFP6, MXFP4 (stochastic backward) block-scaled
-    products, float32 accumulation (15 runs with 3 seeds). Re-running resumes.
+    products, float32 accumulation (15 runs with 3 seeds). cost: ap_fixed<W,4> data,
+    W = 8..16, ap_fixed<A,12> accumulators, A = 16, 24, 32, nearest or stochastic update,
+    1 seed, 5 epochs; each PE synthesised (--device; rtl extra); the report plots accuracy
+    against LUTs and DSPs with the Pareto front. Re-running resumes.
     """
     from fxemu._errors import BackendUnavailable
 
@@ -148,7 +159,8 @@ def study_cmd(name: str, out: str, seeds: str, workers: int | None, scheduler: s
 
     try:
         res, index = run_study(name, out, seeds=_ints(seeds, "--seeds"), workers=workers,
-                               scheduler=scheduler, progress=not quiet, report=not no_report)
+                               scheduler=scheduler, progress=not quiet, report=not no_report,
+                               device=device_name)
     except (*_ERRORS, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from None
     _summary(res)

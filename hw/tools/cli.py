@@ -1,6 +1,7 @@
 """``fxemu hw``: the accelerator's build helpers and cycle model (registered in fxemu.cli).
 
 ``fxemu hw estimate POLICY`` prints the cycle model's table (:mod:`fxemu.hw.tools.estimate`);
+``fxemu hw cost POLICY`` synthesises its datapaths (:mod:`fxemu.hw.tools.cost`);
 ``header``, ``golden``, ``includes`` and ``board`` are what ``hw/Makefile`` calls;
 ``rtl`` writes the open-flow Verilog of a policy's Macs (:mod:`fxemu.hw.rtl`, the rtl extra).
 """
@@ -58,12 +59,20 @@ def hw() -> None:
               help="Board of hw/boards/boards.json (pynq-z2, zcu104, kv260).")
 @click.option("--batch", type=int, default=128, show_default=True,
               help="Samples per training step (1..256).")
-def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) -> None:
+@click.option("--rtl", "use_rtl", is_flag=True,
+              help="Run the reductions on the RTL generator's PE arrays (latency and II from "
+                   "fxemu.hw.rtl.describe; needs the rtl extra) and compare with the HLS model.")
+@click.option("--pes", type=int, default=12, show_default=True,
+              help="PEs per RTL array (with --rtl).")
+def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int,
+                 use_rtl: bool, pes: int) -> None:
     """ESTIMATE of cycles per training step and images/s of the kernel for POLICY.
 
     From the kernel's loop trip counts, initiation intervals (set by each Mac's accumulator
-    format and order) and typical operator latencies: not a synthesis result.
+    format and order) and typical operator latencies: not a synthesis result. With --rtl the
+    reductions use the RTL arrays' cycle counts, and the HLS model's total is printed beside.
     """
+    from ..._errors import BackendUnavailable
     from ..boards import board
     from . import estimate
 
@@ -71,11 +80,16 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) 
     try:
         b = board(board_name)
         mhz = float(b["clock_mhz"]) if clock is None else clock
-        s = estimate.summary(p, batch, mhz)
+        timings = estimate.rtl_timings(p, pes) if use_rtl else None
+        hls = estimate.summary(p, batch, mhz)
+        s = estimate.summary(p, batch, mhz, timings) if use_rtl else hls
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    click.echo(f"estimate (cycle model, not synthesis): policy {p.name}, board {board_name} "
-               f"({b['part']}), clock {mhz:g} MHz, batch {batch}")
+    except BackendUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    model = f" with RTL arrays of {pes} PEs for the reductions" if use_rtl else ""
+    click.echo(f"estimate (cycle model{model}, not synthesis): policy {p.name}, board "
+               f"{board_name} ({b['part']}), clock {mhz:g} MHz, batch {batch}")
     rows = [("stage", "loop", "entries", "trip", "II", "depth", "cycles", "share")]
     for lp in s["loops"]:
         rows.append((lp.stage, lp.name, str(lp.entries), str(lp.trip), str(lp.ii),
@@ -90,6 +104,81 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int) 
     click.echo(f"estimate total: {s['cycles']:,} cycles per step, "
                f"{s['cycles_per_image']:,.0f} per image, {s['ms_per_step']:.1f} ms per step, "
                f"{s['images_per_s']:.1f} images/s at {mhz:g} MHz")
+    if use_rtl:
+        t = sorted({(r, x.latency, x.ii) for r, x in timings.items()})
+        click.echo("RTL vs HLS assumption: the HLS model re-enters each reduction's pipeline "
+                   "per output (depth + tail per output, II from the latency table); the RTL "
+                   "arrays stream back to back (" + ", ".join(
+                       f"{r}: latency {lat}, II {ii}" for r, lat, ii in t) + ")")
+        click.echo(f"HLS model total: {hls['cycles']:,} cycles per step, "
+                   f"{hls['images_per_s']:.1f} images/s; RTL arrays: {s['cycles']:,} "
+                   f"({hls['cycles'] / s['cycles']:.2f}x fewer)")
+
+
+def _cost_text(res: dict, est: dict | None) -> list[str]:
+    """The lines of ``fxemu hw cost`` (every number labelled with tool, version, device)."""
+    lines = [f"cost of policy {res['policy']} on {res['device']} ({res['part']}), "
+             f"{res['pes']}-PE arrays"]
+    for dp in res["datapaths"]:
+        lines.append(f"datapath {', '.join(dp['roles'])}: {dp['module']}  operands "
+                     f"{dp['operands']['a']} x {dp['operands']['b']}, acc {dp['mac']['acc']}, "
+                     f"order {dp['mac']['order']}; latency {dp['latency']}, "
+                     f"II {dp['initiation_interval']}")
+        for key, label in (("pe", "PE"), ("array", f"array of {res['pes']}")):
+            c = dp[key]
+            fmax = f", fmax {c['fmax_mhz']:.1f} MHz ({c['pnr']['tool']})" \
+                if c.get("fmax_mhz") else ""
+            lines.append(f"  {label:>12}: LUT {c['lut']}, FF {c['ff']}, DSP {c['dsp']}, "
+                         f"CARRY {c['carry']}, BRAM18 {c['bram18']}{fmax}  "
+                         f"[{c['tool']}, {res['device']}{', cached' if c['cached'] else ''}]")
+    notes = {dp[k]["note"] for dp in res["datapaths"] for k in ("pe", "array")}
+    lines += [f"note: {n}" for n in sorted(notes)]
+    if est is not None:
+        lines.append(f"throughput (cycle model with the RTL arrays, batch {est['batch']}): "
+                     f"{est['images_per_s']:.1f} images/s at {est['clock_mhz']:.1f} MHz "
+                     f"({res['clock_source']})")
+    else:
+        lines.append(f"throughput: none ({res['clock_source']})")
+    return lines
+
+
+@hw.command("cost")
+@click.argument("policy")
+@click.option("--device", "device_name", default="xc7z020", show_default=True,
+              help="xc7z020 (PYNQ-Z2), xczu7ev (ZCU104) or ecp5-85k (nextpnr fmax).")
+@click.option("--pes", type=int, default=12, show_default=True, help="PEs per array.")
+@click.option("--batch", type=int, default=128, show_default=True,
+              help="Samples per training step for images/s (1..256).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def cost_cmd(policy: str, device_name: str, pes: int, batch: int, as_json: bool) -> None:
+    """COST of POLICY's datapaths from synthesis: Yosys LUT/FF/DSP/CARRY/BRAM for each PE and
+    its array (estimates of a Vivado result on Xilinx parts), nextpnr fmax on ECP5, and
+    images/s from the cycle model with the RTL arrays at that clock (needs the rtl extra)."""
+    import json
+
+    from ..._errors import BackendUnavailable
+    from . import cost, estimate
+
+    p = _policy(policy)
+    try:
+        cost.device(device_name)
+        res = cost.policy_cost(p, device_name, pes=pes)
+        est = None
+        if res["clock_mhz"]:
+            est = estimate.summary(p, batch, res["clock_mhz"], estimate.rtl_timings(p, pes))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    except (BackendUnavailable, cost.CostError) as e:
+        raise click.ClickException(str(e)) from None
+    if est is not None:
+        res["throughput"] = {"images_per_s": est["images_per_s"], "batch": batch,
+                             "clock_mhz": est["clock_mhz"], "cycles_per_step": est["cycles"],
+                             "model": "fxemu.hw.tools.estimate with the RTL arrays"}
+    if as_json:
+        click.echo(json.dumps(res, indent=1, sort_keys=True))
+    else:
+        for line in _cost_text(res, est):
+            click.echo(line)
 
 
 @hw.command("header")

@@ -37,6 +37,17 @@ float ≤ 32 bits        4    3
 float ≤ 64 bits        7    6
 =====================  ===  ===
 
+**The RTL array** (``loops(..., rtl=...)``, ``fxemu hw estimate --rtl``): the reductions run
+on the RTL generator's arrays (:mod:`fxemu.hw.rtl`) of P PEs sharing operand ``a``, with each
+PE's measured latency and initiation interval from :func:`fxemu.hw.rtl.describe` instead of
+the table above. A streaming PE takes one operand pair per cycle and a new stream on the
+beat after ``last``, so the ``outer · ⌈lanes/P⌉`` streams of ``K`` pairs of a loop run back
+to back: ``outer · ⌈lanes/P⌉ · K · II + latency + 2`` cycles (2: the operand reads); an adder
+tree PE of ``k ≥ K`` leaves takes one dot product per beat. What follows each output (bias
+add and rounding: pipelined, II = 1; the read-modify-write weight update: not pipelined, as
+above) becomes an epilogue loop. A pairwise Mac whose reduction is longer than the tree's
+``k`` keeps the HLS model for that loop, and says so in the loop's name.
+
 An m_axi burst starts after ``AXI_LATENCY`` = 40 cycles and then moves one 64-bit word per
 cycle; a single read-modify-write of a parameter in the update (``store_update``, outside any
 pipeline) exposes one read latency plus 4 cycles. The estimate ignores DRAM refresh and
@@ -54,7 +65,8 @@ from ...formats import Fixed, Float, Mac
 from ...policy import Policy
 from .. import layout
 
-__all__ = ["AXI_LATENCY", "Loop", "latency", "loops", "reduction", "summary"]
+__all__ = ["AXI_LATENCY", "Loop", "RtlTiming", "latency", "loops", "reduction", "rtl_timings",
+           "summary"]
 
 AXI_LATENCY = 40
 _UPDATE = AXI_LATENCY + 4  # read the master weight, multiply-subtract, write back
@@ -83,6 +95,29 @@ class Loop:
     @property
     def cycles(self) -> int:
         return self.entries * ((self.trip - 1) * self.ii + self.depth + self.tail)
+
+
+@dataclass(frozen=True)
+class RtlTiming:
+    """Timing of one role's RTL array (from :func:`fxemu.hw.rtl.describe`)."""
+
+    pes: int  # PEs side by side, sharing operand a
+    latency: int  # cycles from the last beat of a stream to its result
+    ii: int  # initiation interval (operand pairs per cycle: 1)
+    k: int | None = None  # leaves of an adder-tree PE (pairwise); None: streaming PE
+
+
+def rtl_timings(policy: Policy, pes: int) -> dict[str, RtlTiming]:
+    """``{role: RtlTiming}`` for the roles of :data:`fxemu.hw.tools.cost.ROLES`, from the RTL
+    generator's ``describe`` of each role's array of ``pes`` PEs (needs the ``rtl`` extra)."""
+    from .cost import datapaths, describe
+
+    out = {}
+    for dp in datapaths(policy):
+        d = describe(dp["mac"], pes=pes, a=dp["a"], b=dp["b"])
+        t = RtlTiming(pes, int(d["latency"]), int(d["initiation_interval"]), d.get("k"))
+        out.update(dict.fromkeys(dp["roles"], t))
+    return out
 
 
 def latency(fmt: Fixed | Float, op: str) -> int:
@@ -123,8 +158,29 @@ def _depth(mac: Mac, a: Fixed | Float, b: Fixed | Float) -> int:
     return 2 + mul + latency(mac.acc, "add")
 
 
-def loops(policy: Policy, n: int) -> list[Loop]:
-    """The kernel's loops for a batch of ``n`` samples: forward, then backward+update."""
+def _on_array(hls: Loop, t: RtlTiming | None, outer: int, lanes: int, k: int,
+              epilogue: int, update: bool) -> list[Loop]:
+    """``hls`` (a reduction loop of the HLS model) as run by the RTL array ``t``: the
+    streams back to back, then the epilogue of each of the ``outer · lanes`` outputs."""
+    if t is None:
+        return [hls]
+    if t.k is not None and k > t.k:
+        return [Loop(hls.stage, f"{hls.name} (HLS model: pairwise tree k={t.k} < K={k})",
+                     hls.entries, hls.trip, hls.ii, hls.depth, hls.tail)]
+    beats = outer * math.ceil(lanes / t.pes) * (1 if t.k is not None else k)
+    out = [Loop(hls.stage, f"{hls.name} [RTL {t.pes} PEs]", 1, beats, t.ii, t.latency + 2)]
+    n_out = outer * lanes
+    if update:
+        out.append(Loop(hls.stage, f"{hls.name}: round + update", n_out, 1, 1, epilogue))
+    elif epilogue:
+        out.append(Loop(hls.stage, f"{hls.name}: per-output epilogue", 1, n_out, 1, epilogue))
+    return out
+
+
+def loops(policy: Policy, n: int, rtl: dict[str, RtlTiming] | None = None) -> list[Loop]:
+    """The kernel's loops for a batch of ``n`` samples: forward, then backward+update.
+
+    ``rtl`` (:func:`rtl_timings`): the reductions run on the RTL arrays (module docstring)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= layout.BATCH_MAX:
         raise ValueError(msg("batch", f"must be an int in 1..{layout.BATCH_MAX}", n))
     fw, bw = policy.forward, policy.backward
@@ -136,41 +192,60 @@ def loops(policy: Policy, n: int) -> list[Loop]:
     cdw_ii, cdw_tail = reduction(bw.conv_dw, n * layout.CONV_OUT * layout.CONV_OUT)
     act_add = latency(fw.activation, "add")
     F, B = "forward", "backward+update"
+    r = rtl or {}
+    co2 = layout.CONV_OUT * layout.CONV_OUT
+    conv = Loop(F, "CONV / CONV_K", n * NZ, K2, conv_ii, _depth(fw.conv, fw.input, fw.weight),
+                conv_tail + act_add + _ACT_ROUND)
+    dense = Loop(F, "DENSE / DENSE_K", n * cls, flat, dense_ii,
+                 _depth(fw.dense, fw.activation, fw.weight), dense_tail + act_add + _ACT_ROUND)
+    dx = Loop(B, "DENSE_DX", n * flat, cls, dx_ii, _depth(bw.dense_dx, bw.grad, bw.weight),
+              dx_tail + _ACT_ROUND)
+    dw = Loop(B, "DENSE_DW + update", flat * cls, n, dw_ii,
+              _depth(bw.dense_dw, bw.grad, fw.activation), dw_tail + _ACT_ROUND + _UPDATE)
+    db = Loop(B, "DENSE_DB + update", cls, n, dw_ii, _depth(bw.dense_dw, bw.grad, bw.grad),
+              dw_tail + _ACT_ROUND + _UPDATE)
+    cdw = Loop(B, "CONV_DW_Z", n, NZ, cdw_ii, _depth(bw.conv_dw, bw.grad, fw.input))
+    if r.get("conv_dw") is not None:  # the 108 weight and 12 bias sums as streams
+        t = r["conv_dw"]
+        cdw_rtl = _on_array(cdw, t, K2 + 1, layout.FILTERS, n * co2, 0, False)
+        cupd = Loop(B, "conv update", NW + layout.FILTERS, 1, 1, _ACT_ROUND + _UPDATE)
+    else:
+        cdw_rtl = [cdw]
+        cupd = Loop(B, "conv update", NW + layout.FILTERS, 1, 1,
+                    cdw_tail + _ACT_ROUND + _UPDATE)
     return [
         Loop(F, "load conv_w, conv_b", 1, NW + layout.FILTERS, 1, AXI_LATENCY),
         Loop(F, "load dense_w", 1, cls * flat, 1, AXI_LATENCY),
         Loop(F, "load dense_b", 1, cls, 1, AXI_LATENCY),
         Loop(F, "READ_X", n, img, 1, AXI_LATENCY),
-        Loop(F, "CONV / CONV_K", n * NZ, K2, conv_ii, _depth(fw.conv, fw.input, fw.weight),
-             conv_tail + act_add + _ACT_ROUND),
+        *_on_array(conv, r.get("conv"), n * co2, layout.FILTERS, K2, act_add + _ACT_ROUND,
+                   False),
         Loop(F, "POOL", n, flat, 1, 6),
         Loop(F, "store h", n, flat, 1, 4),
-        Loop(F, "DENSE / DENSE_K", n * cls, flat, dense_ii,
-             _depth(fw.dense, fw.activation, fw.weight), dense_tail + act_add + _ACT_ROUND),
+        *_on_array(dense, r.get("dense"), n, cls, flat, act_add + _ACT_ROUND, False),
         Loop(B, "load dlogits", 1, n * cls, 1, AXI_LATENCY),
         Loop(B, "load dense_w", 1, cls * flat, 1, AXI_LATENCY),
-        Loop(B, "DENSE_DX", n * flat, cls, dx_ii, _depth(bw.dense_dx, bw.grad, bw.weight),
-             dx_tail + _ACT_ROUND),
+        *_on_array(dx, r.get("dense_dx"), n, flat, cls, _ACT_ROUND, False),
         Loop(B, "DENSE_DW: load h", flat, n, 1, AXI_LATENCY),
-        Loop(B, "DENSE_DW + update", flat * cls, n, dw_ii,
-             _depth(bw.dense_dw, bw.grad, fw.activation), dw_tail + _ACT_ROUND + _UPDATE),
-        Loop(B, "DENSE_DB + update", cls, n, dw_ii, _depth(bw.dense_dw, bw.grad, bw.grad),
-             dw_tail + _ACT_ROUND + _UPDATE),
+        *_on_array(dw, r.get("dense_dw"), cls, flat, n, _ACT_ROUND + _UPDATE, True),
+        *_on_array(db, r.get("dense_dw"), 1, cls, n, _ACT_ROUND + _UPDATE, True),
         Loop(B, "CONV_DW: load x", n, img, 1, AXI_LATENCY),
         Loop(B, "CONV_DW: load z1", n, NZ, 1, AXI_LATENCY),
         Loop(B, "CONV_DW: load dh", n, flat, 1, AXI_LATENCY),
         Loop(B, "CONV_DW: pool", n, flat, 1, 6),
-        Loop(B, "CONV_DW_Z", n, NZ, cdw_ii, _depth(bw.conv_dw, bw.grad, fw.input)),
-        Loop(B, "conv update", NW + layout.FILTERS, 1, 1, cdw_tail + _ACT_ROUND + _UPDATE),
+        *cdw_rtl,
+        cupd,
     ]
 
 
-def summary(policy: Policy, n: int, clock_mhz: float) -> dict:
-    """Totals: cycles per step (and per stage), per image, ms per step and images/s."""
+def summary(policy: Policy, n: int, clock_mhz: float,
+            rtl: dict[str, RtlTiming] | None = None) -> dict:
+    """Totals: cycles per step (and per stage), per image, ms per step and images/s
+    (``rtl``: with the reductions on the RTL arrays, see :func:`loops`)."""
     if not (isinstance(clock_mhz, int | float) and math.isfinite(clock_mhz)
             and clock_mhz > 0):
         raise ValueError(msg("clock", "must be a positive number of MHz", clock_mhz))
-    ls = loops(policy, n)
+    ls = loops(policy, n, rtl)
     total = sum(lp.cycles for lp in ls)
     stages = {}
     for lp in ls:
