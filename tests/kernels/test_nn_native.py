@@ -13,14 +13,25 @@ import pytest
 from fxemu.arith import maxpool2d, maxpool2d_backward
 from fxemu.backends import get_backend
 from fxemu.backends.base import Backend
+from fxemu.nn import model
 from fxemu.policy import PRESETS
 
 POLICY = {np.float32: "fw32bw32", np.float64: "float64"}
+NET = model.founding()  # its conv (layer 0) and pool (layer 2) describe the fused block
+CONV, POOL = NET.layers[0], NET.layers[2]
+
+
+def _crp(be, x, w, b):
+    return be.conv_relu_pool(x, w, b, CONV, POOL, be.policy)
+
+
+def _crp_back(be, ctx, dh):
+    return be.conv_relu_pool_backward(ctx, dh, be.policy)
 
 
 def _arg(ctx) -> np.ndarray:
     """The window argmax (row-major slot 0..3) from the fused forward's flat positions."""
-    pos = ctx[2].astype(np.int64).reshape(-1, 12, 13, 13)
+    pos = ctx[3].astype(np.int64).reshape(-1, 12, 13, 13)
     y, z = np.arange(13)[:, None], np.arange(13)[None, :]
     return (pos // 28 - 2 * y) * 2 + pos % 28 - 2 * z
 
@@ -80,7 +91,7 @@ def _ref_backward(x, z, arg, dh, dtype):
 def test_fused_forward_and_backward_match_the_composition_exactly(dtype) -> None:
     x, w, b, dh = _inputs(12, dtype)
     be = get_backend("native", PRESETS[POLICY[dtype]])
-    h, ctx = be.conv_relu_pool(be.input(x), w, b)
+    h, ctx = _crp(be, be.input(x), w, b)
     assert h.dtype == dtype and h.shape == (12, 12, 13, 13)
     z, h_ref, arg_ref = _ref_forward(x, w, b, dtype)
     np.testing.assert_array_equal(h.astype(np.float64), h_ref)
@@ -88,7 +99,7 @@ def test_fused_forward_and_backward_match_the_composition_exactly(dtype) -> None
     live = h_ref > 0  # where the pooled value is <= 0 the argmax carries no gradient
     assert live.mean() > 0.3
     np.testing.assert_array_equal(arg[live], arg_ref[live])
-    dw, db = be.conv_relu_pool_backward(ctx, dh.astype(dtype))
+    dw, db = _crp_back(be, ctx, dh.astype(dtype))
     assert dw.dtype == dtype and db.dtype == dtype
     dw_ref, db_ref = _ref_backward(x, z, arg_ref, dh, dtype)
     np.testing.assert_array_equal(dw, dw_ref)
@@ -104,12 +115,13 @@ def test_fused_path_agrees_with_the_fine_grained_blas_path(dtype, tol) -> None:
     x, w, b, dh = _inputs(16, dtype, seed=1)
     be = get_backend("native", PRESETS[POLICY[dtype]])
     xq = be.input(x)
-    h, ctx = be.conv_relu_pool(xq, w, b)
-    h2, ctx2 = Backend.conv_relu_pool(be, xq, w, b)
+    h, ctx = _crp(be, xq, w, b)
+    h2, ctx2 = Backend.conv_relu_pool(be, xq, w, b, CONV, POOL, be.policy)
     np.testing.assert_allclose(h.astype(np.float64), h2, rtol=tol, atol=tol)
-    dw, db = be.conv_relu_pool_backward(ctx, dh.astype(dtype))
-    dw2, db2 = Backend.conv_relu_pool_backward(be, ctx2, dh.astype(dtype))
-    _, z, arg = ctx2
+    dw, db = _crp_back(be, ctx, dh.astype(dtype))
+    dw2, db2 = Backend.conv_relu_pool_backward(be, ctx2, dh.astype(dtype), be.policy)
+    z = ctx2[2].astype(np.float64)  # the composition's conv output (the ReLU's context)
+    arg = maxpool2d(np.maximum(z, 0.0), 2)[1]
     mag_w, mag_b = _ref_backward(np.abs(x), z, arg, np.abs(dh), np.float64)
     assert np.all(np.abs(dw.astype(np.float64) - dw2) <= tol * mag_w)
     assert np.all(np.abs(db.astype(np.float64) - db2) <= tol * mag_b)
@@ -126,16 +138,16 @@ def test_ties_nan_and_negative_windows_follow_maxpool2d() -> None:
     b = np.where(np.arange(12) < 6, 0.25, -0.25)
     for dtype in (np.float32, np.float64):
         be = get_backend("native", PRESETS[POLICY[dtype]])
-        h, ctx = be.conv_relu_pool(be.input(x), w, b)
+        h, ctx = _crp(be, be.input(x), w, b)
         z, h_ref, arg_ref = _ref_forward(x, w, b, dtype)
         assert np.isnan(h_ref).any() and (h_ref == 0).any() and (h_ref > 0).any()
         np.testing.assert_array_equal(h.astype(np.float64), h_ref)
         keep = ~(h_ref <= 0)
         np.testing.assert_array_equal(_arg(ctx)[keep], arg_ref[keep])
         # the backward pass on the finite images (dead cells add 0·x, zero for finite x)
-        h, ctx = be.conv_relu_pool(be.input(x[:2]), w, b)
+        h, ctx = _crp(be, be.input(x[:2]), w, b)
         dh = np.ones((2, 12, 13, 13), dtype)
-        dw, db = be.conv_relu_pool_backward(ctx, dh)
+        dw, db = _crp_back(be, ctx, dh)
         dw_ref, db_ref = _ref_backward(x[:2], z[:2], arg_ref[:2], dh.astype(np.float64), dtype)
         assert np.count_nonzero(dw_ref) > 6
         np.testing.assert_array_equal(dw, dw_ref)
@@ -153,8 +165,8 @@ def test_fused_kernels_do_not_depend_on_thread_count(dtype) -> None:
     try:
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
-            h, ctx = be.conv_relu_pool(be.input(x), w, b)
-            out.append((h, ctx[2], *be.conv_relu_pool_backward(ctx, dh.astype(dtype))))
+            h, ctx = _crp(be, be.input(x), w, b)
+            out.append((h, ctx[2], *_crp_back(be, ctx, dh.astype(dtype))))
     finally:
         numba.set_num_threads(n0)
     for one, many in zip(*out, strict=True):
