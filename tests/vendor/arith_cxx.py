@@ -423,6 +423,9 @@ class ArithProgram(cxx.Program):
     entries of one kind.
     """
 
+    #: C++ appended to every unit after the MAC templates (:class:`LayerProgram`'s loops)
+    extra_source = ""
+
     def units(self) -> list[tuple[str, float]]:
         by_kind: dict[str, list[str]] = defaultdict(list)
         order: list[tuple[str, int]] = []  # (kind, position in by_kind) in table order
