@@ -96,6 +96,9 @@ def check_fixed(fmt: Fixed, what: str) -> None:
 
     if fmt.rounding is Q.STOCHASTIC:
         raise ValueError(msg(what, "stochastic rounding has no RTL generator yet", str(fmt)))
+    if not fmt.rounding.is_hls:
+        raise ValueError(msg(what, f"rounding {fmt.rounding.value!r} is not an ap_fixed/ac_fixed "
+                             "mode; the RTL generator builds those only", str(fmt)))
     if fmt.lib == "ac" and fmt.overflow is OV.SAT_ZERO and fmt.signed and fmt.width % 32 == 0:
         raise ValueError(msg(what, "ac_fixed SAT_ZERO of a width multiple of 32 is not built",
                              str(fmt)))

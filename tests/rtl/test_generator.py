@@ -55,6 +55,7 @@ def test_verilog_names_the_top_and_instantiates_the_pe() -> None:
 @pytest.mark.parametrize(("mac", "kw", "match"), [
     (Mac(Fixed(16, 8, rounding="stochastic")), {}, "rtl acc: stochastic"),
     (Mac(Fixed(16, 8), order="exact"), {}, "rtl mac order: exact"),
+    (Mac(Fixed(16, 8, rounding="jam")), {}, "rtl acc: rounding 'jam' is not an ap_fixed"),
     (Mac(Float(8, 23), mul=Fixed(8, 4)), {}, "all fixed or all float"),
     (Mac(Float(8, 23, rounding="rtz")), {}, "rtl acc: the float PE rounds to nearest even"),
     (Mac(Float(4, 3, special="fn")), {}, "rtl acc: the float PE needs an IEEE format"),
