@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Value
 
-from ...formats import Fixed, FixedOverflow, FixedRounding, Mac
+from ...formats import Fixed, FixedOverflow, FixedRounding
+from ._arith import Arith
 
 Q = FixedRounding
 OV = FixedOverflow
@@ -105,32 +106,15 @@ def check_fixed(fmt: Fixed, what: str) -> None:
 
 
 @dataclass(frozen=True)
-class FixedArith:
+class FixedArith(Arith):
     """The fixed-point datapath of ``mac`` on operands of formats ``a`` and ``b``.
 
     Products ``a·b`` are exact (``Wa + Wb`` bits) and assigned into ``mul`` when given; every
     addition is exact, then assigned into ``acc``; results are assigned into ``out``.
     """
 
-    mac: Mac
     a: Fixed
     b: Fixed
-
-    @property
-    def a_width(self) -> int:
-        return self.a.width
-
-    @property
-    def b_width(self) -> int:
-        return self.b.width
-
-    @property
-    def acc_width(self) -> int:
-        return self.mac.acc.width
-
-    @property
-    def out_width(self) -> int:
-        return self.mac.out_format.width
 
     @property
     def flag_width(self) -> int:

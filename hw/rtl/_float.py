@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
-from ...formats import Float, FloatOverflow, FloatRounding, Mac, Special
+from ...formats import Float, FloatOverflow, FloatRounding, Special
+from ._arith import Arith
 
 #: width of every exponent signal (signed); ample for exponents of formats with E <= 11
 EW = 18
@@ -144,7 +145,7 @@ def check_float(fmt: Float, what: str, *, operand: bool = False) -> None:
 
 
 @dataclass(frozen=True)
-class FloatArith:
+class FloatArith(Arith):
     """The float datapath of ``mac`` on operands of formats ``a`` and ``b``.
 
     An FTZ ``mul`` (else an FTZ ``acc``) reads operands below its smallest normal as zeros
@@ -155,25 +156,8 @@ class FloatArith:
     ``inf - inf``, else ±inf); a NaN result is the positive quiet NaN.
     """
 
-    mac: Mac
     a: Float
     b: Float
-
-    @property
-    def a_width(self) -> int:
-        return self.a.width
-
-    @property
-    def b_width(self) -> int:
-        return self.b.width
-
-    @property
-    def acc_width(self) -> int:
-        return self.mac.acc.width
-
-    @property
-    def out_width(self) -> int:
-        return self.mac.out_format.width
 
     @property
     def flag_width(self) -> int:
