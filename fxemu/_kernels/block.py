@@ -22,14 +22,12 @@ from .codes import (
     HALF_AWAY,
     HALF_EVEN,
     ORDER_CHUNK,
-    ORDER_PAIRWISE,
-    ORDER_SEQUENTIAL,
     TO_ODD,
 )
 from .convert import pow2
 from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles, shr128
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
-from .mac import SACC_N, _acc_step, _add_nodes, _code_node, _sacc_add, _sacc_parts
+from .mac import SACC_N, reduce_nodes
 from .mac_fast import float_step
 
 _U0 = np.uint64(0)
@@ -394,9 +392,10 @@ def _block_term(ea, eb, sa, sb, lo, hi):
 
 @jit
 def reduce_blocks(ea, eb, sa, sb, k, accp, order, chunk, key, idx0, tmp, sacc):
-    """Accumulate the block terms of one output into acc in ``order`` (over blocks: the
-    sequential, chunk:N, pairwise and exact orders of :func:`fxemu._kernels.mac.reduce_pairs`);
-    returns the acc code."""
+    """Accumulate the block terms of one output into acc in ``order``: the terms
+    (:func:`_block_term`) are the nodes of :func:`fxemu._kernels.mac.reduce_nodes`, the one
+    ordered reduction of every Mac; a NaN term (a block holding NaN or inf) makes the result
+    NaN in acc. Returns the acc code."""
     kk = ea.shape[0]
     nb = sa.shape[0]
     tn, th, tl, te, ts = tmp
@@ -405,56 +404,9 @@ def reduce_blocks(ea, eb, sa, sb, k, accp, order, chunk, key, idx0, tmp, sacc):
         tn[t], th[t], tl[t], te[t], ts[t] = _block_term(ea, eb, sa[t], sb[t], t * k,
                                                         min(t * k + k, kk))
         special += ts[t]
-    step = idx0
-    zero = value_code(accp, _U0, key, step)
     if special != 0.0:
-        return value_code(accp, f64_bits(special), key, step)
-    if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
-        acc = zero
-        csize = nb if order == ORDER_SEQUENTIAL else chunk
-        part = zero
-        for t in range(nb):
-            if t % csize == 0 and t > 0 and order == ORDER_CHUNK:
-                pn, ph, pl, pe, ps = _code_node(accp, part)
-                acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
-                step += 1
-                part = zero
-            step += 1
-            if order == ORDER_SEQUENTIAL:
-                acc = _acc_step(accp, acc, tn[t], th[t], tl[t], te[t], ts[t], key, step)
-            else:
-                part = _acc_step(accp, part, tn[t], th[t], tl[t], te[t], ts[t], key, step)
-            step += 1
-        if order == ORDER_CHUNK and nb > 0:
-            pn, ph, pl, pe, ps = _code_node(accp, part)
-            acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
-        return acc
-    if order == ORDER_PAIRWISE:
-        if nb == 0:
-            return zero
-        m = nb
-        while m > 1:
-            nxt = 0
-            for j in range(0, m - 1, 2):
-                code = _add_nodes(accp, tn[j], th[j], tl[j], te[j], ts[j], tn[j + 1], th[j + 1],
-                                  tl[j + 1], te[j + 1], ts[j + 1], key, step)
-                step += 1
-                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = _code_node(accp, code)
-                nxt += 1
-            if m % 2 == 1:
-                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = (tn[m - 1], th[m - 1], tl[m - 1],
-                                                               te[m - 1], ts[m - 1])
-                nxt += 1
-            m = nxt
-        return _acc_step(accp, zero, tn[0], th[0], tl[0], te[0], ts[0], key, step)
-    # exact: one rounding of the exact sum of the block terms (a zero sum is +0)
-    sacc[:] = 0
-    for t in range(nb):
-        _sacc_add(sacc, tn[t], th[t], tl[t], te[t])
-    n, h, lo, e, s = _sacc_parts(sacc)
-    if h == _U0 and lo == _U0 and not s:
-        return zero
-    return round_parts(accp, n, h, lo, e, s, False, key, step)
+        return value_code(accp, f64_bits(special), key, idx0)
+    return reduce_nodes(tmp, nb, accp, order, chunk, key, idx0, sacc)
 
 
 @jit
