@@ -141,7 +141,8 @@ def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = 
     Parameters
     ----------
     x : array_like of float or int
-        Any shape; float32 inputs are widened exactly; non-contiguous views are fine.
+        Any shape; float32 inputs are widened exactly (an MX float Block reads them as they
+        are, element by element, with the same result); non-contiguous views are fine.
     fmt : Fixed, Float or str
         Target format. Fixed: exactly ``ap_fixed<…> v = x;`` (ac_fixed rules for
         ``lib="ac"``), ±inf as ±2^1024 (saturate by sign, 0 under wrap). Float: one correct
