@@ -196,6 +196,8 @@ def _lower_float(fmt: Float) -> FloatParams:
     mant, ex = math.frexp(fmt.max)  # max = mant·2^ex, 0.5 <= mant < 1 (a subnormal double too)
     frac = int(mant * 2.0 ** (m + 1)) - (1 << m)  # the m fraction bits below the leading 1
     max_code = ((ex - 1 + fmt.bias + zoff) << m) | frac
+    if e == 0:  # no normals (P3109 signed p = k): max is a subnormal, its code max / step
+        max_code = int(math.ldexp(fmt.max, m - fmt.emin))
     q = FLOAT_ROUNDING[fmt.rounding]
     # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read from the
     # double's low kept bit; the exact path handles it
