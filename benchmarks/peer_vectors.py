@@ -127,7 +127,7 @@ def _gfloat(t: Tally, rng: np.random.Generator) -> None:
         zero = fi.has_subnormals or m != 0
         f = fx.Float(e, m, bias=fi.bias, special=sp, signed=fi.is_signed, zero=zero,
                      subnormals=fi.has_subnormals, code_ties=m == 0)
-        new = (not fi.is_signed) or not zero or sp in ("fnuz_inf", "fn_inf") or m == 0
+        new = (not fi.is_signed) or not zero or sp in ("fnuz_inf", "fn_inf") or m == 0 or e == 0
         return f, new, None
 
     rmodes = {RoundMode.TowardZero: ("rtz", "trn_zero"),
@@ -141,8 +141,7 @@ def _gfloat(t: Tally, rng: np.random.Generator) -> None:
     formats += [gfloat.formats.format_info_p3109(k, p, s, d) for k in (3, 4, 6)
                 for p in range(1, k + 1) for s in (gfloat.Signedness.Signed,
                                                    gfloat.Signedness.Unsigned)
-                for d in (Domain.Extended, Domain.Finite)
-                if not (s == gfloat.Signedness.Signed and p == k)]
+                for d in (Domain.Extended, Domain.Finite)]
     for fi in formats:
         f, new, reason = to_fx(fi)
         k = fi.k
