@@ -348,3 +348,14 @@ def test_new_ml_dtypes_names_every_code_and_value(name: str) -> None:
     same = (got == want) | (np.isnan(fx.from_bits(got, f)) & np.isnan(fx.from_bits(want, f)))
     assert same.all(), [(float(v).hex(), int(g), int(w)) for v, g, w in
                         zip(x[~same], got[~same], want[~same], strict=True)][:4]
+
+
+def test_info_describes_a_format_without_exponent_bits() -> None:
+    from click.testing import CliRunner
+
+    from fxemu.cli import cli
+
+    out = CliRunner().invoke(cli, ["info", "p3109_k8p8"])
+    assert out.exit_code == 0, out.output
+    assert "(-1)^s x 2^1 x 0.m (no exponent bits: every value a subnormal)" in out.output
+    assert "smallest normal     none" in out.output
