@@ -202,6 +202,8 @@ def _lower_float(fmt: Float) -> FloatParams:
     # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read from the
     # double's low kept bit; the exact path handles it
     fast = q in _FAST_FLOAT_Q and m != 0 and fmt.zero
+    # E = 0: max lies below the smallest normal, which the fast paths' bounds assume it does not
+    fast = fast and e != 0
     minnorm, maxbits = float_bounds(fmt)
     return FloatParams(
         mbits=_I(m), emin=_I(1 - fmt.bias - zoff), max_code=_U(max_code), nan_code=_U(nan_code),

@@ -359,3 +359,22 @@ def test_info_describes_a_format_without_exponent_bits() -> None:
     assert out.exit_code == 0, out.output
     assert "(-1)^s x 2^1 x 0.m (no exponent bits: every value a subnormal)" in out.output
     assert "smallest normal     none" in out.output
+
+
+def test_block_of_elements_without_exponent_bits() -> None:
+    """A block-scaled E = 0 element: scale 2^s with s = floor(log2 amax) - emax_elem, then
+    one rounding of x·2^-s into the element (block floating point with a sign-magnitude
+    mantissa); a block Mac sums the exact products of the quantized operands."""
+    el = fx.Float(0, 7, special="fn", overflow="sat")
+    b = fx.Block(el, 8)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-(2**12), 2**12, (4, 8)) * 2.0**-9
+    x[0] = [0.1, 0.5, -3.0, 2.9, 1e-3, 0.0, 0.7, 7.5]
+    q = fx.quantize(x, b)
+    s = np.floor(np.log2(np.abs(x).max(axis=1, keepdims=True))) - el.emax
+    np.testing.assert_array_equal(q, fx.quantize(x * 2.0**-s, el) * 2.0**s)
+    y = np.array([7.912, 1, 1, 1, 1, 1, 1, 1])  # 7.912·2^-2 rounds past max (126/64)
+    assert fx.quantize(y, b)[0] == 7.875
+    assert np.isnan(fx.quantize(y, fx.Block(el.replace(overflow="inf"), 8))[0])
+    got = fx.matmul(x, x.T, fx.Mac(acc="float64", a=b, b=b))
+    np.testing.assert_array_equal(got, q @ q.T)  # 8 exact products, each sum exact in double
