@@ -197,10 +197,14 @@ def _lower_float(fmt: Float) -> FloatParams:
     mant, ex = math.frexp(fmt.max)  # max = mant·2^ex, 0.5 <= mant < 1 (a subnormal double too)
     frac = int(mant * 2.0 ** (m + 1)) - (1 << m)  # the m fraction bits below the leading 1
     max_code = ((ex - 1 + fmt.bias + zoff) << m) | frac
+    if e == 0:  # no normals (P3109 signed p = k): max is a subnormal, its code max / step
+        max_code = int(math.ldexp(fmt.max, m - fmt.emin))
     q = FLOAT_ROUNDING[fmt.rounding]
     # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read from the
     # double's low kept bit; the exact path handles it
     fast = q in _FAST_FLOAT_Q and m != 0 and fmt.zero
+    # E = 0: max lies below the smallest normal, which the fast paths' bounds assume it does not
+    fast = fast and e != 0
     minnorm, maxbits = float_bounds(fmt)
     return FloatParams(
         mbits=_I(m), emin=_I(1 - fmt.bias - zoff), max_code=_U(max_code), nan_code=_U(nan_code),
