@@ -367,9 +367,17 @@ def _trim(h, lo, e):
 def _block_term(ea, eb, sa, sb, lo, hi):
     """Node (neg, hi, lo, e, special) of one block pair: the exact sum of the element products
     ea[lo:hi]·eb[lo:hi] times the scales sa·sb (exact); a NaN scale gives a NaN node; an
-    exact zero is +0 (an integer sum)."""
+    exact zero is +0 (an integer sum). An element that is NaN or inf (a non-saturating
+    conversion's overflow) makes the term the IEEE value of its products' sum times the
+    scales: NaN, or ±inf where every special product has one sign."""
     if sa != sa or sb != sb:
         return False, _U0, _U0, np.int64(0), np.nan
+    for q in range(lo, hi):
+        if not (abs(ea[q]) < np.inf and abs(eb[q]) < np.inf):
+            s = 0.0
+            for r in range(lo, hi):
+                s += ea[r] * eb[r]
+            return False, _U0, _U0, np.int64(0), s * (sa * sb)
     n = False
     h = _U0
     low = _U0
