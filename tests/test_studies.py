@@ -70,7 +70,8 @@ def test_lenet5_spec_and_a_tiny_study(tmp_path: Path) -> None:
 
     rs = load_runs(tmp_path / "runs")
     assert rs.layers[:2] == ["conv1_w", "conv1_b"] and len(rs.layers) == 10
-    assert rs.policies == ["fixed16", "fixed16_sr", "fixed16_sr_g0", "fw16bw16", "fw32bw32"]
+    assert sorted(rs.policies) == ["fixed16", "fixed16_sr", "fixed16_sr_g0", "fw16bw16",
+                                   "fw32bw32"]
     sq = sqnr_table(rs, "fw32bw32")
     assert set(sq["layer"]) == set(rs.layers) and set(sq["policy"]) == {
         "fixed16", "fixed16_sr", "fixed16_sr_g0", "fw16bw16"}
