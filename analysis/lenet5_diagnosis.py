@@ -37,6 +37,9 @@ per (step, layer):
     fraction of the run's weight-gradient entries that are exactly 0.
 ``dw_ref_med``
     median |reference weight gradient|.
+``g_sat``
+    the larger of the fractions of the layer's output gradient and weight gradient at the
+    gradient format's largest magnitude (saturated).
 ``upd_ref_small``
     fraction of weights whose reference update lr·|dW| is below half an LSB of the master
     format (lost under round to nearest, kept in expectation by stochastic rounding).
@@ -234,6 +237,9 @@ def diagnose(policy: str | dict = "fixed16", *, steps: int = 100, model: str = "
                         "dz_ref_med": _med(rdz), "dz_cos": _cos(dz, rdz),
                         "dw_cos": _cos(dw, rdw), "dw_zero": float((dw == 0).mean()),
                         "dw_ref_med": _med(rdw),
+                        "g_sat": float(max((np.abs(bwd[i]["dz"]) >= _top(pr.backward.grad)).mean(),
+                                           (np.abs(np.asarray(grads[w])) >=
+                                            _top(pr.backward.grad)).mean())),
                         "upd_ref_small": float((lr * np.abs(rdw) < mlsb / 2).mean()),
                         "unchanged": float((np.asarray(new[w]) == np.asarray(p[w])).mean())})
                 if sink is not None:

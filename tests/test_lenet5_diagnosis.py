@@ -41,5 +41,7 @@ def test_fixed16_gradients_underflow_and_the_shifted_format_keeps_them() -> None
     assert (fix["dz_lost"] < 0.1).all()
     assert (fix["dz_cos"] > 0.9).all() and (fix["dw_cos"] > 0.85).all()
     assert (fx.loc[["conv1", "conv2"], "dw_cos"] < fix.loc[["conv1", "conv2"], "dw_cos"]).all()
-    # no saturation anywhere: activations below 128, accumulator partial sums below 2^15
+    # no saturation anywhere: activations and gradients below 128, accumulator partial sums
+    # below 2^15
     assert (fx["act_sat"] == 0).all() and (fx["acc_bound"] < 2.0**15).all()
+    assert (fx["g_sat"] == 0).all()
