@@ -30,6 +30,7 @@ def test_float64_run_is_its_own_reference() -> None:
     assert df["loss"].iloc[0] > df["loss"].iloc[-1] > 0
 
 
+@pytest.mark.slow  # two emulated LeNet-5 steps: 146 s cold on the loaded 2-core machine
 def test_fixed16_gradients_underflow_and_the_shifted_format_keeps_them() -> None:
     fx = summarize(diagnose("fixed16", steps=1, **_KW))
     fix = summarize(diagnose(lenet5_fix_policy().to_dict(), steps=1, **_KW))
