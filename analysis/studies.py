@@ -28,10 +28,14 @@
 
 ``lenet5``
     LeNet-5 (:data:`fxemu.nn.PRESETS` ``lenet5``) on Fashion-MNIST (Debian's files) under
-    ``fw32bw32`` (native float32, the baseline), ``fw16bw16``, ``fixed16`` and ``fixed16_sr``
-    (emulated); 10 000 training / 2 000 test images, batch 100, 10 epochs, plain SGD lr 0.05,
-    seeds 0, 1, 2 (12 runs). Its report compares the policies' accuracy and per-layer weight
-    statistics over LeNet-5's ten parameter tensors.
+    ``fw32bw32`` (native float32, the baseline), ``fw16bw16``, ``fixed16``, ``fixed16_sr``
+    and ``fixed16_sr_g0`` (:func:`lenet5_fix_policy`: ``fixed16_sr`` with its gradients in
+    ``ap_fixed<16,0>``, the fix docs/studies/lenet5_fixed16.md derives) (emulated); 10 000
+    training / 2 000 test images, batch 100, 5 epochs, plain SGD lr 0.05, seeds 0, 1, 2 (15
+    runs, about 50 000 training samples each: an emulated run takes ≈ 10 min on a free core).
+    Its report compares the policies' accuracy and per-layer weight statistics over LeNet-5's
+    ten parameter tensors, and adds ``lenet5_table.{md,csv}`` (final test accuracy per
+    policy) and ``lenet5_accuracy.png`` (test accuracy per epoch).
 
 ``mx``
     Block-scaled (OCP MX) training against the float baselines: ``fw32bw32``, ``fw16bw16``,
@@ -71,12 +75,12 @@ from pathlib import Path
 
 from fxemu._errors import msg
 from fxemu.formats import Fixed, Mac
-from fxemu.policy import Backward, Forward, Policy, Update
+from fxemu.policy import PRESETS, Backward, Forward, Policy, Update
 
-__all__ = ["ACC_WIDTHS", "DATA_WIDTHS", "FRACTION_BITS", "MX_POLICIES", "STUDIES",
-           "cost_monotonic", "cost_policy", "cost_spec", "founding_spec", "lenet5_spec",
-           "mx_spec", "policy_summary", "rounding_policy", "rounding_spec",
-           "rounding_summary", "run_study"]
+__all__ = ["ACC_WIDTHS", "DATA_WIDTHS", "FRACTION_BITS", "LENET5_POLICIES", "MX_POLICIES",
+           "STUDIES", "cost_monotonic", "cost_policy", "cost_spec", "founding_spec",
+           "lenet5_fix_policy", "lenet5_spec", "mx_spec", "policy_summary", "rounding_policy",
+           "rounding_spec", "rounding_summary", "run_study"]
 
 FRACTION_BITS = tuple(range(8, 15))
 _ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
@@ -198,11 +202,74 @@ def _cost_extras(runs_dir: Path, report_dir: Path) -> Path:
 
 
 
+#: The LeNet-5 study's policies: four presets and :func:`lenet5_fix_policy`.
+LENET5_POLICIES = ("fw32bw32", "fw16bw16", "fixed16", "fixed16_sr", "fixed16_sr_g0")
+
+
+def lenet5_fix_policy() -> Policy:
+    """``fixed16_sr_g0``: ``fixed16_sr`` (stochastic rounding of the update) with every
+    gradient in ``ap_fixed<16,0,AP_RND_CONV,AP_SAT>`` (LSB 2^-16, range ±0.5) instead of
+    ``ap_fixed<16,8>`` (LSB 2^-8): the same 16 bits, shifted down to where LeNet-5's
+    gradients lie (docs/studies/lenet5_fixed16.md). A static loss scale of 2^8 on
+    ``fixed16_sr`` puts the gradients on the same grid."""
+    d = PRESETS["fixed16_sr"].to_dict()
+    d["name"] = "fixed16_sr_g0"
+    d["backward"]["grad"] = str(Fixed(16, 0, rounding="rnd_conv", overflow="sat"))
+    return Policy.from_dict(d)
+
+
 def lenet5_spec(seeds: Sequence[int] = (0, 1, 2)) -> dict:
     """The LeNet-5 study's sweep spec (see the module docstring)."""
-    return {"policies": ["fw32bw32", "fw16bw16", "fixed16", "fixed16_sr"], "seeds": list(seeds),
+    return {"policies": ["fw32bw32", "fw16bw16", lenet5_fix_policy().to_dict(), "fixed16",
+                         "fixed16_sr"],
+            "seeds": list(seeds),
             "train": {"model": "lenet5", "data": "fashion", "n_train": 10000, "n_test": 2000,
-                      "batch_size": 100, "epochs": 10, "lr": 0.05}}
+                      "batch_size": 100, "epochs": 5, "lr": 0.05}}
+
+
+def _lenet5_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
+    """``lenet5_table.{md,csv}`` (final test accuracy per policy) and
+    ``lenet5_accuracy.png`` (test accuracy per epoch, mean over seeds) in ``report_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fxemu import rundir
+
+    s = policy_summary(runs_dir, LENET5_POLICIES)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    s.to_csv(report_dir / "lenet5_table.csv", index=False)
+    lines = ["| policy | seeds | final test acc [%] | final test loss |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.policy} | {r.n} | {_pct(r.mean, r.mean - r.ci95_low)} | "
+              f"{r.final_test_loss:.4f} |" for r in s.itertuples()]
+    note = ("\nFinal test accuracy, mean ± half-width of the 95% Student-t interval over "
+            "seeds (– with one seed).\n")
+    paths = [report_dir / "lenet5_table.md", report_dir / "lenet5_table.csv",
+             report_dir / "lenet5_accuracy.png"]
+    paths[0].write_text("\n".join(lines) + "\n" + note)
+    curves: dict[str, list] = {}
+    for d in sorted(Path(runs_dir).iterdir()):
+        if (d / rundir.CONFIG).is_file() and (d / rundir.METRICS).exists():
+            pol = str(rundir.read_config(d)["policy"]["name"])
+            curves.setdefault(pol, []).append([m["test_acc"] for m in rundir.read_metrics(d)])
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for pol in LENET5_POLICIES:
+        runs = [c for c in curves.get(pol, []) if c]
+        if runs:
+            n = min(len(c) for c in runs)
+            mean = [sum(c[i] for c in runs) / len(runs) for i in range(n)]
+            ax.plot(range(1, n + 1), mean, marker="o",
+                    label=f"{pol} ({len(runs)} seed{'s' * (len(runs) > 1)}, {n} epochs)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("LeNet-5, Fashion-MNIST (10 000 / 2 000), lr 0.05")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths[2])
+    plt.close(fig)
+    return paths
 
 
 MX_POLICIES = ("fw32bw32", "fw16bw16", "mxfp8", "mxfp6", "mxfp4_sr")
@@ -299,7 +366,6 @@ def policy_summary(runs_dir: str | Path, policies: Sequence[str] = MX_POLICIES):
 
 def _mx_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
     """``mx_table.{md,csv}`` in ``report_dir``: final test accuracy per policy."""
-    from fxemu.policy import PRESETS
 
     s = policy_summary(runs_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -422,6 +488,8 @@ def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
             _rounding_extras(out / "runs", out / "report")
         if name == "mx":
             _mx_extras(out / "runs", out / "report")
+        if name == "lenet5":
+            _lenet5_extras(out / "runs", out / "report")
         if name == "cost":
             _cost_extras(out / "runs", out / "report")
     return res, index

@@ -144,7 +144,8 @@ def study_cmd(name: str, out: str, seeds: str | None, workers: int | None,
     founding: fw32bw32, fw16bw32, fw16bw16 on 2 000/500 digits, batch 100, 10 epochs.
     rounding: ap_fixed<16,16-F> data and updates, F = 8..14, round to nearest vs
     stochastic rounding of the update (42 runs with 3 seeds). lenet5: LeNet-5 on
-    Fashion-MNIST (10 000/2 000) under fw32bw32, fw16bw16, fixed16, fixed16_sr, 10 epochs.
+    Fashion-MNIST (10 000/2 000) under fw32bw32, fw16bw16, fixed16, fixed16_sr and
+    fixed16_sr_g0 (gradients in ap_fixed<16,0>), 5 epochs, lr 0.05.
     mx: fw32bw32, fw16bw16 vs MXFP8, MXFP6, MXFP4 (stochastic backward) block-scaled
     products, float32 accumulation (15 runs with 3 seeds). cost: ap_fixed<W,4> data,
     W = 8..16, ap_fixed<A,12> accumulators, A = 16, 24, 32, nearest or stochastic update,

@@ -601,7 +601,7 @@ def train_cmd(policy: str, model: str, backend: str, data: str, n_train: int | N
                           checkpoint_every=checkpoint_every, model=model,
                           momentum_coef=momentum, weight_decay=weight_decay,
                           loss_scale=_loss_scale(loss_scale))
-        res = train(cfg, out, resume=resume, progress=not quiet)
+        res = train(cfg, out, resume=resume, progress=not quiet, on_data=_echo_data)
     except (ValueError, TypeError, OSError, BackendUnavailable, BuildError) as e:
         raise _Failed(str(e)) from None
     rows = [("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "samples/s")]
@@ -614,6 +614,14 @@ def train_cmd(policy: str, model: str, backend: str, data: str, n_train: int | N
         click.echo(f"kernel compilation: {compiled:.1f} s (first run only; not in samples/s)")
     if res["run_dir"] is not None:
         click.echo(f"run directory: {res['run_dir']}")
+
+
+def _echo_data(data) -> None:
+    """One line on the loaded :class:`fxemu.data.Dataset`: name, sample counts, image shape
+    (C×H×W) and number of classes."""
+    c, h, w = data.shape
+    click.echo(f"data: {data.name}, {data.n_train} train / {data.n_test} test images of "
+               f"{c}×{h}×{w} (C×H×W), {data.classes} classes")
 
 
 def main(argv: list[str] | None = None) -> None:

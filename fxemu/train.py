@@ -131,8 +131,12 @@ def evaluate(backend, p: dict, x: np.ndarray, y: np.ndarray, batch_size: int = 5
 
 
 def train(config: TrainConfig | dict, out: str | Path | None = None, *, resume: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, on_data: Callable[[object], None] | None = None) -> dict:
     """Train a model; returns ``{"metrics": [...], "params": {name: array}, "run_dir"}``.
+
+    ``on_data``, when given, is called once with the loaded :class:`fxemu.data.Dataset`
+    before any training (the command line prints its shape); it is not part of the run's
+    configuration.
 
     The model (``config.model``) is validated against the data's shape and the policy's
     ``[layers.NAME]`` tables before any work starts (one-line ``ValueError`` naming the layer
@@ -155,7 +159,7 @@ def train(config: TrainConfig | dict, out: str | Path | None = None, *, resume: 
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _train(config, out, resume=resume, progress=progress)
+        return _train(config, out, resume=resume, progress=progress, on_data=on_data)
 
 
 class _CompileWatch:
@@ -214,7 +218,7 @@ def _announce_compile(write: Callable[[str], None]) -> Callable[[], None]:
 
 
 def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
-           progress: bool) -> dict:
+           progress: bool, on_data: Callable[[object], None] | None = None) -> dict:
     from . import __version__
     from .data import load
 
@@ -233,6 +237,8 @@ def _train(config: TrainConfig | dict, out: str | Path | None, *, resume: bool,
                              + " needs backend native or emulated (a generated per-model "
                              "kernel is a later step)")
     data = load(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test)
+    if on_data is not None:
+        on_data(data)
     shape = tuple(getattr(data, "shape", data.x_train.shape[1:]))
     classes = getattr(data, "classes", None)
     classes = len(classes) if isinstance(classes, list | tuple) else classes
@@ -390,8 +396,9 @@ class _TrainModule(types.ModuleType):
     ``fx.train(config)`` next to ``fx.train.train`` / ``fx.train.TrainConfig``."""
 
     def __call__(self, config: TrainConfig | dict, out: str | Path | None = None, *,
-                 resume: bool = False, progress: bool = True) -> dict:
-        return train(config, out, resume=resume, progress=progress)
+                 resume: bool = False, progress: bool = True,
+                 on_data: Callable[[object], None] | None = None) -> dict:
+        return train(config, out, resume=resume, progress=progress, on_data=on_data)
 
 
 sys.modules[__name__].__class__ = _TrainModule

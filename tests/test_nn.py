@@ -411,3 +411,29 @@ def test_lenet5_reaches_080_on_the_digits() -> None:
     accuracy on the embedded digits (measured 0.906)."""
     m = train(TrainConfig(model="lenet5", policy="fw32bw32", epochs=10), progress=False)
     assert m["metrics"][-1]["test_acc"] >= 0.80
+
+
+def test_cli_train_prints_data_shape(tmp_path: Path) -> None:
+    """``fxemu train`` says what it trains on (name, counts, C×H×W, classes) before its
+    table; the line is output only, not configuration (the run's config hash is unchanged)."""
+    from fxemu import rundir
+
+    res = _cli("train", "--epochs", "1", "--n-train", "64", "--n-test", "32", "--quiet",
+               "--out", str(tmp_path / "run"))
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == "data: mnist-5k, 64 train / 32 test images of 1×28×28 (C×H×W), 10 classes"
+    assert lines[1].split()[0] == "epoch"
+    cfg = rundir.read_config(tmp_path / "run")
+    assert "shape" not in json.dumps(cfg["data"])
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}.bin", 2) for i in range(1, 6)] + [("test_batch.bin", 4)]:
+        rec = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1)
+        (cifar / name).write_bytes(rec.astype(np.uint8).tobytes())
+    res = _cli("train", "--data", f"cifar10:{cifar}", "--model", "lenet5", "--epochs", "1",
+               "--quiet")
+    assert res.exit_code == 0, res.output + res.stderr
+    assert res.stdout.splitlines()[0] == \
+        "data: cifar10, 10 train / 4 test images of 3×32×32 (C×H×W), 10 classes"

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from fxemu.analysis.studies import (
     FRACTION_BITS,
+    LENET5_POLICIES,
+    _lenet5_extras,
     _rounding_extras,
     founding_spec,
+    lenet5_fix_policy,
     lenet5_spec,
     rounding_policy,
     rounding_spec,
@@ -38,26 +41,40 @@ def test_lenet5_spec_and_a_tiny_study(tmp_path: Path) -> None:
 
     runs = build_runs(lenet5_spec())
     assert [r.name for r in runs[::3]] == ["fw32bw32_seed0", "fw16bw16_seed0",
-                                           "fixed16_seed0", "fixed16_sr_seed0"]
+                                           "fixed16_sr_g0_seed0", "fixed16_seed0",
+                                           "fixed16_sr_seed0"]
     c = runs[0].config
-    assert (c["model"], c["data"], c["n_train"], c["n_test"], c["epochs"]) == \
-        ("lenet5", "fashion", 10000, 2000, 10)
+    assert (c["model"], c["data"], c["n_train"], c["n_test"], c["epochs"], c["lr"]) == \
+        ("lenet5", "fashion", 10000, 2000, 5, 0.05)
+    fix, sr = lenet5_fix_policy(), PRESETS["fixed16_sr"]
+    assert fix.backward.grad == Fixed(16, 0, rounding="rnd_conv", overflow="sat")
+    assert fix.backward.grad.max == 0.5 - 2.0**-16
+    d = fix.to_dict()
+    d["backward"]["grad"] = str(sr.backward.grad)
+    assert d == {**sr.to_dict(), "name": "fixed16_sr_g0"}
     res, index = run_study("lenet5", tmp_path, seeds=[0], workers=0, progress=False,
                            report=False, train={"n_train": 40, "n_test": 20, "epochs": 1,
                                                 "batch_size": 20})
-    assert res.ok and len(res.done) == 4 and index is None
+    assert res.ok and len(res.done) == 5 and index is None
     cfg = json.loads((tmp_path / "runs" / "fixed16_seed0" / "config.json").read_text())
     assert cfg["model"]["name"] == "lenet5" and cfg["data"]["name"] == "fashion-mnist"
+    table, csv, png = _lenet5_extras(tmp_path / "runs", tmp_path / "report")
+    rows = table.read_text().splitlines()
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows[2:7]] == list(LENET5_POLICIES)
+    assert all(r.split(" | ")[1] == "1" for r in rows[2:7])  # one seed each
+    assert len(csv.read_text().splitlines()) == 6
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     # what the report reads: LeNet-5's ten tensors, one model so policy labels stay plain
     from fxemu.analysis.runs import load_runs
     from fxemu.analysis.stats import sqnr_table
 
     rs = load_runs(tmp_path / "runs")
     assert rs.layers[:2] == ["conv1_w", "conv1_b"] and len(rs.layers) == 10
-    assert rs.policies == ["fixed16", "fixed16_sr", "fw16bw16", "fw32bw32"]
+    assert sorted(rs.policies) == ["fixed16", "fixed16_sr", "fixed16_sr_g0", "fw16bw16",
+                                   "fw32bw32"]
     sq = sqnr_table(rs, "fw32bw32")
     assert set(sq["layer"]) == set(rs.layers) and set(sq["policy"]) == {
-        "fixed16", "fixed16_sr", "fw16bw16"}
+        "fixed16", "fixed16_sr", "fixed16_sr_g0", "fw16bw16"}
     # a founding run beside them: labels name the model, SQNR pairs only equal shapes
     _fake_run(tmp_path / "runs", "fw32bw32", 7, [0.5])
     rs = load_runs(tmp_path / "runs")
