@@ -48,6 +48,11 @@ def test_conv_matches_torch(case, dtype) -> None:
     _close(db, bt.grad, dtype)
     none, dw2, _ = no.conv2d_backward(x, wt, g, stride, padding, dtype, False)
     assert none is None and np.array_equal(dw, dw2)
+    y, cols = no.conv2d(x, wt, b, stride, padding, dtype, keep_cols=True)
+    assert np.array_equal(y, no.conv2d(x, wt, b, stride, padding, dtype))
+    for got, want in zip(no.conv2d_backward(x, wt, g, stride, padding, dtype, True, cols),
+                         (dx, dw, db), strict=True):
+        assert np.array_equal(got, want)
     assert no.conv2d(x, wt, None, stride, padding, dtype).shape == tuple(yt.shape)
 
 
