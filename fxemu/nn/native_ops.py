@@ -122,12 +122,12 @@ def _padded(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
 
 def conv2d(x: object, w: object, b: object | None, stride: object = 1, padding: object = 0,
            dtype: object = np.float32, keep_cols: bool = False,
-           ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+           ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Cross-correlation (N, C, H, W) × (F, C, Kh, Kw) (+ bias (F,) or None) → (N, F, Ho, Wo),
     as ``torch.nn.functional.conv2d``. The batch runs in chunks of samples (sized for cache,
     :data:`CHUNK_BYTES`): per chunk one BLAS product ``w (F, C·Kh·Kw) @ cols`` of the
     zero-padded patches of all its samples, then the bias added. With ``keep_cols`` the
-    result is (y, cols): every sample's patches (C·Kh·Kw, N·Ho·Wo), which
+    result is (y, cols): the chunks' patches (a list of (C·Kh·Kw, m·Ho·Wo) arrays), which
     :func:`conv2d_backward` takes instead of forming them again."""
     d = _dt(dtype)
     xa, wa = _c(x, d), _c(w, d)
@@ -140,22 +140,23 @@ def conv2d(x: object, w: object, b: object | None, stride: object = 1, padding: 
     out = np.empty((n, f, p), d)
     geo = _geo_args(g)
     xp = _padded(xa, g)
-    kept = np.empty((k, n * p), d) if keep_cols else None
+    chunks = _chunks(n, k * p * d.itemsize)
+    kept = [np.empty((k, (s1 - s0) * p), d) for s0, s1 in chunks] if keep_cols else None
 
     def chunk(i: int, s0: int, s1: int) -> None:
         m = (s1 - s0) * p
-        cols = kept[:, s0 * p:s1 * p] if keep_cols else _mat(k, m, d, "cols")
+        cols = kept[i] if keep_cols else _mat(k, m, d, "cols")
         _kl.im2col_chunk(xp, s0, *geo, cols)
         _kl.to_nchw(np.matmul(w2, cols, out=_mat(f, m, d, "prod")), bb, bias, s0, out)
 
-    _run_chunks(chunk, _chunks(n, k * p * d.itemsize))
+    _run_chunks(chunk, chunks)
     y = out.reshape(n, f, g.ho, g.wo)
     return (y, kept) if keep_cols else y
 
 
 def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding: object = 0,
                     dtype: object = np.float32, need_dx: bool = True,
-                    cols: np.ndarray | None = None,
+                    cols: list[np.ndarray] | None = None,
                     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d` for the output gradient g (N, F, Ho, Wo): (dx or None when
     not ``need_dx``, dw (F, C, Kh, Kw), db (F,)). Per chunk of samples (as :func:`conv2d`):
@@ -171,14 +172,17 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
         raise ValueError(msg("conv2d_backward", "g must have the conv output's shape",
                              f"{ga.shape} for {(n, f, geo.ho, geo.wo)}"))
     k, p = wa[0].size, geo.ho * geo.wo
-    if cols is not None and (not isinstance(cols, np.ndarray) or cols.dtype != d
-                             or cols.shape != (k, n * p)):
-        raise ValueError(msg("conv2d_backward", "cols must be conv2d's kept patches "
-                             f"({k}, {n * p}) {d}", getattr(cols, "shape", type(cols))))
+    chunks = _chunks(n, k * p * d.itemsize)
+    if cols is not None:
+        want = [(k, (s1 - s0) * p) for s0, s1 in chunks]
+        got = [getattr(c, "shape", None) if getattr(c, "dtype", None) == d else None
+               for c in cols] if isinstance(cols, list | tuple) else None
+        if got != want:
+            raise ValueError(msg("conv2d_backward", "cols must be the patches conv2d("
+                                 "keep_cols=True) kept for this x and w", got))
     w2 = wa.reshape(f, k)
     w2t = np.ascontiguousarray(w2.T)
     gm = ga.reshape(n, f, p)
-    chunks = _chunks(n, k * p * d.itemsize)
     dws = np.empty((len(chunks), f, k), d)
     dbs = np.empty((len(chunks), f), d)
     xp = _padded(xa, geo) if cols is None else None
@@ -196,7 +200,7 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
             patches = _mat(k, m, d, "cols")
             _kl.im2col_chunk(xp, s0, *ga_, patches)
         else:
-            patches = cols[:, s0 * p:s1 * p]
+            patches = cols[i]
         np.matmul(gt, patches.T, out=dws[i])
         if need_dx:
             _kl.col2im_chunk(np.matmul(w2t, gt, out=_mat(k, m, d, "dcols")), s0, *ga_, dxp)

@@ -34,9 +34,13 @@ def im2col_chunk(xp, s0, kh, kw, sh, sw, ho, wo, cols):
                 for t in range(m):
                     for i in range(ho):
                         src = xp[s0 + t, ch, i * sh + a]
-                        base = t * p + i * wo
-                        for j in range(wo):
-                            cols[row, base + j] = src[j * sw + b]
+                        dst = cols[row, t * p + i * wo:t * p + (i + 1) * wo]
+                        if sw == 1:  # a contiguous copy (vectorised)
+                            for j in range(wo):
+                                dst[j] = src[j + b]
+                        else:
+                            for j in range(wo):
+                                dst[j] = src[j * sw + b]
 
 
 @jit
@@ -59,9 +63,13 @@ def col2im_chunk(cols, s0, kh, kw, sh, sw, ho, wo, dxp):
                 for t in range(m):
                     for i in range(ho):
                         dst = dxp[s0 + t, ch, i * sh + a]
-                        base = t * p + i * wo
-                        for j in range(wo):
-                            dst[j * sw + b] += cols[row, base + j]
+                        src = cols[row, t * p + i * wo:t * p + (i + 1) * wo]
+                        if sw == 1:
+                            for j in range(wo):
+                                dst[j + b] += src[j]
+                        else:
+                            for j in range(wo):
+                                dst[j * sw + b] += src[j]
 
 
 @jit
