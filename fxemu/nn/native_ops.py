@@ -3,9 +3,12 @@ forward and backward, for the ``native`` backend.
 
 Every tensor is computed in ``dtype`` (float32 or float64) and returned in it. Products go
 through BLAS (numpy ``matmul``, its own summation order — not bit-reproducible across BLAS
-builds, as the native backend documents); im2col / col2im and the pools are Numba kernels
-(:mod:`fxemu.nn._kernels.layers_native`) whose threads own whole samples, so their results do
-not depend on the thread count. Geometry (stride, zero padding as an int, a pair, a 4-tuple
+builds, as the native backend documents). A conv runs its batch in chunks of samples sized for
+cache (:data:`CHUNK_BYTES`, a function of the shapes only): per chunk a Numba im2col, one BLAS
+product and the layout moves (:mod:`fxemu.nn._kernels.layers_native`), the chunks spread over
+Numba's thread count (``numba.set_num_threads``) on Python threads, each writing its own slab;
+the pools' Numba threads own whole (sample, channel) planes. So no result depends on the
+thread count (tested). Geometry (stride, zero padding as an int, a pair, a 4-tuple
 or ``"same"``) is :func:`fxemu.arith.conv_geometry`; pools take ``stride=None`` as the window
 size and pad as torch (max: padded cells never win; avg: padded cells count,
 ``count_include_pad=True``). Results agree with ``torch.nn.functional`` to rounding (tested:
