@@ -3,8 +3,9 @@
 Windows are kh×kw at stride (sh, sw) over an input padded by ``pt`` rows on top and ``pl``
 columns on the left (bottom/right padding only shows in the output size); a padded cell is
 never read (it acts as −inf for the maximum). The arrays' own dtype is kept (float32 or
-float64). The window walk (:func:`window_max`) and the gradient routing (:func:`route_plane`)
-are helpers that the native layer kernels (:mod:`fxemu.nn._kernels.layers_native`) share.
+float64). The window geometry (:func:`window`), its walk (:func:`window_max`) and the
+gradient routing (:func:`route_plane`) are helpers that the native layer kernels
+(:mod:`fxemu.nn._kernels.layers_native`) share.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from ._jit import jit, pjit
 
 
 @jit
-def window_span(r0, k, n):
-    """The window offsets [a0, a1) whose cell r0 + a lies inside 0..n−1 (window start r0,
-    size k)."""
-    return max(-r0, 0), min(k, n - r0)
+def window(i, j, kh, kw, sh, sw, pt, pl, h, w):
+    """Output (i, j)'s window: its start (r0, q0) in the h×w input and the offsets
+    [a0, a1) × [b0, b1) of its cells inside the input (padded cells left out)."""
+    r0 = i * sh - pt
+    q0 = j * sw - pl
+    return r0, q0, max(-r0, 0), min(kh, h - r0), max(-q0, 0), min(kw, w - q0)
 
 
 @jit
@@ -55,11 +58,8 @@ def maxpool_plane(x, s, ch, kh, kw, sh, sw, pt, pl, out, arg):
     ho, wo = out.shape[2], out.shape[3]
     hh, ww = x.shape[2], x.shape[3]
     for y in range(ho):
-        r0 = y * sh - pt
-        a0, a1 = window_span(r0, kh, hh)
         for z in range(wo):
-            q0 = z * sw - pl
-            b0, b1 = window_span(q0, kw, ww)
+            r0, q0, a0, a1, b0, b1 = window(y, z, kh, kw, sh, sw, pt, pl, hh, ww)
             if kh == 2 and kw == 2 and a0 == 0 and a1 == 2 and b0 == 0 and b1 == 2:
                 best, bi = window_max(x, s, ch, r0, q0, 0, 2, 0, 2, 2)
             else:

@@ -17,7 +17,7 @@ import numpy as np
 from numba import prange
 
 from ..._kernels._jit import jit, pjit
-from ..._kernels.pool import window_span
+from ..._kernels.pool import window
 
 
 @jit
@@ -123,11 +123,8 @@ def avgpool_forward(x, kh, kw, sh, sw, pt, pl, count, out):
         s = nc // c
         ch = nc % c
         for i in range(ho):
-            r0 = i * sh - pt
-            a0, a1 = window_span(r0, kh, h)
             for j in range(wo):
-                q0 = j * sw - pl
-                b0, b1 = window_span(q0, kw, w)
+                r0, q0, a0, a1, b0, b1 = window(i, j, kh, kw, sh, sw, pt, pl, h, w)
                 acc = zero
                 for a in range(a0, a1):
                     for b in range(b0, b1):
@@ -148,11 +145,8 @@ def avgpool_backward(g, kh, kw, sh, sw, pt, pl, count, dx):
             for z in range(w):
                 dx[s, ch, y, z] = 0
         for i in range(ho):
-            r0 = i * sh - pt
-            a0, a1 = window_span(r0, kh, h)
             for j in range(wo):
-                q0 = j * sw - pl
-                b0, b1 = window_span(q0, kw, w)
+                r0, q0, a0, a1, b0, b1 = window(i, j, kh, kw, sh, sw, pt, pl, h, w)
                 d = g[s, ch, i, j] / count
                 for a in range(a0, a1):
                     for b in range(b0, b1):
