@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +25,9 @@ import fxemu.nn as fnn
 from fxemu.backends import get_backend
 from fxemu.data import load
 from fxemu.policy import PRESETS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved, median, ratios, spread
 
 
 def _founding():
@@ -67,16 +70,6 @@ def bridge_step(policy: str):
     return step
 
 
-def _rate(step, batches, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x, y in batches:
-            step(x, y)
-        best = min(best, time.perf_counter() - t0)
-    return sum(len(y) for _, y in batches) / best
-
-
 def run(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
@@ -87,15 +80,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):
         for pol in args.policies.split(","):
-            own, br = fxemu_step(pol), bridge_step(pol)
-            own(*batches[0]), br(*batches[0])  # warm-up (compilation)
-            rates = {"own": [], "bridge": []}
-            for _ in range(args.rounds):
-                rates["own"].append(_rate(own, batches, args.repeats))
-                rates["bridge"].append(_rate(br, batches, args.repeats))
-            ratios = [b / o for b, o in zip(rates["bridge"], rates["own"], strict=True)]
-            rows.append({"policy": pol, "own": rates["own"], "bridge": rates["bridge"],
-                         "ratio": ratios})
+            rates = interleaved({"own": (fxemu_step(pol), batches),
+                                 "bridge": (bridge_step(pol), batches)},
+                                args.rounds, args.repeats)
+            rows.append({"policy": pol, **rates,
+                         "ratio": ratios(rates["bridge"], rates["own"])})
     return rows
 
 
@@ -120,10 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| policy | fxemu trainer samples/s | bridge samples/s | bridge / trainer "
           "(median, min..max) |\n|---|---:|---:|---:|")
     for r in rows:
-        lo, hi = min(r["ratio"]), max(r["ratio"])
-        print(f"| {r['policy']} | {statistics.median(r['own']):,.0f} | "
-              f"{statistics.median(r['bridge']):,.0f} | {statistics.median(r['ratio']):.2f} "
-              f"({lo:.2f}..{hi:.2f}) |")
+        print(f"| {r['policy']} | {median(r['own']):,.0f} | {median(r['bridge']):,.0f} | "
+              f"{spread(r['ratio'])} |")
     print(f"# {args.rounds} rounds x best of {args.repeats} x {args.steps} steps of batch "
           f"{args.batch}; load {os.getloadavg()[0]:.1f}")
     return 0

@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from fxemu.backends import get_backend
 from fxemu.data import load
 from fxemu.nn import SGD, load_model
 from fxemu.policy import PRESETS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved, median, ratios, spread
 
 
 def fxemu_step(backend: str, policy: str):
@@ -100,24 +103,12 @@ def qtorch_step(policy: str):
     return step
 
 
-def _rate(step, batches, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x, y in batches:
-            step(x, y)
-        best = min(best, time.perf_counter() - t0)
-    return sum(len(y) for _, y in batches) / best
-
-
 def compare(ours, peer, ours_batches, peer_batches, args) -> dict:
-    """Interleaved rounds of two warmed-up steps: their rates and ratios (ours / peer)."""
-    ours(*ours_batches[0]), peer(*peer_batches[0])  # warm-up (compilation, allocators)
-    a, b = [], []
-    for _ in range(args.rounds):
-        a.append(_rate(ours, ours_batches, args.repeats))
-        b.append(_rate(peer, peer_batches, args.repeats))
-    return {"ours": a, "peer": b, "ratio": [u / v for u, v in zip(a, b, strict=True)]}
+    """Interleaved rounds of two warmed-up steps (:func:`_timing.interleaved`): their rates
+    and ratios (ours / peer)."""
+    r = interleaved({"ours": (ours, ours_batches), "peer": (peer, peer_batches)},
+                    args.rounds, args.repeats)
+    return {**r, "ratio": ratios(r["ours"], r["peer"])}
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
@@ -180,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| fxemu | peer | fxemu samples/s | peer samples/s | fxemu / peer (median, "
           "min..max) |\n|---|---|---:|---:|---:|")
     for ours, peer, r in rows:
-        print(f"| {ours} | {peer} | {statistics.median(r['ours']):,.0f} | "
-              f"{statistics.median(r['peer']):,.0f} | {statistics.median(r['ratio']):.2f} "
-              f"({min(r['ratio']):.2f}..{max(r['ratio']):.2f}) |")
+        print(f"| {ours} | {peer} | {median(r['ours']):,.0f} | {median(r['peer']):,.0f} | "
+              f"{spread(r['ratio'])} |")
     print(f"# {args.rounds} rounds x best of {args.repeats} x {args.steps} steps of batch "
           f"{args.batch}; load {os.getloadavg()[0]:.1f}")
     return 0

@@ -2,12 +2,12 @@
 
 Runs in one process: fxemu's native float32 backend against a PyTorch CPU model of the same
 network (same thread count), and fxemu's emulated backend under fw16bw16, fw32bw32 and the
-fixed16 preset. Native and PyTorch are timed interleaved (``--rounds`` rounds, each the best of
-``--repeats``; the best round counts), native both with BLAS single-threaded (as
-:func:`fxemu.train.train` runs it) and with BLAS's default threads. ``--full`` also times the
-founding experiment per preset (20 epochs on the embedded 4 000/1 000 digits, or 10 000/1 000
-from ``--data``; ``--presets`` selects). Prints Markdown tables and the load average; never
-asserts.
+fixed16 preset. Native and PyTorch are timed interleaved (``--rounds`` rounds, each the best
+of ``--repeats``; medians and the spread of the per-round ratios), native both with BLAS
+single-threaded (as :func:`fxemu.train.train` runs it) and with BLAS's default threads.
+``--full`` also times the founding experiment per preset (20 epochs on the embedded
+4 000/1 000 digits, or 10 000/1 000 from ``--data``; ``--presets`` selects). Prints Markdown
+tables and the load average; never asserts.
 
     python benchmarks/bench_train.py [--steps 8] [--rounds 5] [--no-emulated]
     python benchmarks/bench_train.py --full --presets fw32bw32 [--data embedded]
@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -28,20 +30,8 @@ from fxemu.data import load
 from fxemu.policy import PRESETS
 from fxemu.train import TrainConfig, train
 
-
-def _rate(step, batches: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float:
-    step(*batches[0])  # warm-up (compilation, caches)
-    return _timed(step, batches, repeats)
-
-
-def _timed(step, batches: list[tuple[np.ndarray, np.ndarray]], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x, y in batches:
-            step(x, y)
-        best = min(best, time.perf_counter() - t0)
-    return sum(len(y) for _, y in batches) / best
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved, median, rate, ratios, spread
 
 
 def fxemu_step(backend_name: str, policy: str):
@@ -80,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=8, help="batches per timed repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved native/PyTorch rounds (best counts)")
+                    help="interleaved native/PyTorch rounds (median counts)")
     ap.add_argument("--no-emulated", action="store_true", help="skip the emulated rows")
     ap.add_argument("--omp-passive", action="store_true",
                     help="OMP_WAIT_POLICY=PASSIVE for every OpenMP runtime in the process "
@@ -112,34 +102,36 @@ def main(argv: list[str] | None = None) -> None:
 
     nat = fxemu_step("native", "fw32bw32")
     ts = torch_step(threads)  # loads PyTorch (and its OpenMP) before fxemu's team starts
-    with threadpool_limits(limits=1, user_api="blas"):
-        nat(*b64[0])  # warm-up (compilation, caches)
+    sides = {"native": (nat, b64), "native_blas": (nat, b64)}
     if ts is not None:
-        ts(*b32[0])
-    best = {"native": 0.0, "native_blas": 0.0, "torch": 0.0}
-    for r in range(args.rounds):  # interleaved, so that load changes hit all alike
-        with threadpool_limits(limits=1, user_api="blas"):  # as fxemu.train.train runs
-            best["native"] = max(best["native"], _timed(nat, b64, args.repeats))
-        best["native_blas"] = max(best["native_blas"], _timed(nat, b64, args.repeats))
-        if ts is not None:
-            best["torch"] = max(best["torch"], _timed(ts, b32, args.repeats))
-        print(f"# round {r + 1}: native {best['native']:,.0f}, PyTorch {best['torch']:,.0f} "
-              f"samples/s (best so far), load {os.getloadavg()[0]:.1f}")
-    rows.append(("fxemu native", "fw32bw32 (float32)", best["native"]))
+        sides["torch"] = (ts, b32)
+
+    def progress(r: int, rates: dict) -> None:
+        print(f"# round {r + 1}: native {rates['native'][-1]:,.0f}, PyTorch "
+              f"{rates['torch'][-1] if ts is not None else 0:,.0f} samples/s, load "
+              f"{os.getloadavg()[0]:.1f}")
+
+    rates = interleaved(sides, args.rounds, args.repeats,  # native as fxemu.train.train runs
+                        {"native": lambda: threadpool_limits(limits=1, user_api="blas")},
+                        progress)
+    rows.append(("fxemu native", "fw32bw32 (float32)", rates["native"]))
     rows.append(("fxemu native, BLAS default threads", "fw32bw32 (float32)",
-                 best["native_blas"]))
+                 rates["native_blas"]))
     if ts is not None:
-        rows.append(("PyTorch CPU", "float32", best["torch"]))
+        rows.append(("PyTorch CPU", "float32", rates["torch"]))
     if not args.no_emulated:
         with threadpool_limits(limits=1, user_api="blas"):
-            rows += [("fxemu emulated", pol, _rate(fxemu_step("emulated", pol), b64[:3],
-                                                   args.repeats))
-                     for pol in ("fw32bw32", "fw16bw16", "fixed16")]
-    print("\n| backend | policy | samples/s | vs PyTorch |\n|---|---|---:|---:|")
+            for pol in ("fw32bw32", "fw16bw16", "fixed16"):
+                step = fxemu_step("emulated", pol)
+                step(*b64[0])  # warm-up (compilation, caches)
+                rows.append(("fxemu emulated", pol, [rate(step, b64[:3], args.repeats)]))
+    print("\n| backend | policy | samples/s (median) | vs PyTorch (median, min..max) |\n"
+          "|---|---|---:|---:|")
     ref = next((r for _, p, r in rows if p == "float32"), None)
     for name, pol, r in rows:
-        ratio = f"{r / ref:.2f}" if ref else "-"
-        print(f"| {name} | {pol} | {r:,.0f} | {ratio} |")
+        vs = spread(ratios(r, ref)) if ref and len(r) == len(ref) else \
+            (f"{median(r) / median(ref):.2f}" if ref else "-")
+        print(f"| {name} | {pol} | {median(r):,.0f} | {vs} |")
     if args.full:
         print("\n| preset | backend | epochs × samples | wall time | final test acc |\n"
               "|---|---|---|---:|---:|")

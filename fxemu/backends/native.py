@@ -6,6 +6,7 @@ import numpy as np
 
 from .._errors import msg
 from ..nn import native_ops as _no
+from ..nn._kernels import layers_native as _kl
 from ..nn._kernels import nn_native as _kn
 from ..policy import Policy
 from .base import Backend
@@ -42,13 +43,13 @@ class NativeBackend(Backend):
 
     # -- conv ---------------------------------------------------------------------------------
     def conv2d(self, x, w, b, layer, prec):
-        z = _no.conv2d(x, w, b, layer.strides, layer.pads, self.dtype)
-        return z, (x, w, b is not None, layer)
+        z, cols = _no.conv2d(x, w, b, layer.strides, layer.pads, self.dtype, keep_cols=True)
+        return z, (x, w, b is not None, layer, cols)
 
     def conv2d_backward(self, ctx, dz, prec, need_dx):
-        x, w, bias, layer = ctx
+        x, w, bias, layer, cols = ctx
         dx, dw, db = _no.conv2d_backward(x, w, dz, layer.strides, layer.pads, self.dtype,
-                                         need_dx)
+                                         need_dx, cols)
         return dx, dw, db if bias else None
 
     def conv_relu_pool(self, x, w, b, conv, pool, prec):
@@ -86,6 +87,18 @@ class NativeBackend(Backend):
         x, w, bias = ctx
         dx, dw, db = _no.linear_backward(x, w, dz, self.dtype, need_dx)
         return dx, dw, db if bias else None
+
+    # -- relu ---------------------------------------------------------------------------------
+    def relu_backward(self, ctx, dh):
+        """``dh`` where the ReLU's input was > 0, else +0 (one parallel pass, no mask array)."""
+        x = self._c(ctx)
+        dh = self._c(dh)
+        if dh.shape != x.shape:
+            raise ValueError(msg("relu_backward", "dh must have the input's shape",
+                                 f"{dh.shape} for {x.shape}"))
+        out = np.empty(x.shape, self.dtype)
+        _kl.relu_backward(x.reshape(-1), dh.reshape(-1), out.reshape(-1))
+        return out
 
     # -- pools ----------------------------------------------------------------------------------
     def maxpool2d(self, x, layer):

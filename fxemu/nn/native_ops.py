@@ -3,9 +3,12 @@ forward and backward, for the ``native`` backend.
 
 Every tensor is computed in ``dtype`` (float32 or float64) and returned in it. Products go
 through BLAS (numpy ``matmul``, its own summation order — not bit-reproducible across BLAS
-builds, as the native backend documents); im2col / col2im and the pools are Numba kernels
-(:mod:`fxemu.nn._kernels.layers_native`) whose threads own whole samples, so their results do
-not depend on the thread count. Geometry (stride, zero padding as an int, a pair, a 4-tuple
+builds, as the native backend documents). A conv runs its batch in chunks of samples sized for
+cache (:data:`CHUNK_BYTES`, a function of the shapes only): per chunk a Numba im2col, one BLAS
+product and the layout moves (:mod:`fxemu.nn._kernels.layers_native`), the chunks spread over
+Numba's thread count (``numba.set_num_threads``) on Python threads, each writing its own slab;
+the pools' Numba threads own whole (sample, channel) planes. So no result depends on the
+thread count (tested). Geometry (stride, zero padding as an int, a pair, a 4-tuple
 or ``"same"``) is :func:`fxemu.arith.conv_geometry`; pools take ``stride=None`` as the window
 size and pad as torch (max: padded cells never win; avg: padded cells count,
 ``count_include_pad=True``). Results agree with ``torch.nn.functional`` to rounding (tested:
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import threading
 
+import numba
 import numpy as np
 
 from .._errors import msg
@@ -48,51 +52,121 @@ def _conv_geo(x: np.ndarray, w: np.ndarray, stride: object, padding: object) -> 
 _SCRATCH = threading.local()
 
 
-def _scratch(shape: tuple[int, ...], dtype: np.dtype, slot: str) -> np.ndarray:
-    """A per-thread scratch array for ``slot`` (reused while its shape and dtype stay: a
-    fresh multi-megabyte array per call costs more in page faults than the kernel that fills
-    it)."""
+def _scratch(size: int, dtype: np.dtype, slot: str) -> np.ndarray:
+    """A flat per-thread scratch array of at least ``size`` elements for ``slot`` (grown,
+    never shrunk: a fresh multi-megabyte array per call costs more in page faults than the
+    kernel that fills it). Valid until the thread's next call for the slot."""
     cache = getattr(_SCRATCH, "arrays", None)
     if cache is None:
         cache = _SCRATCH.arrays = {}
-    a = cache.get(slot)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = cache[slot] = np.empty(shape, dtype)
+    a = cache.get((slot, dtype))
+    if a is None or a.size < size:
+        a = cache[(slot, dtype)] = np.empty(size, dtype)
     return a
 
 
-def _cols(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """(N, C·Kh·Kw, Ho·Wo) patches of x (zero padding), column k = (c·Kh + a)·Kw + b, in a
-    per-thread scratch array (valid until the next call)."""
-    n, c = x.shape[:2]
-    kh, kw = g.kernel
-    cols = _scratch((n, c * kh * kw, g.ho * g.wo), x.dtype, "cols")
-    _kl.im2col(x, kh, kw, *g.stride, g.padding[0], g.padding[2], g.ho, g.wo, cols)
-    return cols
+def _mat(rows: int, cols: int, dtype: np.dtype, slot: str) -> np.ndarray:
+    """A C-contiguous (rows, cols) view of the slot's scratch."""
+    return _scratch(rows * cols, dtype, slot)[:rows * cols].reshape(rows, cols)
+
+
+#: bytes of one chunk's patch matrix (C·Kh·Kw × samples·Ho·Wo): about a core's L2 (larger
+#: chunks spill to memory, smaller ones pay Python's per-chunk calls; measured on LeNet-5)
+CHUNK_BYTES = 1 << 20
+
+
+def _chunks(n: int, per_sample: int) -> list[tuple[int, int]]:
+    """Sample ranges [s0, s1) of about :data:`CHUNK_BYTES` of patches each (a function of the
+    shapes only, never of the thread count)."""
+    step = max(1, CHUNK_BYTES // max(per_sample, 1))
+    return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+_POOL: list = []
+
+
+def _run_chunks(fn, chunks: list[tuple[int, int]]) -> None:
+    """``fn(i, s0, s1)`` for every chunk i. With Numba's thread count T > 1 the chunks are
+    split into T contiguous groups run on T threads (the calling one included); the kernels
+    release the GIL, BLAS runs on each thread's own calls. Every chunk writes only its own
+    slab, so the results do not depend on T."""
+    t = min(numba.get_num_threads(), len(chunks))
+
+    def group(ids) -> None:
+        for i in ids:
+            fn(i, *chunks[i])
+
+    if t <= 1:
+        group(range(len(chunks)))
+        return
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS,
+                                        thread_name_prefix="fxemu-native"))
+    bounds = np.linspace(0, len(chunks), t + 1).astype(int)
+    futures = [_POOL[0].submit(group, range(bounds[k], bounds[k + 1])) for k in range(1, t)]
+    group(range(bounds[0], bounds[1]))
+    for f in futures:
+        f.result()
+
+
+def _geo_args(g: ConvGeometry) -> tuple[int, ...]:
+    return (*g.kernel, *g.stride, g.ho, g.wo)
+
+
+def _padded(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """x with the conv's zero padding (x itself when there is none)."""
+    t, b, left, r = g.padding
+    if not (t or b or left or r):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
 
 
 def conv2d(x: object, w: object, b: object | None, stride: object = 1, padding: object = 0,
-           dtype: object = np.float32) -> np.ndarray:
+           dtype: object = np.float32, keep_cols: bool = False,
+           ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Cross-correlation (N, C, H, W) × (F, C, Kh, Kw) (+ bias (F,) or None) → (N, F, Ho, Wo),
-    as ``torch.nn.functional.conv2d``: per sample the BLAS product ``w (F, C·Kh·Kw) @ cols``
-    of the zero-padded patches, then the bias added."""
+    as ``torch.nn.functional.conv2d``. The batch runs in chunks of samples (sized for cache,
+    :data:`CHUNK_BYTES`): per chunk one BLAS product ``w (F, C·Kh·Kw) @ cols`` of the
+    zero-padded patches of all its samples, then the bias added. With ``keep_cols`` the
+    result is (y, cols): the chunks' patches (a list of (C·Kh·Kw, m·Ho·Wo) arrays), which
+    :func:`conv2d_backward` takes instead of forming them again."""
     d = _dt(dtype)
     xa, wa = _c(x, d), _c(w, d)
     g = _conv_geo(xa, wa, stride, padding)
-    f = wa.shape[0]
-    y = np.matmul(wa.reshape(f, -1), _cols(xa, g))  # (N, F, Ho·Wo)
-    if b is not None:
-        y += _c(b, d).reshape(1, f, 1)
-    return y.reshape(xa.shape[0], f, g.ho, g.wo)
+    n, f = xa.shape[0], wa.shape[0]
+    k, p = wa[0].size, g.ho * g.wo
+    w2 = wa.reshape(f, k)
+    bias = b is not None
+    bb = _c(b, d) if bias else np.zeros(f, d)
+    out = np.empty((n, f, p), d)
+    geo = _geo_args(g)
+    xp = _padded(xa, g)
+    chunks = _chunks(n, k * p * d.itemsize)
+    kept = [np.empty((k, (s1 - s0) * p), d) for s0, s1 in chunks] if keep_cols else None
+
+    def chunk(i: int, s0: int, s1: int) -> None:
+        m = (s1 - s0) * p
+        cols = kept[i] if keep_cols else _mat(k, m, d, "cols")
+        _kl.im2col_chunk(xp, s0, *geo, cols)
+        _kl.to_nchw(np.matmul(w2, cols, out=_mat(f, m, d, "prod")), bb, bias, s0, out)
+
+    _run_chunks(chunk, chunks)
+    y = out.reshape(n, f, g.ho, g.wo)
+    return (y, kept) if keep_cols else y
 
 
 def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding: object = 0,
                     dtype: object = np.float32, need_dx: bool = True,
+                    cols: list[np.ndarray] | None = None,
                     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d` for the output gradient g (N, F, Ho, Wo): (dx or None when
-    not ``need_dx``, dw (F, C, Kh, Kw), db (F,)). dw is the sum over n (numpy's pairwise sum)
-    of the per-sample BLAS products ``g_n @ cols_nᵀ``; dx scatters ``wᵀ @ g_n`` back through
-    col2im."""
+    not ``need_dx``, dw (F, C, Kh, Kw), db (F,)). Per chunk of samples (as :func:`conv2d`):
+    the chunk's dw is one BLAS product ``g (F, m·Ho·Wo) @ colsᵀ`` and its db the sum of g;
+    dx scatters ``wᵀ @ g`` back through col2im. dw and db are the chunks' sums in chunk order
+    (numpy's pairwise sum). ``cols``: the patches ``conv2d(..., keep_cols=True)`` returned
+    for this x (then x's padded copy is not formed again)."""
     d = _dt(dtype)
     xa, wa, ga = _c(x, d), _c(w, d), _c(g, d)
     geo = _conv_geo(xa, wa, stride, padding)
@@ -100,19 +174,45 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
     if ga.shape != (n, f, geo.ho, geo.wo):
         raise ValueError(msg("conv2d_backward", "g must have the conv output's shape",
                              f"{ga.shape} for {(n, f, geo.ho, geo.wo)}"))
-    gm = ga.reshape(n, f, -1)
-    cols = _cols(xa, geo)
-    dw = np.matmul(gm, cols.transpose(0, 2, 1)).sum(axis=0).reshape(wa.shape)
-    db = gm.sum(axis=(0, 2))
-    dx = None
-    if need_dx:
-        dcols = np.matmul(wa.reshape(f, -1).T, gm,  # (N, C·Kh·Kw, Ho·Wo)
-                          out=_scratch((n, wa[0].size, geo.ho * geo.wo), d, "dcols"))
-        dx = np.empty(xa.shape, d)
-        kh, kw = geo.kernel
-        _kl.col2im(dcols, kh, kw, *geo.stride, geo.padding[0], geo.padding[2], geo.ho, geo.wo,
-                   dx)
-    return dx, dw, db
+    k, p = wa[0].size, geo.ho * geo.wo
+    chunks = _chunks(n, k * p * d.itemsize)
+    if cols is not None:
+        want = [(k, (s1 - s0) * p) for s0, s1 in chunks]
+        got = [getattr(c, "shape", None) if getattr(c, "dtype", None) == d else None
+               for c in cols] if isinstance(cols, list | tuple) else None
+        if got != want:
+            raise ValueError(msg("conv2d_backward", "cols must be the patches conv2d("
+                                 "keep_cols=True) kept for this x and w", got))
+    w2 = wa.reshape(f, k)
+    w2t = np.ascontiguousarray(w2.T)
+    gm = ga.reshape(n, f, p)
+    dws = np.empty((len(chunks), f, k), d)
+    dbs = np.empty((len(chunks), f), d)
+    xp = _padded(xa, geo) if cols is None else None
+    t, bo, left, r = geo.padding
+    padded = any(geo.padding)
+    dxp = np.empty((n, xa.shape[1], xa.shape[2] + t + bo, xa.shape[3] + left + r), d) \
+        if need_dx else None
+    ga_ = _geo_args(geo)
+
+    def chunk(i: int, s0: int, s1: int) -> None:
+        m = (s1 - s0) * p
+        gt = _mat(f, m, d, "grad")
+        _kl.from_nchw(gm, s0, gt, dbs[i])
+        if cols is None:
+            patches = _mat(k, m, d, "cols")
+            _kl.im2col_chunk(xp, s0, *ga_, patches)
+        else:
+            patches = cols[i]
+        np.matmul(gt, patches.T, out=dws[i])
+        if need_dx:
+            _kl.col2im_chunk(np.matmul(w2t, gt, out=_mat(k, m, d, "dcols")), s0, *ga_, dxp)
+
+    _run_chunks(chunk, chunks)
+    dx = dxp
+    if need_dx and padded:  # the padding's gradient dropped
+        dx = np.ascontiguousarray(dxp[:, :, t:t + xa.shape[2], left:left + xa.shape[3]])
+    return dx, dws.sum(axis=0).reshape(wa.shape), dbs.sum(axis=0)
 
 
 def maxpool2d(x: object, size: object = 2, stride: object = None, padding: object = 0,
@@ -140,14 +240,14 @@ def maxpool2d_backward(g: object, argmax: np.ndarray, input_shape: tuple[int, ..
     if ga.shape != (*shape[:2], *geo.out) or arg.shape != ga.shape:
         raise ValueError(msg("maxpool2d_backward", "g and argmax must have the pooled shape",
                              f"{ga.shape}, {arg.shape} for input {shape}"))
-    argmax_cells(arg, geo)  # every index names an input cell of its window
-    kw = geo.kernel[1]
+    kh, kw = geo.kernel
+    if any(geo.padding):
+        argmax_cells(arg, geo)  # every index names an input cell of its window
+    elif arg.size and (arg.min() < 0 or arg.max() >= kh * kw):  # unpadded: the range is it
+        argmax_cells(arg, geo)  # raises, naming the range
     dx = np.empty(shape, d)
-    args = (kw, *geo.stride, geo.padding[0], geo.padding[2], dx)
-    if geo.overlapping():
-        _kl.maxpool_backward_add(ga, arg, *args)
-    else:
-        _kp.maxpool_backward(ga, arg, *args)
+    _kp.maxpool_route(ga, arg, kw, *geo.stride, geo.padding[0], geo.padding[2],
+                      geo.overlapping(), dx)
     return dx
 
 

@@ -48,6 +48,11 @@ def test_conv_matches_torch(case, dtype) -> None:
     _close(db, bt.grad, dtype)
     none, dw2, _ = no.conv2d_backward(x, wt, g, stride, padding, dtype, False)
     assert none is None and np.array_equal(dw, dw2)
+    y, cols = no.conv2d(x, wt, b, stride, padding, dtype, keep_cols=True)
+    assert np.array_equal(y, no.conv2d(x, wt, b, stride, padding, dtype))
+    for got, want in zip(no.conv2d_backward(x, wt, g, stride, padding, dtype, True, cols),
+                         (dx, dw, db), strict=True):
+        assert np.array_equal(got, want)
     assert no.conv2d(x, wt, None, stride, padding, dtype).shape == tuple(yt.shape)
 
 
@@ -119,6 +124,9 @@ def test_native_ops_do_not_depend_on_thread_count() -> None:
      "dtype: must be float32 or float64"),
     (lambda: no.conv2d_backward(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)),
                                 np.ones((1, 1, 2, 2)), 1, 0, np.float32), "conv output's shape"),
+    (lambda: no.conv2d_backward(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)),
+                                np.ones((1, 1, 3, 3)), 1, 0, np.float32, True,
+                                [np.ones((9, 8), np.float32)]), "patches conv2d"),
     (lambda: no.maxpool2d(np.ones((1, 1, 5, 5)), 2, None, 2, np.float32),
      "at most half the pool window"),
     (lambda: no.linear(np.ones((2, 3)), np.ones((4, 2)), None, np.float64), r"x \(N, I\)"),
@@ -155,3 +163,58 @@ def test_bad_argmax_is_refused_not_written() -> None:
     with pytest.raises(ValueError, match="argmax names a padded cell"):
         no.maxpool2d_backward(g, np.zeros((1, 1, 2, 2), int), (1, 1, 3, 3), 2, None, 1,
                               np.float32)
+
+
+def _naive_maxpool(x: np.ndarray, k: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first NaN of each window, else its first maximum (row-major), by numpy."""
+    n, c, h, w = x.shape
+    ho, wo = (h - k) // s + 1, (w - k) // s + 1
+    out, arg = np.empty((n, c, ho, wo), x.dtype), np.empty((n, c, ho, wo), np.int64)
+    for i in range(ho):
+        for j in range(wo):
+            win = x[:, :, i * s:i * s + k, j * s:j * s + k].reshape(n, c, -1)
+            a = np.where(np.isnan(win).any(-1), np.isnan(win).argmax(-1), win.argmax(-1))
+            arg[:, :, i, j] = a
+            out[:, :, i, j] = np.take_along_axis(win, a[..., None], -1)[..., 0]
+    return out, arg
+
+
+@pytest.mark.parametrize(("k", "s"), [(2, 2), (3, 2), (2, 1)])
+def test_maxpool_window_walk_nan_and_ties(k, s) -> None:
+    """The shared window walk (fxemu._kernels.pool.window_max, with its unrolled 2×2 call):
+    the first NaN wins, else the first maximum, at 1 and N threads."""
+    import numba
+
+    rng = np.random.default_rng(5)
+    x = np.round(rng.standard_normal((64, 9, 12, 12)) * 2).astype(np.float32)  # many ties
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[rng.random(x.shape) < 0.05] = -np.inf
+    want, warg = _naive_maxpool(x, k, s)
+    n0 = numba.get_num_threads()
+    try:
+        for t in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(t)
+            out, arg = no.maxpool2d(x, k, s, 0, np.float32)
+            np.testing.assert_array_equal(arg, warg)
+            np.testing.assert_array_equal(out, want)  # NaNs in the same places
+    finally:
+        numba.set_num_threads(n0)
+
+
+def test_native_relu_backward_kernel() -> None:
+    """The native backend's ReLU gradient equals the interface's np.where rule (NaN and ±0
+    inputs pass nothing; a −0 gradient where x > 0 stays −0)."""
+    from fxemu.backends import get_backend
+    from fxemu.backends.base import Backend
+    from fxemu.policy import PRESETS
+
+    be = get_backend("native", PRESETS["fw32bw32"], 0)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((64, 6, 28, 28)).astype(np.float32)
+    x.flat[:4] = [np.nan, 0.0, -0.0, 1.0]
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    g.flat[3] = -0.0
+    got = be.relu_backward(x, g)
+    want = Backend.relu_backward(be, x, g)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
