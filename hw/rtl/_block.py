@@ -281,9 +281,25 @@ def _pack(codes: np.ndarray, scales: np.ndarray, w: int) -> np.ndarray:
 
 
 def _values(codes: np.ndarray, scales: np.ndarray, blk: Block) -> np.ndarray:
-    """Values of element codes (rows, nb, k) with scale codes (rows, nb): (rows, nb·k)."""
+    """Values (rows, nb·k) of element codes (rows, nb, k) with scale codes (rows, nb), after
+    making every block one the Mac's conversion keeps: a block whose values the conversion
+    would change (a two's-complement block holding the most negative code takes a larger
+    scale, and its odd codes round) is replaced, codes and scale in place, by its converted
+    codes. Every other block, the non-canonical ones included (a large scale over small
+    elements), stays as drawn: its values convert exactly."""
+    from ...quantize import quantize, to_bits
+
     rows, nb, k = codes.shape
-    return from_bits(codes.reshape(rows, nb * k), scales, blk)
+    v = from_bits(codes.reshape(rows, nb * k), scales, blk)
+    q = quantize(v, blk)
+    same = (q == v) | (np.isnan(q) & np.isnan(v))
+    bad = ~same.reshape(rows, nb, k).all(axis=2)
+    if bad.any():
+        c2 = to_bits(v, blk)
+        codes[bad] = c2.elements.reshape(rows, nb, k)[bad]
+        scales[bad] = c2.scales[bad]
+        v = from_bits(codes.reshape(rows, nb * k), scales, blk)
+    return v
 
 
 def block_golden(mac: Mac, *, pes: int, k: int = 0, streams: int = 100_000, seed: int = 0,
