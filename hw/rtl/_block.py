@@ -274,10 +274,15 @@ def from_bits_max_code(el: Fixed | Float) -> int:
 def _pack(codes: np.ndarray, scales: np.ndarray, w: int) -> np.ndarray:
     """Block-pair words (object ints) of element codes (..., k) and scale codes (...)."""
     k = codes.shape[-1]
-    word = scales.astype(object) << (k * w)
-    for i in range(k):
-        word = word | (codes[..., i].astype(object) << (i * w))
-    return word
+    fields = [((codes[..., None] >> np.arange(w, dtype=np.uint64)) & np.uint64(1))
+              .reshape(*codes.shape[:-1], k * w),
+              (scales[..., None] >> np.arange(8, dtype=np.uint64)) & np.uint64(1)]
+    bits = np.concatenate(fields, axis=-1).astype(np.uint8)  # LSB first
+    packed = np.packbits(bits, axis=-1, bitorder="little")
+    flat = packed.reshape(-1, packed.shape[-1])
+    words = np.array([int.from_bytes(r.tobytes(), "little") for r in flat] + [None],
+                     object)[:-1]  # (the None keeps numpy from making a 2-D array)
+    return words.reshape(codes.shape[:-1])
 
 
 def _values(codes: np.ndarray, scales: np.ndarray, blk: Block) -> np.ndarray:
@@ -303,7 +308,7 @@ def _values(codes: np.ndarray, scales: np.ndarray, blk: Block) -> np.ndarray:
 
 
 def block_golden(mac: Mac, *, pes: int, k: int = 0, streams: int = 100_000, seed: int = 0,
-                 group: int = 64, max_blocks: int = 4, nan_rate: float = 0.002,
+                 group: int = 256, max_blocks: int = 4, nan_rate: float = 0.002,
                  cancel_rate: float = 0.1) -> BlockGolden:
     """At least ``streams`` dot products of block operands (one to ``max_blocks`` block pairs;
     ``k`` block pairs each for a pairwise unit of ``k`` leaves) and their codes from

@@ -211,7 +211,7 @@ def golden(mac: Mac, a_fmt: Fixed | Float, b_fmt: Fixed | Float, *, pes: int, k:
     if mac.block:
         from ._block import block_golden
 
-        return block_golden(mac, pes=pes, k=k, streams=streams, seed=seed, group=group)
+        return block_golden(mac, pes=pes, k=k, streams=streams, seed=seed)
     rng = np.random.default_rng(seed)
     out_fmt = mac.out_format
     need = -(-streams // pes)

@@ -1,8 +1,10 @@
-"""The MX/BFP block dot-product unit against the emulator, bit for bit: each block datapath as
-an array of PES units, >= 10^5 lane results (dot products of one to four block pairs: random
-and edge element codes, zero and max blocks, subnormal elements, scales at 2^±127, NaN scales,
-cancelling block pairs), golden codes from fxemu.matmul under the same block Mac, compared in
-one Verilog bench run by Verilator.
+"""The MX/BFP block dot-product unit against the emulator, bit for bit.
+
+Each block datapath runs as one unit (BLOCK) or an array of two (BLOCK_FULL) on >= 10^5 lane
+results: dot products of one to four block pairs with random and edge element codes, zero and
+max blocks, subnormal elements, scales at 2^±127, NaN scales and cancelling block pairs. The
+golden codes come from fxemu.matmul under the same block Mac; one Verilog bench run by
+Verilator compares them.
 
 BLOCK runs in CI's rtl step (``-m rtl``); BLOCK_FULL (more element formats, mixed operands, a
 flush-to-zero accumulator, the nosat rule) only when ``-m`` names ``rtl_full``
@@ -17,7 +19,7 @@ from datapaths import Datapath
 from fxemu.formats import Block, Float, Mac, parse
 
 STREAMS = 100_000
-PES = 2
+PES, PES_FULL = 1, 2  # the CI set as single units (build time), the full set as arrays
 F32, HALF, BF16 = parse("float32"), parse("float16"), parse("bfloat16")
 
 
@@ -53,7 +55,7 @@ def block_suite(rtl_tools: None, tmp_path_factory: pytest.TempPathFactory) -> di
 
 @pytest.fixture(scope="session")
 def block_full_suite(rtl_tools: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return cosim_suite.run(BLOCK_FULL, tmp_path_factory.mktemp("rtl_block_full"), pes=PES,
+    return cosim_suite.run(BLOCK_FULL, tmp_path_factory.mktemp("rtl_block_full"), pes=PES_FULL,
                            streams=STREAMS, label="block unit co-simulation (full)")
 
 
