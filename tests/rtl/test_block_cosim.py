@@ -12,11 +12,16 @@ flush-to-zero accumulator, the nosat rule) only when ``-m`` names ``rtl_full``
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cosim_suite
 import pytest
+from click.testing import CliRunner
 from datapaths import Datapath
 
-from fxemu.formats import Block, Float, Mac, parse
+from fxemu.cli import cli
+from fxemu.formats import Block, Fixed, Float, Mac, parse
 
 STREAMS = 100_000
 PES, PES_FULL = 1, 2  # the CI set as single units (build time), the full set as arrays
@@ -94,3 +99,50 @@ def test_the_block_datapaths_cover_the_formats_and_edges(block_suite: dict) -> N
     assert 0 in elems  # a whole zero block
     nan_out = sum(int((e == 0x7FC00000).sum()) for e in g.expected)
     assert 0 < nan_out < g.streams // 10
+
+
+@pytest.mark.parametrize(("mac", "match"), [
+    (Mac(F32, a="nvfp4", b="nvfp4"), "rtl operand a: the block unit takes E8M0 scales"),
+    (Mac(Fixed(32, 16), a="mxint8", b="mxint8"),
+     "rtl acc: the block unit accumulates into a float"),
+    (Mac(Float(8, 23, rounding="rtz"), a="mxfp8_e4m3", b="mxfp8_e4m3"),
+     "rtl acc: the float PE rounds to nearest even"),
+    (Mac(F32, a="mxint8", b="mxint8", order="exact"), "rtl mac order: exact"),
+])
+def test_an_unbuilt_block_mac_is_one_clear_error(rtl_tools: None, mac: Mac, match: str) -> None:
+    from fxemu.hw import rtl
+
+    with pytest.raises(ValueError, match=match):
+        rtl.verilog(mac)
+
+
+def test_hw_rtl_writes_the_block_units_of_an_mx_policy(rtl_tools: None, tmp_path: Path) -> None:
+    """`fxemu hw rtl mxfp8`: one block unit per distinct block Mac (E4M3 forward, E5M2
+    backward), the manifest states ports, widths, latency and II, and the bench has a core
+    per array (the co-simulation above runs these Macs)."""
+    out = tmp_path / "mx"
+    r = CliRunner().invoke(cli, ["hw", "rtl", "mxfp8", "--out", str(out), "--pes", "1",
+                                 "--streams", "64"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "manifest.json").read_text())
+    units = {u["operands"]["a"]: u for u in m["modules"]}
+    assert set(units) == {"mxfp8_e4m3", "mxfp8_e5m2"}
+    e4, e5 = units["mxfp8_e4m3"], units["mxfp8_e5m2"]
+    assert e4["kind"] == "block" and e4["latency"] == 5 and e4["initiation_interval"] == 1
+    assert e4["block"]["sum_width"] == 42 and e5["block"]["sum_width"] == 72
+    ports = {p["name"]: p["width"] for p in e4["ports"]}
+    assert ports["a"] == ports["b"] == 32 * 8 + 8 and ports["out"] == 32
+    assert "exact 42-bit two's-complement adder tree" in e4["implements"]
+    assert [a["module"] for a in m["arrays"]] == [u["module"] for u in m["modules"]]
+    tb = (out / "tb.v").read_text()
+    assert all(f"{a['module']}_tb_core" in tb for a in m["arrays"])
+
+
+@pytest.mark.rtl_full
+def test_hw_rtl_check_passes_for_mxfp4_sr(rtl_tools: None, tmp_path: Path) -> None:
+    """The preset with stochastic element conversion: the unit takes the converted codes."""
+    r = CliRunner().invoke(cli, ["hw", "rtl", "mxfp4_sr", "--out", str(tmp_path / "o"),
+                                 "--pes", "1", "--streams", "2000", "--check", "--build-dir",
+                                 str(cosim_suite.cache())])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("PASS 2000 FAIL 0") == 2
