@@ -148,3 +148,19 @@ def test_block_mac_empty_and_short_reductions() -> None:
     b = np.array([[1.0], [2.0], [-0.3], [0.25], [100.0]])
     got = fx.matmul(a, b, mac)
     assert np.array_equal(got.view(np.uint64), oracle(a, b, mac).view(np.uint64))
+
+
+def test_block_terms_take_the_mac_reduction() -> None:
+    """The block-pair terms are accumulated by the plain Mac's one ordered reduction: two
+    cancelling block terms under a round-toward-−inf accumulator give −0 in every order, as
+    the plain Mac does for the same two terms (IEEE 754 §6.3)."""
+    acc = fx.parse("float32").replace(rounding="rdn")
+    a = np.zeros((1, 64))
+    a[0, [0, 32]] = 1.0
+    b = np.zeros((64, 1))
+    b[[0, 32], 0] = [1.0, -1.0]
+    for order in ("sequential", "pairwise", "chunk:1", "exact"):
+        got = fx.matmul(a, b, fx.Mac(acc=acc, a="mxfp8_e4m3", b="mxfp8_e4m3", order=order))
+        want = fx.matmul(np.array([[1.0, 1.0]]), np.array([[1.0], [-1.0]]),
+                         fx.Mac(acc=acc, order=order))
+        assert got[0, 0] == 0.0 and np.signbit(got[0, 0]) and np.signbit(want[0, 0]), order
