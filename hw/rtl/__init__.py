@@ -18,8 +18,13 @@ assigned into ``acc``, the result into ``out``. Float Macs: IEEE formats with ti
 rounding (``subnormals=False``: flush to zero), as :func:`fxemu.dot`. Orders: ``sequential``
 and ``chunk:N`` stream one pair per cycle (II = 1) through a pipelined accumulator,
 ``pairwise`` is a k-leaf pipelined adder tree taking one dot product of length k per cycle.
+Block Macs (``Mac(acc, a=Block, b=Block)``: MX and BFP operands with E8M0 scales, a float
+accumulator) get the block dot-product unit of :mod:`._block`: one block pair per beat (k
+element codes and the scale code of each operand), an exact block term, accumulated by the
+float PE's adder in the Mac's order over blocks; the ``a``/``b`` operand formats given with a
+block Mac are ignored (the unit takes block codes: conversion happens before it).
 Not built (one-line ValueError): stochastic rounding, order ``exact``, Macs mixing fixed and
-float formats, block formats (MX/BFP).
+float formats, block Macs with a float scale (NVFP4) or a fixed accumulator.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from amaranth.lib import wiring
 
 from ..._errors import msg
 from ...formats import Fixed, Float, Mac
+from ._block import BlockArith, check_block
 from ._fixed import FixedArith, check_fixed
 from ._float import FloatArith, check_float
 from .pe import LATENCY_STREAM, Array, StreamPE, TreePE, tree_latency
@@ -61,6 +67,9 @@ def default_operands(mac: Mac) -> tuple[Format, Format]:
 def _arith(mac: Mac, a: Format | None, b: Format | None):
     if not isinstance(mac, Mac):
         raise TypeError(msg("rtl mac", "must be an fxemu.Mac", type(mac).__name__))
+    if mac.block:
+        check_block(mac)
+        return BlockArith(mac, mac.a, mac.b)
     da, db = default_operands(mac)
     a, b = (da if a is None else a), (db if b is None else b)
     fmts = {"acc": mac.acc, "mul": mac.mul, "out": mac.out, "operand a": a, "operand b": b}
@@ -116,7 +125,8 @@ def module_name(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | 
                 k: int | None = None) -> str:
     """A stable Verilog module name: ``fxemu_mac_<hash>`` (``_x<P>`` for an array)."""
     da, db = default_operands(mac)
-    key = repr((mac, da if a is None else a, db if b is None else b, k))
+    key = repr((mac, None, None, k) if mac.block else
+               (mac, da if a is None else a, db if b is None else b, k))
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     return f"fxemu_mac_{h}" + (f"_x{pes}" if pes > 1 else "")
 
@@ -186,7 +196,8 @@ def describe(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | Non
             {"name": "b", "dir": "in", "width": wb * kk * pes,
              "meaning": f"{kk} codes of operand b per PE (PE j, element i at bits "
                         f"[{wb}({kk}j+i), ...))"}]
-        latency, ii = tree_latency(kk), "one dot product of length k per cycle"
+        latency, ii = (tree_latency(kk) + ar.product_latency,
+                       "one dot product of length k per cycle")
         order = f"pairwise adder tree over k = {kk} products"
     else:
         ports += [
@@ -195,13 +206,13 @@ def describe(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | Non
             {"name": "a", "dir": "in", "width": wa, "meaning": "operand a code (shared)"},
             {"name": "b", "dir": "in", "width": wb * pes,
              "meaning": f"operand b code per PE (PE j at bits [{wb}j, {wb}(j+1)))"}]
-        latency, ii = LATENCY_STREAM, "one operand pair per cycle"
+        latency, ii = LATENCY_STREAM + ar.product_latency, "one operand pair per cycle"
         order = (f"chunk:{mac.chunk} (sequential within chunks, chunk sums added in turn)"
                  if mac.chunk else "sequential")
     ports += [{"name": "out_valid", "dir": "out", "width": 1, "meaning": "results valid"},
               {"name": "out", "dir": "out", "width": wo * pes,
                "meaning": f"result code per PE (PE j at bits [{wo}j, {wo}(j+1)))"}]
-    return {
+    d = {
         "module": name or module_name(mac, pes=pes, a=a, b=b, k=k),
         "pes": pes,
         "kind": "fixed" if isinstance(ar, FixedArith) else "float",
@@ -221,6 +232,9 @@ def describe(mac: Mac, *, pes: int = 1, a: Format | None = None, b: Format | Non
                        + (f"rounded into out {mac.out}" if mac.out is not None else "is acc")
                        + " (bit-identical to fxemu.dot under this Mac)"),
     }
+    if isinstance(ar, BlockArith):
+        ar.describe_into(d)
+    return d
 
 
 def write(policy, out_dir: str | Path, *, pes: int | None = None) -> Path:

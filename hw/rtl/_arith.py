@@ -32,3 +32,9 @@ class Arith:
     @property
     def out_width(self) -> int:
         return self.mac.out_format.width
+
+    @property
+    def product_latency(self) -> int:
+        """Pipeline stages inside :meth:`product` (the PE delays its stream controls by as
+        many cycles)."""
+        return 0

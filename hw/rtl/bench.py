@@ -90,6 +90,19 @@ class Golden:
     b: list[np.ndarray]  # per group: (K, P) b codes
     expected: list[np.ndarray]  # per group: (G, P) out codes
 
+    #: dtype of the operand words in ``a``/``b`` (object: Python ints wider than 64 bits)
+    word_dtype = np.uint64
+
+    @property
+    def a_width(self) -> int:
+        """Bits of one ``a`` operand word on the PE's port."""
+        return self.a_fmt.width
+
+    @property
+    def b_width(self) -> int:
+        """Bits of one ``b`` operand word on the PE's port."""
+        return self.b_fmt.width
+
     @property
     def streams(self) -> int:
         """Dot products checked (one per lane per stream)."""
@@ -110,7 +123,7 @@ class Golden:
         """``(field, width, offset)`` of an input-memory word, each field nibble-aligned:
         streaming ``ctl`` ({start, last}), ``a``, ``b<j>`` per lane; tree ``a<i>`` per element
         and ``b<j>_<i>`` per lane and element."""
-        wa, wb = self.a_fmt.width, self.b_fmt.width
+        wa, wb = self.a_width, self.b_width
         if self.k:
             names = [(f"a{i}", wa) for i in range(self.k)]
             names += [(f"b{j}_{i}", wb) for j in range(self.pes) for i in range(self.k)]
@@ -136,7 +149,8 @@ class Golden:
         cols: dict[str, list[np.ndarray]] = {}
 
         def put(name: str, v: np.ndarray) -> None:
-            cols.setdefault(name, []).append(np.asarray(v, np.uint64))
+            cols.setdefault(name, []).append(np.asarray(v, self.word_dtype if name != "ctl"
+                                                        else np.uint64))
 
         for a, b in zip(self.a, self.b, strict=True):
             g, kk = a.shape
@@ -144,7 +158,7 @@ class Golden:
                 for i in range(kk):
                     put(f"a{i}", a[:, i])
                     for j in range(self.pes):
-                        put(f"b{j}_{i}", np.full(g, b[i, j], np.uint64))
+                        put(f"b{j}_{i}", np.full(g, b[i, j], self.word_dtype))
             else:
                 ks = np.tile(np.arange(kk), g)
                 put("ctl", (ks == 0).astype(np.uint64) * 2 + (ks == kk - 1))
@@ -163,6 +177,11 @@ class Golden:
         pos = 0
         table = np.frombuffer(b"0123456789abcdef", np.uint8)
         for (v, _), nd in zip(cols, digits, strict=True):
+            if v.dtype == object:  # words wider than 64 bits
+                text = "".join(f"{int(x):0{nd}x}" for x in v).encode()
+                buf[:, pos:pos + nd] = np.frombuffer(text, np.uint8).reshape(n, nd)
+                pos += nd
+                continue
             v = v.astype(np.uint64)
             for i in range(nd):
                 shift = np.uint64(4 * (nd - 1 - i))
@@ -187,7 +206,12 @@ class Golden:
 def golden(mac: Mac, a_fmt: Fixed | Float, b_fmt: Fixed | Float, *, pes: int, k: int = 0,
            streams: int = 100_000, seed: int = 0, group: int = 64) -> Golden:
     """At least ``streams`` dot products (lane-streams) and their codes from
-    :func:`fxemu.matmul` under ``mac`` (operands as the formats' values)."""
+    :func:`fxemu.matmul` under ``mac`` (operands as the formats' values; a block Mac's
+    operands are block-pair words, see :func:`fxemu.hw.rtl._block.block_golden`)."""
+    if mac.block:
+        from ._block import block_golden
+
+        return block_golden(mac, pes=pes, k=k, streams=streams, seed=seed)
     rng = np.random.default_rng(seed)
     out_fmt = mac.out_format
     need = -(-streams // pes)
@@ -215,7 +239,7 @@ def bench_verilog(g: Golden, dut: str, name: str, in_mem: str, exp_mem: str) -> 
     wo = g.mac.out_format.width
     pwo = g._pad(wo)
     nb, ns = g.beats(), sum(a.shape[0] for a in g.a)
-    wa, wb = g.a_fmt.width, g.b_fmt.width
+    wa, wb = g.a_width, g.b_width
     f = {n: (w, off) for n, w, off in g.in_fields()}
     lines = []
     if g.k:

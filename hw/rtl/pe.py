@@ -37,6 +37,15 @@ def tree_latency(k: int) -> int:
     return tree_levels(k) + 2
 
 
+def delayed(m: Module, sigs: tuple, cycles: int) -> tuple:
+    """``sigs`` through ``cycles`` registers each (themselves for 0)."""
+    for c in range(cycles):
+        nxt = tuple(Signal(len(s), name=f"{s.name}_d{c + 1}") for s in sigs)
+        m.d.sync += [n.eq(s) for n, s in zip(nxt, sigs, strict=True)]
+        sigs = nxt
+    return sigs
+
+
 class StreamPE(wiring.Component):
     """One streaming multiply-accumulate PE for ``arith`` (a FixedArith or FloatArith) with
     accumulation order ``sequential`` (``chunk == 0``) or ``chunk:N``."""
@@ -54,7 +63,9 @@ class StreamPE(wiring.Component):
         p1 = Signal(ar.node_width)
         f1 = Signal(max(ar.flag_width, 1))
         v1, s1, l1 = Signal(), Signal(), Signal()
-        m.d.sync += [p1.eq(node), v1.eq(self.valid), s1.eq(self.start), l1.eq(self.last)]
+        valid, start, last = delayed(m, (self.valid, self.start, self.last),
+                                     ar.product_latency)
+        m.d.sync += [p1.eq(node), v1.eq(valid), s1.eq(start), l1.eq(last)]
         if ar.flag_width:
             m.d.sync += f1.eq(flags)
         # stage 2: accumulate
@@ -119,7 +130,7 @@ class TreePE(wiring.Component):
                 flags_all = flags_all | flags
         m.d.sync += fl.eq(flags_all)
         valid = Signal()
-        m.d.sync += valid.eq(self.valid)
+        m.d.sync += valid.eq(delayed(m, (self.valid,), ar.product_latency)[0])
         depth = 0
         while len(level) > 1:
             depth += 1

@@ -85,7 +85,8 @@ def write_policy(policy: str | Path | dict | Policy, out: Path, *, pes: int | No
                    "DIR: verilator --binary --timing --top-module tb tb.v "
                    + " ".join(files) + " && obj_dir/Vtb",
         },
-        "not_built": "stochastic rounding, order exact, mixed fixed/float Macs, block formats",
+        "not_built": "stochastic rounding, order exact, mixed fixed/float Macs, block Macs with a "
+                     "float scale (nvfp4) or a fixed accumulator",
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out

@@ -365,6 +365,8 @@ def policy_cost(policy, device_name: str, *, pes: int = 12,
         row = {"roles": dp["roles"], "module": rtl.module_name(mac, a=a, b=b),
                "mac": info["mac"], "operands": info["operands"], "latency": info["latency"],
                "initiation_interval": info["initiation_interval"], "k": info.get("k")}
+        if "block" in info:  # the MX/BFP block unit: block size, adder-tree width, stages
+            row["block"] = info["block"]
         for key, p in (("pe", 1), ("array", pes)):
             if key == "array" and pes == 1:
                 row["array"] = row["pe"]

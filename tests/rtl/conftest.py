@@ -22,7 +22,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     mine = [i for i in items if HERE in Path(str(i.fspath)).resolve().parents]
     for item in mine:
         item.add_marker(pytest.mark.rtl)
-    if "rtl" not in (config.getoption("markexpr") or ""):
+    expr = config.getoption("markexpr") or ""
+    if "rtl_full" not in expr:  # the full block co-simulation runs only when -m names it
+        full = [i for i in mine if i.get_closest_marker("rtl_full")]
+        if full:
+            config.hook.pytest_deselected(items=full)
+            items[:] = [i for i in items if i not in set(full)]
+    if "rtl" not in expr:
         if mine:
             config.hook.pytest_deselected(items=mine)
             items[:] = [i for i in items if i not in set(mine)]
