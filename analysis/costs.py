@@ -52,16 +52,13 @@ def pareto_front(cost: Sequence[float], acc: Sequence[float]) -> np.ndarray:
 def policy_datapath_cost(policy, device: str, *, cache: Path | str | None = None) -> dict:
     """One policy's datapath cost on ``device``: the resources summed over its distinct PEs
     (:data:`RESOURCES`), ``pes`` (how many distinct), ``fmax_mhz`` (the slowest PE's, ECP5
-    only), ``gates`` (summed :func:`fxemu.hw.tools.cost.synthesize` ``gates``; None on ECP5),
-    ``tool`` and ``device``. Raises as :func:`fxemu.hw.tools.cost.policy_cost`."""
+    only), ``tool`` and ``device``. Raises as :func:`fxemu.hw.tools.cost.policy_cost`."""
     from fxemu.hw.tools.cost import policy_cost
 
     res = policy_cost(policy, device, pes=1, cache=cache)
     pes = [dp["pe"] for dp in res["datapaths"]]
     fmax = [p["fmax_mhz"] for p in pes if p.get("fmax_mhz")]
-    gates = [p.get("gates") for p in pes]
     return {**{k: sum(int(p[k]) for p in pes) for k in RESOURCES}, "pes": len(pes),
-            "gates": None if None in gates else sum(gates),
             "fmax_mhz": min(fmax) if fmax else None, "tool": pes[0]["tool"],
             "device": res["device"], "flow": pes[0]["flow"],
             "modules": [dp["module"] for dp in res["datapaths"]]}
@@ -100,8 +97,7 @@ def write_sweep_costs(out: str | Path, policies: Iterable, device: str, *,
 def load_costs(paths: Iterable[str | Path]):
     """The ``costs.json`` of ``paths`` (sweep folders, or run directories whose parent holds
     one) as a pandas DataFrame with one row per (device, policy): ``policy``, ``device``,
-    ``tool``, the :data:`RESOURCES`, ``gates`` (the logic before LUT mapping, Xilinx parts;
-    None in older cost files), ``fmax_mhz``, ``error``; empty when none is found."""
+    ``tool``, the :data:`RESOURCES`, ``fmax_mhz``, ``error``; empty when none is found."""
     import pandas as pd
 
     rows, seen = [], set()
@@ -118,8 +114,8 @@ def load_costs(paths: Iterable[str | Path]):
             for name, c in pols.items():
                 rows.append({"policy": name, "device": data.get("device"),
                              "tool": c.get("tool"), "error": c.get("error"),
-                             "fmax_mhz": c.get("fmax_mhz"), "gates": c.get("gates"),
+                             "fmax_mhz": c.get("fmax_mhz"),
                              **{k: c.get(k) for k in RESOURCES}})
-    cols = ["policy", "device", "tool", "error", "fmax_mhz", "gates", *RESOURCES]
+    cols = ["policy", "device", "tool", "error", "fmax_mhz", *RESOURCES]
     df = pd.DataFrame(rows, columns=cols)
     return df.drop_duplicates(subset=["policy", "device"], keep="last").reset_index(drop=True)

