@@ -69,13 +69,12 @@ def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray,
     transformations: TwoSum for sums, Veltkamp/Dekker TwoProduct for products, guarded
     against overflow and underflow). Elsewhere the caller uses the exact engine. ``floor``:
     exact zero sums take the sign of a rounding toward -inf (see :func:`_zero_sum_sign`)."""
+    if op in (_c.OP_ADD, _c.OP_SUB):
+        sign = 1.0 if op == _c.OP_ADD else -1.0
+        s, ok = np.empty(a.shape, np.float64), np.empty(a.shape, np.bool_)
+        _kmf.two_sum(a, b, sign, s, ok)
+        return (_zero_sum_sign(s, a, sign * b, floor) if floor else s), ok
     with np.errstate(all="ignore"):
-        if op in (_c.OP_ADD, _c.OP_SUB):
-            y = b if op == _c.OP_ADD else -b
-            s = a + y
-            bb = s - a
-            err = (a - (s - bb)) + (y - bb)
-            return _zero_sum_sign(s, a, y, floor), (err == 0) & np.isfinite(s)
         p = a * b
         ah = a * _SPLIT
         ah = ah - (ah - a)

@@ -20,8 +20,8 @@ from kernels.test_layer_arith import conv_terms, grad_input_terms, grad_weight_t
 
 import fxemu as fx
 from fxemu import arith, lowering
-from fxemu.quantize import as_format
 from fxemu._kernels import conv_fast
+from fxemu.quantize import as_format
 
 FIX16 = "ap_fixed<16,8>"
 FULL = pytest.mark.layers_full
@@ -73,7 +73,7 @@ def _edge(rng, shape, fin: str, big: bool) -> np.ndarray:
 
 
 def _three(x, w, gr, geo, mac):
-    n, c, h, wd, f, kh, kw, stride, padding = geo
+    _, _, h, wd, _, kh, kw, stride, padding = geo
     kw_ = dict(stride=stride, padding=padding)
     return (fx.conv2d(x, w, mac, **kw_), fx.conv2d_grad_weight(x, gr, (kh, kw), mac, **kw_),
             fx.conv2d_grad_input(gr, w, (h, wd), mac, **kw_))
@@ -154,7 +154,7 @@ def test_saturation_mid_reduction_and_float32_overflow(counted, monkeypatch) -> 
 @pytest.mark.parametrize(("fin", "mac"), MACS[:3])
 def test_direct_matches_fraction_oracle(fin, mac, counted) -> None:
     geo = GEOMETRIES[2]
-    n, c, h, wd, f, kh, kw, stride, padding = geo
+    _, _, h, wd, _, kh, kw, stride, padding = geo
     g = fx.conv_geometry(h, wd, kh, kw, stride, padding)
     x, w, gr = _data(geo, fin, 7, True)
     y, dw, dx = _three(x, w, gr, geo, mac)
