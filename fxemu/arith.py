@@ -315,10 +315,11 @@ def _direct_conv(forward: bool, a: np.ndarray, b: np.ndarray, out_shape: tuple[i
         res = np.empty((*out_shape[1:], out_shape[0]), dp.dtype)
         kernels[1](ai, bi, res, *geo, dp.mp, dp.ap)
     val = np.ascontiguousarray(res.transpose(3, 0, 1, 2), dtype=np.float64)
-    if dp.out_scale != 1.0:
+    if dp.dtype is np.float32:
+        if not np.isfinite(val).all():  # float32 inf/NaN take the engine's codes
+            return None
+    else:
         val *= dp.out_scale
-    elif not np.isfinite(val).all():  # float32 inf/NaN take the engine's codes
-        return None
     return val if mac.out is None else quantize(val, mac.out)
 
 
