@@ -21,6 +21,7 @@ from kernels.test_layer_arith import conv_terms, grad_input_terms, grad_weight_t
 import fxemu as fx
 from fxemu import arith, lowering
 from fxemu._kernels import conv_fast
+from fxemu._kernels.codes import ORDER_SEQUENTIAL
 from fxemu.quantize import as_format
 
 FIX16 = "ap_fixed<16,8>"
@@ -204,3 +205,22 @@ def test_direct_kernels_do_not_depend_on_thread_count() -> None:
         numba.set_num_threads(n0)
     for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
+def test_float32_matmul_equals_the_double_path(monkeypatch) -> None:
+    """``fx.matmul`` with an IEEE float32 accumulator on float16 operands runs plain float32
+    multiply-adds (as fw16bw16's dense layers do); the bits are those of the TwoSum double
+    path."""
+    rng = np.random.default_rng(21)
+    a = _edge(rng, (40, 300), "float16", False)
+    b = _edge(rng, (300, 24), "float16", False)
+    a[0, :] = 65504.0  # output (0, 0) sums 300 products 65504² = 2^32 − 2^21 + 2^8
+    b[:, 0] = 65504.0
+    mac = fx.Mac("float32")
+    got = fx.matmul(a, b, mac)
+    calls = []
+    real = lowering.float32_exact
+    monkeypatch.setattr(lowering, "float32_exact", lambda *args: calls.append(1) or False)
+    want = fx.matmul(a, b, mac)
+    assert calls and real(mac, ORDER_SEQUENTIAL, arith._span(a), arith._span(b))
+    np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
