@@ -197,7 +197,7 @@ def test_direct_kernels_do_not_depend_on_thread_count() -> None:
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
             out = []
-            for fin, mac in (p.values for p in MACS[:3]):
+            for fin, mac in (p.values for p in MACS[:2]):  # one generic source: 2 suffice
                 x, w, gr = _data(geo, fin, 11, True)
                 out += _three(x, w, gr, geo, mac)
             runs.append(out)
