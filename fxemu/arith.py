@@ -11,6 +11,7 @@ arrays holding the values of their formats.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,6 +282,24 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
 _NO_P = (np.int64(0),)  # the parameters of a datapath that reads none (float32 arithmetic)
 
 
+def _partial_sum_bound(forward: bool, a: np.ndarray, b: np.ndarray, spans: tuple) -> float:
+    """An upper bound on |every partial sum| of a direct conv's reductions (exact products,
+    before any accumulator rounding): each term |a·b| <= max|a|·|b| (forward: the kernel's
+    terms per filter) or |a|·max|b| (weight gradient: the gradient's terms per filter), and
+    max|x| < 2^(its span's highest leading-bit exponent + 1). inf where nothing is known."""
+    if spans[0][3] or spans[1][3]:
+        return math.inf
+    if forward:  # each output: its filter's kernel b[f], against a's largest element
+        big, per = spans[0][1], np.abs(b).reshape(b.shape[0], -1).sum(axis=1)
+    else:  # each output: filter f's gradient a[:, f], against b's largest element
+        big, per = spans[1][1], np.abs(a).sum(axis=(0, 2, 3))
+    if big < -1074 or not per.size:  # an all-zero operand
+        return 0.0
+    if big > 900:
+        return math.inf
+    return float(per.max()) * 2.0 ** (big + 1)
+
+
 def _direct_conv(forward: bool, a: np.ndarray, b: np.ndarray, out_shape: tuple[int, ...],
                  geo: tuple[int, int, int, int], mac: Mac, seed: int | None,
                  sr_bits: int | None, nan: str) -> np.ndarray | None:
@@ -298,7 +317,8 @@ def _direct_conv(forward: bool, a: np.ndarray, b: np.ndarray, out_shape: tuple[i
         return None
     a = np.ascontiguousarray(daz(a, lm.first))
     b = np.ascontiguousarray(daz(b, lm.first))
-    dp = lowering.direct_path(mac, lm, (_span(a), _span(b)), key, bits)
+    spans = (_span(a), _span(b))
+    dp = lowering.direct_path(mac, lm, spans, key, bits, _partial_sum_bound(forward, a, b, spans))
     if dp is None:
         return None
     if dp.dtype is np.int64:

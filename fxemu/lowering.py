@@ -586,8 +586,8 @@ class DirectPath(NamedTuple):
 _NO_PARAMS = (np.float64(0.0),)
 
 
-def direct_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64,
-                sr_bits: int) -> DirectPath | None:
+def direct_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int,
+                bound: float = math.inf) -> DirectPath | None:
     """The direct conv datapath of a Mac product with operand spans ``spans``, or None:
 
     * the int64 datapath of :func:`mac_path` in sequential order, as doubles holding the
@@ -596,7 +596,9 @@ def direct_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64,
       product and accumulator stays below 2^52; as int64 otherwise;
     * plain float32 arithmetic where :func:`float32_exact` holds.
 
-    Operands with inf/NaN get None (the caller's im2col path handles them)."""
+    ``bound``: an upper bound on every partial sum's magnitude in value units (the caller's,
+    from the operands); below the accumulator's saturation limits the float64 datapath's steps
+    are plain sums. Operands with inf/NaN get None (the caller's im2col path handles them)."""
     if lm.order != c.ORDER_SEQUENTIAL or spans[0][3] or spans[1][3]:
         return None
     path = mac_path(mac, lm, spans, key, sr_bits)
@@ -608,8 +610,10 @@ def direct_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64,
         if (mac.mul is None and int(accpar[0]) == 0 and mac.acc.width <= 52
                 and o in (c.O_SAT, c.O_SAT_SYM, c.O_SAT_ZERO) and ba + bb + path.sh_p <= 52):
             ap = (np.float64(2.0**path.sh_p), np.float64(accpar[3]), np.float64(accpar[4]))
-            return DirectPath(_kmf.fixed_f64_ops(o), np.float64, path.fa, path.fb, _NO_PARAMS,
-                              ap, scale)
+            # in integer units (the bound has at most ~1e-11 relative rounding: margin 1e-9)
+            safe = bound * 2.0**mac.acc.frac_bits * (1 + 1e-9) < min(ap[2], -ap[1])
+            return DirectPath(_kmf.fixed_f64_ops(o, bool(safe)), np.float64, path.fa, path.fb,
+                              _NO_PARAMS, ap, scale)
         return DirectPath(path.ops, np.int64, path.fa, path.fb, pm, accpar, scale)
     if path.kind == "float" and float32_exact(mac, lm.order, *spans):
         return DirectPath(_kmf.f32_ops(), np.float32, 0, 0, _NO_PARAMS, _NO_PARAMS, 1.0)

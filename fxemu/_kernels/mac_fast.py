@@ -277,14 +277,17 @@ def float_ops(use_mul: bool, mq: int, q: int, hw32: bool = False) -> Datapath:
 
 
 @functools.cache
-def fixed_f64_ops(o: int) -> Datapath:
+def fixed_f64_ops(o: int, exact: bool = False) -> Datapath:
     """The integer datapath of :func:`fixed_ops` without a mul format and with products on the
     accumulator's grid (no rounding anywhere), on doubles holding the integers: ``prod`` is
     a·b, ``step`` the overflow mode ``o`` (saturating or to zero; not wrap) applied to
     ``acc + p·2^sh_p`` (ap = (2^sh_p, lo, hi)). Exact, and equal to :func:`fixed_ops`, when
     the caller proved every product·2^sh_p and every accumulator below 2^52 in magnitude
-    (:func:`fxemu.lowering.conv_datapath`); vectorises where int64 products do not."""
-    tag = f"ff_{o}"
+    (:func:`fxemu.lowering.direct_path`); vectorises where int64 products do not.
+
+    ``exact``: the caller proved that no partial sum leaves [lo, hi], so the overflow mode
+    never acts and ``step`` is the plain sum."""
+    tag = f"ff_{o}_{int(exact)}"
 
     def prod(a, b, mp):
         return True, a * b
@@ -294,6 +297,8 @@ def fixed_f64_ops(o: int) -> Datapath:
 
     def step(acc, p, ap):
         v = acc + p * ap[0]
+        if exact:
+            return True, v
         if o == O_SAT_ZERO:
             return True, v if (v >= ap[1]) & (v <= ap[2]) else 0.0
         return True, min(max(v, ap[1]), ap[2])

@@ -179,6 +179,13 @@ def test_lenet5_datapaths_take_the_direct_path() -> None:
         lm, bits, key = lowering.lower_mac_call(mac, None, None)
         spans = (arith._span(a), arith._span(a))
         assert lowering.direct_path(mac, lm, spans, key, bits).dtype is kind
+    # a bound below the saturation limit drops the overflow mode from fixed16's steps
+    mac = PRESETS["fixed16"].backward.conv_dw
+    lm, bits, key = lowering.lower_mac_call(mac, None, None)
+    spans = (arith._span(fx.quantize(a, FIX16)),) * 2
+    tags = [lowering.direct_path(mac, lm, spans, key, bits, bound).ops.tag
+            for bound in (32767.0, 32768.0, np.inf)]
+    assert [t[-2:] for t in tags] == ["_1", "_0", "_0"]
     mac = fx.Mac("float32")
     lm, bits, key = lowering.lower_mac_call(mac, None, None)
     wide = fx.quantize(rng.standard_normal(64), "bfloat16") * (1 + 2.0**-20)
