@@ -12,16 +12,19 @@ zero-less or P3109 layouts, no ``sat_finite``, no APyTypes modes, no ``random_bi
     python benchmarks/peer_vectors.py --details  # also every reason and disagreement class
 
 Peers: gfloat, ml_dtypes, APyTypes, fxpmath, pychop (its IEEE ``Chop`` and its P3109
-emulator), QPyTorch (reported as not run: its quantizers are a C++ torch extension compiled
-at import). Prints, never asserts; tests/test_peers_*.py assert the agreement.
+emulator), QPyTorch (``qtorch``: its C++ extension is built by torch at first import, which
+needs ninja and g++). Prints, never asserts; tests/test_peers_*.py assert the agreement.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -124,7 +127,7 @@ def _gfloat(t: Tally, rng: np.random.Generator) -> None:
         zero = fi.has_subnormals or m != 0
         f = fx.Float(e, m, bias=fi.bias, special=sp, signed=fi.is_signed, zero=zero,
                      subnormals=fi.has_subnormals, code_ties=m == 0)
-        new = (not fi.is_signed) or not zero or sp in ("fnuz_inf", "fn_inf") or m == 0
+        new = (not fi.is_signed) or not zero or sp in ("fnuz_inf", "fn_inf") or m == 0 or e == 0
         return f, new, None
 
     rmodes = {RoundMode.TowardZero: ("rtz", "trn_zero"),
@@ -138,8 +141,7 @@ def _gfloat(t: Tally, rng: np.random.Generator) -> None:
     formats += [gfloat.formats.format_info_p3109(k, p, s, d) for k in (3, 4, 6)
                 for p in range(1, k + 1) for s in (gfloat.Signedness.Signed,
                                                    gfloat.Signedness.Unsigned)
-                for d in (Domain.Extended, Domain.Finite)
-                if not (s == gfloat.Signedness.Signed and p == k)]
+                for d in (Domain.Extended, Domain.Finite)]
     for fi in formats:
         f, new, reason = to_fx(fi)
         k = fi.k
@@ -414,8 +416,154 @@ def _pychop(t: Tally, rng: np.random.Generator) -> None:
                               "rounds up in magnitude past max), inf/NaN in pychop")
 
 
+# -- QPyTorch -------------------------------------------------------------------------------
+#: QPyTorch's disagreement classes (each case checked against an exact rational rounding)
+_Q_ZERO = {"fixed": "semantic difference: fixed_point_quantize gives -0 (float32 "
+                    "arithmetic) for negatives that round to 0; a fixed format has no -0",
+           "float": "semantic difference: float_quantize gives +0 for -0 and for negatives "
+                    "that round to 0 (x + (-2^emin) - (-2^emin)); fxemu keeps -0"}
+_Q_F32 = {"fixed": "semantic difference: stochastic fixed_point_quantize rounds a·2^F + r in "
+                   "float32 before nearbyint (and nearbyint's ties go to even), so it is not "
+                   "floor(a·2^F + r); fxemu's equals the exact floor",
+          "float": "semantic difference: float_quantize rounds x + 2^emin in float32 first "
+                   "(subnormal range), a double rounding; fxemu's equals the exact rounding",
+          "block": "semantic difference: block_quantize rounds x + 6·2^e in float32 first, a "
+                   "double rounding; fxemu's equals the exact rounding"}
+
+
+DEBUG = False
+
+
+def _f32_inputs(vals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`_grid_inputs` of ``vals`` kept where float32 holds them exactly, without NaN
+    (QPyTorch quantizes float32 tensors)."""
+    x = _grid_inputs(vals, rng)
+    x = x[~np.isnan(x) & (np.abs(x) < 2.0**127)]
+    return x[x.astype(np.float32).astype(np.float64) == x]
+
+
+def _exact_round(x: float, step: Fraction, mode: str, r: Fraction = Fraction(0)) -> Fraction:
+    """``x`` rounded to a multiple of ``step``, exactly: ``even`` (ties to even), ``away``
+    (ties away from 0), ``up`` (ties toward +inf) or ``floor+r`` (stochastic:
+    floor(x/step + r))."""
+    n = Fraction(x) / step
+    if mode == "even":
+        return round(n) * step  # Fraction.__round__ rounds ties to even
+    if mode == "away":
+        k = math.floor(abs(n) + Fraction(1, 2))
+        return (k if n >= 0 else -k) * step
+    if mode == "up":
+        return math.floor(n + Fraction(1, 2)) * step
+    return math.floor(n + r) * step
+
+
+def _q_classify(t: Tally, got: np.ndarray, want: np.ndarray, exact: object, new: bool,
+                kind: str) -> None:
+    """Compare value bit patterns; each disagreement is a signed-zero difference, or QPyTorch's
+    double rounding when fxemu's value is the exact rounding ``exact(i)``, else a suspect."""
+    gb, wb = _vbits(got), _vbits(want)
+    bad = np.flatnonzero(gb != wb)
+    zero = np.array([got[i] == 0 and want[i] == 0 for i in bad], bool)
+    f32 = np.array([not z and Fraction(float(got[i])) == exact(i) for i, z in
+                    zip(bad, zero, strict=True)], bool)
+    ok = np.ones(got.size, bool)
+    ok[bad] = False
+    t.compare(gb[ok], wb[ok], new)
+    sus = ~zero & ~f32
+    if sus.any() and DEBUG:
+        print([(float(got[i]), float(want[i]), float(exact(i))) for i in bad[sus][:5]])
+    for mask, why in ((zero, _Q_ZERO.get(kind)), (f32, _Q_F32[kind]), (sus, "fxemu bug?")):
+        if mask.any():
+            t.compare(gb[bad[mask]], ~gb[bad[mask]], new, why)
+
+
+def _qtorch(t: Tally, rng: np.random.Generator) -> None:
+    import torch
+    from qtorch.quant import block_quantize, fixed_point_quantize, float_quantize
+
+    def q(fn, x: np.ndarray, *args, **kw) -> np.ndarray:
+        return fn(torch.tensor(x, dtype=torch.float32), *args, **kw).numpy().astype(np.float64)
+
+    # fixed point: nearest (RNE on a·2^F, saturating to the two's complement or symmetric
+    # range); stochastic with torch's generator seeded, so its draws r are known:
+    # nearbyint(a·2^F + r - 0.5) is floor(a·2^F + r), fxemu's stochastic with 24 random bits
+    for wl, fl in [(2, 0), (4, 2), (8, 4), (8, 8), (12, 3), (16, 8), (16, 14), (10, -2)]:
+        vals = np.arange(-(2 ** (wl - 1)), 2 ** (wl - 1)) * 2.0**-fl
+        x = _f32_inputs(vals, rng)
+        step = Fraction(2) ** -fl
+        for sym, clamp in itertools.product((False, True), (True, False)):
+            f = fx.Fixed(wl, wl - fl, rounding="rnd_conv", overflow="sat_sym" if sym else "sat")
+            hi = f.max
+            lo = -hi if sym else f.min
+            xs = x
+            if not clamp:  # no bound on the integer part: the same as clamping within range
+                xs = x[(x >= lo) & (x <= hi)]
+                t.skip(2 * (x.size - xs.size), "fixed_point_quantize(clamp=False) beyond the "
+                       "range: an integer part of unbounded width, which no format has")
+            want = q(fixed_point_quantize, xs, wl, fl, clamp=clamp, symmetric=sym,
+                     rounding="nearest")
+            _q_classify(t, fx.quantize(xs, f), want, lambda i, x=xs, s=step, lo=lo, hi=hi: min(
+                max(_exact_round(x[i], s, "even"), Fraction(lo)), Fraction(hi)), False, "fixed")
+            torch.manual_seed(wl * 100 + fl)
+            r = torch.rand_like(torch.tensor(xs, dtype=torch.float32)).numpy()
+            torch.manual_seed(wl * 100 + fl)
+            want = q(fixed_point_quantize, xs, wl, fl, clamp=clamp, symmetric=sym,
+                     rounding="stochastic")
+            rbits = (r.astype(np.float64) * 2.0**24).astype(np.uint64)
+            got = fx.quantize(xs, f.replace(rounding="stochastic"), random_bits=rbits,
+                              sr_bits=24)
+            _q_classify(t, got, want, lambda i, x=xs, r=r, s=step, lo=lo, hi=hi: min(max(
+                _exact_round(x[i], s, "floor+r", Fraction(float(r[i]))), Fraction(lo)),
+                Fraction(hi)), True, "fixed")
+    # floats: nearest is ties away from zero on the magnitude, no inf/NaN codes (the top
+    # exponent holds numbers), saturation to ±max; float32 NaN inputs become ±max
+    for e, m in [(2, 1), (3, 2), (4, 3), (5, 2), (5, 10), (6, 5), (8, 7), (8, 3)]:
+        f = fx.Float(e, m, special="none", rounding="rna", overflow="sat")
+        codes = np.arange(f.n_codes, dtype=np.uint64)
+        x = _f32_inputs(fx.from_bits(codes, f), rng)
+        want = q(float_quantize, x, e, m, rounding="nearest")
+        emin = f.emin
+
+        def exact(i, x=x, m=m, emin=emin, mx=f.max):
+            a = abs(x[i])
+            if a == np.inf:
+                return Fraction(mx) * (1 if x[i] > 0 else -1)
+            ex = max(math.frexp(a)[1] - 1, emin) if a else emin
+            v = _exact_round(x[i], Fraction(2) ** (ex - m), "away")
+            return max(min(v, Fraction(mx)), -Fraction(mx))
+
+        _q_classify(t, fx.quantize(x, f), want, exact, False, "float")
+        t.skip(1, "float_quantize of NaN: QPyTorch gives ±max; fxemu refuses NaN into a "
+                  "format without NaN (one clear error)")
+        t.skip(x.size, "float_quantize(rounding='stochastic'): its random bits come from "
+                           "a std::mt19937 seeded by std::random_device inside the C++ "
+                           "extension (they cannot be passed in or seeded)")
+    # block floating point: one block of the whole 1-D tensor (dim=-1), shared exponent
+    # floor(log2 amax), wl-bit sign-magnitude mantissas (steps 2^(e+2-wl)), ties toward +inf
+    for wl in (3, 4, 6, 8, 12, 16):
+        for n in (16, 64):
+            for _ in range(100):
+                x = (rng.standard_normal(n) * 2.0 ** rng.integers(-20, 20)).astype(np.float32)
+                x[rng.random(n) < 0.1] = 0.0
+                if rng.random() < 0.2:  # ties of the element grid
+                    x = (np.round(x / np.abs(x).max() * 2 ** (wl - 1)) / 2 ** (wl - 1)
+                         * 2.0 ** rng.integers(-3, 3)).astype(np.float32)
+                x = x.astype(np.float64)
+                b = fx.Block(fx.Fixed(wl, 2, rounding="rnd", overflow="sat_sym"), n,
+                             sign_magnitude=True)
+                want = q(block_quantize, x, wl, -1, rounding="nearest")
+                amax = np.abs(x).max()
+                e = math.frexp(amax)[1] - 1 if amax else 0
+                step = Fraction(2) ** (e + 2 - wl)
+                lim = (2 ** (wl - 1) - 1) * step
+                _q_classify(t, fx.quantize(x, b), want, lambda i, x=x, step=step, lim=lim: max(
+                    min(_exact_round(x[i], step, "up"), lim), -lim), True, "block")
+                t.skip(n, "block_quantize(rounding='stochastic'): std::mt19937 inside the "
+                          "extension, as float_quantize")
+
+
 PEERS = {"gfloat": _gfloat, "ml_dtypes": _ml_dtypes, "APyTypes": _apytypes,
-         "fxpmath": _fxpmath, "pychop": _pychop}
+         "fxpmath": _fxpmath, "pychop": _pychop, "QPyTorch": _qtorch}
 
 
 def run(details: bool = False, only: list[str] | None = None) -> dict[str, Tally]:
@@ -438,7 +586,6 @@ def run(details: bool = False, only: list[str] | None = None) -> dict[str, Tally
     for name, t in out.items():
         print(f"{name:<10} {t.cases:>9} {t.before:>9} {t.expressible:>12} {t.agree:>9} "
               f"{t.disagree:>9} {sum(t.missing.values()):>9}")
-    print(f"{'QPyTorch':<10} not run: its quantizers are a C++ torch extension built at import")
     for name, t in out.items():
         if details or t.disagree:
             for why, n in t.why.most_common():

@@ -356,14 +356,15 @@ def _describe(fmt: Fixed | Float) -> list[tuple[str, str]]:
                   f"{fmt.man_bits} mantissa"),
         ("layout", _layout(fmt)),
         ("value", f"(-1)^s x 2^(e-{fmt.bias}) x 1.m; subnormal (e=0): "
-                  f"(-1)^s x 2^{fmt.emin} x 0.m"),
+                  f"(-1)^s x 2^{fmt.emin} x 0.m" if fmt.exp_bits else
+                  f"(-1)^s x 2^{fmt.emin} x 0.m (no exponent bits: every value a subnormal)"),
         ("bias", f"{fmt.bias} (emin {fmt.emin}, emax {fmt.emax})"),
         ("codes", _codes(fmt)),
         ("min", _num(fmt.min)),
         ("max", _num(fmt.max)),
         ("step", f"{_pow2(fmt.step)} (smallest spacing)"),
         ("eps", _pow2(fmt.eps)),
-        ("smallest normal", _pow2(fmt.smallest_normal)),
+        ("smallest normal", _pow2(fmt.smallest_normal) if fmt.exp_bits else "none"),
         ("smallest subnormal", _pow2(fmt.smallest_subnormal)),
         ("subnormals", sub),
         ("rounding", f"{fmt.rounding.name}: {_FLOAT_ROUNDING[fmt.rounding]}"),

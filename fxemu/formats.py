@@ -387,7 +387,9 @@ _NON_HLS_FIXED = (FixedRounding.TRN_INF, FixedRounding.TRN_AWAY, FixedRounding.T
 
 def _default_bias(exp_bits: int, special: Special) -> int:
     """2^(E-1), with the NaN at the code of -0 (fnuz, fnuz_inf, as ml_dtypes and P3109), else
-    2^(E-1) - 1 (IEEE)."""
+    2^(E-1) - 1 (IEEE); 0 without exponent bits (E = 0: P3109's floor(2^(k-p-1)) at p = k)."""
+    if exp_bits == 0:
+        return 0
     return (1 << (exp_bits - 1)) - (0 if special in (Special.FNUZ, Special.FNUZ_INF) else 1)
 
 
@@ -399,7 +401,7 @@ _TOP_NONFINITE = {Special.FN: 1, Special.FNUZ: 0, Special.NONE: 0, Special.FNUZ_
 
 @dataclass(frozen=True)
 class Float:
-    """Binary floating-point format with ``exp_bits`` E (1..11) and ``man_bits`` M (0..52).
+    """Binary floating-point format with ``exp_bits`` E (0..11) and ``man_bits`` M (0..52).
 
     Parameters
     ----------
@@ -441,6 +443,13 @@ class Float:
         field) instead of the significand's: IEEE P3109's tie rule at precision 1 (gfloat's
         too). Normalised to False for M >= 1, where both parities are the same.
 
+    E = 0 (no exponent field, IEEE P3109 signed ``p = k``): every nonzero code is a subnormal,
+    so the format is a sign-magnitude fixed-point grid, magnitude code c having the value
+    ``c × 2^(1 - bias - M)`` (default bias 0: steps of 2^(1-M) below 2); values from the code
+    after max up overflow by ``overflow``. It needs M >= 1, subnormals and a special policy
+    other than ``ieee`` (no exponent field to mark inf/NaN). ``emin`` and ``smallest_normal``
+    then bound the grid (2^emin is above max) rather than name a value.
+
     The format's values must lie within float64's range (they are emulated in float64).
     """
 
@@ -457,7 +466,7 @@ class Float:
     _max: float = field(init=False, repr=False, compare=False, hash=False, default=0.0)
 
     def __post_init__(self) -> None:
-        e = _int(self.exp_bits, "Float exp_bits", 1, 11)
+        e = _int(self.exp_bits, "Float exp_bits", 0, 11)
         m = _int(self.man_bits, "Float man_bits", 0, 52)
         sp = _enum(Special, self.special, "Float special")
         q = _enum(FloatRounding, self.rounding, "Float rounding")
@@ -487,6 +496,11 @@ class Float:
         object.__setattr__(self, "special", sp)
         object.__setattr__(self, "rounding", q)
         object.__setattr__(self, "overflow", o)
+        if e == 0 and (m == 0 or not self.subnormals or sp is Special.IEEE):
+            raise ValueError(msg("Float exp_bits", "exp_bits=0 (every value a subnormal) needs "
+                                 "man_bits >= 1, subnormals and a special policy other than "
+                                 "ieee", f"man_bits={m}, subnormals={self.subnormals}, "
+                                 f"special={sp.value}"))
         if sp is Special.IEEE and m == 0:
             raise ValueError(msg("Float man_bits", "ieee specials need man_bits >= 1 to tell "
                                  "NaN from inf", m, "use special='fn' or 'none'"))
@@ -495,8 +509,11 @@ class Float:
             max_code = (top << m) - 1
         else:
             max_code = (1 << (e + m)) - 1 - _TOP_NONFINITE[sp]
+        if e == 0 and max_code < 0:  # max 0 stays (P3109 k2p2: 0, ±inf, NaN)
+            raise ValueError(msg("Float", "has no finite value", str(self),
+                                 "use more mantissa bits"))
         emax_field, max_man = max_code >> m, max_code & ((1 << m) - 1)
-        if emax_field < 1:
+        if emax_field < 1 and e != 0:
             raise ValueError(
                 msg("Float", "has no normal numbers", str(self), "use more exponent bits")
             )
@@ -507,7 +524,10 @@ class Float:
                 msg("Float", "range must fit in float64 (emax <= 1023, emin - man_bits >= -1074)",
                     f"emax={emax}, emin={emin}")
             )
-        mx = Fraction((1 << m) + max_man, 1 << m) * Fraction(2) ** emax
+        if e == 0:  # no normals: the largest subnormal, max_man × 2^(emin - M)
+            mx = Fraction(max_man, 1 << m) * Fraction(2) ** emin
+        else:
+            mx = Fraction((1 << m) + max_man, 1 << m) * Fraction(2) ** emax
         object.__setattr__(self, "_max", float(mx))
 
     # -- exact metadata ---------------------------------------------------------------------
@@ -657,11 +677,13 @@ def p3109(k: int, p: int, signed: bool = True, extended: bool = True) -> Float:
     """IEEE P3109 ``binary{k}p{p}`` (signed or unsigned, extended or finite) as a :class:`Float`.
 
     M = p - 1 trailing significand bits, E = k - p (signed) or k - p + 1 (unsigned) exponent
-    bits, bias 2^(E-1), subnormals, one zero. Signed: the NaN is the code of -0 (0x80…) and,
-    extended, ±inf are the all-ones magnitudes (``special="fnuz_inf"``; finite: ``"fnuz"``).
-    Unsigned: NaN is all ones and, extended, +inf the code below (``"fn_inf"``; finite:
-    ``"fn"``). Rounding RNE with P3109's ties to the even code at p = 1 (``code_ties``) and
-    overflow ``inf`` (P3109 OvfInf); use :meth:`Float.replace` for the others.
+    bits, bias 2^(E-1) (0 for signed p = k: E = 0, a sign-magnitude grid of steps 2^(2-k)
+    below 2, see :class:`Float`), subnormals, one zero. Signed: the NaN is the code of -0
+    (0x80…) and, extended, ±inf are the all-ones magnitudes (``special="fnuz_inf"``;
+    finite: ``"fnuz"``). Unsigned: NaN is all ones and, extended, +inf the code below
+    (``"fn_inf"``; finite: ``"fn"``). Rounding RNE with P3109's ties to the even code at
+    p = 1 (``code_ties``) and overflow ``inf`` (P3109 OvfInf); use :meth:`Float.replace`
+    for the others.
 
     >>> str(p3109(8, 4)), str(p3109(8, 3, signed=False, extended=False))
     ('p3109_k8p4', 'p3109_k8p3uf')
@@ -669,14 +691,16 @@ def p3109(k: int, p: int, signed: bool = True, extended: bool = True) -> Float:
     k = _int(k, "p3109 k", 2, 64)
     p = _int(p, "p3109 p", 1, k)
     e = k - p + (0 if signed else 1)
-    if e < 1:
-        raise ValueError(msg("p3109", "formats without exponent bits (signed p = k) are not "
-                             "supported", f"k={k}, p={p}"))
     if signed:
         sp = Special.FNUZ_INF if extended else Special.FNUZ
     else:
         sp = Special.FN_INF if extended else Special.FN
-    return Float(e, p - 1, bias=1 << (e - 1), special=sp, signed=signed, code_ties=p == 1)
+    return Float(e, p - 1, bias=_p3109_bias(e), special=sp, signed=signed, code_ties=p == 1)
+
+
+def _p3109_bias(e: int) -> int:
+    """P3109's bias for E exponent bits: 2^(E-1), and 0 for signed p = k (E = 0)."""
+    return 1 << (e - 1) if e else 0
 
 
 _P3109 = re.compile(r"^\s*p3109_k(\d+)p(\d+)(s|u)?(e|f)?\s*$", re.IGNORECASE)
@@ -685,7 +709,7 @@ _P3109 = re.compile(r"^\s*p3109_k(\d+)p(\d+)(s|u)?(e|f)?\s*$", re.IGNORECASE)
 def _p3109_name(f: Float) -> str | None:
     """The canonical P3109 name of ``f`` (``p3109_k8p4``, ``…u``, ``…f``, ``…uf``), or None."""
     if (f.rounding is not FloatRounding.RNE or f.overflow is not FloatOverflow.INF
-            or not f.subnormals or not f.zero or f.bias != 1 << (f.exp_bits - 1)
+            or not f.subnormals or not f.zero or f.bias != _p3109_bias(f.exp_bits)
             or f.code_ties != (f.man_bits == 0)):
         return None
     signed_sp = {Special.FNUZ_INF: "", Special.FNUZ: "f"}

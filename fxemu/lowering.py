@@ -77,6 +77,7 @@ __all__ = [
     "lower_mac",
     "lower_mac_call",
     "mac_path",
+    "mx_qmode",
     "nan_raises",
     "slow_vec",
     "sr_key",
@@ -199,10 +200,14 @@ def _lower_float(fmt: Float) -> FloatParams:
     mant, ex = math.frexp(fmt.max)  # max = mant·2^ex, 0.5 <= mant < 1 (a subnormal double too)
     frac = int(mant * 2.0 ** (m + 1)) - (1 << m)  # the m fraction bits below the leading 1
     max_code = ((ex - 1 + fmt.bias + zoff) << m) | frac
+    if e == 0:  # no normals (P3109 signed p = k): max is a subnormal, its code max / step
+        max_code = int(math.ldexp(fmt.max, m - fmt.emin))
     q = FLOAT_ROUNDING[fmt.rounding]
     # M = 0: the significand is the hidden bit alone, so "even"/"odd" cannot be read from the
     # double's low kept bit; the exact path handles it
     fast = q in _FAST_FLOAT_Q and m != 0 and fmt.zero
+    # E = 0: max lies below the smallest normal, which the fast paths' bounds assume it does not
+    fast = fast and e != 0
     minnorm, maxbits = float_bounds(fmt)
     return FloatParams(
         mbits=_I(m), emin=_I(1 - fmt.bias - zoff), max_code=_U(max_code), nan_code=_U(nan_code),
@@ -695,20 +700,29 @@ def lower_block(block: Block,
 
 
 def _block_fast(block: Block) -> dict:
-    """The fast element path's fields of :class:`BlockParams`."""
+    """The MX element path's fields of :class:`BlockParams`: a signed float element with a
+    zero, at least one mantissa bit and a deterministic rounding of
+    :func:`~fxemu._kernels.block.mx_convert`'s, under an E8M0 scale, whose scaled values
+    (2^±127 times the element range) stay normal doubles."""
     el = block.element
-    fp = _lower_float(el) if isinstance(el, Float) else None
-    if fp is None or not fp.fast or not block.pow2_scale:
-        return {"fast": False, "ek": _I(0), "eq": _I(0), "eminnorm": _U(0), "emaxbits": _U(0),
-                "ebias": _U(0), "embits": _I(0), "esign": _U(0), "efnuz": False,
-                "sub_ok": False, "sub_c": _F(0.0), "sub_q": _F(0.0)}
-    q = el.emin - el.man_bits
-    return {"fast": True, "ek": fp.k, "eq": fp.qmode, "eminnorm": fp.minnorm,
-            "emaxbits": fp.maxbits, "ebias": _U(1023 - el.bias), "embits": fp.mbits,
-            "esign": fp.sign_bit, "efnuz": fp.fnuz,
-            "sub_ok": bool(fp.qmode == c.HALF_EVEN and el.subnormals and q + 52 <= 1000
-                           and el.emin - 1 >= -1022),
-            "sub_c": _F(1.5 * 2.0 ** (q + 52)), "sub_q": _F(2.0**q)}
+    ok = (isinstance(el, Float) and block.pow2_scale and el.signed and el.zero
+          and 1 <= el.man_bits <= 51 and not el.code_ties
+          and FLOAT_ROUNDING[el.rounding] in _FAST_FLOAT_Q
+          and el.emin - el.man_bits - 127 > -1022 and el.emax + 129 < 1023)
+    if not ok:
+        return {"fast": False, "eq": _I(0), "embits": _I(0), "esh": _I(0), "eemin": _I(0),
+                "emaxmag": _U(0), "esign": _U(0), "efnuz": False, "esat": False,
+                "esubn": False}
+    fp = _lower_float(el)
+    return {"fast": True, "eq": fp.qmode, "embits": fp.mbits, "esh": fp.k, "eemin": fp.emin,
+            "emaxmag": fp.max_code, "esign": fp.sign_bit, "efnuz": fp.fnuz,
+            "esat": fp.overflow_sat, "esubn": fp.subn}
+
+
+def mx_qmode(p: BlockParams) -> int:
+    """The rounding-mode argument of :func:`fxemu._kernels.block.mx_kernel` for a ``fast``
+    block: ties to even (the MX formats' mode) compiled in, -1 (read at run time) else."""
+    return c.HALF_EVEN if p.eq == c.HALF_EVEN else -1
 
 
 def block_sr_key(block: Block, seed: int | None,

@@ -45,13 +45,17 @@ def check_nan_policy(nan: object) -> None:
         raise ValueError(msg("nan", "must be 'raise' or 'hls'", nan))
 
 
-def _coerce_input(x: object) -> np.ndarray:
+def _coerce_input(x: object, keep_float32: bool = False) -> np.ndarray:
+    """``x`` as a C-ordered float64 array (float32 kept as it is with ``keep_float32``: every
+    float32 is a double, so converting later, element by element, is exact)."""
     if isinstance(x, np.ma.MaskedArray):
         reject_masked(x, "x")
     a = np.asarray(x)
     if a.dtype.kind == "f":
         if a.dtype.itemsize > 8:
             raise TypeError(msg("x", "float dtype wider than float64 is not supported", a.dtype))
+        if keep_float32 and a.dtype == np.float32:
+            return np.asarray(a, order="C")
         return np.asarray(a, dtype=np.float64, order="C")
     if a.dtype.kind in "iub":
         f = a.astype(np.float64)
@@ -109,7 +113,7 @@ def _convert(x: object, fmt: Fixed | Float | str, seed: int | None, sr_bits: int
              nan: str, out: np.ndarray | None, codes: bool,
              random_bits: object = None) -> np.ndarray:
     fmt = as_format(fmt)
-    a = _coerce_input(x)
+    a = _coerce_input(x, keep_float32=isinstance(fmt, Block))
     check_nan_policy(nan)
     if isinstance(fmt, Block):
         if random_bits is not None:
@@ -137,7 +141,8 @@ def quantize(x: object, fmt: Fixed | Float | Block | str, *, seed: int | None = 
     Parameters
     ----------
     x : array_like of float or int
-        Any shape; float32 inputs are widened exactly; non-contiguous views are fine.
+        Any shape; float32 inputs are widened exactly (an MX float Block reads them as they
+        are, element by element, with the same result); non-contiguous views are fine.
     fmt : Fixed, Float or str
         Target format. Fixed: exactly ``ap_fixed<…> v = x;`` (ac_fixed rules for
         ``lib="ac"``), ±inf as ±2^1024 (saturate by sign, 0 under wrap). Float: one correct
@@ -288,25 +293,36 @@ def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
                   axis: int | None = None, codes: bool = True,
                   values: bool = True) -> tuple[np.ndarray | None, np.ndarray | None,
                                                 np.ndarray, float]:
-    """Convert the float64 array ``a`` into ``block`` along ``axis`` (default the Block's):
-    (element codes, values, scale codes, tensor scale), the first two in ``a``'s shape (None
-    where ``codes``/``values`` is False), the scales with the axis shortened to the block
-    count. ``unscaled``: values are the element values alone (the block Mac's operands), else
-    the decoded tensor."""
+    """Convert the float64 (or float32) array ``a`` into ``block`` along ``axis`` (default the
+    Block's): (element codes, values, scale codes, tensor scale), the first two in ``a``'s
+    shape (None where ``codes``/``values`` is False), the scales with the axis shortened to
+    the block count. ``unscaled``: values are the element values alone (the block Mac's
+    operands), else the decoded tensor. Blocks the MX element path serves
+    (``BlockParams.fast``) read float32 input as it is; the others widen it to float64
+    (exactly) first."""
     ax = _block_axis(a.shape, block if axis is None else block.replace(axis=axis))
+    (p, ev, sv), key = lowering.block_sr_key(block, seed, sr_bits)
+    if not p.fast and a.dtype != np.float64:
+        a = a.astype(np.float64)
     moved = np.moveaxis(a, ax, -1)
     width = moved.shape[-1]
-    x2 = np.ascontiguousarray(moved).reshape(-1, width) if width else np.zeros((moved.size, 0))
+    x2 = (np.ascontiguousarray(moved).reshape(-1, width) if width
+          else np.zeros((moved.size, 0), a.dtype))
     nb = -(-width // block.block_size)
-    (p, ev, sv), key = lowering.block_sr_key(block, seed, sr_bits)
     ts = _tensor_scale(a, block)
     out_c = np.empty(x2.shape if codes else (1, 1), np.uint64)
     out_v = np.empty(x2.shape if values else (1, 1), np.float64)
     scales = np.empty((x2.shape[0], nb), np.uint64)
     from ._kernels import block as _kb  # Numba-compiled on first use
 
-    _kb.block_convert(x2.view(np.uint64), out_c, out_v, scales, p, ev, sv, ts, key, unscaled,
-                      codes, values)
+    if p.fast:  # one kernel per output kind (both: two calls)
+        for want, out in ((codes, out_c), (values, out_v)):
+            if want:
+                _kb.mx_kernel(out is out_c, lowering.mx_qmode(p))(x2, out, scales, p, ev,
+                                                                  unscaled)
+    else:
+        _kb.block_convert(x2.view(np.uint64), out_c, out_v, scales, p, ev, sv, ts, key,
+                          unscaled, codes, values)
     head = moved.shape[:-1]
 
     def back(v: np.ndarray, n: int) -> np.ndarray:

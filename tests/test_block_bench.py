@@ -21,7 +21,9 @@ def test_bench_mx_quick(capsys) -> None:
     finally:
         sys.modules.pop("bench_mx", None)
     out = capsys.readouterr().out
-    assert "| fxemu | to_bits | mxfp8_e4m3 |" in out and "block Mac / sequential Mac" in out
+    assert "| fxemu | to_bits (float32 in) | mxfp8_e4m3 | 1 |" in out
+    assert "| torchao to_mx | mxfp8_e5m2 | 2 |" in out or "torchao: skipped" in out
+    assert "block Mac / sequential Mac" in out
     peers = [r for r in rows if r.mismatches is not None]
     assert len(peers) >= 2 * 2 and all(r.mismatches == 0 for r in peers)
     assert {r.library for r in peers} >= {"gfloat", "ml_dtypes"}

@@ -148,3 +148,39 @@ def test_block_mac_empty_and_short_reductions() -> None:
     b = np.array([[1.0], [2.0], [-0.3], [0.25], [100.0]])
     got = fx.matmul(a, b, mac)
     assert np.array_equal(got.view(np.uint64), oracle(a, b, mac).view(np.uint64))
+
+
+def test_block_terms_take_the_mac_reduction() -> None:
+    """The block-pair terms are accumulated by the plain Mac's one ordered reduction: two
+    cancelling block terms under a round-toward-−inf accumulator give −0 in every order, as
+    the plain Mac does for the same two terms (IEEE 754 §6.3)."""
+    acc = fx.parse("float32").replace(rounding="rdn")
+    a = np.zeros((1, 64))
+    a[0, [0, 32]] = 1.0
+    b = np.zeros((64, 1))
+    b[[0, 32], 0] = [1.0, -1.0]
+    for order in ("sequential", "pairwise", "chunk:1", "exact"):
+        got = fx.matmul(a, b, fx.Mac(acc=acc, a="mxfp8_e4m3", b="mxfp8_e4m3", order=order))
+        want = fx.matmul(np.array([[1.0, 1.0]]), np.array([[1.0], [-1.0]]),
+                         fx.Mac(acc=acc, order=order))
+        assert got[0, 0] == 0.0 and np.signbit(got[0, 0]) and np.signbit(want[0, 0]), order
+
+
+def test_block_mac_overflowed_elements_are_ieee_specials() -> None:
+    # a non-saturating element overflow is NaN (no inf in the format) or ±inf; the term is the
+    # IEEE value of its products, never a number built from the special's bits
+    fn = fx.Block(fx.Float(4, 3, special="fn"), 8)
+    e5 = fx.Block(fx.Float(5, 2), 8)
+    y = np.array([[15.9, 1, 1, 1, 1, 1, 1, 1]])
+    big = np.array([[1e6, 1, 1, 1, 1, 1, 1, 1, 2e6, 1, 1, 1, 1, 1, 1, 1]])
+    cases = [(fn, y, y.T), (e5, big, big.T), (e5, big, -big.T),
+             (e5, big, np.concatenate([np.ones(8), -np.ones(8)])[:, None])]
+    for blk, a, b in cases:
+        qa = fx.quantize(a, blk)
+        qb = fx.quantize(b.T, blk).T
+        assert not np.isfinite(qa).all()
+        with np.errstate(invalid="ignore"):
+            want = qa @ qb
+        for acc in ("float64", "float32"):
+            got = fx.matmul(a, b, fx.Mac(acc=acc, a=blk, b=blk))
+            np.testing.assert_array_equal(got, want.astype(acc), err_msg=f"{blk} {acc}")

@@ -274,7 +274,7 @@ def test_quantize_wide_fixed_shows_exact_value(runner):
     [
         (["info", "ap_fixed<16"], 2, "fxemu: error: parse: not a format; got 'ap_fixed<16'"),
         (["info", "ap_fixed<0,4>"], 2, "fxemu: error: Fixed width: must be in 1..64; got 0"),
-        (["info", "e12m3"], 2, "fxemu: error: Float exp_bits: must be in 1..11; got 12"),
+        (["info", "e12m3"], 2, "fxemu: error: Float exp_bits: must be in 0..11; got 12"),
         (["quantize", "bogus", "1"], 2, "fxemu: error: parse: not a format; got 'bogus'"),
         (["quantize", "half", "1", "abc"], 2, "fxemu: error: VALUES: not a number; got 'abc'"),
         (["quantize", "half", "0x1.8q-3"], 2, "fxemu: error: VALUES: not a number"),

@@ -1,6 +1,7 @@
 """IEEE P3109 and OCP formats against gfloat (Graphcore) and pychop's P3109 emulator.
 
-Every code of every gfloat P3109 binary8 format (signed/unsigned × extended/finite, p = 1..8)
+Every code of every gfloat P3109 binary8 format (signed/unsigned × extended/finite, p = 1..8,
+the signed p = 8 ones without exponent bits; with FXEMU_PEERS=1 every format of k = 3..8 bits)
 and of the OCP E8M0 scale is decoded; code values, midpoints, quarter points and out-of-range
 values are rounded and encoded under each deterministic gfloat rounding mode, with and without
 saturation (gfloat ``sat=True`` is P3109 SatFinite, fxemu ``overflow="sat_finite"``), and
@@ -42,10 +43,16 @@ def _bits(v: np.ndarray) -> np.ndarray:
 #: extensive variants: ``tox -e peers`` (FXEMU_PEERS=1 pytest -m peers) runs them
 PEERS = [pytest.mark.peers,
          pytest.mark.skipif(not os.environ.get("FXEMU_PEERS"), reason="set FXEMU_PEERS=1")]
-FORMATS = [*p3109_binary8_formats, format_info_ocp_e8m0,
-           *(pytest.param(gfloat.formats.format_info_p3109(6, p, s, d), marks=PEERS)
-             for p in (1, 2, 5) for s in (Signedness.Signed, Signedness.Unsigned)
-             for d in Domain)]
+_P3109 = gfloat.formats.format_info_p3109
+#: signed p = k: no exponent bits (a sign-magnitude grid), in the default run
+NO_EXP = [_P3109(8, 8, Signedness.Signed, d) for d in Domain]
+_DEFAULT = {fi.name for fi in [*p3109_binary8_formats, *NO_EXP]}
+FORMATS = [*p3109_binary8_formats, format_info_ocp_e8m0, *NO_EXP,
+           # every P3109 format of k = 3..8 bits (p = 1..k, signed/unsigned, extended/finite)
+           *(pytest.param(_P3109(k, p, s, d), marks=PEERS)
+             for k in range(3, 9) for p in range(1, k + 1)
+             for s in (Signedness.Signed, Signedness.Unsigned) for d in Domain
+             if _P3109(k, p, s, d).name not in _DEFAULT)]
 
 
 def _name(fi) -> str:

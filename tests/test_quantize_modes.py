@@ -90,6 +90,46 @@ def test_precision_one_code_ties_match_the_oracle(name: str) -> None:
         _check_float(fmt, _float_inputs(fmt))
 
 
+@pytest.mark.parametrize(("m", "bias"), [(1, 0), (3, 0), pytest.param(4, 3, marks=PEERS),
+                                       pytest.param(6, -2, marks=PEERS)])
+def test_formats_without_exponent_bits_match_the_oracle(m: int, bias: int) -> None:
+    """E = 0 (P3109 signed p = k): a sign-magnitude grid, every special layout but ieee."""
+    for sp, q, ovf, signed in itertools.product(
+            ("fn", "fnuz", "none", "fnuz_inf", "fn_inf"), ALL_FLOAT_Q,
+            ("inf", "sat", "sat_finite"), (True, False)):
+        if (not signed and sp in ("fnuz", "fnuz_inf")) or (m == 1 and sp == "fn_inf"):
+            continue  # no -0 code for the NaN; no finite value
+        fmt = fx.Float(0, m, bias=bias, special=sp, rounding=q, overflow=ovf, signed=signed)
+        assert fmt.max < fmt.smallest_normal  # no normals
+        _check_float(fmt, _float_inputs(fmt))
+
+
+def test_p3109_without_exponent_bits() -> None:
+    f = fx.p3109(8, 8)
+    assert (f.exp_bits, f.man_bits, f.bias, f.special.value) == (0, 7, 0, "fnuz_inf")
+    assert (f.max, f.min, f.smallest_subnormal, f.width) == (126 / 64, -126 / 64, 1 / 64, 8)
+    assert str(f) == "p3109_k8p8" and str(fx.p3109(8, 8, extended=False)) == "p3109_k8p8f"
+    codes = np.arange(256, dtype=np.uint64)
+    v = fx.from_bits(codes, f)
+    np.testing.assert_array_equal(v[:127], np.arange(127) / 64)
+    assert v[127] == np.inf and np.isnan(v[128]) and v[255] == -np.inf
+    np.testing.assert_array_equal(fx.to_bits(v, f), codes)
+    # the code after max overflows: +inf (OvfInf), max (saturation)
+    assert fx.quantize([1.98, -1.98, 1.976], f).tolist() == [np.inf, -np.inf, 1.96875]
+    assert fx.quantize([5.0], f.replace(overflow="sat")).tolist() == [126 / 64]
+
+
+def test_arithmetic_in_formats_without_exponent_bits() -> None:
+    f = fx.p3109(8, 8)
+    codes = np.arange(256, dtype=np.uint64)
+    v = fx.from_bits(codes, f)
+    a, b = np.meshgrid(v, v[::5])
+    a, b = a.ravel(), b.ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        for op, exact in ((fx.mul, a * b), (fx.add, a + b)):  # exact in double
+            np.testing.assert_array_equal(_bits(op(a, b, f)), _bits(fx.quantize(exact, f)))
+
+
 def test_zero_less_e8m0_matches_the_oracle_and_ml_dtypes() -> None:
     ml_dtypes = pytest.importorskip("ml_dtypes")
     fmt = fx.parse("float8_e8m0fnu")
@@ -194,7 +234,8 @@ def test_random_bits_errors() -> None:
 
 @pytest.mark.parametrize("text", [
     "p3109_k8p4", "p3109_k8p4u", "p3109_k8p3uf", "p3109_k8p1", "p3109_k8p1u", "p3109_k8p7",
-    "p3109_k8p8u", "p3109_k16p11", "float8_e8m0fnu", "float8_e5m3fnu",
+    "p3109_k8p8u", "p3109_k16p11", "float8_e8m0fnu", "float8_e5m3fnu", "p3109_k8p8",
+    "p3109_k3p3f", "float<0,5,bias=2,special=fn_inf,signed=false>", "float<0,4,special=none>",
     "float<4,3,rounding=ties_odd,overflow=sat_finite>", "float<5,2,signed=false>",
     "float<3,0,special=fnuz_inf,code_ties=true>", "ap_fixed<8,4,AP_TRN_MAG,AP_SAT,0>",
     "ac_fixed<8,4,true,AC_JAM,AC_WRAP>", "float<4,3,bias=8,special=fnuz_inf,rounding=jam>",
@@ -211,8 +252,19 @@ def test_p3109_names_and_aliases() -> None:
     f = fx.parse("p3109_k8p4u")
     assert (f.exp_bits, f.man_bits, f.bias, f.signed, f.special.value) == (
         5, 3, 16, False, "fn_inf")
-    with pytest.raises(ValueError, match=r"^p3109: formats without exponent bits"):
-        fx.parse("p3109_k8p8")
+    assert fx.parse("p3109_k8p8") == fx.p3109(8, 8) == fx.Float(0, 7, special="fnuz_inf")
+    with pytest.raises(ValueError, match=r"^Float exp_bits: exp_bits=0 \(every value a "
+                                         r"subnormal\) needs man_bits >= 1, subnormals and a "
+                                         r"special policy other than ieee; got 'man_bits=7, "
+                                         r"subnormals=True, special=ieee'"):
+        fx.Float(0, 7)
+    with pytest.raises(ValueError, match=r"^Float exp_bits: .*got 'man_bits=3, subnormals=False"):
+        fx.Float(0, 3, special="fn", subnormals=False)
+    with pytest.raises(ValueError, match=r"^Float exp_bits: .*got 'man_bits=0"):
+        fx.Float(0, 0, special="none")
+    with pytest.raises(ValueError, match=r"^Float: has no finite value; got "
+                                         r"'float<0,1,special=fn_inf>'"):
+        fx.Float(0, 1, special="fn_inf")
     with pytest.raises(ValueError, match=r"^p3109 p: must be in 1\.\.8; got 9"):
         fx.parse("p3109_k8p9")
 
@@ -257,7 +309,9 @@ def test_arithmetic_in_p3109_formats_and_refusal_of_storage_formats() -> None:
                                  fx.Fixed(12, 6, rounding="trn_mag", overflow="sat"),
                                  fx.Float(4, 3, rounding="ties_zero"),
                                  fx.Float(5, 2, rounding="jam"),
-                                 fx.parse("p3109_k8p3").replace(rounding="to_away")],
+                                 fx.parse("p3109_k8p3").replace(rounding="to_away"),
+                                 fx.p3109(12, 12).replace(overflow="sat"),
+                                 fx.Float(0, 9, special="none", rounding="rtz")],
                          ids=str)
 def test_mac_accumulates_with_the_new_modes(acc) -> None:
     """A sequential Mac rounds every partial sum into acc: the same as rounding acc + p with
@@ -294,3 +348,33 @@ def test_new_ml_dtypes_names_every_code_and_value(name: str) -> None:
     same = (got == want) | (np.isnan(fx.from_bits(got, f)) & np.isnan(fx.from_bits(want, f)))
     assert same.all(), [(float(v).hex(), int(g), int(w)) for v, g, w in
                         zip(x[~same], got[~same], want[~same], strict=True)][:4]
+
+
+def test_info_describes_a_format_without_exponent_bits() -> None:
+    from click.testing import CliRunner
+
+    from fxemu.cli import cli
+
+    out = CliRunner().invoke(cli, ["info", "p3109_k8p8"])
+    assert out.exit_code == 0, out.output
+    assert "(-1)^s x 2^1 x 0.m (no exponent bits: every value a subnormal)" in out.output
+    assert "smallest normal     none" in out.output
+
+
+def test_block_of_elements_without_exponent_bits() -> None:
+    """A block-scaled E = 0 element: scale 2^s with s = floor(log2 amax) - emax_elem, then
+    one rounding of x·2^-s into the element (block floating point with a sign-magnitude
+    mantissa); a block Mac sums the exact products of the quantized operands."""
+    el = fx.Float(0, 7, special="fn", overflow="sat")
+    b = fx.Block(el, 8)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-(2**12), 2**12, (4, 8)) * 2.0**-9
+    x[0] = [0.1, 0.5, -3.0, 2.9, 1e-3, 0.0, 0.7, 7.5]
+    q = fx.quantize(x, b)
+    s = np.floor(np.log2(np.abs(x).max(axis=1, keepdims=True))) - el.emax
+    np.testing.assert_array_equal(q, fx.quantize(x * 2.0**-s, el) * 2.0**s)
+    y = np.array([7.912, 1, 1, 1, 1, 1, 1, 1])  # 7.912·2^-2 rounds past max (126/64)
+    assert fx.quantize(y, b)[0] == 7.875
+    assert np.isnan(fx.quantize(y, fx.Block(el.replace(overflow="inf"), 8))[0])
+    got = fx.matmul(x, x.T, fx.Mac(acc="float64", a=b, b=b))
+    np.testing.assert_array_equal(got, q @ q.T)  # 8 exact products, each sum exact in double

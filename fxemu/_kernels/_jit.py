@@ -1,7 +1,17 @@
 """The one place that sets Numba flags for every kernel.
 
-``cache=True`` keeps compiled code on disk; ``fastmath`` is never enabled because reassociation
-and flush-to-zero change rounding.
+Compiled code is cached on disk (Numba's ``cache=True``, where Numba puts it); ``fastmath`` is
+never enabled because reassociation and flush-to-zero change rounding.
+
+Cache validity: Numba stamps a function's cache with the source of the file that defines it
+only, so editing a helper (say ``rounding.round_up``) would leave the machine code of its
+callers in other files (``convert.py``) stale. Every kernel here is cached instead with
+:class:`KernelCache`, whose stamp is Numba's own plus one hash of all kernel sources
+(``fxemu/_kernels`` and ``fxemu/nn/_kernels``, :func:`sources_stamp`): an edit to any of them
+recompiles every kernel on its next use. It plugs in through Numba's cache-locator classes
+(``numba.core.caching._CacheLocator``: the same locations, a wider stamp); a user's
+``NUMBA_CACHE_LOCATOR_CLASSES`` still takes precedence, and ``NUMBA_CACHE_DIR`` still moves
+the cache.
 
 Numba's OpenMP thread team is started with ``OMP_WAIT_POLICY=PASSIVE`` unless the user set the
 variable: idle workers then sleep at once instead of spinning. On a loaded 2-core machine a
@@ -14,19 +24,73 @@ defaults.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import types as pytypes
+from pathlib import Path
+from typing import ClassVar
 
 import numba
 from numba.core import types
+from numba.core.caching import CompileResultCacheImpl, FunctionCache
 from numba.extending import intrinsic
 
-__all__ = ["bits_f64", "f64_bits", "jit", "pjit"]
+__all__ = ["KernelCache", "bits_f64", "f64_bits", "jit", "jit_inline", "pjit", "sources_stamp"]
+
+#: the folders whose ``*.py`` files hold every jitted function of fxemu
+KERNEL_DIRS = (Path(__file__).resolve().parent,
+               Path(__file__).resolve().parent.parent / "nn" / "_kernels")
+
+
+def sources_stamp(dirs: tuple[Path, ...] = KERNEL_DIRS) -> str:
+    """SHA-256 of the names and contents of the ``*.py`` files in ``dirs`` (sorted)."""
+    h = hashlib.sha256()
+    for d in dirs:
+        for path in sorted(d.glob("*.py")):
+            h.update(f"{d.name}/{path.name}\0".encode())
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+_STAMP = sources_stamp()
+
+
+class _PackageStamp:
+    """Locator mixin: Numba's stamp of the defining file, plus every kernel source's."""
+
+    def get_source_stamp(self):
+        return (super().get_source_stamp(), _STAMP)
+
+
+class _KernelCacheImpl(CompileResultCacheImpl):
+    _locator_classes: ClassVar[list] = [type(cls.__name__, (_PackageStamp, cls), {})
+                                        for cls in CompileResultCacheImpl._locator_classes]
+
+
+class KernelCache(FunctionCache):
+    """Numba's on-disk function cache, stamped with :func:`sources_stamp` as well (see the
+    module docstring)."""
+
+    _impl_class = _KernelCacheImpl
+
+
+def _njit(fn, **flags):
+    """``numba.njit`` with the house flags, cached by :class:`KernelCache` (what
+    ``cache=True`` does, with the wider stamp)."""
+    disp = numba.njit(fastmath=False, nogil=True, **flags)(fn)
+    disp._cache = KernelCache(disp.py_func)  # Dispatcher.enable_caching, our cache class
+    return disp
 
 
 def jit(fn):
     """Serial nopython kernel/helper."""
-    return numba.njit(cache=True, fastmath=False, nogil=True)(fn)
+    return _njit(fn)
+
+
+def jit_inline(fn):
+    """Serial nopython helper inlined into its callers at Numba's IR level."""
+    return _njit(fn, inline="always")
 
 
 PARALLEL_MIN = 1 << 15  # below this many elements a serial kernel is faster
@@ -65,8 +129,8 @@ class _Kernel:
                                     fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"
         twin.__module__ = fn.__module__
-        self.serial = numba.njit(cache=True, fastmath=False, nogil=True)(twin)
-        self.parallel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)(fn)
+        self.serial = _njit(twin)
+        self.parallel = _njit(fn, parallel=True)
 
     def __call__(self, *args):
         size = None

@@ -10,21 +10,32 @@ elements share one path (:func:`fxemu._kernels.fmt.round_parts`).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
 from ._jit import bits_f64, f64_bits, jit, pjit
-from .codes import ORDER_CHUNK, ORDER_PAIRWISE, ORDER_SEQUENTIAL
-from .convert import float_fast_element, pow2
+from .codes import (
+    CEIL,
+    FLOOR,
+    HALF_AWAY,
+    HALF_EVEN,
+    ORDER_CHUNK,
+    TO_ODD,
+)
+from .convert import pow2
 from .exact import add_parts, bitlen64, from_double, mul64, mul_doubles, shr128
 from .fmt import code_is_finite, code_parts, code_value, round_parts, value_code
-from .mac import SACC_N, _acc_step, _add_nodes, _code_node, _sacc_add, _sacc_parts
+from .mac import SACC_N, reduce_nodes
 from .mac_fast import float_step
 
 _U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _EXP = np.uint64(0x7FF0000000000000)
 _ABS = np.uint64(0x7FFFFFFFFFFFFFFF)
+_MANT = np.uint64((1 << 52) - 1)
+_HIDDEN = np.uint64(1 << 52)
 
 
 @jit
@@ -36,13 +47,6 @@ def _sig_bits(b):
         m >>= _U1
         tz += 1
     return bitlen64(m)
-
-
-@jit
-def _floor_log2(b):
-    """floor(log2 |x|) of the finite nonzero double with bits ``b``."""
-    _, _, m, e, _ = from_double(b)
-    return e + bitlen64(m) - 1
 
 
 @jit
@@ -102,16 +106,22 @@ def _block_amax(xb, r, lo, hi):
 
 
 @jit
+def _pow2_exponent(ab, p):
+    """E8M0 exponent of a finite block whose max magnitude has the double bits ``ab``."""
+    if ab == _U0:
+        return np.int64(-127)
+    ef = np.int64(ab >> np.uint64(52))
+    s = (ef - 1023 if ef != 0 else bitlen64(ab) - 1075) - p.emax_elem  # floor(log2 amax)
+    if p.nosat and bits_f64(ab) > p.elem_max * pow2(s):
+        s += 1
+    return min(max(s, np.int64(-127)), np.int64(127))
+
+
+@jit
 def _scale_of(amax, p, sv, ts, key, idx):
     """(scale code, scale value, E8M0 exponent) of a finite block with max magnitude amax."""
     if p.pow2:
-        if amax == 0.0:
-            s = np.int64(-127)
-        else:
-            s = _floor_log2(f64_bits(amax)) - p.emax_elem
-            if p.nosat and amax > p.elem_max * pow2(s):
-                s += 1
-            s = min(max(s, np.int64(-127)), np.int64(127))
+        s = _pow2_exponent(f64_bits(amax), p)
         return np.uint64(s + 127), pow2(s), s
     q_d = p.elem_max * ts
     qc = amax / q_d
@@ -121,6 +131,19 @@ def _scale_of(amax, p, sv, ts, key, idx):
         amax = p.scale_max * q_d
     code = round_quotient(amax, q_d, sv, key, idx)
     return code, code_value(sv, code, 0.0), np.int64(0)
+
+
+@jit
+def _exact_element(b, s, d, p, ev, key, idx):
+    """(code, unscaled value) of the element with double bits ``b`` in a block of E8M0
+    exponent ``s`` (x·2^-s rounded exactly) or of scale ``d`` (= S·T; x/d rounded from the
+    exact quotient); the code two's complement (before any sign | magnitude recoding)."""
+    if p.pow2:
+        neg, h, lo_, e, st = from_double(b)
+        code = round_parts(ev, neg, h, lo_, e - s, st, False, key, idx)
+    else:
+        code = round_quotient(bits_f64(b), d, ev, key, idx)
+    return code, code_value(ev, code, p.elem_step)
 
 
 @jit
@@ -137,60 +160,13 @@ def _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals, unscaled, wid
         return p.scale_nan
     scode, sval, s = _scale_of(amax, p, sv, ts, key, base + lo)
     d = sval * ts
-    inv = pow2(-s) if p.pow2 else 0.0
     for i in range(lo, hi):
-        b = xb[r, i]
-        if p.fast:
-            ok, code, v = _fast_element(bits_f64(b) * inv, p)
-            if ok:
-                if wc:
-                    codes[r, i] = code
-                if wv:
-                    vals[r, i] = v if unscaled else v * d
-                continue
-        if p.pow2:
-            neg, h, lo_, e, st = from_double(b)
-            code = round_parts(ev, neg, h, lo_, e - s, st, False, key, base + i)
-        else:
-            code = round_quotient(bits_f64(b), d, ev, key, base + i)
+        code, v = _exact_element(xb[r, i], s, d, p, ev, key, base + i)
         if wv:
-            v = code_value(ev, code, p.elem_step)
             vals[r, i] = v if unscaled else v * d
         if wc:
             codes[r, i] = _to_sm(code, ev[1]) if p.sm else code
     return scode
-
-
-@jit
-def _fast_element(y, p):
-    """(ok, code, value) of the exact double y (= x·2^-s) rounded into the float element
-    format by the fast paths of :class:`fxemu._kernels.params.BlockParams`; ok False when y
-    lies outside them (the exact path then rounds x itself)."""
-    yb = f64_bits(y)
-    mag = yb & _ABS
-    sign = yb & ~_ABS
-    if mag == _U0:
-        if p.efnuz:
-            return True, _U0, 0.0
-        return True, (p.esign if sign else _U0), y
-    if mag >= p.eminnorm:
-        ok, sg, rb = float_fast_element(yb, p.ek, p.eq, p.eminnorm, p.emaxbits)
-        if not ok:
-            return False, _U0, 0.0
-        code = (((rb >> np.uint64(52)) - p.ebias) << np.uint64(p.embits)) | (
-            (rb >> np.uint64(p.ek)) & ((_U1 << np.uint64(p.embits)) - _U1))
-        if sg:
-            code |= p.esign
-        return True, code, bits_f64(sg | rb)
-    if not p.sub_ok or mag < np.uint64(0x0010000000000000):
-        return False, _U0, 0.0
-    a = bits_f64(mag)
-    rv = (a + p.sub_c) - p.sub_c  # ties to even on the subnormal grid (the FPU's rounding)
-    m = np.uint64(rv / p.sub_q)
-    if m == _U0 and p.efnuz:
-        return True, _U0, 0.0
-    code = (p.esign | m) if sign else m
-    return True, code, -rv if sign else rv
 
 
 @pjit
@@ -210,6 +186,136 @@ def block_convert(xb, codes, vals, scales, p, ev, sv, ts, key, unscaled, wc, wv)
         hi = min(lo + k, width)
         scales[r, blk] = _convert_block(xb, r, lo, hi, p, ev, sv, ts, key, codes, vals,
                                         unscaled, width, wc, wv)
+
+
+# ---------------------------------------------------------------------------------------------
+# The MX element path: float elements under an E8M0 scale with a deterministic rounding
+# (``BlockParams.fast``), one pass per block over float32 or float64 input
+
+
+@jit
+def _mx_round(b, s, p, q):
+    """(magnitude code, needs the exact path) of the double with bits ``b`` times 2^-s
+    rounded into the element format in mode ``q`` by integer arithmetic on its bits.
+
+    With d the exponent of x·2^-s above the element's smallest normal, the significand is
+    laid out as ``X = (d + 1)·2^52 + mantissa`` (d >= 0: the element's biased exponent field
+    above 52 fraction bits) or ``X = significand`` shifted ``esh - d`` further (d < 0: the
+    element's subnormal grid; a double subnormal lacks the hidden bit); dropping the low
+    ``esh`` (or more) bits with the mode's increment rounds it, a carry moving into the next
+    binade as the code's exponent field does. The shift is exact (no multiplication), so
+    every double input is rounded once. The result is clamped to the max magnitude; that is
+    the answer of a saturating format, while an overflow without saturation, or a value
+    below the smallest normal without subnormals, needs the exact path. Branch-free but for
+    the mode, which is a compile-time constant in :func:`mx_kernel`."""
+    neg = (b >> np.uint64(63)) != _U0
+    ex = np.int64((b >> np.uint64(52)) & np.uint64(0x7FF))
+    m = b & _MANT
+    d = max(ex, np.int64(1)) - 1023 - s - p.eemin
+    xx = ((np.uint64(d + 1) << np.uint64(52)) | m) if d >= 0 else (
+        m | (_HIDDEN if ex != 0 else _U0))
+    sh = np.uint64(p.esh if d >= 0 else min(p.esh - d, np.int64(63)))
+    mask = (_U1 << sh) - _U1
+    if q == HALF_EVEN:
+        inc = (mask >> _U1) + ((xx >> sh) & _U1)
+    elif q == HALF_AWAY:
+        inc = (mask >> _U1) + _U1
+    elif q == CEIL:
+        inc = _U0 if neg else mask
+    elif q == FLOOR:
+        inc = mask if neg else _U0
+    else:  # TO_ZERO, TO_ODD
+        inc = _U0
+    r = (xx + inc) >> sh
+    if q == TO_ODD:
+        r |= np.uint64((xx & mask) != _U0)
+    need = ((d < 0) & (not p.esubn)) | ((r > p.emaxmag) & (not p.esat))
+    return min(r, p.emaxmag), need
+
+
+@jit
+def _mx_code(r, b, p):
+    """Element code of magnitude code ``r`` with the sign of the double bits ``b`` (fnuz
+    formats have no -0)."""
+    neg = (b >> np.uint64(63)) != _U0
+    return r | (p.esign if neg and not (p.efnuz and r == _U0) else _U0)
+
+
+@jit
+def _mx_value(r, b, e0, p):
+    """Value of magnitude code ``r`` with the sign of the double bits ``b`` (fnuz formats
+    have no -0), times 2^e0, built on its double bit pattern: the code's exponent field
+    (1 for a subnormal code) and mantissa placed in a double, minus the hidden bit's value
+    for a subnormal code (an exact subtraction)."""
+    ef = r >> np.uint64(p.embits)
+    mf = r & ((_U1 << np.uint64(p.embits)) - _U1)
+    lead = np.uint64(p.eemin + e0 + 1022)  # biased exponent of the element's binade 0
+    v = bits_f64(((max(ef, _U1) + lead) << np.uint64(52)) | (mf << np.uint64(p.esh)))
+    if ef == _U0:
+        v -= bits_f64((lead + _U1) << np.uint64(52))
+    sign = b & ~_ABS
+    if p.efnuz and r == _U0:
+        sign = _U0
+    return bits_f64(f64_bits(v) | sign)
+
+
+@functools.cache
+def mx_kernel(codes, qmode):
+    """The conversion kernel of ``p.fast`` blocks (float elements rounding in ``qmode``,
+    E8M0 scale): ``kernel(x, out, scales, p, ev, unscaled)`` converts every block of ``x``
+    (rows, L; float32 or float64), writing element codes (uint64) into ``out`` when
+    ``codes``, else element values (float64; scaled, or the element values alone when
+    ``unscaled``), and the scale codes (rows, blocks). One pass per block reads its amax, a
+    second its elements (:func:`_mx_round`); the elements it cannot serve are redone by the
+    exact path, so the codes and values are those of :func:`block_convert`. ``codes`` and
+    ``qmode`` are closure constants, so the element loop has no dispatch; ``qmode`` -1 reads
+    the mode from ``p.eq`` at run time (one variant for the less used modes)."""
+
+    def kernel(x, out, scales, p, ev, unscaled):
+        rows, width = x.shape
+        k = p.k
+        nb = scales.shape[1]
+        q = qmode if qmode >= 0 else p.eq
+        for t in prange(rows * nb):
+            r = t // nb
+            lo = (t - r * nb) * k
+            hi = min(lo + k, width)
+            amax = _U0
+            for i in range(lo, hi):
+                amax = max(amax, f64_bits(np.float64(x[r, i])) & _ABS)
+            if amax >= _EXP:
+                for i in range(lo, hi):
+                    if codes:
+                        out[r, i] = p.elem_nan
+                    else:
+                        out[r, i] = np.nan
+                scales[r, t - r * nb] = p.scale_nan
+                continue
+            s = _pow2_exponent(amax, p)
+            e0 = np.int64(0) if unscaled else s
+            fix = False
+            for i in range(lo, hi):
+                b = f64_bits(np.float64(x[r, i]))
+                mag, need = _mx_round(b, s, p, q)
+                fix |= need
+                if codes:
+                    out[r, i] = _mx_code(mag, b, p)
+                else:
+                    out[r, i] = _mx_value(mag, b, e0, p)
+            if fix:
+                d = pow2(s)
+                for i in range(lo, hi):
+                    b = f64_bits(np.float64(x[r, i]))
+                    if _mx_round(b, s, p, q)[1]:
+                        code, v = _exact_element(b, s, d, p, ev, _U0, r * width + i)
+                        if codes:
+                            out[r, i] = code
+                        else:
+                            out[r, i] = v if unscaled else v * d
+            scales[r, t - r * nb] = np.uint64(s + 127)
+
+    kernel.__qualname__ = f"mx_kernel_c{int(codes)}_q{qmode}"
+    return pjit(kernel)
 
 
 @jit
@@ -261,9 +367,17 @@ def _trim(h, lo, e):
 def _block_term(ea, eb, sa, sb, lo, hi):
     """Node (neg, hi, lo, e, special) of one block pair: the exact sum of the element products
     ea[lo:hi]·eb[lo:hi] times the scales sa·sb (exact); a NaN scale gives a NaN node; an
-    exact zero is +0 (an integer sum)."""
+    exact zero is +0 (an integer sum). An element that is NaN or inf (a non-saturating
+    conversion's overflow) makes the term the IEEE value of its products' sum times the
+    scales: NaN, or ±inf where every special product has one sign."""
     if sa != sa or sb != sb:
         return False, _U0, _U0, np.int64(0), np.nan
+    for q in range(lo, hi):
+        if not (abs(ea[q]) < np.inf and abs(eb[q]) < np.inf):
+            s = 0.0
+            for r in range(lo, hi):
+                s += ea[r] * eb[r]
+            return False, _U0, _U0, np.int64(0), s * (sa * sb)
     n = False
     h = _U0
     low = _U0
@@ -286,9 +400,10 @@ def _block_term(ea, eb, sa, sb, lo, hi):
 
 @jit
 def reduce_blocks(ea, eb, sa, sb, k, accp, order, chunk, key, idx0, tmp, sacc):
-    """Accumulate the block terms of one output into acc in ``order`` (over blocks: the
-    sequential, chunk:N, pairwise and exact orders of :func:`fxemu._kernels.mac.reduce_pairs`);
-    returns the acc code."""
+    """Accumulate the block terms of one output into acc in ``order``: the terms
+    (:func:`_block_term`) are the nodes of :func:`fxemu._kernels.mac.reduce_nodes`, the one
+    ordered reduction of every Mac; a NaN term (a block holding NaN or inf) makes the result
+    NaN in acc. Returns the acc code."""
     kk = ea.shape[0]
     nb = sa.shape[0]
     tn, th, tl, te, ts = tmp
@@ -297,56 +412,9 @@ def reduce_blocks(ea, eb, sa, sb, k, accp, order, chunk, key, idx0, tmp, sacc):
         tn[t], th[t], tl[t], te[t], ts[t] = _block_term(ea, eb, sa[t], sb[t], t * k,
                                                         min(t * k + k, kk))
         special += ts[t]
-    step = idx0
-    zero = value_code(accp, _U0, key, step)
     if special != 0.0:
-        return value_code(accp, f64_bits(special), key, step)
-    if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
-        acc = zero
-        csize = nb if order == ORDER_SEQUENTIAL else chunk
-        part = zero
-        for t in range(nb):
-            if t % csize == 0 and t > 0 and order == ORDER_CHUNK:
-                pn, ph, pl, pe, ps = _code_node(accp, part)
-                acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
-                step += 1
-                part = zero
-            step += 1
-            if order == ORDER_SEQUENTIAL:
-                acc = _acc_step(accp, acc, tn[t], th[t], tl[t], te[t], ts[t], key, step)
-            else:
-                part = _acc_step(accp, part, tn[t], th[t], tl[t], te[t], ts[t], key, step)
-            step += 1
-        if order == ORDER_CHUNK and nb > 0:
-            pn, ph, pl, pe, ps = _code_node(accp, part)
-            acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
-        return acc
-    if order == ORDER_PAIRWISE:
-        if nb == 0:
-            return zero
-        m = nb
-        while m > 1:
-            nxt = 0
-            for j in range(0, m - 1, 2):
-                code = _add_nodes(accp, tn[j], th[j], tl[j], te[j], ts[j], tn[j + 1], th[j + 1],
-                                  tl[j + 1], te[j + 1], ts[j + 1], key, step)
-                step += 1
-                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = _code_node(accp, code)
-                nxt += 1
-            if m % 2 == 1:
-                tn[nxt], th[nxt], tl[nxt], te[nxt], ts[nxt] = (tn[m - 1], th[m - 1], tl[m - 1],
-                                                               te[m - 1], ts[m - 1])
-                nxt += 1
-            m = nxt
-        return _acc_step(accp, zero, tn[0], th[0], tl[0], te[0], ts[0], key, step)
-    # exact: one rounding of the exact sum of the block terms (a zero sum is +0)
-    sacc[:] = 0
-    for t in range(nb):
-        _sacc_add(sacc, tn[t], th[t], tl[t], te[t])
-    n, h, lo, e, s = _sacc_parts(sacc)
-    if h == _U0 and lo == _U0 and not s:
-        return zero
-    return round_parts(accp, n, h, lo, e, s, False, key, step)
+        return value_code(accp, f64_bits(special), key, idx0)
+    return reduce_nodes(tmp, nb, accp, order, chunk, key, idx0, sacc)
 
 
 @jit

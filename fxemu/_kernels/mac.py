@@ -138,17 +138,51 @@ def _nonfinite_dot(a, b):
 
 
 @jit
+def term_step(order, chunk, idx0, k):
+    """The stochastic counter at which term k of a reduction is formed (its product
+    rounding): the ordered reductions of :func:`reduce_nodes` interleave one step per term
+    and one per accumulation (plus one per chunk sum under chunk:N); the tree and the exact
+    sum number the terms first."""
+    if order == ORDER_SEQUENTIAL:
+        return idx0 + 2 * k
+    if order == ORDER_CHUNK:
+        return idx0 + 2 * k + k // chunk
+    return idx0 + k
+
+
+@jit
 def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
     """Reduce ``sum_k a[k]·b[k]`` (bits) through the datapath; returns the acc code.
 
-    ``tmp`` (five arrays of length >= K: neg, hi, lo, e, special) is scratch for the pairwise
-    tree; ``sacc`` (int64) is the superaccumulator scratch for ``order == EXACT``. ``idx0``
-    keys stochastic draws (each rounding of this reduction uses ``idx0 + step``).
+    ``tmp`` (five arrays of length >= K: neg, hi, lo, e, special) receives the product
+    nodes, which :func:`reduce_nodes` accumulates; ``sacc`` (int64) is the superaccumulator
+    scratch for ``order == EXACT``. ``idx0`` keys stochastic draws (each rounding of this
+    reduction uses ``idx0 + step``).
     """
     kk = a.shape[0]
     for k in range(kk):
         if not (_is_finite_bits(a[k]) and _is_finite_bits(b[k])):
             return value_code(accp, f64_bits(_nonfinite_dot(a, b)), key, idx0)
+    tn, th, tl, te, ts = tmp
+    for k in range(kk):
+        tn[k], th[k], tl[k], te[k], ts[k] = _product(a[k], b[k], mulp, use_mul, key,
+                                                     term_step(order, chunk, idx0, k))
+    return reduce_nodes(tmp, kk, accp, order, chunk, key, idx0, sacc)
+
+
+@jit
+def reduce_nodes(tmp, kk, accp, order, chunk, key, idx0, sacc):
+    """Accumulate the ``kk`` term nodes in ``tmp`` (neg, hi, lo, e, special; exact values,
+    or the inf/NaN a term rounded to) into acc in ``order``; returns the acc code.
+
+    ``"sequential"``: acc = R_acc(acc + term k), k = 0…K−1; ``"chunk:N"``: sequential within
+    chunks of N, each chunk sum added to acc in turn; ``"pairwise"``: adjacent pairs level
+    by level, an odd last node carried up; ``"exact"``: one rounding of the exact sum (a zero
+    sum is +0 unless rounding toward −inf and some term is not +0, IEEE 754 §6.3). Specials
+    follow IEEE 754. The roundings use the stochastic counters of :func:`term_step`'s
+    numbering; ``tmp`` is overwritten by the tree.
+    """
+    tn, th, tl, te, ts = tmp
     step = idx0
     zero = value_code(accp, _U0, key, step)  # +0 in acc
     if order == ORDER_SEQUENTIAL or order == ORDER_CHUNK:
@@ -161,24 +195,20 @@ def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
                 acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
                 step += 1
                 part = zero
-            n, h, lo, e, sp = _product(a[k], b[k], mulp, use_mul, key, step)
-            step += 1
+            step += 1  # the term's own step (term_step)
             if order == ORDER_SEQUENTIAL:
-                acc = _acc_step(accp, acc, n, h, lo, e, sp, key, step)
+                acc = _acc_step(accp, acc, tn[k], th[k], tl[k], te[k], ts[k], key, step)
             else:
-                part = _acc_step(accp, part, n, h, lo, e, sp, key, step)
+                part = _acc_step(accp, part, tn[k], th[k], tl[k], te[k], ts[k], key, step)
             step += 1
         if order == ORDER_CHUNK and kk > 0:
             pn, ph, pl, pe, ps = _code_node(accp, part)
             acc = _acc_step(accp, acc, pn, ph, pl, pe, ps, key, step)
         return acc
+    step += kk  # the terms' own steps
     if order == ORDER_PAIRWISE:
         if kk == 0:
             return zero
-        tn, th, tl, te, ts = tmp
-        for k in range(kk):
-            tn[k], th[k], tl[k], te[k], ts[k] = _product(a[k], b[k], mulp, use_mul, key, step)
-            step += 1
         m = kk
         while m > 1:
             nxt = 0
@@ -194,20 +224,18 @@ def reduce_pairs(a, b, accp, mulp, use_mul, order, chunk, key, idx0, tmp, sacc):
                 nxt += 1
             m = nxt
         return _acc_step(accp, zero, tn[0], th[0], tl[0], te[0], ts[0], key, step)
-    # ORDER_EXACT: exact sum of all products, one rounding into acc; products that rounded to
+    # ORDER_EXACT: exact sum of all terms, one rounding into acc; terms that rounded to
     # inf/NaN make the IEEE sum of those specials the result. An exact zero sum is the +0
-    # accumulator plus the products added exactly: -0 under rdn unless every product is +0.
+    # accumulator plus the terms added exactly: -0 under rdn unless every term is +0.
     sacc[:] = 0
     special = 0.0
     not_pos0 = False
     for k in range(kk):
-        n, h, lo, e, sp = _product(a[k], b[k], mulp, use_mul, key, step)
-        step += 1
-        if sp != 0.0:
-            special += sp
+        if ts[k] != 0.0:
+            special += ts[k]
         else:
-            _sacc_add(sacc, n, h, lo, e)
-            not_pos0 = not_pos0 or n or h != _U0 or lo != _U0
+            _sacc_add(sacc, tn[k], th[k], tl[k], te[k])
+            not_pos0 = not_pos0 or tn[k] or th[k] != _U0 or tl[k] != _U0
     if special != 0.0:
         return value_code(accp, f64_bits(special), key, step)
     n, h, lo, e, s = _sacc_parts(sacc)

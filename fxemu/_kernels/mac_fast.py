@@ -23,11 +23,10 @@ import functools
 import types as pytypes
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import prange
 
-from ._jit import bits_f64, f64_bits, jit, pjit
+from ._jit import bits_f64, f64_bits, jit, jit_inline, pjit
 from .codes import (
     CEIL,
     FLOOR,
@@ -199,7 +198,7 @@ def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
     new.__module__ = fn.__module__
     new.__doc__ = fn.__doc__
     if inline:
-        return numba.njit(cache=True, fastmath=False, nogil=True, inline="always")(new)
+        return jit_inline(new)
     return pjit(new) if parallel else jit(new)
 
 

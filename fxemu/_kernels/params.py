@@ -116,20 +116,20 @@ class BlockParams(NamedTuple):
     elem_nan: np.uint64
     scale_nan: np.uint64
     elem_step: np.float64
-    # the fast element path (float elements, E8M0 scale): x·2^-s is an exact double, rounded
-    # by :func:`fxemu._kernels.convert.float_fast_element` (normal range: ek, eq, eminnorm,
-    # emaxbits; code = ((r >> 52) - ebias) << embits | mantissa) or, below the smallest
-    # normal under ties-to-even, by adding and subtracting sub_c (its ulp is the element's
-    # subnormal step sub_q); anything else takes the exact path
+    # the MX element path (:func:`fxemu._kernels.block.mx_convert`; float elements, E8M0
+    # scale, deterministic rounding): x·2^-s rounded by integer arithmetic on the double's
+    # bits; ``eq`` the rounding mode, ``embits``/``esh`` the element's mantissa bits and
+    # 52 - embits, ``eemin`` its smallest normal exponent, ``emaxmag`` the magnitude code of
+    # its max, ``esign`` its sign bit, ``efnuz`` (no -0 code), ``esat`` (overflow saturates;
+    # otherwise an overflowing element takes the exact path), ``esubn`` (subnormals; without
+    # them an element below the smallest normal takes the exact path)
     fast: bool
-    ek: np.int64
     eq: np.int64
-    eminnorm: np.uint64
-    emaxbits: np.uint64
-    ebias: np.uint64
     embits: np.int64
+    esh: np.int64
+    eemin: np.int64
+    emaxmag: np.uint64
     esign: np.uint64
     efnuz: bool
-    sub_ok: bool
-    sub_c: np.float64
-    sub_q: np.float64
+    esat: bool
+    esubn: bool
