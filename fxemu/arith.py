@@ -11,6 +11,7 @@ arrays holding the values of their formats.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from . import lowering
 from ._errors import msg
 from ._kernels import codes as _c
+from ._kernels import conv_fast as _kcf
 from ._kernels import mac as _km
 from ._kernels import mac_fast as _kmf
 from ._kernels import pool as _kp
@@ -68,13 +70,12 @@ def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray,
     transformations: TwoSum for sums, Veltkamp/Dekker TwoProduct for products, guarded
     against overflow and underflow). Elsewhere the caller uses the exact engine. ``floor``:
     exact zero sums take the sign of a rounding toward -inf (see :func:`_zero_sum_sign`)."""
+    if op in (_c.OP_ADD, _c.OP_SUB):
+        sign = 1.0 if op == _c.OP_ADD else -1.0
+        s, ok = np.empty(a.shape, np.float64), np.empty(a.shape, np.bool_)
+        _kmf.two_sum(a, b, sign, s, ok)
+        return (_zero_sum_sign(s, a, sign * b, floor) if floor else s), ok
     with np.errstate(all="ignore"):
-        if op in (_c.OP_ADD, _c.OP_SUB):
-            y = b if op == _c.OP_ADD else -b
-            s = a + y
-            bb = s - a
-            err = (a - (s - bb)) + (y - bb)
-            return _zero_sum_sign(s, a, y, floor), (err == 0) & np.isfinite(s)
         p = a * b
         ah = a * _SPLIT
         ah = ah - (ah - a)
@@ -260,7 +261,14 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
             return res if mac.out is None else quantize(res, mac.out)
     elif path.kind == "float":
         res = np.empty((a.shape[0], b.shape[1]), np.float64)
-        path.kernel(a, b, res, *path.args)
+        if lowering.float32_exact(mac, lm.order, *spans):
+            res32 = np.empty(res.shape, np.float32)
+            _kmf.matmul_fast(_kmf.f32_ops(), _c.ORDER_SEQUENTIAL)(
+                a.astype(np.float32), b.astype(np.float32), res32, 1, _NO_P, _NO_P, _NO_P,
+                _kmf.NO_VECS)
+            res[:] = res32
+        else:
+            path.kernel(a, b, res, *path.args)
         # float32 rounded by the hardware: inf/NaN take the engine's codes, not its payloads
         if not path.hw32 or np.isfinite(res).all():
             return res if mac.out is None else quantize(res, mac.out)
@@ -269,6 +277,70 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, lm.acc, lm.mul, lm.out,
                       lm.use_mul, lm.order, lm.chunk, key, lm.out_scale)
     return out
+
+
+_NO_P = (np.int64(0),)  # the parameters of a datapath that reads none (float32 arithmetic)
+
+
+def _partial_sum_bound(forward: bool, a: np.ndarray, b: np.ndarray, spans: tuple) -> float:
+    """An upper bound on |every partial sum| of a direct conv's reductions (exact products,
+    before any accumulator rounding): each term |a·b| <= max|a|·|b| (forward: the kernel's
+    terms per filter) or |a|·max|b| (weight gradient: the gradient's terms per filter), and
+    max|x| < 2^(its span's highest leading-bit exponent + 1). inf where nothing is known."""
+    if spans[0][3] or spans[1][3]:
+        return math.inf
+    if forward:  # each output: its filter's kernel b[f], against a's largest element
+        big, per = spans[0][1], np.abs(b).reshape(b.shape[0], -1).sum(axis=1)
+    else:  # each output: filter f's gradient a[:, f], against b's largest element
+        big, per = spans[1][1], np.abs(a).sum(axis=(0, 2, 3))
+    if big < -1074 or not per.size:  # an all-zero operand
+        return 0.0
+    if big > 900:
+        return math.inf
+    return float(per.max()) * 2.0 ** (big + 1)
+
+
+def _direct_conv(forward: bool, a: np.ndarray, b: np.ndarray, out_shape: tuple[int, ...],
+                 geo: tuple[int, int, int, int], mac: Mac, seed: int | None,
+                 sr_bits: int | None, nan: str) -> np.ndarray | None:
+    """A conv (``forward``: a = x, b = w) or weight gradient (a = g, b = x) by the direct
+    kernels of :mod:`fxemu._kernels.conv_fast` (geo = (sh, sw, pt, pl)) where
+    :func:`fxemu.lowering.direct_path` gives the Mac a datapath of theirs: the same
+    operations in the same order as :func:`_mac_matmul` on the im2col matrices (tested), so
+    the same bits. None elsewhere (an inf/NaN operand, other orders and datapaths, a float32
+    result beyond float32's finite range): the caller takes the im2col path."""
+    check_nan_policy(nan)
+    if not isinstance(mac, Mac) or mac.block or mac.fused is not None:
+        return None
+    lm, bits, key = lowering.lower_mac_call(mac, seed, sr_bits)
+    if lm.order != _c.ORDER_SEQUENTIAL:
+        return None
+    a = np.ascontiguousarray(daz(a, lm.first))
+    b = np.ascontiguousarray(daz(b, lm.first))
+    spans = (_span(a), _span(b))
+    dp = lowering.direct_path(mac, lm, spans, key, bits, _partial_sum_bound(forward, a, b, spans))
+    if dp is None:
+        return None
+    if dp.dtype is np.int64:
+        ai, bi = to_int(a, dp.fa), to_int(b, dp.fb)
+    else:  # exact: power-of-two scalings (float32: the values, proved float32)
+        ai, bi = (a * 2.0**dp.fa).astype(dp.dtype), (b * 2.0**dp.fb).astype(dp.dtype)
+    # batch-last input (forward), filter-last gradient (weight gradient): see conv_fast
+    ai = np.ascontiguousarray(ai.transpose((1, 2, 3, 0) if forward else (0, 2, 3, 1)))
+    kernels = _kcf.conv_kernels(dp.ops)
+    if forward:
+        res = np.empty((out_shape[1], *out_shape[2:], out_shape[0]), dp.dtype)
+        kernels[0](ai, bi, res, *geo, dp.mp, dp.ap)
+    else:
+        res = np.empty((*out_shape[1:], out_shape[0]), dp.dtype)
+        kernels[1](ai, bi, res, *geo, dp.mp, dp.ap)
+    val = np.ascontiguousarray(res.transpose(3, 0, 1, 2), dtype=np.float64)
+    if dp.dtype is np.float32:
+        if not np.isfinite(val).all():  # float32 inf/NaN take the engine's codes
+            return None
+    else:
+        val *= dp.out_scale
+    return val if mac.out is None else quantize(val, mac.out)
 
 
 def _fused_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, path: lowering.MacPath,
@@ -520,8 +592,14 @@ def _conv_shapes(xa: np.ndarray, wa: np.ndarray) -> None:
 
 def _conv2d(xa: np.ndarray, wa: np.ndarray, g: ConvGeometry, mac: Mac, seed: int | None,
             sr_bits: int | None, nan: str, names: tuple[str, str]) -> np.ndarray:
+    """The conv of ``xa`` with ``wa`` at geometry ``g``: directly where
+    :func:`_direct_conv` can, else as the im2col matmul."""
     n = xa.shape[0]
     f, c, kh, kw = wa.shape
+    res = _direct_conv(True, xa, wa, (n, f, *g.out), (*g.stride, g.padding[0], g.padding[2]),
+                       mac, seed, sr_bits, nan)
+    if res is not None:
+        return res
     cols = im2col(xa, kh, kw, g.stride, g.padding)
     res = _mac_matmul(cols, wa.reshape(f, c * kh * kw).T, mac, seed, sr_bits, nan, names)
     return np.ascontiguousarray(res.reshape(n, g.ho, g.wo, f).transpose(0, 3, 1, 2))
@@ -562,6 +640,10 @@ def conv2d_grad_weight(x: object, g: object, kernel_size: tuple[int, int], mac: 
                              f"{geo.out}", f"{ga.shape} for x {xa.shape}, kernel {kh}×{kw}"))
     c = xa.shape[1]
     f = ga.shape[1]
+    res = _direct_conv(False, ga, xa, (f, c, kh, kw), (*geo.stride, geo.padding[0],
+                                                        geo.padding[2]), mac, seed, sr_bits, nan)
+    if res is not None:
+        return res
     cols = im2col(xa, kh, kw, geo.stride, geo.padding)  # (N·Ho·Wo, C·Kh·Kw), rows (n, i, j)
     gm = np.ascontiguousarray(ga.transpose(1, 0, 2, 3)).reshape(f, -1)  # (F, N·Ho·Wo)
     res = _mac_matmul(gm, cols, mac, seed, sr_bits, nan, ("g", "x"))
@@ -620,8 +702,14 @@ def conv2d_grad_input(g: object, w: object, input_hw: tuple[int, int], mac: Mac,
     if ga.shape[2:] != geo.out:
         raise ValueError(msg("conv2d_grad_input", f"g's spatial size must be the conv output "
                              f"{geo.out}", f"{ga.shape} for input {input_hw}"))
-    gp = _dilate(ga, geo)
     wf = np.ascontiguousarray(wa[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, Kh, Kw)
+    if geo.stride == (1, 1):  # the dilated plane is g at offset (Kh−1−top, Kw−1−left)
+        res = _direct_conv(True, ga, wf, (ga.shape[0], wa.shape[1], h, wd),
+                           (1, 1, kh - 1 - geo.padding[0], kw - 1 - geo.padding[2]), mac,
+                           seed, sr_bits, nan)
+        if res is not None:
+            return res
+    gp = _dilate(ga, geo)
     flat = conv_geometry(gp.shape[2], gp.shape[3], kh, kw)
     return _conv2d(gp, wf, flat, mac, seed, sr_bits, nan, ("g", "w"))
 

@@ -49,6 +49,7 @@ __all__ = [
     "FIXED_OVERFLOW",
     "FIXED_ROUNDING",
     "FLOAT_ROUNDING",
+    "DirectPath",
     "MacParams",
     "MacPath",
     "ac_shift",
@@ -56,8 +57,10 @@ __all__ = [
     "block_mac_fast",
     "block_sr_key",
     "converter",
+    "direct_path",
     "fast_fixed_mode",
     "fast_float_fmt",
+    "float32_exact",
     "float_bounds",
     "float_path",
     "float_span",
@@ -491,7 +494,8 @@ class MacPath(NamedTuple):
     kernel, see :func:`fused_params`) or "exact" (the engine);
     ``kernel`` and ``args`` are the fast kernel and its parameters after the operands; fa/fb
     the operands' integer scales and sh_p the product's shift (int paths); ``hw32``: an IEEE
-    float32 accumulator rounded by the hardware (its inf/NaN results go to the engine)."""
+    float32 accumulator rounded by the hardware (its inf/NaN results go to the engine);
+    ``ops`` the int64 kernel's :class:`~fxemu._kernels.mac_fast.Datapath` (int paths)."""
 
     kind: str
     kernel: object = None
@@ -501,6 +505,7 @@ class MacPath(NamedTuple):
     blas: bool = False
     sh_p: int = 0
     hw32: bool = False
+    ops: object = None
 
 
 _EXACT = MacPath("exact")
@@ -530,10 +535,29 @@ def _int_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple) -> MacPa
     if order not in (c.ORDER_SEQUENTIAL, c.ORDER_CHUNK):
         # pairwise/exact orders have no integer kernel: only the BLAS tier
         return MacPath("int", None, (), fa, fb, True, sh_p) if blas else _EXACT
-    kernel = _kmf.matmul_fast(_kmf.fixed_ops(mac.mul is not None, *modes), order)
+    ops = _kmf.fixed_ops(mac.mul is not None, *modes)
+    kernel = _kmf.matmul_fast(ops, order)
     chunk_par = (accpar[0], accpar[0], *accpar[2:])  # a chunk's sum is at the acc scale
     return MacPath("int", kernel, (chunk, pm, accpar, chunk_par, _kmf.NO_VECS), fa, fb, blas,
-                   sh_p)
+                   sh_p, ops=ops)
+
+
+def float32_exact(mac: Mac, order: int, a_span: tuple, b_span: tuple) -> bool:
+    """Whether a Mac product runs exactly as plain IEEE float32 multiply-adds
+    (:func:`fxemu._kernels.mac_fast.f32_ops`) on operands with the raw spans a_span, b_span:
+    the accumulator IEEE float32 rounding to nearest even, no mul format, the sequential
+    order, finite operands each exact in float32, and every product exact in float32 (at
+    most 24 significant bits, lowest set bit >= 2^-149, magnitude below 2^128), so each step
+    is one float32 rounding of ``acc + a·b``."""
+    if mac.acc != _F32 or mac.mul is not None or order != c.ORDER_SEQUENTIAL:
+        return False
+    pa, alo, ahi, bad_a = float_span(a_span)
+    pb, blo, bhi, bad_b = float_span(b_span)
+    if bad_a or bad_b or pa > 24 or pb > 24 or min(alo, blo) < -149 or max(ahi, bhi) > 127:
+        return False
+    if pa == 0 or pb == 0:  # an all-zero operand: every product is a zero
+        return True
+    return pa + pb <= 24 and alo + blo >= -149 and ahi + bhi <= 126
 
 
 @functools.lru_cache(maxsize=1024)
@@ -547,6 +571,58 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
     mp, ap, mulp, accp, modes = path
     kernel = _kmf.matmul_fast(_kmf.float_ops(mac.mul is not None, *modes), order)
     return MacPath("float", kernel, (chunk, mp, ap, ap, (mulp, accp, key)), hw32=modes[2])
+
+
+class DirectPath(NamedTuple):
+    """The datapath of a direct (im2col-free) conv kernel (:mod:`fxemu._kernels.conv_fast`):
+    its scalar operations ``ops``, the operands' array dtype, their scales (operands enter as
+    x·2^fa and x·2^fb), the product and accumulation parameters, and the scale that turns an
+    accumulator into its value."""
+
+    ops: object
+    dtype: type
+    fa: int
+    fb: int
+    mp: tuple
+    ap: tuple
+    out_scale: float
+
+
+_NO_PARAMS = (np.float64(0.0),)
+
+
+def direct_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: int,
+                bound: float = math.inf) -> DirectPath | None:
+    """The direct conv datapath of a Mac product with operand spans ``spans``, or None:
+
+    * the int64 datapath of :func:`mac_path` in sequential order, as doubles holding the
+      integers (:func:`fxemu._kernels.mac_fast.fixed_f64_ops`) where no mul format rounds,
+      products land on the accumulator's grid, overflow saturates (or goes to zero) and every
+      product and accumulator stays below 2^52; as int64 otherwise;
+    * plain float32 arithmetic where :func:`float32_exact` holds.
+
+    ``bound``: an upper bound on every partial sum's magnitude in value units (the caller's,
+    from the operands); below the accumulator's saturation limits the float64 datapath's steps
+    are plain sums. Operands with inf/NaN get None (the caller's im2col path handles them)."""
+    if lm.order != c.ORDER_SEQUENTIAL or spans[0][3] or spans[1][3]:
+        return None
+    path = mac_path(mac, lm, spans, key, sr_bits)
+    if path.kind == "int" and path.ops is not None:
+        pm, accpar = path.args[1], path.args[2]
+        scale = 2.0 ** -mac.acc.frac_bits
+        ba, bb = int_span(spans[0])[1], int_span(spans[1])[1]
+        o = FIXED_OVERFLOW[mac.acc.overflow]
+        if (mac.mul is None and int(accpar[0]) == 0 and mac.acc.width <= 52
+                and o in (c.O_SAT, c.O_SAT_SYM, c.O_SAT_ZERO) and ba + bb + path.sh_p <= 52):
+            ap = (np.float64(2.0**path.sh_p), np.float64(accpar[3]), np.float64(accpar[4]))
+            # in integer units (the bound has at most ~1e-11 relative rounding: margin 1e-9)
+            safe = bound * 2.0**mac.acc.frac_bits * (1 + 1e-9) < min(ap[2], -ap[1])
+            return DirectPath(_kmf.fixed_f64_ops(o, bool(safe)), np.float64, path.fa, path.fb,
+                              _NO_PARAMS, ap, scale)
+        return DirectPath(path.ops, np.int64, path.fa, path.fb, pm, accpar, scale)
+    if path.kind == "float" and float32_exact(mac, lm.order, *spans):
+        return DirectPath(_kmf.f32_ops(), np.float32, 0, 0, _NO_PARAMS, _NO_PARAMS, 1.0)
+    return None
 
 
 _FUSED_ROUNDING = {"rtz": c.TO_ZERO, "rne": c.HALF_EVEN, "rna": c.HALF_AWAY, "rdn": c.FLOOR,

@@ -275,6 +275,72 @@ def float_ops(use_mul: bool, mq: int, q: int, hw32: bool = False) -> Datapath:
                     _named(step_slow, tag), _named(unsafe, tag), tag)
 
 
+@functools.cache
+def fixed_f64_ops(o: int, exact: bool = False) -> Datapath:
+    """The integer datapath of :func:`fixed_ops` without a mul format and with products on the
+    accumulator's grid (no rounding anywhere), on doubles holding the integers: ``prod`` is
+    a·b, ``step`` the overflow mode ``o`` (saturating or to zero; not wrap) applied to
+    ``acc + p·2^sh_p`` (ap = (2^sh_p, lo, hi)). Exact, and equal to :func:`fixed_ops`, when
+    the caller proved every product·2^sh_p and every accumulator below 2^52 in magnitude
+    (:func:`fxemu.lowering.direct_path`); vectorises where int64 products do not.
+
+    ``exact``: the caller proved that no partial sum leaves [lo, hi], so the overflow mode
+    never acts and ``step`` is the plain sum."""
+    tag = f"ff_{o}_{int(exact)}"
+
+    def prod(a, b, mp):
+        return True, a * b
+
+    def prod_slow(p, vec, key):
+        return p
+
+    def step(acc, p, ap):
+        v = acc + p * ap[0]
+        if exact:
+            return True, v
+        if o == O_SAT_ZERO:
+            return True, v if (v >= ap[1]) & (v <= ap[2]) else 0.0
+        return True, min(max(v, ap[1]), ap[2])
+
+    def step_slow(acc, p, vec, key):
+        return acc
+
+    def unsafe(acc):
+        return False
+
+    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
+                    _named(step_slow, tag), _named(unsafe, tag), tag)
+
+
+@functools.cache
+def f32_ops() -> Datapath:
+    """Plain IEEE float32 arithmetic on float32 operands: ``prod`` is the float32 product,
+    ``step`` the float32 sum (round to nearest even, subnormals, overflow to inf); both always
+    ok. Bit-exact for a Mac with an IEEE float32 accumulator and no mul format only when the
+    caller proved every product exact in float32 (:func:`fxemu.lowering.float32_exact`):
+    then each step is ``R_f32(acc + a·b)``, and a fused multiply-add would give the same.
+    ``unsafe(acc)`` as :func:`float_ops`."""
+    tag = "f32"
+
+    def prod(a, b, mp):
+        return True, a * b
+
+    def prod_slow(p, vec, key):
+        return p
+
+    def step(acc, p, ap):
+        return True, acc + p
+
+    def step_slow(acc, p, vec, key):
+        return acc
+
+    def unsafe(acc):
+        return (not np.isfinite(acc)) or (acc == 0.0 and np.signbit(acc))
+
+    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
+                    _named(step_slow, tag), _named(unsafe, tag), tag)
+
+
 def _flush(acc, part, ap, accvec, key):
     """acc += part (one accumulation step each), part = 0: a chunk's sums join the totals."""
     for j in range(acc.shape[0]):
@@ -394,3 +460,17 @@ def scaled_int(x, scale, out):
     flat_o = out.reshape(-1)
     for i in prange(flat_x.shape[0]):
         flat_o[i] = np.int64(flat_x[i] * scale)
+
+
+@pjit
+def two_sum(x, y, sign, s, ok):
+    """``s = x + sign·y`` (double, round to nearest) and ``ok``: whether that sum is exact and
+    finite (TwoSum's error is zero), in one pass over 1-D arrays of equal size."""
+    for i in prange(x.shape[0]):
+        a = x[i]
+        b = sign * y[i]
+        t = a + b
+        bb = t - a
+        err = (a - (t - bb)) + (b - bb)
+        s[i] = t
+        ok[i] = (err == 0.0) & np.isfinite(t)
