@@ -202,6 +202,32 @@ def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
     return pjit(new) if parallel else jit(new)
 
 
+@jit
+def _prod_ok(p, vec, key):
+    """The slow product of a datapath whose ``prod`` is always ok (never called)."""
+    return p
+
+
+@jit
+def _step_ok(acc, p, vec, key):
+    """The slow step of a datapath whose ``step`` is always ok (never called)."""
+    return acc
+
+
+@jit
+def _never_unsafe(acc):
+    """``unsafe`` of a datapath that no +0 term can change."""
+    return False
+
+
+def _datapath(tag: str, prod, step, prod_slow=None, step_slow=None, unsafe=None) -> Datapath:
+    """The Datapath of the closures ``prod`` and ``step`` (and, where given, their slow paths
+    and ``unsafe``), each jitted under ``tag``; omitted ones are the always-ok datapath's."""
+    return Datapath(_named(prod, tag), _prod_ok if prod_slow is None else _named(prod_slow, tag),
+                    _named(step, tag), _step_ok if step_slow is None else _named(step_slow, tag),
+                    _never_unsafe if unsafe is None else _named(unsafe, tag), tag)
+
+
 @functools.cache
 def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int, exact: bool = False) -> Datapath:
     """An integer datapath: ``prod`` rounds the integer product into the mul format when
@@ -220,22 +246,12 @@ def fixed_ops(use_mul: bool, mq: int, mo: int, q: int, o: int, exact: bool = Fal
             p = int_overflow(int_round_shift(p, mp[0], mq), mo, mp[1], mp[2], mp[3], mp[4])
         return True, p
 
-    def prod_slow(p, vec, key):
-        return p
-
     def step(acc, p, ap):
         if exact:
             return True, acc + (p << ap[1])
         return True, int_step(acc, p, ap[0], ap[1], ap[2], q, o, ap[3], ap[4], ap[5], ap[6])
 
-    def step_slow(acc, p, vec, key):
-        return acc
-
-    def unsafe(acc):
-        return False
-
-    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
-                    _named(step_slow, tag), _named(unsafe, tag), tag)
+    return _datapath(tag, prod, step)
 
 
 @functools.cache
@@ -271,8 +287,7 @@ def float_ops(use_mul: bool, mq: int, q: int, hw32: bool = False) -> Datapath:
     def unsafe(acc):
         return (not np.isfinite(acc)) or (acc == 0.0 and (f64_bits(acc) >> np.uint64(63)) != 0)
 
-    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
-                    _named(step_slow, tag), _named(unsafe, tag), tag)
+    return _datapath(tag, prod, step, prod_slow=prod_slow, step_slow=step_slow, unsafe=unsafe)
 
 
 @functools.cache
@@ -291,9 +306,6 @@ def fixed_f64_ops(o: int, exact: bool = False) -> Datapath:
     def prod(a, b, mp):
         return True, a * b
 
-    def prod_slow(p, vec, key):
-        return p
-
     def step(acc, p, ap):
         v = acc + p * ap[0]
         if exact:
@@ -302,14 +314,7 @@ def fixed_f64_ops(o: int, exact: bool = False) -> Datapath:
             return True, v if (v >= ap[1]) & (v <= ap[2]) else 0.0
         return True, min(max(v, ap[1]), ap[2])
 
-    def step_slow(acc, p, vec, key):
-        return acc
-
-    def unsafe(acc):
-        return False
-
-    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
-                    _named(step_slow, tag), _named(unsafe, tag), tag)
+    return _datapath(tag, prod, step)
 
 
 @functools.cache
@@ -325,20 +330,13 @@ def f32_ops() -> Datapath:
     def prod(a, b, mp):
         return True, a * b
 
-    def prod_slow(p, vec, key):
-        return p
-
     def step(acc, p, ap):
         return True, acc + p
-
-    def step_slow(acc, p, vec, key):
-        return acc
 
     def unsafe(acc):
         return (not np.isfinite(acc)) or (acc == 0.0 and np.signbit(acc))
 
-    return Datapath(_named(prod, tag), _named(prod_slow, tag), _named(step, tag),
-                    _named(step_slow, tag), _named(unsafe, tag), tag)
+    return _datapath(tag, prod, step, unsafe=unsafe)
 
 
 def _flush(acc, part, ap, accvec, key):
