@@ -209,6 +209,11 @@ def _lower_float(fmt: Float) -> FloatParams:
     # E = 0: max lies below the smallest normal, which the fast paths' bounds assume it does not
     fast = fast and e != 0
     minnorm, maxbits = float_bounds(fmt)
+    # subnormal results on the fast path: their grid 2^(emin - M) is a double at most 1, so
+    # scaling an input below the smallest normal onto it (by 2^(M - emin) >= 1) is exact
+    sub_e = 1 - fmt.bias - zoff - m
+    subfast = (fast and fmt.subnormals and fmt.smallest_normal >= 2.0**-1022
+               and -1023 <= sub_e <= 0)
     return FloatParams(
         mbits=_I(m), emin=_I(1 - fmt.bias - zoff), max_code=_U(max_code), nan_code=_U(nan_code),
         inf_code=_U(inf_code), special=_I(_SPECIAL[sp]), subn=bool(fmt.subnormals),
@@ -217,7 +222,8 @@ def _lower_float(fmt: Float) -> FloatParams:
         fast=bool(fast), k=_I(52 - m), minnorm=minnorm, maxbits=maxbits,
         fnuz=sp in (Special.FNUZ, Special.FNUZ_INF),
         sat_inf=fmt.overflow is FloatOverflow.SAT_FINITE, unsigned=not fmt.signed,
-        zoff=_U(zoff), code_par=fmt.code_ties)
+        zoff=_U(zoff), code_par=fmt.code_ties, subfast=bool(subfast),
+        subs=_F(2.0**-sub_e if subfast else 0.0), subq=_F(2.0**sub_e if subfast else 0.0))
 
 
 def lower(fmt: Fixed | Float) -> FixedParams | FloatParams:
@@ -237,7 +243,7 @@ def converter(fmt: Fixed | Float, codes: bool) -> tuple[object, FixedParams | Fl
         if p.fast:
             return _kc.fixed_kernel(int(p.qmode), int(p.omode), True, codes), p
         return _kc.fixed_kernel(-1, -1, False, codes), p
-    return _kc.float_kernel(p.fast, codes), p
+    return _kc.float_kernel(int(p.qmode) if p.fast else -1, p.fast, codes), p
 
 
 def nan_raises(fmt: Fixed | Float, nan: str) -> bool:

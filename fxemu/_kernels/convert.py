@@ -553,16 +553,60 @@ def fixed_kernel(qmode, omode, fast, codes):
     return pjit(kernel)
 
 
+@jit
+def float_fast_sub(a, qmode, neg):
+    """Round the magnitude ``a`` (> 0, a double) to an integer by ``qmode`` on the magnitude
+    (``neg``: the sign of the value, for the directed modes), in doubles: exact, as floor,
+    ceil and rint of a double are, and ``a - floor(a)`` is exact."""
+    t = np.floor(a)
+    if qmode == HALF_EVEN:
+        return np.rint(a)
+    if qmode == HALF_AWAY:
+        return t + np.float64(a - t >= 0.5)
+    if qmode == CEIL:
+        return t if neg else np.ceil(a)
+    if qmode == FLOOR:
+        return np.ceil(a) if neg else t
+    if qmode == TO_ODD:
+        return t + np.float64((a != t) & ((np.int64(t) & 1) == 0))
+    return t  # TO_ZERO
+
+
+@jit
+def float_fast_value(b, k, qmode, minnorm, maxbits, subfast, subs, subq):
+    """:func:`float_fast_element` extended to results in the format's subnormal range.
+
+    Returns (ok, sign, rounded bits, subnormal count): where ``subfast`` (a format with
+    subnormals whose smallest normal is a normal double, see
+    :class:`~fxemu._kernels.params.FloatParams`) and the input is nonzero below the
+    smallest normal, its magnitude is scaled exactly onto the grid of the smallest
+    subnormal (``subs`` = 2^(M - emin)), rounded to the integer count ``v`` of that step by
+    :func:`float_fast_sub` and scaled back (``subq`` = 2^(emin - M)); v = 2^M is the
+    smallest normal, reached by rounding up. Elsewhere the count is -1.
+    """
+    ok, sign, r = float_fast_element(b, k, qmode, minnorm, maxbits)
+    mag = b & ~(_U1 << np.uint64(63))
+    v = -1.0
+    if subfast and mag < minnorm and mag != _U0:
+        v = float_fast_sub(bits_f64(mag) * subs, qmode, sign != _U0)
+        r = f64_bits(v * subq)
+        ok = True
+    return ok, sign, r, v
+
+
 @functools.cache
-def float_kernel(fast, codes):
+def float_kernel(qmode, fast, codes):
     """The conversion kernel into float formats: ``kernel(x, xb, out, p, sr_bits, key,
     nan_raise, rbits) -> refused NaN count`` (``x`` unused); ``out`` gets codes or values. The fast
-    pass rounds by integer addition on the double's bit pattern
-    (:func:`float_fast_element`); without ``fast`` every element takes the exact path."""
+    pass rounds by integer addition on the double's bit pattern, and results in the
+    subnormal range on their fixed grid (:func:`float_fast_value`); ``qmode`` (the format's
+    rounding, with ``fast``) is a closure constant, so the mode dispatch folds away. Without
+    ``fast`` (qmode = -1 by convention) every element takes the exact path."""
 
     def kernel(x, xb, out, p, sr_bits, key, nan_raise, rbits):
         n = xb.shape[0]
-        k, qmode, minnorm, maxbits = p.k, p.qmode, p.minnorm, p.maxbits
+        k, minnorm, maxbits = p.k, p.minnorm, p.maxbits
+        subfast, subs, subq = p.subfast, p.subs, p.subq
         sign_bit = p.sign_bit
         unsigned = p.unsigned
         has_user = rbits.shape[0] != 0
@@ -574,12 +618,15 @@ def float_kernel(fast, codes):
             ebias = np.uint64(1023 - p.bias)
             mmask = (_U1 << np.uint64(mbits)) - _U1
             for i in prange(n):
-                ok, sign, r = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                ok, sign, r, v = float_fast_value(xb[i], k, qmode, minnorm, maxbits, subfast,
+                                                  subs, subq)
                 ok = ok & ~(unsigned & (sign != _U0))  # branch-free, as the fast pass is
                 nbad += np.int64(not ok)
                 if codes:
                     if r == _U0:
                         code = _U0 if fnuz else (sign_bit if sign else _U0)
+                    elif v >= 0.0:
+                        code = np.uint64(v) | (sign_bit if sign else _U0)
                     else:
                         code = ((((r >> np.uint64(52)) - ebias) << np.uint64(mbits))
                                 | ((r >> np.uint64(k)) & mmask))
@@ -592,10 +639,12 @@ def float_kernel(fast, codes):
                     out[i] = bits_f64(sign | r)
         nnan = 0
         if nbad:
+            q = p.qmode
             for i in prange(n):
                 ok = False
                 if fast:
-                    ok, s2, _ = float_fast_element(xb[i], k, qmode, minnorm, maxbits)
+                    ok, s2, _, _ = float_fast_value(xb[i], k, qmode, minnorm, maxbits, subfast,
+                                                    subs, subq)
                     ok = ok and not (unsigned and s2 != _U0)
                 if not ok:
                     b = xb[i]
@@ -603,12 +652,12 @@ def float_kernel(fast, codes):
                     if nan_raise and (mag > np.uint64(0x7FF0000000000000)
                                       or (unsigned and mag != b
                                           and not unsigned_negative_is_zero(
-                                              b, p.zoff, qmode, p.overflow_sat))):
+                                              b, p.zoff, q, p.overflow_sat))):
                         nnan += 1
                     else:
                         neg, c = float_element(b, p.mbits, p.emin, p.max_code, p.nan_code,
                                                p.inf_code, p.special, p.subn, p.overflow_sat,
-                                               qmode, sr_bits, key, i, p.sat_inf, unsigned,
+                                               q, sr_bits, key, i, p.sat_inf, unsigned,
                                                p.zoff, p.code_par, has_user,
                                                rbits[i] if has_user else _U0)
                         if codes:
@@ -618,7 +667,7 @@ def float_kernel(fast, codes):
                                                  p.inf_code, p.special, p.zoff)
         return nnan
 
-    kernel.__qualname__ = f"float_kernel_f{int(fast)}_c{int(codes)}"
+    kernel.__qualname__ = f"float_kernel_q{qmode}_f{int(fast)}_c{int(codes)}"
     return pjit(kernel)
 
 

@@ -44,7 +44,10 @@ class FloatParams(NamedTuple):
     patterns ``minnorm``/``maxbits`` bounding it), ``sat_inf`` (±inf inputs saturate too),
     ``unsigned`` (no sign bit: ``sign_bit`` is 0) and ``zoff`` (1 for a format without zero:
     the other fields describe it with one more binade below, codes one higher), ``code_par``
-    (ties and round-to-odd read the code's parity at M = 0, IEEE P3109's rule)."""
+    (ties and round-to-odd read the code's parity at M = 0, IEEE P3109's rule);
+    ``subfast``: the fast path also rounds results in the subnormal range, on the grid of
+    ``subq`` = 2^(emin - M) (``subs`` = 1/subq; see
+    :func:`fxemu._kernels.convert.float_fast_value`)."""
 
     mbits: np.int64
     emin: np.int64
@@ -66,6 +69,9 @@ class FloatParams(NamedTuple):
     unsigned: bool
     zoff: np.uint64
     code_par: bool
+    subfast: bool
+    subs: np.float64
+    subq: np.float64
 
 
 class FormatVec(NamedTuple):

@@ -35,7 +35,7 @@ def _exact(x: np.ndarray, f: fx.Fixed | fx.Float) -> tuple[np.ndarray, np.ndarra
         if isinstance(f, fx.Fixed):
             kernel = k.fixed_kernel(-1, -1, False, codes)
         else:
-            kernel = k.float_kernel(False, codes)
+            kernel = k.float_kernel(-1, False, codes)
         res = np.empty(x.size, np.uint64 if codes else np.float64)
         kernel(x, x.view(np.uint64), res, p, 62, np.uint64(0), False, np.empty(0, np.uint64))
         out.append(res)
