@@ -20,6 +20,7 @@ from . import lowering
 from ._errors import msg
 from ._kernels import codes as _c
 from ._kernels import conv_fast as _kcf
+from ._kernels import elementwise as _kew
 from ._kernels import mac as _km
 from ._kernels import mac_fast as _kmf
 from ._kernels import pool as _kp
@@ -53,45 +54,42 @@ def _operand(x: object, what: str) -> np.ndarray:
 _SPLIT = 134217729.0  # 2^27 + 1, Veltkamp's splitter for float64
 
 
-def _zero_sum_sign(s: np.ndarray, x: np.ndarray, y: np.ndarray, floor: bool) -> np.ndarray:
-    """``s = x + y`` (double) with the IEEE 754 §6.3 sign of its exact zeros: numpy's
-    round-to-nearest sum is -0 only for (-0) + (-0); rounded toward -inf (``floor``) every
-    exact zero sum is -0 except (+0) + (+0). A double sum never underflows to 0, so its zeros
-    are exact."""
-    if not floor:
-        return s
-    neg0 = (s == 0) & (np.signbit(x) | np.signbit(y))
-    return np.where(neg0, -0.0, s) if neg0.any() else s
-
-
-def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray,
+def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Fixed | Float,
                   floor: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The op's result in double and a mask of the elements where it is exact (error-free
-    transformations: TwoSum for sums, Veltkamp/Dekker TwoProduct for products, guarded
-    against overflow and underflow). Elsewhere the caller uses the exact engine. ``floor``:
-    exact zero sums take the sign of a rounding toward -inf (see :func:`_zero_sum_sign`)."""
-    if op in (_c.OP_ADD, _c.OP_SUB):
-        sign = 1.0 if op == _c.OP_ADD else -1.0
-        s, ok = np.empty(a.shape, np.float64), np.empty(a.shape, np.bool_)
-        _kmf.two_sum(a, b, sign, s, ok)
-        return (_zero_sum_sign(s, a, sign * b, floor) if floor else s), ok
-    with np.errstate(all="ignore"):
-        p = a * b
-        ah = a * _SPLIT
-        ah = ah - (ah - a)
-        al = a - ah
-        bh = b * _SPLIT
-        bh = bh - (bh - b)
-        bl = b - bh
-        err = ((ah * bh - p) + ah * bl + al * bh) + al * bl
-        ok = (err == 0) & np.isfinite(p) & (np.abs(a) < 2.0**995) & (np.abs(b) < 2.0**995)
-        ok &= (np.abs(p) >= 2.0**-969) | (a == 0) | (b == 0)
-        if op == _c.OP_MUL:
-            return p, ok
-        s = p + c
-        bb = s - p
-        err2 = (p - (s - bb)) + (c - bb)
-        return _zero_sum_sign(s, p, c, floor), ok & (err2 == 0) & np.isfinite(s)
+    """The op's result in double (flat, C order) and a mask of the elements where rounding
+    that double into ``fmt`` is the rounding of the exact result
+    (:func:`fxemu._kernels.elementwise.double_kernel`: exact by error-free transformations,
+    or, for a deterministic ``fmt``, provably clear of its decision points; see
+    :func:`fxemu.lowering.decision_grid`). Elsewhere the caller uses the exact engine.
+    a, b, c: 3-D views of one shape (:func:`_views3`). ``floor``: exact zero sums take the
+    sign of a rounding toward -inf."""
+    n = a.size
+    r, ok = np.empty(n, np.float64), np.empty(n, np.bool_)
+    sign = -1.0 if op == _c.OP_SUB else 1.0
+    _kew.double_kernel(op)(a, b, c, sign, floor, *lowering.decision_grid(fmt), r, ok)
+    return r, ok
+
+
+def _views3(arrs: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Read-only 3-D views of the operands broadcast to ``shape`` (no copies): axes whose
+    strides chain in every operand are merged; beyond three axes the broadcast operands are
+    copied to one."""
+    views = [np.broadcast_to(a, shape) for a in arrs]
+    dims = [[n, [v.strides[i] for v in views]] for i, n in enumerate(shape) if n != 1]
+    merged: list = []
+    for n, st in dims:
+        if merged and all(sp == s * n for sp, s in zip(merged[-1][1], st, strict=True)):
+            merged[-1] = [merged[-1][0] * n, st]
+        else:
+            merged.append([n, st])
+    if len(merged) > 3:
+        views = [np.ascontiguousarray(v).reshape(-1) for v in views]
+        merged = [[views[0].size, [8] * len(views)]]
+    merged = [[1, [0] * len(views)]] * (3 - len(merged)) + merged
+    out_shape = tuple(n for n, _ in merged)
+    return [np.lib.stride_tricks.as_strided(v, out_shape, tuple(st[i] for _, st in merged),
+                                            writeable=False)
+            for i, v in enumerate(views)]
 
 
 def daz(x: np.ndarray, fmt: Fixed | Float | None) -> np.ndarray:
@@ -107,26 +105,26 @@ def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
                  *xs: object) -> np.ndarray:
     f = as_format(fmt)
     lowering.format_vec(f, 1)  # refuses storage-only formats (unsigned, zero-less floats)
-    arrs = [_operand(x, f"operand {i}") for i, x in enumerate(xs)]
+    arrs = [daz(_operand(x, f"operand {i}"), f) for i, x in enumerate(xs)]
     try:
-        arrs = np.broadcast_arrays(*arrs)
+        shape = np.broadcast_shapes(*(a.shape for a in arrs))
     except ValueError:
         shapes = " and ".join(str(np.shape(a)) for a in arrs)
         raise ValueError(msg("operands", "must broadcast together", shapes)) from None
-    shape = arrs[0].shape
-    flat = [daz(np.ascontiguousarray(a).reshape(-1), f) for a in arrs]
-    while len(flat) < 3:
-        flat.append(np.zeros_like(flat[0]))
+    while len(arrs) < 3:
+        arrs.append(np.zeros(()))
     bits, key = lowering.sr_key(f, seed, sr_bits)
-    # exact in double → one conversion (fast kernels); the rest → the exact engine. Both
-    # draw stochastic bits from (key, element index), so the split does not change results.
+    # exact (or provably rounding alike) in double → one conversion (fast kernels); the rest
+    # → the exact engine. Both draw stochastic bits from (key, element index), so the split
+    # does not change results.
     floor = isinstance(f, Float) and f.rounding is FloatRounding.RDN
-    r, exact = _exact_double(op, *flat, floor=floor)
+    r, ok = _exact_double(op, *_views3(arrs, shape), f, floor=floor)
     out = quantize(r, f, seed=seed, sr_bits=sr_bits, nan="hls")
-    rest = np.flatnonzero(~exact)
+    rest = np.flatnonzero(~ok)
     if rest.size:
         sub = np.empty(rest.size, np.float64)
-        _km.elementwise_kernel(op, *(v[rest].view(np.uint64) for v in flat), sub,
+        _km.elementwise_kernel(op, *(np.ravel(np.broadcast_to(v, shape))[rest].view(np.uint64)
+                                     for v in arrs), sub,
                                lowering.format_vec(f, bits), key,
                                f.step if isinstance(f, Fixed) else 0.0, rest)
         out[rest] = sub
@@ -753,16 +751,24 @@ def maxpool2d(x: object, size: object = 2, *, stride: object = None,
     return out, arg
 
 
+def _argmax_range(arg: np.ndarray, kernel: tuple[int, int], what: str) -> None:
+    """``ValueError`` (one line, naming ``what``) where a window index is outside
+    0..kh·kw - 1."""
+    kh, kw = kernel
+    if arg.size:
+        lo, hi = arg.min(), arg.max()
+        if lo < 0 or hi >= kh * kw:
+            raise ValueError(msg(what, f"argmax must be in 0..{kh * kw - 1}", f"{lo}..{hi}"))
+
+
 def argmax_cells(argmax: np.ndarray, geometry: ConvGeometry,
                  what: str = "maxpool2d_backward") -> tuple[np.ndarray, np.ndarray]:
     """The input (row, column) of each window's argmax (an (N, C, Ho, Wo) array of window
     indices a·kw + b, as :func:`maxpool2d` returns them); ``ValueError`` (one line, naming
     ``what``) where an index is outside the window or names a padded cell."""
-    kh, kw = geometry.kernel
+    kw = geometry.kernel[1]
     arg = np.asarray(argmax)
-    if arg.size and (arg.min() < 0 or arg.max() >= kh * kw):
-        raise ValueError(msg(what, f"argmax must be in 0..{kh * kw - 1}",
-                             f"{arg.min()}..{arg.max()}"))
+    _argmax_range(arg, geometry.kernel, what)
     rows = (np.arange(geometry.ho) * geometry.stride[0] - geometry.padding[0])[:, None] + arg // kw
     cols = (np.arange(geometry.wo) * geometry.stride[1] - geometry.padding[2])[None, :] + arg % kw
     h, w = geometry.input
@@ -811,14 +817,19 @@ def maxpool2d_backward(grad: object, argmax: np.ndarray, input_shape: tuple[int,
         raise ValueError(msg("maxpool2d_backward", "input_shape must pool to grad's shape",
                              f"{shape} with size {size}, stride {stride} vs {ga.shape}"))
     arg = np.ascontiguousarray(arg, dtype=np.int64)
-    rows, cols = argmax_cells(arg, g)
     kw = g.kernel[1]
     sh, sw = g.stride
     pt, pl = g.padding[0], g.padding[2]
-    out = np.zeros(shape, np.float64)
     if not g.overlapping():
+        if any(g.padding):
+            argmax_cells(arg, g)
+        else:  # unpadded windows lie inside the input: the index range is the whole check
+            _argmax_range(arg, g.kernel, "maxpool2d_backward")
+        out = np.empty(shape, np.float64)  # the kernel zeroes it
         _kp.maxpool_backward(ga, arg, kw, sh, sw, pt, pl, out)
         return out
+    rows, cols = argmax_cells(arg, g)
+    out = np.zeros(shape, np.float64)
     if fmt is None:
         raise ValueError(msg("fmt", "required when pool windows overlap (stride < size): "
                              "routed gradients are summed in it", None))

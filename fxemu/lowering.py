@@ -57,7 +57,9 @@ __all__ = [
     "block_mac_fast",
     "block_sr_key",
     "converter",
+    "decision_grid",
     "direct_path",
+    "draws_random",
     "fast_fixed_mode",
     "fast_float_fmt",
     "float32_exact",
@@ -246,6 +248,18 @@ def converter(fmt: Fixed | Float, codes: bool) -> tuple[object, FixedParams | Fl
     return _kc.float_kernel(int(p.qmode) if p.fast else -1, p.fast, codes), p
 
 
+@functools.lru_cache(maxsize=256)
+def decision_grid(fmt: Fixed | Float) -> tuple[bool, bool, np.int64, np.int64]:
+    """(det, fixed, mbits, low) of :func:`fxemu._kernels.elementwise.off_decision`: whether
+    ``fmt`` rounds deterministically (an inexact double result may then stand for the exact
+    one away from the format's grid points and midpoints), whether it is fixed, the float
+    mantissa bits, and ``low`` = -F - 1 (fixed: its midpoints are the multiples of 2^low) or
+    emin (float)."""
+    if isinstance(fmt, Fixed):
+        return not is_stochastic(fmt), True, _I(0), _I(-fmt.frac_bits - 1)
+    return not is_stochastic(fmt), False, _I(fmt.man_bits), _I(fmt.emin)
+
+
 def nan_raises(fmt: Fixed | Float, nan: str) -> bool:
     """Whether a NaN input into ``fmt`` is refused: a format without NaN under ``nan="raise"``
     (a float format without NaN refuses it whatever ``nan`` says: it has no vendor reading)."""
@@ -299,6 +313,23 @@ def is_stochastic(fmt: Fixed | Float | None) -> bool:
 
 
 _stochastic = is_stochastic
+
+
+def draws_random(*uses: object) -> bool:
+    """Whether a call rounding through ``uses`` (formats, Blocks and Macs; None for none)
+    rounds stochastically anywhere, so that its seed is read: a stochastic format, a Mac
+    with a stochastic acc, mul or out format, or a block (format or Mac operand) whose
+    element rounds stochastically."""
+    for u in uses:
+        if isinstance(u, Mac):
+            parts = [u.acc, u.mul, u.out] + ([u.a.element, u.b.element] if u.block else [])
+        elif isinstance(u, Block):
+            parts = [u.element]
+        else:
+            parts = [u]
+        if any(_stochastic(f) for f in parts):
+            return True
+    return False
 
 
 def _sr_bits(sr_bits: int | None) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import arith
+from .._errors import msg
 from ..arith import add, conv2d, conv2d_grad_input, conv2d_grad_weight, fma, matmul
 from ..formats import Mac
-from ..lowering import is_stochastic
+from ..lowering import draws_random, is_stochastic
 from ..nn import conv_block
+from ..nn._kernels import layers_native as _kl
 from ..policy import Policy
 from ..quantize import quantize
 from .base import Backend
@@ -36,22 +38,28 @@ class EmulatedBackend(Backend):
         """Reset the per-step call counter that keys stochastic rounding."""
         self._step, self._calls = int(step), 0
 
-    def _key(self) -> int:
+    def _key(self, *uses: object) -> int | None:
         """A seed unique to (run seed, step, call number in the step): calls happen in a fixed
-        order, so every stochastic rounding is reproducible and resumable at step bounds."""
+        order, so every stochastic rounding is reproducible and resumable at step bounds.
+
+        ``uses``: the call's formats and Macs; where none rounds stochastically
+        (:func:`fxemu.lowering.draws_random`) the seed would never be read, so the call
+        number advances and None is returned (deriving a seed costs tens of µs)."""
         self._calls += 1
+        if not draws_random(*uses):
+            return None
         ss = np.random.SeedSequence([self.seed, self._step + 2, self._calls])
         return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
     def _q(self, x, fmt):
-        return quantize(x, fmt, seed=self._key())
+        return quantize(x, fmt, seed=self._key(fmt))
 
     def input(self, x, prec=None):
         return self._q(x, (prec or self.policy).forward.input)
 
     # -- conv ----------------------------------------------------------------------------------
     def _conv(self, x, wq, layer, mac: Mac) -> np.ndarray:
-        return conv2d(x, wq, mac, stride=layer.strides, padding=layer.pads, seed=self._key())
+        return conv2d(x, wq, mac, stride=layer.strides, padding=layer.pads, seed=self._key(mac))
 
     def conv2d(self, x, w, b, layer, prec):
         fw = prec.forward
@@ -59,12 +67,20 @@ class EmulatedBackend(Backend):
         bq = None if b is None else self._q(b, fw.weight)
         z = self._conv(x, wq, layer, fw.conv)
         z = self._q(z, fw.activation) if bq is None else \
-            add(z, bq[None, :, None, None], fw.activation, seed=self._key())
+            add(z, bq[None, :, None, None], fw.activation, seed=self._key(fw.activation))
         return z, (x, w, b is not None, layer)
 
     def _colsum(self, m: np.ndarray, mac: Mac) -> np.ndarray:
-        """Sum of each row of m (R, K) over k in order through ``mac``."""
-        return matmul(m, np.ones((m.shape[1], 1)), mac, seed=self._key())[:, 0]
+        """Sum of each column of m (K, R) over k in order through ``mac``: the products
+        ``1·m[k, r]`` of ``ones (1, K) @ m``, whose kernels keep the R sums side by side.
+        That is ``m.T @ ones (K, 1)`` bit for bit (the same products, rounded alike, reduced
+        in the same order) wherever the Mac treats its two operands alike; block and fused
+        Macs do not (each operand has its own element format or exponent floor), so they
+        keep that form."""
+        if mac.block or mac.fused is not None:
+            mt = np.ascontiguousarray(m.T)
+            return matmul(mt, np.ones((mt.shape[1], 1)), mac, seed=self._key(mac))[:, 0]
+        return matmul(np.ones((1, m.shape[0])), m, mac, seed=self._key(mac))[0]
 
     def conv2d_backward(self, ctx, dz, prec, need_dx):
         x, w, bias, layer = ctx
@@ -72,18 +88,18 @@ class EmulatedBackend(Backend):
         mac = bw.conv_dw
         dzq = self._q(dz, bw.grad)
         gw = conv2d_grad_weight(x, dzq, layer.kernel, mac, stride=layer.strides,
-                                padding=layer.pads, seed=self._key())
+                                padding=layer.pads, seed=self._key(mac))
         dw = self._q(gw, bw.grad)
         db = None
         if bias:
             f = dz.shape[1]
-            dzm = np.ascontiguousarray(dzq.transpose(1, 0, 2, 3).reshape(f, -1))  # (F, N·Ho·Wo)
+            dzm = np.ascontiguousarray(dzq.transpose(0, 2, 3, 1).reshape(-1, f))  # (N·Ho·Wo, F)
             db = self._q(self._colsum(dzm, mac), bw.grad)
         dx = None
         if need_dx:
             wq = self._q(w, bw.weight)
             gi = conv2d_grad_input(dzq, wq, x.shape[2:], bw.conv_dx_mac, stride=layer.strides,
-                                   padding=layer.pads, seed=self._key())
+                                   padding=layer.pads, seed=self._key(bw.conv_dx_mac))
             dx = self._q(gi, bw.grad)
         return dx, dw, db
 
@@ -99,7 +115,7 @@ class EmulatedBackend(Backend):
         calls = self._calls
         wq = self._q(w, fw.weight)
         bq = self._q(b, fw.weight)
-        self._key(), self._key()  # the conv's and the bias add's (nothing stochastic when fused)
+        self._calls += 2  # the conv's and the bias add's keys (nothing stochastic when fused)
         fused = conv_block.conv_relu_pool(x, wq, bq, fw.conv, fw.activation)
         if fused is None:
             self._calls = calls
@@ -117,11 +133,11 @@ class EmulatedBackend(Backend):
         if not is_stochastic(bw.grad):
             calls = self._calls
             g = self._q(live, bw.grad)  # as the composition rounds the routed gradient
-            self._key()  # the weight gradient's Mac
+            self._calls += 1  # the weight gradient's Mac's key
             fused = conv_block.conv_relu_pool_grad(x, h, arg, g, bw.conv_dw)
             if fused is not None:
                 dw = self._q(fused[0], bw.grad)
-                self._key()  # the bias gradient's Mac
+                self._calls += 1  # the bias gradient's Mac's key
                 return dw, self._q(fused[1], bw.grad)
             self._calls = calls
         n, f, po, qo = h.shape
@@ -134,9 +150,9 @@ class EmulatedBackend(Backend):
         fw = prec.forward
         wq = self._q(w, fw.weight)
         bq = None if b is None else self._q(b, fw.weight)
-        z = matmul(x, np.ascontiguousarray(wq.T), fw.dense, seed=self._key())
+        z = matmul(x, np.ascontiguousarray(wq.T), fw.dense, seed=self._key(fw.dense))
         z = self._q(z, fw.activation) if bq is None else \
-            add(z, bq[None, :], fw.activation, seed=self._key())
+            add(z, bq[None, :], fw.activation, seed=self._key(fw.activation))
         return z, (x, w, b is not None)
 
     def linear_backward(self, ctx, dz, prec, need_dx):
@@ -144,13 +160,26 @@ class EmulatedBackend(Backend):
         bw = prec.backward
         mac = bw.dense_dw
         gt = np.ascontiguousarray(np.transpose(dz))  # (out, N): reduce over samples in order
-        dw = self._q(matmul(gt, x, mac, seed=self._key()), bw.grad)
-        db = self._q(self._colsum(gt, mac), bw.grad) if bias else None
+        dw = self._q(matmul(gt, x, mac, seed=self._key(mac)), bw.grad)
+        db = self._q(self._colsum(dz, mac), bw.grad) if bias else None
         dx = None
         if need_dx:
             wq = self._q(w, bw.weight)
-            dx = self._q(matmul(dz, wq, bw.dense_dx, seed=self._key()), bw.grad)
+            dx = self._q(matmul(dz, wq, bw.dense_dx, seed=self._key(bw.dense_dx)), bw.grad)
         return dx, dw, db
+
+    # -- relu ----------------------------------------------------------------------------------
+    def relu_backward(self, ctx, dh):
+        """``dh`` where the ReLU's input was > 0, else +0 (one pass, as the native backend's
+        kernel does it)."""
+        x = np.ascontiguousarray(ctx, dtype=np.float64)
+        g = np.ascontiguousarray(dh, dtype=np.float64)
+        if g.shape != x.shape:
+            raise ValueError(msg("relu_backward", "dh must have the input's shape",
+                                 f"{g.shape} for {x.shape}"))
+        out = np.empty(x.shape, np.float64)
+        _kl.relu_backward(x.reshape(-1), g.reshape(-1), out.reshape(-1))
+        return out
 
     # -- pools -----------------------------------------------------------------------------------
     def maxpool2d(self, x, layer):
@@ -164,19 +193,21 @@ class EmulatedBackend(Backend):
                                             padding=layer.pads)
         return arith.maxpool2d_backward(dh, arg, shape, layer.window, stride=layer.strides,
                                         padding=layer.pads, fmt=prec.backward.grad,
-                                        seed=self._key())
+                                        seed=self._key(prec.backward.grad))
 
     def avgpool2d(self, x, layer, prec):
         fw = prec.forward
         h = arith.avgpool2d(x, layer.window, fw.pool_mac, fw.activation, stride=layer.strides,
-                            padding=layer.pads, seed=self._key())
+                            padding=layer.pads, seed=self._key(fw.pool_mac, fw.activation))
         return h, (x.shape, layer)
 
     def avgpool2d_backward(self, ctx, dh, prec):
         shape, layer = ctx
         return arith.avgpool2d_backward(dh, shape, layer.window, prec.backward.grad,
                                         stride=layer.strides, padding=layer.pads,
-                                        mac=prec.backward.conv_dx_mac, seed=self._key())
+                                        mac=prec.backward.conv_dx_mac,
+                                        seed=self._key(prec.backward.grad,
+                                                       prec.backward.conv_dx_mac))
 
     # -- gradients and the update --------------------------------------------------------------
     def grad(self, g, prec=None):
@@ -186,12 +217,12 @@ class EmulatedBackend(Backend):
         up = prec.update
         d = dw
         if weight_decay:
-            d = fma(weight_decay, w, dw, prec.backward.grad, seed=self._key())
+            d = fma(weight_decay, w, dw, prec.backward.grad, seed=self._key(prec.backward.grad))
         if momentum:
             v0 = np.zeros_like(w) if v is None else v
-            v = fma(momentum, v0, d, up.momentum_fmt, seed=self._key())
+            v = fma(momentum, v0, d, up.momentum_fmt, seed=self._key(up.momentum_fmt))
             d = v
-        return fma(-lr, d, w, up.master, seed=self._key(), sr_bits=up.sr_bits), v
+        return fma(-lr, d, w, up.master, seed=self._key(up.master), sr_bits=up.sr_bits), v
 
     def master(self, w, prec=None):
         return self._q(w, (prec or self.policy).update.master)
