@@ -120,8 +120,8 @@ def _elementwise(op: int, fmt: object, seed: int | None, sr_bits: int | None,
     floor = isinstance(f, Float) and f.rounding is FloatRounding.RDN
     r, ok = _exact_double(op, *_views3(arrs, shape), f, floor=floor)
     out = quantize(r, f, seed=seed, sr_bits=sr_bits, nan="hls")
-    rest = np.flatnonzero(~ok)
-    if rest.size:
+    if not ok.all():
+        rest = np.flatnonzero(~ok)
         sub = np.empty(rest.size, np.float64)
         _km.elementwise_kernel(op, *(np.ravel(np.broadcast_to(v, shape))[rest].view(np.uint64)
                                      for v in arrs), sub,
@@ -183,30 +183,35 @@ def _fixed_blas(a: np.ndarray, b: np.ndarray, fa: int, fb: int, sh_p: int,
     """Exact products that land on the accumulator's grid (no rounding in any addition).
 
     Then every order gives the exact integer sum when no partial sum can overflow, and
-    wrapping is modular, so order-free too. With the cheap bound
-    ``sum_k |a_ik| · max_k |b_kj|`` below 2^52 a float64 BLAS product of the integer operands
-    is exact; when the bound also stays inside the saturation limits, that product is the
-    result. Otherwise None: the integer kernel runs the datapath step by step (mixing BLAS and
-    kernel threads in one call would only make them wait for each other).
+    wrapping is modular, so order-free too. With a bound on every partial sum below 2^52 a
+    float64 BLAS product of the integer operands is exact; when the bound also stays inside
+    the saturation limits, that product is the result. The bound is first the cheap
+    ``sum_k |a_ik| · max_k |b_kj|``, and where that one is too large the tight
+    ``sum_k |a_ik|·|b_kj|`` (one more BLAS product, of nonnegative integers: exact below
+    2^53, and at least 2^52 where the exact value is). Otherwise None: the integer kernel
+    runs the datapath step by step (mixing BLAS and kernel threads in one call would only
+    make them wait for each other).
     """
     ai = a * 2.0 ** (fa + sh_p)  # exact power-of-two scalings to integers
     bi = b * 2.0**fb
-    bound = np.outer(np.abs(ai).sum(axis=1), np.abs(bi).max(axis=0, initial=0.0))
-    if not bound.size:
-        return np.zeros(bound.shape)
-    if bound.max() >= 2.0**52:
-        return None
-    if acc.overflow is FixedOverflow.WRAP:
+    if not (ai.shape[0] and bi.shape[1]):
+        return np.zeros((ai.shape[0], bi.shape[1]))
+    wrap = acc.overflow is FixedOverflow.WRAP
+    lo, hi = float(acc.min_int), float(acc.max_int)
+    if acc.overflow is FixedOverflow.SAT_SYM and acc.signed:
+        lo = -hi
+    limit = 2.0**52 if wrap else min(2.0**52, min(hi, -lo) + 1.0)  # bounds must stay below
+    bound = float(np.max(np.abs(ai).sum(axis=1))) * float(np.max(np.abs(bi), initial=0.0))
+    if not bound < limit:
+        bound = float((np.abs(ai) @ np.abs(bi)).max())
+        if not bound < limit:
+            return None
+    if wrap:
         w = acc.width
         t = (ai @ bi).astype(np.int64) & ((1 << w) - 1)  # exact: partial sums below 2^53
         if acc.signed:
             t = np.where(t >= 1 << (w - 1), t - (1 << w), t)
         return t.astype(np.float64) * 2.0**-acc.frac_bits
-    lo, hi = float(acc.min_int), float(acc.max_int)
-    if acc.overflow is FixedOverflow.SAT_SYM and acc.signed:
-        lo = -hi
-    if bound.max() > min(hi, -lo):  # a partial sum might leave [lo, hi]
-        return None
     return (ai @ bi) * 2.0**-acc.frac_bits  # exact: integer operands, partial sums < 2^53
 
 
