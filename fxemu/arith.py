@@ -71,25 +71,35 @@ def _exact_double(op: int, a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Fix
 
 
 def _views3(arrs: list[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
-    """Read-only 3-D views of the operands broadcast to ``shape`` (no copies): axes whose
-    strides chain in every operand are merged; beyond three axes the broadcast operands are
-    copied to one."""
-    views = [np.broadcast_to(a, shape) for a in arrs]
-    dims = [[n, [v.strides[i] for v in views]] for i, n in enumerate(shape) if n != 1]
+    """Read-only 3-D views of the C-contiguous operands broadcast to ``shape`` (no copies):
+    a broadcast axis has stride 0, axes whose strides chain in every operand are merged;
+    beyond three axes the broadcast operands are copied to one."""
+    nd = len(shape)
+    strides = []
+    for a in arrs:
+        pad = nd - a.ndim
+        strides.append([0 if i < pad or a.shape[i - pad] == 1 else a.strides[i - pad]
+                        for i in range(nd)])
     merged: list = []
-    for n, st in dims:
-        if merged and all(sp == s * n for sp, s in zip(merged[-1][1], st, strict=True)):
+    for i, n in enumerate(shape):
+        if n == 1:
+            continue
+        st = [s[i] for s in strides]
+        if merged and all(sp == q * n for sp, q in zip(merged[-1][1], st, strict=True)):
             merged[-1] = [merged[-1][0] * n, st]
         else:
             merged.append([n, st])
     if len(merged) > 3:
-        views = [np.ascontiguousarray(v).reshape(-1) for v in views]
-        merged = [[views[0].size, [8] * len(views)]]
-    merged = [[1, [0] * len(views)]] * (3 - len(merged)) + merged
+        arrs = [np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1) for a in arrs]
+        merged = [[arrs[0].size, [8] * len(arrs)]]
+    merged = [[1, [0] * len(arrs)]] * (3 - len(merged)) + merged
     out_shape = tuple(n for n, _ in merged)
-    return [np.lib.stride_tricks.as_strided(v, out_shape, tuple(st[i] for _, st in merged),
-                                            writeable=False)
-            for i, v in enumerate(views)]
+    views = []
+    for i, a in enumerate(arrs):
+        v = np.ndarray(out_shape, np.float64, buffer=a, strides=tuple(st[i] for _, st in merged))
+        v.flags.writeable = False
+        views.append(v)
+    return views
 
 
 def daz(x: np.ndarray, fmt: Fixed | Float | None) -> np.ndarray:

@@ -21,8 +21,8 @@ from .codes import OP_ADD, OP_FMA, OP_MUL, OP_SUB
 from .mac_fast import specialise
 
 _U1 = np.uint64(1)
-_MANT = np.uint64((1 << 52) - 1)
-_HIDDEN = np.uint64(1 << 52)
+_MANT_I = np.int64((1 << 52) - 1)
+_HIDDEN_I = np.int64(1 << 52)
 _SPLIT = 134217729.0  # 2^27 + 1, Veltkamp's splitter for float64
 
 
@@ -64,8 +64,8 @@ def off_decision(r, d, fixed, mbits, low):
     up to an integer D. Zero, magnitudes below 2^-971 (so that 2^-e below is a double), inf
     and NaN are refused.
     """
-    b = f64_bits(r) & ~(_U1 << np.uint64(63))
-    ef = np.int64(b >> np.uint64(52))
+    b = np.int64(f64_bits(r) & ~(_U1 << np.uint64(63)))
+    ef = b >> 52
     if ef < 52 or ef == 2047:
         return False
     e = ef - 1075  # r = M·2^e, M the 53-bit significand
@@ -73,15 +73,14 @@ def off_decision(r, d, fixed, mbits, low):
     kk = g - e
     if kk <= 0 or kk > 62:
         return False
+    span = np.int64(1) << kk
     # d in units of r's last bit (2^-e = 2^(1075 - ef), a normal double), rounded up
-    dd = d * bits_f64(np.uint64(1023 + 1075 - ef) << np.uint64(52)) * (1.0 + 2.0**-50)
-    span = np.float64(np.uint64(1) << np.uint64(kk))
-    if not dd < span:
+    dd = d * bits_f64(np.uint64(2098 - ef) << np.uint64(52)) * (1.0 + 2.0**-50)
+    if not dd < np.float64(span):
         return False
-    big_d = np.uint64(dd) + _U1
-    m = (b & _MANT) | _HIDDEN
-    low_bits = m & ((_U1 << np.uint64(kk)) - _U1)
-    return (low_bits > big_d) and (low_bits + big_d < (_U1 << np.uint64(kk)))
+    big_d = np.int64(dd) + 1
+    low_bits = ((b & _MANT_I) | _HIDDEN_I) & (span - 1)
+    return (low_bits > big_d) and (low_bits + big_d < span)
 
 
 # The generic kernels read these names; each specialisation binds them as constants in its

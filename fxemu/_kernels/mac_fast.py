@@ -458,17 +458,3 @@ def scaled_int(x, scale, out):
     flat_o = out.reshape(-1)
     for i in prange(flat_x.shape[0]):
         flat_o[i] = np.int64(flat_x[i] * scale)
-
-
-@pjit
-def two_sum(x, y, sign, s, ok):
-    """``s = x + sign·y`` (double, round to nearest) and ``ok``: whether that sum is exact and
-    finite (TwoSum's error is zero), in one pass over 1-D arrays of equal size."""
-    for i in prange(x.shape[0]):
-        a = x[i]
-        b = sign * y[i]
-        t = a + b
-        bb = t - a
-        err = (a - (t - bb)) + (b - bb)
-        s[i] = t
-        ok[i] = (err == 0.0) & np.isfinite(t)
