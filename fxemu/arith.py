@@ -195,8 +195,9 @@ def _fixed_blas(a: np.ndarray, b: np.ndarray, fa: int, fb: int, sh_p: int,
     Then every order gives the exact integer sum when no partial sum can overflow, and
     wrapping is modular, so order-free too. With a bound on every partial sum below 2^52 a
     float64 BLAS product of the integer operands is exact; when the bound also stays inside
-    the saturation limits, that product is the result. The bound is first the cheap
-    ``sum_k |a_ik| · max_k |b_kj|``, and where that one is too large the tight
+    the saturation limits, that product is the result. The bound is first the cheaper of
+    ``max_i sum_k |a_ik| · max |b|`` and ``max |a| · max_j sum_k |b_kj|``, and where that is
+    too large the tight
     ``sum_k |a_ik|·|b_kj|`` (one more BLAS product, of nonnegative integers: exact below
     2^53, and at least 2^52 where the exact value is). Otherwise None: the integer kernel
     runs the datapath step by step (mixing BLAS and kernel threads in one call would only
@@ -211,9 +212,11 @@ def _fixed_blas(a: np.ndarray, b: np.ndarray, fa: int, fb: int, sh_p: int,
     if acc.overflow is FixedOverflow.SAT_SYM and acc.signed:
         lo = -hi
     limit = 2.0**52 if wrap else min(2.0**52, min(hi, -lo) + 1.0)  # bounds must stay below
-    bound = float(np.max(np.abs(ai).sum(axis=1))) * float(np.max(np.abs(bi), initial=0.0))
+    abs_a, abs_b = np.abs(ai), np.abs(bi)
+    bound = min(float(abs_a.sum(axis=1).max()) * float(abs_b.max(initial=0.0)),
+                float(abs_a.max(initial=0.0)) * float(abs_b.sum(axis=0).max()))
     if not bound < limit:
-        bound = float((np.abs(ai) @ np.abs(bi)).max())
+        bound = float((abs_a @ abs_b).max())
         if not bound < limit:
             return None
     if wrap:

@@ -134,3 +134,26 @@ def test_lenet5_step_unchanged_by_the_cheaper_forms() -> None:
     for k in out[0]:
         np.testing.assert_array_equal(out[0][k].view(np.uint64), out[1][k].view(np.uint64),
                                       err_msg=k)
+
+
+@pytest.mark.parametrize("overflow", ["sat", "wrap", "sat_sym"])
+def test_fixed_blas_bounds_equal_the_engine(overflow: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BLAS tier's bounds (the cheaper of two cheap ones, then the tight |A|@|B|) take
+    BLAS only where no partial sum leaves the accumulator: the results equal the exact
+    engine's, for ones @ m (the bias-gradient form), sums near the saturation limit and sums
+    beyond it."""
+    from fxemu import arith, lowering
+
+    acc = fx.Fixed(16, 8, rounding="rnd_conv", overflow=overflow)
+    mac = fx.Mac(acc)
+    rng = np.random.default_rng(4)
+    m = fx.quantize(rng.standard_normal((300, 5)), fx.Fixed(12, 6))
+    big = np.full((300, 2), 0.5)  # partial sums reach 150 > 127.99: saturate or wrap
+    mixed = np.concatenate([np.full((150, 1), 0.85), np.full((150, 1), -0.85)])  # 127.5 peak
+    cases = [(np.ones((1, 300)), m), (np.ones((1, 300)), big), (np.ones((1, 300)), mixed),
+             (m.T.copy(), np.ones((300, 1))), (np.ones((1, 300)), mixed[::-1].copy())]
+    got = [fx.matmul(a, b, mac) for a, b in cases]
+    monkeypatch.setattr(lowering, "mac_path", lambda *a, **k: lowering.MacPath("exact"))
+    for (a, b), g in zip(cases, got, strict=True):
+        want = arith.matmul(a, b, mac)
+        np.testing.assert_array_equal(g.view(np.uint64), want.view(np.uint64))
