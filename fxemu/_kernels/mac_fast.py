@@ -187,10 +187,12 @@ def _named(fn, tag: str):
     return jit(fn)
 
 
-def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
+def specialise(fn, tag: str, parallel: bool, inline: bool = False, slp: bool = False,
+               **helpers):
     """Jit a copy of the generic ``fn`` whose globals bind ``helpers`` (the datapath's
-    jitted operations), under a qualname carrying ``tag`` (``inline``: into its callers, at
-    Numba's IR level)."""
+    jitted operations, or constants, which Numba freezes into the code), under a qualname
+    carrying ``tag`` (``inline``: into its callers, at Numba's IR level; ``slp``: with LLVM's
+    SLP vectoriser, see :func:`fxemu._kernels._jit.pjit`)."""
     env = dict(fn.__globals__)
     env.update(helpers)
     new = pytypes.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -199,7 +201,7 @@ def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
     new.__doc__ = fn.__doc__
     if inline:
         return jit_inline(new)
-    return pjit(new) if parallel else jit(new)
+    return pjit(new, slp) if parallel else jit(new)
 
 
 @jit
