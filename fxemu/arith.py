@@ -324,17 +324,10 @@ def _direct_conv(forward: bool, a: np.ndarray, b: np.ndarray, out_shape: tuple[i
     if dp is None:
         return None
     scales = (2.0**dp.fa, 2.0**dp.fb)  # exact: to integers (float32: the values, proved float32)
-    if forward:
-        res = _kcf.forward(dp.ops, dp.dtype, a, b, *scales, out_shape[2:], geo, dp.mp, dp.ap)
-    else:
-        res = _kcf.weight_grad(dp.ops, dp.dtype, a, b, *scales, out_shape[2:], geo, dp.mp,
-                               dp.ap)
-    val = np.ascontiguousarray(res.transpose(3, 0, 1, 2), dtype=np.float64)
-    if dp.dtype is np.float32:
-        if not np.isfinite(val).all():  # float32 inf/NaN take the engine's codes
-            return None
-    else:
-        val *= dp.out_scale
+    run = _kcf.forward if forward else _kcf.weight_grad
+    val = run(dp.ops, dp.dtype, a, b, *scales, dp.out_scale, out_shape[2:], geo, dp.mp, dp.ap)
+    if dp.dtype is np.float32 and not np.isfinite(val).all():
+        return None  # float32 inf/NaN take the engine's codes
     return val if mac.out is None else quantize(val, mac.out)
 
 

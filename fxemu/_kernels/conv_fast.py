@@ -89,14 +89,14 @@ def _put(row, acc):
         row[q] = acc[q]
 
 
-def _forward(x, w, out, sh, sw, pt, pl, mp, ap):
+def _forward(x, w, out, scale, sh, sw, pt, pl, mp, ap):
     """Generic forward kernel (see :func:`conv_kernels`)."""
     c, h, wd, n = x.shape
     f, _, kh, kw = w.shape
-    ho, wo = out.shape[1], out.shape[2]
+    ho, wo = out.shape[2], out.shape[3]
     for t in prange(f * ho):  # one output row of one filter, all samples
         fi, i = t // ho, t % ho
-        acc = np.zeros((wo, n), out.dtype)
+        acc = np.zeros((wo, n), w.dtype)
         for ci in range(c):
             for a in range(kh):
                 r = i * sh + a - pt
@@ -113,7 +113,10 @@ def _forward(x, w, out, sh, sw, pt, pl, mp, ap):
                             _, p = prod(xr[s], wv, mp)
                             _, v = step(ar[s], p, ap)
                             ar[s] = v
-        out[fi, i] = acc
+        for s in range(n):
+            orow = out[s, fi, i]
+            for j in range(wo):
+                orow[j] = np.float64(acc[j, s]) * scale
 
 
 def _weight_grad(g, xp, offs, out, sh, sw, wp, mp, ap):
@@ -153,10 +156,11 @@ def conv_kernels(ops: Datapath) -> tuple[object, object]:
     are always ok and whose accumulator no zero product changes, see the module docstring).
     Callers use :func:`forward` and :func:`weight_grad`, which lay the operands out.
 
-    ``forward(x, w, out, sh, sw, pt, pl, mp, ap)``: x (C, H, W, N) batch-last, w (F, C, Kh,
-    Kw), out (F, Ho, Wo, N); out[f, i, j, n] reduces ``prod(x[c, i·sh + a − pt, j·sw + b − pl,
-    n], w[f, c, a, b])`` over k = (c·Kh + a)·Kw + b, skipping the padded positions (outside
-    x), the innermost loop running over the samples' independent accumulators.
+    ``forward(x, w, out, scale, sh, sw, pt, pl, mp, ap)``: x (C, H, W, N) batch-last, w (F, C,
+    Kh, Kw); the accumulator of out[n, f, i, j] (float64, the accumulator times ``scale``)
+    reduces ``prod(x[c, i·sh + a − pt, j·sw + b − pl, n], w[f, c, a, b])`` over
+    k = (c·Kh + a)·Kw + b, skipping the padded positions (outside x), the innermost loop
+    running over the samples' independent accumulators.
     ``weight_grad(g, xp, offs, out, sh, sw, wp, mp, ap)``: g (N, Ho, Wo·Fp) filter-last, Fp a
     multiple of :data:`LANES`; xp (N, C·Hp·wp) the zero-padded input, rows of width wp; offs
     (E,) uint64, the taps' offsets c·Hp·wp + a·wp + b, E a multiple of :data:`TAPS`; out (E,
@@ -195,25 +199,25 @@ def _padded(x: np.ndarray, scale: float, dtype: type, hp: int, wp: int, top: int
 
 
 def forward(ops: Datapath, dtype: type, x: np.ndarray, w: np.ndarray, xs: float, ws: float,
-            out_hw: tuple[int, int], geo: tuple[int, int, int, int], mp: tuple,
+            scale: float, out_hw: tuple[int, int], geo: tuple[int, int, int, int], mp: tuple,
             ap: tuple) -> np.ndarray:
     """The conv of x (N, C, H, W) with w (F, C, Kh, Kw), float64 operands scaled by xs and ws
     (powers of two) into the datapath's representation ``dtype``, at output size ``out_hw``
     and geo = (sh, sw, pt, pl) (x read at (i·sh + a − pt, j·sw + b − pl), zero outside):
-    the accumulators (F, Ho, Wo, N), in ``dtype``."""
+    the accumulators as doubles times ``scale`` (a power of two), (N, F, Ho, Wo)."""
     xb = np.ascontiguousarray((x * xs if xs != 1.0 else x).transpose(1, 2, 3, 0), dtype=dtype)
     wi = np.ascontiguousarray(w * ws if ws != 1.0 else w, dtype=dtype)
-    out = np.empty((w.shape[0], *out_hw, x.shape[0]), dtype)
-    conv_kernels(ops)[0](xb, wi, out, *geo, mp, ap)
+    out = np.empty((x.shape[0], w.shape[0], *out_hw), np.float64)
+    conv_kernels(ops)[0](xb, wi, out, scale, *geo, mp, ap)
     return out
 
 
 def weight_grad(ops: Datapath, dtype: type, g: np.ndarray, x: np.ndarray, gs: float, xs: float,
-                kernel: tuple[int, int], geo: tuple[int, int, int, int], mp: tuple,
+                scale: float, kernel: tuple[int, int], geo: tuple[int, int, int, int], mp: tuple,
                 ap: tuple) -> np.ndarray:
     """The weight gradient of g (N, F, Ho, Wo) and x (N, C, H, W), float64 operands scaled
     by gs and xs into ``dtype``, for a kernel (Kh, Kw) at geo = (sh, sw, pt, pl): the
-    accumulators (C, Kh, Kw, F), in ``dtype``."""
+    accumulators as doubles times ``scale`` (a power of two), (F, C, Kh, Kw)."""
     n, f, ho, wo = g.shape
     c = x.shape[1]
     kh, kw = kernel
@@ -228,4 +232,6 @@ def weight_grad(ops: Datapath, dtype: type, g: np.ndarray, x: np.ndarray, gs: fl
     offs[:taps.size] = (taps // (kh * kw)) * hp * wp + (taps // kw % kh) * wp + taps % kw
     out = np.empty((offs.size, fp), dtype)
     conv_kernels(ops)[1](gp.reshape(n, ho, -1), xp, offs, out, sh, sw, wp, mp, ap)
-    return out[:taps.size, :f].reshape(c, kh, kw, f)
+    res = np.ascontiguousarray(out[:taps.size, :f].T, dtype=np.float64).reshape(f, c, kh, kw)
+    res *= scale
+    return res
