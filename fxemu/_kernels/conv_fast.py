@@ -32,9 +32,8 @@ samples' accumulators of one output row. The weight-gradient kernel keeps a tile
 :data:`TAPS` kernel taps (channel, row, column) × :data:`LANES` filters in registers (tuples
 of LANES values, which LLVM's SLP vectoriser packs into vector instructions) across its whole
 reduction; filters padded to a multiple of LANES and a last tile's missing taps compute
-throw-away sums on zeros. ``prange`` runs over
-the tasks: each writes its own outputs in a fixed order, so results do not depend on the
-thread count.
+throw-away sums on zeros. ``prange`` runs over the tasks: each writes its own outputs in a
+fixed order, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -179,22 +178,18 @@ def _ceil(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-def _padded(x: np.ndarray, scale: float, dtype: type, hp: int, wp: int, top: int, left: int,
-            npad: int, batch_last: bool) -> np.ndarray:
-    """``x·scale`` (N, C, H, W) in ``dtype`` inside zeros (npad, C, hp, wp), or (C, hp, wp,
-    npad) when ``batch_last``, x's element (n, c, y, x) at (n, c, y + top, x + left), parts
-    outside dropped (top/left may be negative: a crop)."""
+def _padded(x: np.ndarray, scale: float, dtype: type, hp: int, wp: int, top: int,
+            left: int) -> np.ndarray:
+    """``x·scale`` (N, C, H, W) in ``dtype`` inside zeros (N, C, hp, wp), x's element
+    (n, c, y, x) at (n, c, y + top, x + left), parts outside dropped (top/left may be
+    negative: a crop)."""
     n, c, h, w = x.shape
-    out = np.zeros((c, hp, wp, npad) if batch_last else (npad, c, hp, wp), dtype)
+    out = np.zeros((n, c, hp, wp), dtype)
     y0, y1 = max(0, top), min(hp, h + top)
     x0, x1 = max(0, left), min(wp, w + left)
     if y0 < y1 and x0 < x1:
         src = x[:, :, y0 - top:y1 - top, x0 - left:x1 - left]
-        src = src * scale if scale != 1.0 else src
-        if batch_last:
-            out[:, y0:y1, x0:x1, :n] = src.transpose(1, 2, 3, 0)
-        else:
-            out[:n, :, y0:y1, x0:x1] = src
+        out[:, :, y0:y1, x0:x1] = src * scale if scale != 1.0 else src
     return out
 
 
@@ -223,7 +218,7 @@ def weight_grad(ops: Datapath, dtype: type, g: np.ndarray, x: np.ndarray, gs: fl
     kh, kw = kernel
     sh, sw, pt, pl = geo
     hp, wp = (ho - 1) * sh + kh, (wo - 1) * sw + kw
-    xp = _padded(x, xs, dtype, hp, wp, pt, pl, n, False).reshape(n, -1)
+    xp = _padded(x, xs, dtype, hp, wp, pt, pl).reshape(n, -1)
     fp = _ceil(f, LANES)
     gp = np.zeros((n, ho, wo, fp), dtype)
     gp[..., :f] = g.transpose(0, 2, 3, 1) * gs if gs != 1.0 else g.transpose(0, 2, 3, 1)
