@@ -74,9 +74,8 @@ def write_sweep_costs(out: str | Path, policies: Iterable, device: str, *,
     {name: cost or {"error": text}}}``.
 
     Raises ``ValueError`` for an unknown device or mapping and
-    :class:`fxemu.BackendUnavailable`
-    without the ``rtl`` extra (before any synthesis); a policy the generator refuses, or a
-    tool failure, is recorded as that policy's ``error``.
+    :class:`fxemu.BackendUnavailable` without the ``rtl`` extra (before any synthesis); a
+    policy the generator refuses, or a tool failure, is recorded as that policy's ``error``.
     """
     from fxemu.hw.tools.cost import CostError, datapaths, lut_mapping, tool_versions
     from fxemu.hw.tools.cost import device as get_device

@@ -69,8 +69,8 @@ def _summary(res) -> None:
 @click.option("--cost", "cost_device", type=click.Choice(["xc7z020", "xczu7ev", "ecp5-85k"]),
               default=None, help="Also record each distinct policy's datapath cost from "
               "synthesis on this device (costs.json; needs the rtl extra).")
-@click.option("--cost-mapping", type=click.Choice(["abc9", "abc9-area"]), default="abc9",
-              show_default=True, help="Yosys's LUT mapping script for --cost.")
+@click.option("--cost-mapping", type=click.Choice(["abc9", "abc9-area", "abc9-flow2"]),
+              default="abc9", show_default=True, help="Yosys's LUT mapping script for --cost.")
 def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str | None,
               models: tuple[str, ...], epochs: int | None, n_train: int | None, n_test: int | None,
               batch_size: int | None, lr: float | None, data: str | None, backend: str | None,
@@ -136,9 +136,9 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
 @click.option("--device", "device_name", type=click.Choice(["xc7z020", "xczu7ev", "ecp5-85k"]),
               default="xc7z020", show_default=True,
               help="cost study: the synthesis target of the datapath costs.")
-@click.option("--mapping", type=click.Choice(["abc9", "abc9-area"]), default="abc9-area",
-              show_default=True, help="cost study: Yosys's LUT mapping script (abc9-area: "
-              "its area-oriented one; docs/studies/cost_monotonic.md).")
+@click.option("--mapping", type=click.Choice(["abc9", "abc9-area", "abc9-flow2"]),
+              default="abc9-flow2", show_default=True,
+              help="cost study: Yosys's LUT mapping script (docs/studies/cost_monotonic.md).")
 @click.option("--scheduler", default=None, help="Dask distributed scheduler address.")
 @click.option("--no-report", is_flag=True, help="Only run the sweep.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -9,13 +9,13 @@ which ``fxemu hw cost`` does not count as LUTs), which counts fall as a width gr
 DSP), the CARRY4 counts, and a summary table. Results are cached in ``--cache`` (default
 ``$FXEMU_CACHE_DIR/cost/mappings``, one JSON per mapping and PE); delete it to measure again.
 
-``abc9`` and ``abc9-area`` are :data:`fxemu.hw.tools.cost.MAPPINGS` (what ``fxemu hw cost``
-and the study run); the others are measured here only:
+``abc9``, ``abc9-area`` and ``abc9-flow2`` are :data:`fxemu.hw.tools.cost.MAPPINGS` (what
+``fxemu hw cost`` and the study can run); the others are measured here only:
 
 * ``abc9-dff``, ``abc9-nowidelut``: ``synth_xilinx``'s own ``-dff`` / ``-nowidelut``;
-* ``abc9-fast``, ``abc9-flow``, ``abc9-flow2``, ``abc9-flow3``: the other abc9 scripts Yosys
-  ships (``abc9.script.default.fast``, ``abc9.script.flow*``), selected as ``abc9-area``
-  is, through the scratchpad;
+* ``abc9-fast``, ``abc9-flow``, ``abc9-flow3``: the other abc9 scripts Yosys ships
+  (``abc9.script.default.fast``, ``abc9.script.flow``, ``abc9.script.flow3``), selected as
+  ``abc9-area`` and ``abc9-flow2`` are, through the scratchpad;
 * ``abc``: the classic ABC LUT mapping that ``synth_xilinx`` ran before Yosys removed it
   (its former ``map_luts`` step, ``abc -luts 2:2,3,6:5,10,20`` with the flip-flops mapped
   after it), written out here because Yosys 0.70's ``synth_xilinx`` no longer has it;
@@ -64,7 +64,6 @@ FLOWS: dict[str, str] = {
     "abc9-nowidelut": SYNTH + " -nowidelut",
     "abc9-fast": _script("default.fast"),
     "abc9-flow": _script("flow"),
-    "abc9-flow2": _script("flow2"),
     "abc9-flow3": _script("flow3"),
     "abc": _classic("abc -luts 2:2,3,6:5,10,20"),
     "abc-dff": _classic("abc -luts 2:2,3,6:5,10,20 -dff"),

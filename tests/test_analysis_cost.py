@@ -171,7 +171,7 @@ def test_sweep_refuses_an_unknown_cost_mapping_before_training(tmp_path: Path) -
     def never(*a, **k):
         raise AssertionError("trained")
 
-    with pytest.raises(ValueError, match="mapping: must be one of abc9, abc9-area"):
+    with pytest.raises(ValueError, match="mapping: must be one of abc9, abc9-area, abc9-flow2"):
         run_sweep({"policies": ["fixed16"], "seeds": [0], "train": {"epochs": 1}},
                   tmp_path / "out", cost="xc7z020", cost_mapping="abc", train_fn=never,
                   workers=0)

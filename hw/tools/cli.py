@@ -151,8 +151,8 @@ def _cost_text(res: dict, est: dict | None) -> list[str]:
 @click.option("--batch", type=int, default=128, show_default=True,
               help="Samples per training step for images/s (1..256).")
 @click.option("--mapping", default="abc9", show_default=True,
-              help="Yosys LUT mapping: abc9 (its default script) or abc9-area (its "
-              "area-oriented script).")
+              help="Yosys's LUT mapping script: abc9 (its default), abc9-area (area-oriented) "
+              "or abc9-flow2 (ABC's &flow2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def cost_cmd(policy: str, device_name: str, pes: int, batch: int, mapping: str,
              as_json: bool) -> None:

@@ -19,12 +19,14 @@ the :data:`DEVICES`:
     nextpnr's ``--report`` (a measured post-route figure for that device, seed 1).
 
 LUT mapping (``mapping``, one of :data:`MAPPINGS`): both flows map the fabric logic to LUTs
-with Yosys's ``abc9`` pass (Yosys 0.70 has no other LUT mapper in ``synth_xilinx``). ``abc9``
-runs its default ABC script, which maps for delay first and then recovers area heuristically;
-``abc9-area`` selects the area-oriented variant Yosys ships beside it
-(``scratchpad -copy abc9.script.default.area abc9.script``: the same script with ``&if -a``).
-The rest of the flow is the same. A LUT count from either is a heuristic cover, not a
-minimum; docs/studies/cost_monotonic.md compares them over the cost study's grid.
+with Yosys's ``abc9`` pass (Yosys 0.70 has no other LUT mapper in ``synth_xilinx``), which
+runs an ABC script. ``abc9`` runs its default script, which maps for delay first and then
+recovers area heuristically. The others select a script Yosys ships beside it, through
+``scratchpad -copy abc9.script.<name> abc9.script`` before the synthesis: ``abc9-area`` the
+default script with area-oriented mapping (``&if -a``), ``abc9-flow2`` the script modelled on
+ABC's ``&flow2`` (structural choices, several mapping rounds, the best kept). The rest of the
+flow is the same. A LUT count from any of them is a heuristic cover, not a minimum;
+docs/studies/cost_monotonic.md compares them over the cost study's grid.
 
 Every result carries the tool, its version (``yosys -V``, ``nextpnr-ecp5 --version``), the
 flow (with the mapping) and the device; :func:`synthesize` caches it under :func:`cache_dir`
@@ -103,6 +105,7 @@ DEVICES: dict[str, Device] = {
 MAPPINGS: dict[str, str] = {
     "abc9": "",
     "abc9-area": "scratchpad -copy abc9.script.default.area abc9.script; ",
+    "abc9-flow2": "scratchpad -copy abc9.script.flow2 abc9.script; ",
 }
 
 

@@ -114,29 +114,29 @@ def test_a_yosys_error_is_one_line(cache: Path) -> None:
 
 @pytest.mark.rtl
 @needs_yosys
-def test_area_mapping_is_labelled_and_cached_apart(cache: Path) -> None:
-    # Yosys's area-oriented abc9 script, chosen through the scratchpad (a missing script
-    # name is a Yosys error, so a run that succeeds ran it)
+def test_study_mapping_is_labelled_and_cached_apart(cache: Path) -> None:
+    # the cost study's abc9 script (abc9-flow2), chosen through the scratchpad (a missing
+    # script name is a Yosys error, so a run that succeeds ran it)
     base = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache)
-    area = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache,
-                           mapping="abc9-area")
-    assert base["mapping"] == "abc9" and area["mapping"] == "abc9-area"
-    assert area["cached"] is False  # the same Verilog under another mapping: its own entry
-    assert area["flow"] == ("yosys scratchpad -copy abc9.script.default.area abc9.script; "
-                            "synth_xilinx -family xc7 -noiopad")
-    assert area["cells"].get("DSP48E1") == 1 and 16 <= area["lut"] <= 64, area["cells"]
-    assert area["ff"] == base["ff"]  # the mapping changes LUTs only
+    alt = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache,
+                          mapping="abc9-flow2")
+    assert base["mapping"] == "abc9" and alt["mapping"] == "abc9-flow2"
+    assert alt["cached"] is False  # the same Verilog under another mapping: its own entry
+    assert alt["flow"] == ("yosys scratchpad -copy abc9.script.flow2 abc9.script; "
+                           "synth_xilinx -family xc7 -noiopad")
+    assert alt["cells"].get("DSP48E1") == 1 and 16 <= alt["lut"] <= 64, alt["cells"]
+    assert alt["ff"] == base["ff"]  # the mapping changes LUTs only
     again = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache,
-                            mapping="abc9-area")
-    assert again["cached"] is True and again["lut"] == area["lut"]
+                            mapping="abc9-flow2")
+    assert again["cached"] is True and again["lut"] == alt["lut"]
 
 
 def test_unknown_mapping_is_one_usage_line() -> None:
     res = CliRunner().invoke(cli, ["hw", "cost", "fixed16", "--mapping", "abc"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert lines[-1].endswith("mapping: must be one of abc9, abc9-area; got 'abc'")
-    with pytest.raises(ValueError, match="mapping: must be one of abc9, abc9-area"):
+    assert lines[-1].endswith("mapping: must be one of abc9, abc9-area, abc9-flow2; got 'abc'")
+    with pytest.raises(ValueError, match="mapping: must be one of abc9, abc9-area, abc9-flow2"):
         cost.synthesize("module m; endmodule", "m", "xc7z020", mapping="abc")
 
 
