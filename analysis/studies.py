@@ -160,11 +160,10 @@ def cost_spec(seeds: Sequence[int] = (0,), data_widths: Sequence[int] = DATA_WID
             "train": dict(_COST_SCHEDULE)}
 
 
-#: the cost study's LUT mapping (:data:`fxemu.hw.tools.cost.MAPPINGS`): Yosys's abc9 script
-#: modelled on ABC's &flow2. With it the grid's LUT counts never fall as W or A grows, and no
-#: PE takes more LUTs than with the default script, under which they fall once
-#: (docs/studies/cost_monotonic.md)
-COST_MAPPING = "abc9-flow2"
+#: the cost study's LUT mapping (:data:`fxemu.hw.tools.cost.MAPPINGS`): Yosys's
+#: area-oriented abc9 script. With it the grid's LUT counts never fall as W or A grows; with
+#: the default (delay-first) script they fall once (docs/studies/cost_monotonic.md)
+COST_MAPPING = "abc9-area"
 
 #: the cost measures the cost study checks for monotonicity: LUTs, flip-flops and DSPs
 #: (CARRY4 counts are not monotonic: where the product's fraction bits equal the

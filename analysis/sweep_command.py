@@ -137,7 +137,7 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
               default="xc7z020", show_default=True,
               help="cost study: the synthesis target of the datapath costs.")
 @click.option("--mapping", type=click.Choice(["abc9", "abc9-area", "abc9-flow2"]),
-              default="abc9-flow2", show_default=True,
+              default="abc9-area", show_default=True,
               help="cost study: Yosys's LUT mapping script (docs/studies/cost_monotonic.md).")
 @click.option("--scheduler", default=None, help="Dask distributed scheduler address.")
 @click.option("--no-report", is_flag=True, help="Only run the sweep.")
