@@ -315,11 +315,13 @@ def block_convert(a: np.ndarray, block: Block, *, seed: int | None = None,
     scales = np.empty((x2.shape[0], nb), np.uint64)
     from ._kernels import block as _kb  # Numba-compiled on first use
 
-    if p.fast:  # one kernel per output kind (both: two calls)
-        for want, out in ((codes, out_c), (values, out_v)):
-            if want:
-                _kb.mx_kernel(out is out_c, lowering.mx_qmode(p))(x2, out, scales, p, ev,
-                                                                  unscaled)
+    if p.fast and codes:  # the codes, then (if wanted) their exact values
+        _kb.mx_kernel(True, lowering.mx_qmode(p))(x2, out_c, scales, p, ev, unscaled)
+        if values:  # unscaled: every finite block's scale read as 2^0 (NaN blocks stay NaN)
+            sc = np.where(scales == p.scale_nan, scales, np.uint64(127)) if unscaled else scales
+            _kb.block_decode(out_c, sc, out_v, p, ev, sv, 1.0)
+    elif p.fast:
+        _kb.mx_kernel(False, lowering.mx_qmode(p))(x2, out_v, scales, p, ev, unscaled)
     else:
         _kb.block_convert(x2.view(np.uint64), out_c, out_v, scales, p, ev, sv, ts, key,
                           unscaled, codes, values)

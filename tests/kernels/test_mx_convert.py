@@ -237,3 +237,20 @@ def test_float32_against_torchao_to_mx() -> None:
         bc = fx.to_bits(x, name)
         assert np.array_equal(bc.scales, sc.view(torch.uint8).numpy())
         assert np.array_equal(bc.elements, data.view(torch.uint8).numpy())
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "float4_e2m1fn", "float8_e5m2fnuz"])
+def test_codes_and_values_in_one_call(name: str) -> None:
+    """block_convert asked for codes and values (one conversion, the values decoded from its
+    codes) gives the bits of the two single-output calls, NaN/inf blocks included."""
+    from fxemu.quantize import block_convert
+
+    x = _blocks(fx.parse(name), np.random.default_rng(9))
+    for block in (fx.Block(fx.parse(name), 32), fx.Block(fx.parse(name), 24)):
+        for unscaled in (False, True):
+            c, v, s, _ = block_convert(x, block, axis=1, unscaled=unscaled)
+            c1, _, s1, _ = block_convert(x, block, axis=1, unscaled=unscaled, values=False)
+            _, v2, s2, _ = block_convert(x, block, axis=1, unscaled=unscaled, codes=False)
+            what = f"{block} unscaled={unscaled}"
+            _same((c, v, s), (c1, v2, s1), what)
+            assert np.array_equal(s1, s2), what
