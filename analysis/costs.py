@@ -5,7 +5,8 @@ writes ``costs.json`` beside its run directories: for every distinct policy, onc
 its datapaths from synthesis (:func:`fxemu.hw.tools.cost.policy_cost`, one PE each):
 ``lut``, ``ff``, ``dsp``, ``carry``, ``bram18`` summed over the policy's distinct PEs (a
 policy whose five products share one Mac and operand formats has one PE), ``fmax_mhz`` (ECP5:
-the slowest PE's nextpnr fmax), the tool, its version and the device. A policy the RTL
+the slowest PE's nextpnr fmax), the tool, its version, the LUT mapping
+(:data:`fxemu.hw.tools.cost.MAPPINGS`) and the device. A policy the RTL
 generator cannot build (stochastic rounding inside a Mac, order ``exact``, …) gets an
 ``error`` instead, and the figures leave it out and say so.
 
@@ -49,33 +50,37 @@ def pareto_front(cost: Sequence[float], acc: Sequence[float]) -> np.ndarray:
     return front
 
 
-def policy_datapath_cost(policy, device: str, *, cache: Path | str | None = None) -> dict:
-    """One policy's datapath cost on ``device``: the resources summed over its distinct PEs
-    (:data:`RESOURCES`), ``pes`` (how many distinct), ``fmax_mhz`` (the slowest PE's, ECP5
-    only), ``tool`` and ``device``. Raises as :func:`fxemu.hw.tools.cost.policy_cost`."""
+def policy_datapath_cost(policy, device: str, *, cache: Path | str | None = None,
+                         mapping: str = "abc9") -> dict:
+    """One policy's datapath cost on ``device`` with LUT mapping ``mapping``: the resources
+    summed over its distinct PEs (:data:`RESOURCES`), ``pes`` (how many distinct),
+    ``fmax_mhz`` (the slowest PE's, ECP5 only), ``tool``, ``mapping`` and ``device``. Raises
+    as :func:`fxemu.hw.tools.cost.policy_cost`."""
     from fxemu.hw.tools.cost import policy_cost
 
-    res = policy_cost(policy, device, pes=1, cache=cache)
+    res = policy_cost(policy, device, pes=1, cache=cache, mapping=mapping)
     pes = [dp["pe"] for dp in res["datapaths"]]
     fmax = [p["fmax_mhz"] for p in pes if p.get("fmax_mhz")]
     return {**{k: sum(int(p[k]) for p in pes) for k in RESOURCES}, "pes": len(pes),
             "fmax_mhz": min(fmax) if fmax else None, "tool": pes[0]["tool"],
-            "device": res["device"], "flow": pes[0]["flow"],
+            "device": res["device"], "flow": pes[0]["flow"], "mapping": res["mapping"],
             "modules": [dp["module"] for dp in res["datapaths"]]}
 
 
 def write_sweep_costs(out: str | Path, policies: Iterable, device: str, *,
-                      cache: Path | str | None = None) -> dict:
-    """Cost every distinct policy (by name) of ``policies`` on ``device`` once and write
-    ``out/costs.json``: ``{"device", "policies": {name: cost or {"error": text}}}``.
+                      cache: Path | str | None = None, mapping: str = "abc9") -> dict:
+    """Cost every distinct policy (by name) of ``policies`` on ``device`` once, with LUT
+    mapping ``mapping``, and write ``out/costs.json``: ``{"device", "mapping", "policies":
+    {name: cost or {"error": text}}}``.
 
-    Raises ``ValueError`` for an unknown device and :class:`fxemu.BackendUnavailable`
-    without the ``rtl`` extra (before any synthesis); a policy the generator refuses, or a
-    tool failure, is recorded as that policy's ``error``.
+    Raises ``ValueError`` for an unknown device or mapping and
+    :class:`fxemu.BackendUnavailable` without the ``rtl`` extra (before any synthesis); a
+    policy the generator refuses, or a tool failure, is recorded as that policy's ``error``.
     """
-    from fxemu.hw.tools.cost import CostError, datapaths, tool_versions
+    from fxemu.hw.tools.cost import CostError, datapaths, lut_mapping, tool_versions
     from fxemu.hw.tools.cost import device as get_device
 
+    lut_mapping(mapping)
     tool_versions(get_device(device))
     done: dict[str, dict] = {}
     by_pes: dict[tuple, dict] = {}  # policies with the same PEs (e.g. differing in the update)
@@ -85,11 +90,11 @@ def write_sweep_costs(out: str | Path, policies: Iterable, device: str, *,
         pes = tuple((dp["mac"], dp["a"], dp["b"]) for dp in datapaths(p))
         if pes not in by_pes:
             try:
-                by_pes[pes] = policy_datapath_cost(p, device, cache=cache)
+                by_pes[pes] = policy_datapath_cost(p, device, cache=cache, mapping=mapping)
             except (ValueError, TypeError, CostError) as e:
                 by_pes[pes] = {"error": str(e).splitlines()[0]}
         done[p.name] = by_pes[pes]
-    data = {"device": device, "policies": done}
+    data = {"device": device, "mapping": mapping, "policies": done}
     rundir.write_json(Path(out) / COSTS, data)
     return data
 
@@ -97,7 +102,8 @@ def write_sweep_costs(out: str | Path, policies: Iterable, device: str, *,
 def load_costs(paths: Iterable[str | Path]):
     """The ``costs.json`` of ``paths`` (sweep folders, or run directories whose parent holds
     one) as a pandas DataFrame with one row per (device, policy): ``policy``, ``device``,
-    ``tool``, the :data:`RESOURCES`, ``fmax_mhz``, ``error``; empty when none is found."""
+    ``tool``, ``mapping`` (the LUT mapping; ``abc9`` in files written before it was
+    recorded), the :data:`RESOURCES`, ``fmax_mhz``, ``error``; empty when none is found."""
     import pandas as pd
 
     rows, seen = [], set()
@@ -113,9 +119,10 @@ def load_costs(paths: Iterable[str | Path]):
                 raise ValueError(msg(f"cost file {f}", "must hold a 'policies' table"))
             for name, c in pols.items():
                 rows.append({"policy": name, "device": data.get("device"),
-                             "tool": c.get("tool"), "error": c.get("error"),
+                             "tool": c.get("tool"), "mapping": c.get("mapping", "abc9"),
+                             "error": c.get("error"),
                              "fmax_mhz": c.get("fmax_mhz"),
                              **{k: c.get(k) for k in RESOURCES}})
-    cols = ["policy", "device", "tool", "error", "fmax_mhz", *RESOURCES]
+    cols = ["policy", "device", "tool", "mapping", "error", "fmax_mhz", *RESOURCES]
     df = pd.DataFrame(rows, columns=cols)
     return df.drop_duplicates(subset=["policy", "device"], keep="last").reset_index(drop=True)

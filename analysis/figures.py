@@ -618,10 +618,10 @@ def pareto_points(runs: Runs, costs: pd.DataFrame, epoch: int | None = None) -> 
         rows.append({"policy": pol, "n": len(g), "acc": float(g["test_acc"].mean()),
                      "acc_min": float(g["test_acc"].min()),
                      "acc_max": float(g["test_acc"].max()), "epoch": int(g["epoch"].iloc[0]),
-                     "device": c["device"], "tool": c["tool"],
+                     "device": c["device"], "tool": c["tool"], "mapping": c["mapping"],
                      **{k: float(c[k]) for k in RESOURCES}})
     df = pd.DataFrame(rows, columns=["policy", "n", "acc", "acc_min", "acc_max", "epoch",
-                                     "device", "tool", *RESOURCES])
+                                     "device", "tool", "mapping", *RESOURCES])
     df["front_lut"] = pareto_front(df["lut"], df["acc"]) if len(df) else []
     df["front_dsp"] = pareto_front(df["dsp"], df["acc"]) if len(df) else []
     return df
@@ -633,13 +633,14 @@ def pareto_figure(points: pd.DataFrame, out: str | Path,
     :func:`pareto_points`: the Pareto front as filled circles joined by a staircase (each
     step: the best accuracy reachable at that cost or less), each labelled with its policy;
     dominated policies as hollow grey circles; a vertical bar spans the seeds' range. The
-    axes name the device, the tool and its version; the costs are Yosys's counts before
-    vendor place and route (estimates). An axis whose largest cost is over 10× its smallest
-    is logarithmic (and says so). None when fewer than two policies have a cost."""
+    axes name the device, the tool, its version and the LUT mapping; the costs are Yosys's
+    counts before vendor place and route (estimates). An axis whose largest cost is over 10×
+    its smallest is logarithmic (and says so). None when fewer than two policies have a cost."""
     if len(points) < 2:
         return None
     devices, tools = sorted(set(points["device"])), sorted(set(points["tool"]))
-    where = f"{', '.join(tools)}, {', '.join(devices)}"
+    maps = sorted(set(points["mapping"]))
+    where = f"{', '.join(tools)} ({', '.join(maps)} LUT mapping), {', '.join(devices)}"
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(11.0, 4.6), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)

@@ -274,7 +274,8 @@ def _cost_html(runs: Runs, costs: pd.DataFrame, fig_dir: Path, tab_dir: Path,
             "front (DSP)": ["yes" if f else "" for f in pts["front_dsp"]]})
         cap = (f"Final test accuracy (mean over seeds, epoch {int(pts['epoch'].max())}) and "
                "datapath cost per policy: resources summed over the policy's distinct PEs, "
-               f"from {', '.join(sorted(set(pts['tool'])))} on "
+               f"from {', '.join(sorted(set(pts['tool'])))} "
+               f"({', '.join(sorted(set(pts['mapping'])))} LUT mapping) on "
                f"{', '.join(sorted(set(pts['device'])))} (counts before vendor place and "
                "route: estimates). front: on the Pareto front of accuracy against LUTs / "
                "DSPs.")

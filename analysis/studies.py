@@ -55,11 +55,12 @@
     2(W − 4), every addition rounds to nearest even); the weight update rounds to nearest
     (``rn``) or stochastically (``sr``): 30 policies, seed 0, plus the ``fw32bw32`` float32
     baseline; 2 000 / 500 digits, batch 100, 5 epochs, lr 0.01. Each distinct policy's PE is
-    synthesised once (``--device``, default ``xc7z020``: Yosys ``synth_xilinx``), and the
-    report's "Accuracy against datapath cost" section plots the Pareto front. The update's
-    rounding does not change the Mac, so the ``rn`` and ``sr`` policies of one (W, A) share
-    one synthesis (the cache). ``report/cost_monotonic.md`` checks that FF and DSP
-    counts (:data:`MONOTONIC`) never fall as W or A grows, and lists LUT counts that fall.
+    synthesised once (``--device``, default ``xc7z020``: Yosys ``synth_xilinx``; LUT mapping
+    ``--mapping``, default :data:`COST_MAPPING`), and the report's "Accuracy against
+    datapath cost" section plots the Pareto front. The update's rounding does not change the
+    Mac, so the ``rn`` and ``sr`` policies of one (W, A) share one synthesis (the cache).
+    ``report/cost_monotonic.md`` checks that LUT, FF and DSP counts (:data:`MONOTONIC`)
+    never fall as W or A grows, and lists CARRY counts that fall.
 
 Outputs under ``out``: ``runs/`` (one run directory each, see :mod:`fxemu.analysis.sweep`)
 and ``report/`` (:func:`fxemu.analysis.report.write_report`, its ``index.html``); the
@@ -77,10 +78,11 @@ from fxemu._errors import msg
 from fxemu.formats import Fixed, Mac
 from fxemu.policy import PRESETS, Backward, Forward, Policy, Update
 
-__all__ = ["ACC_WIDTHS", "DATA_WIDTHS", "FRACTION_BITS", "LENET5_POLICIES", "MONOTONIC",
-           "MX_POLICIES", "STUDIES", "cost_monotonic", "cost_policy", "cost_spec", "founding_spec",
-           "lenet5_fix_policy", "lenet5_spec", "mx_spec", "policy_summary", "rounding_policy",
-           "rounding_spec", "rounding_summary", "run_study"]
+__all__ = ["ACC_WIDTHS", "COST_MAPPING", "DATA_WIDTHS", "FRACTION_BITS", "LENET5_POLICIES",
+           "MONOTONIC", "MX_POLICIES", "STUDIES", "cost_monotonic", "cost_policy", "cost_spec",
+           "founding_spec", "lenet5_fix_policy", "lenet5_spec", "mx_spec", "policy_summary",
+           "rounding_policy", "rounding_spec", "rounding_summary", "run_study",
+           "write_cost_monotonic"]
 
 FRACTION_BITS = tuple(range(8, 15))
 _ROUNDINGS = {"rnd_conv": "rnd_conv", "sr": "stochastic"}
@@ -158,17 +160,22 @@ def cost_spec(seeds: Sequence[int] = (0,), data_widths: Sequence[int] = DATA_WID
             "train": dict(_COST_SCHEDULE)}
 
 
-#: the cost measures the cost study checks for monotonicity: flip-flops and DSPs (LUT and
-#: CARRY counts come from DSP packing and abc9's LUT covering, which are not monotonic in the
-#: widths; docs/studies/cost_monotonic.md has the evidence)
-MONOTONIC = ("ff", "dsp")
+#: the cost study's LUT mapping (:data:`fxemu.hw.tools.cost.MAPPINGS`): Yosys's
+#: area-oriented abc9 script. With it the grid's LUT counts never fall as W or A grows; with
+#: the default (delay-first) script they fall once (docs/studies/cost_monotonic.md)
+COST_MAPPING = "abc9-area"
+
+#: the cost measures the cost study checks for monotonicity: LUTs, flip-flops and DSPs
+#: (CARRY4 counts are not monotonic: where the product's fraction bits equal the
+#: accumulator's, no rounding adder is built; docs/studies/cost_monotonic.md)
+MONOTONIC = ("lut", "ff", "dsp")
 
 
 def cost_monotonic(runs_dir: str | Path):
     """The cost study's PE costs by data width W and accumulator width A (a DataFrame:
-    ``data_width``, ``acc_width``, ``lut``, ``ff``, ``dsp``, ``carry``), the violations of
-    monotonicity of the :data:`MONOTONIC` measures (one falls as W or A grows, the other
-    fixed) and the LUT counts that fall (reported, not checked)."""
+    ``data_width``, ``acc_width``, ``mapping``, ``lut``, ``ff``, ``dsp``, ``carry``), the
+    violations of monotonicity of the :data:`MONOTONIC` measures (one falls as W or A grows,
+    the other fixed) and the CARRY counts that fall (reported, not checked)."""
     import pandas as pd
 
     from .costs import load_costs
@@ -179,26 +186,29 @@ def cost_monotonic(runs_dir: str | Path):
         hit = _COST_NAME.match(str(r.policy))
         if hit is not None and r.error is None and hit[3] == "rn":
             rows.append({"data_width": int(hit[1]), "acc_width": int(hit[2]),
+                         "mapping": str(r.mapping),
                          **{k: int(getattr(r, k)) for k in ("lut", "ff", "dsp", "carry")}})
-    df = pd.DataFrame(rows, columns=["data_width", "acc_width", "lut", "ff", "dsp", "carry"])
+    df = pd.DataFrame(rows, columns=["data_width", "acc_width", "mapping", "lut", "ff", "dsp",
+                                     "carry"])
     df = df.sort_values(["data_width", "acc_width"]).reset_index(drop=True)
-    bad, lut = [], []
+    bad, carry = [], []
     for key, along in (("acc_width", "data_width"), ("data_width", "acc_width")):
         for fixed, g in df.groupby(key):
             g = g.sort_values(along)
-            for res in (*MONOTONIC, "lut"):
+            for res in (*MONOTONIC, "carry"):
                 v, x = list(g[res]), list(g[along])
                 falls = [f"{res} falls from {v[i]} to {v[i + 1]} as {along} grows "
                          f"{x[i]} -> {x[i + 1]} at {key} {fixed}"
                          for i in range(len(v) - 1) if v[i + 1] < v[i]]
-                (lut if res == "lut" else bad).extend(falls)
-    return df, bad, lut
+                (carry if res == "carry" else bad).extend(falls)
+    return df, bad, carry
 
 
-def _cost_extras(runs_dir: Path, report_dir: Path) -> Path:
+def write_cost_monotonic(runs_dir: str | Path, report_dir: str | Path) -> Path:
     """``report_dir/cost_monotonic.md``: the PE cost grid, the monotonicity check of the
-    :data:`MONOTONIC` measures and the LUT counts that fall."""
-    df, bad, lut = cost_monotonic(runs_dir)
+    :data:`MONOTONIC` measures and the CARRY counts that fall."""
+    df, bad, carry = cost_monotonic(runs_dir)
+    report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     lines = ["| data W | acc A | LUT | FF | DSP | CARRY |", "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.data_width} | {r.acc_width} | {r.lut} | {r.ff} | {r.dsp} | {r.carry} |"
@@ -206,11 +216,13 @@ def _cost_extras(runs_dir: Path, report_dir: Path) -> Path:
     checked = ", ".join(MONOTONIC)
     verdict = (f"monotonic: no checked measure ({checked}) falls as W or A grows" if not bad
                else f"NOT monotonic ({checked}):\n" + "\n".join(f"- {b}" for b in bad))
-    luts = ("" if not lut else "\n\nLUT counts that fall (DSP packing and abc9's LUT "
-            "covering; not checked, see docs/studies/cost_monotonic.md):\n"
-            + "\n".join(f"- {b}" for b in lut))
+    carries = ("" if not carry else "\n\nCARRY counts that fall (no rounding adder where the "
+               "product's fraction bits equal the accumulator's; not checked, see "
+               "docs/studies/cost_monotonic.md):\n" + "\n".join(f"- {b}" for b in carry))
+    maps = ", ".join(sorted(set(df["mapping"]))) or "none"
     path = report_dir / "cost_monotonic.md"
-    path.write_text("\n".join(lines) + f"\n\n{len(df)} PEs; {verdict}{luts}\n")
+    path.write_text("\n".join(lines) + f"\n\n{len(df)} PEs, LUT mapping {maps}; "
+                    f"{verdict}{carries}\n")
     return path
 
 
@@ -472,13 +484,14 @@ def _rounding_extras(runs_dir: Path, report_dir: Path) -> list[Path]:
 def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
               workers: int | None = None, scheduler: str | None = None,
               progress: bool = True, report: bool = True, train: dict | None = None,
-              device: str = "xc7z020"):
+              device: str = "xc7z020", mapping: str = COST_MAPPING):
     """Run (or resume) study ``name`` into ``out/runs`` and write ``out/report``.
 
     ``seeds``: default (0, 1, 2), (0,) for ``cost``; ``train``: TrainConfig fields replacing
     the study's schedule (a smaller variant, e.g. ``{"n_train": 64, "epochs": 2}``);
-    ``device``: the cost study's synthesis target. Returns ``(SweepResult, index.html path
-    or None)``; the report covers the finished runs even when some failed.
+    ``device``, ``mapping``: the cost study's synthesis target and LUT mapping
+    (:data:`fxemu.hw.tools.cost.MAPPINGS`). Returns ``(SweepResult, index.html path or
+    None)``; the report covers the finished runs even when some failed.
     """
     from .sweep import run_sweep
 
@@ -489,7 +502,8 @@ def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
     spec = STUDIES[name](seeds)
     spec["train"].update(train or {})
     res = run_sweep(spec, out / "runs", workers=workers, scheduler=scheduler,
-                    progress=progress, cost=device if name == "cost" else None)
+                    progress=progress, cost=device if name == "cost" else None,
+                    cost_mapping=mapping)
     index = None
     if report:
         from .report import write_report
@@ -504,5 +518,5 @@ def run_study(name: str, out: str | Path, *, seeds: Sequence[int] | None = None,
         if name == "lenet5":
             _lenet5_extras(out / "runs", out / "report")
         if name == "cost":
-            _cost_extras(out / "runs", out / "report")
+            write_cost_monotonic(out / "runs", out / "report")
     return res, index

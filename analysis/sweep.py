@@ -564,7 +564,8 @@ def _run_dask(todo: list[Run], out: Path, scheduler: str, threads: int | None,
 def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
               workers: int | None = None, scheduler: str | None = None,
               threads: int | None = 1, retry_failed: bool = True, progress: bool = True,
-              train_fn: TrainFn | None = None, cost: str | None = None) -> SweepResult:
+              train_fn: TrainFn | None = None, cost: str | None = None,
+              cost_mapping: str = "abc9") -> SweepResult:
     """Run (or resume) a sweep: one run directory per run under ``out``.
 
     Parameters
@@ -594,6 +595,9 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
         runs, each distinct policy's datapath cost from synthesis is computed once (cached)
         and written to ``out/costs.json`` (:func:`fxemu.analysis.costs.write_sweep_costs`;
         needs the ``rtl`` extra, checked before any run trains).
+    cost_mapping : str
+        The LUT mapping of those syntheses (:data:`fxemu.hw.tools.cost.MAPPINGS`, default
+        ``abc9``: Yosys's default script).
 
     Returns
     -------
@@ -621,9 +625,10 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
                                  "use a new --out or delete that directory"))
     _check_data(runs)
     if cost is not None:
-        from fxemu.hw.tools.cost import device, tool_versions
+        from fxemu.hw.tools.cost import device, lut_mapping, tool_versions
 
-        tool_versions(device(cost))  # an unknown device or a missing extra: before training
+        lut_mapping(cost_mapping)  # an unknown device or mapping, a missing extra: before
+        tool_versions(device(cost))  # training
 
     rundir.make_dir(out)
     with rundir.DirLock(out, what="sweep directory"):
@@ -632,7 +637,8 @@ def run_sweep(spec: Mapping | str | Path | Iterable[Run], out: str | Path, *,
         if cost is not None:
             from .costs import write_sweep_costs
 
-            write_sweep_costs(out, (load_policy(r.config["policy"]) for r in runs), cost)
+            write_sweep_costs(out, (load_policy(r.config["policy"]) for r in runs), cost,
+                              mapping=cost_mapping)
         return res
 
 

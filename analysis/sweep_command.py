@@ -69,12 +69,14 @@ def _summary(res) -> None:
 @click.option("--cost", "cost_device", type=click.Choice(["xc7z020", "xczu7ev", "ecp5-85k"]),
               default=None, help="Also record each distinct policy's datapath cost from "
               "synthesis on this device (costs.json; needs the rtl extra).")
+@click.option("--cost-mapping", type=click.Choice(["abc9", "abc9-area", "abc9-flow2"]),
+              default="abc9", show_default=True, help="Yosys's LUT mapping script for --cost.")
 def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str | None,
               models: tuple[str, ...], epochs: int | None, n_train: int | None, n_test: int | None,
               batch_size: int | None, lr: float | None, data: str | None, backend: str | None,
               checkpoint_every: int | None, workers: int | None, threads: int,
               scheduler: str | None, no_retry_failed: bool, dry_run: bool, quiet: bool,
-              cost_device: str | None) -> None:
+              cost_device: str | None, cost_mapping: str) -> None:
     """Train a grid of policies x seeds (x a [grid] of other settings) from SPEC and/or flags.
 
     SPEC is a .toml/.json sweep spec (policies, seeds, [train], [grid]; see
@@ -116,7 +118,7 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
             return
         res = run_sweep(runs, out, workers=workers, scheduler=scheduler, threads=threads,
                         retry_failed=not no_retry_failed, progress=not quiet,
-                        cost=cost_device)
+                        cost=cost_device, cost_mapping=cost_mapping)
     except (*_ERRORS, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from None
     _summary(res)
@@ -134,11 +136,15 @@ def sweep_cmd(spec: str | None, out: str, policies: tuple[str, ...], seeds: str 
 @click.option("--device", "device_name", type=click.Choice(["xc7z020", "xczu7ev", "ecp5-85k"]),
               default="xc7z020", show_default=True,
               help="cost study: the synthesis target of the datapath costs.")
+@click.option("--mapping", type=click.Choice(["abc9", "abc9-area", "abc9-flow2"]),
+              default="abc9-area", show_default=True,
+              help="cost study: Yosys's LUT mapping script (docs/studies/cost_monotonic.md).")
 @click.option("--scheduler", default=None, help="Dask distributed scheduler address.")
 @click.option("--no-report", is_flag=True, help="Only run the sweep.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def study_cmd(name: str, out: str, seeds: str | None, workers: int | None,
-              device_name: str, scheduler: str | None, no_report: bool, quiet: bool) -> None:
+              device_name: str, mapping: str, scheduler: str | None, no_report: bool,
+              quiet: bool) -> None:
     """Run a precision study (its sweep, then its report).
 
     founding: fw32bw32, fw16bw32, fw16bw16 on 2 000/500 digits, batch 100, 10 epochs.
@@ -149,8 +155,8 @@ def study_cmd(name: str, out: str, seeds: str | None, workers: int | None,
     mx: fw32bw32, fw16bw16 vs MXFP8, MXFP6, MXFP4 (stochastic backward) block-scaled
     products, float32 accumulation (15 runs with 3 seeds). cost: ap_fixed<W,4> data,
     W = 8..16, ap_fixed<A,12> accumulators, A = 16, 24, 32, nearest or stochastic update,
-    1 seed, 5 epochs; each PE synthesised (--device; rtl extra); the report plots accuracy
-    against LUTs and DSPs with the Pareto front. Re-running resumes.
+    1 seed, 5 epochs; each PE synthesised (--device, --mapping; rtl extra); the report
+    plots accuracy against LUTs and DSPs with the Pareto front. Re-running resumes.
     """
     from fxemu._errors import BackendUnavailable
 
@@ -161,7 +167,7 @@ def study_cmd(name: str, out: str, seeds: str | None, workers: int | None,
     try:
         res, index = run_study(name, out, seeds=_ints(seeds, "--seeds"), workers=workers,
                                scheduler=scheduler, progress=not quiet, report=not no_report,
-                               device=device_name)
+                               device=device_name, mapping=mapping)
     except (*_ERRORS, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from None
     _summary(res)

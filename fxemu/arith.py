@@ -334,28 +334,16 @@ def _direct_conv(forward: bool, a: np.ndarray, b: np.ndarray, out_shape: tuple[i
     a = np.ascontiguousarray(daz(a, lm.first))
     b = np.ascontiguousarray(daz(b, lm.first))
     spans = (_span(a), _span(b))
-    dp = lowering.direct_path(mac, lm, spans, key, bits, _partial_sum_bound(forward, a, b, spans))
+    # the bound matters to fixed accumulators only (it drops their saturation tests)
+    bound = _partial_sum_bound(forward, a, b, spans) if isinstance(mac.acc, Fixed) else math.inf
+    dp = lowering.direct_path(mac, lm, spans, key, bits, bound)
     if dp is None:
         return None
-    if dp.dtype is np.int64:
-        ai, bi = to_int(a, dp.fa), to_int(b, dp.fb)
-    else:  # exact: power-of-two scalings (float32: the values, proved float32)
-        ai, bi = (a * 2.0**dp.fa).astype(dp.dtype), (b * 2.0**dp.fb).astype(dp.dtype)
-    # batch-last input (forward), filter-last gradient (weight gradient): see conv_fast
-    ai = np.ascontiguousarray(ai.transpose((1, 2, 3, 0) if forward else (0, 2, 3, 1)))
-    kernels = _kcf.conv_kernels(dp.ops)
-    if forward:
-        res = np.empty((out_shape[1], *out_shape[2:], out_shape[0]), dp.dtype)
-        kernels[0](ai, bi, res, *geo, dp.mp, dp.ap)
-    else:
-        res = np.empty((*out_shape[1:], out_shape[0]), dp.dtype)
-        kernels[1](ai, bi, res, *geo, dp.mp, dp.ap)
-    val = np.ascontiguousarray(res.transpose(3, 0, 1, 2), dtype=np.float64)
-    if dp.dtype is np.float32:
-        if not np.isfinite(val).all():  # float32 inf/NaN take the engine's codes
-            return None
-    else:
-        val *= dp.out_scale
+    scales = (2.0**dp.fa, 2.0**dp.fb)  # exact: to integers (float32: the values, proved float32)
+    run = _kcf.forward if forward else _kcf.weight_grad
+    val = run(dp.ops, dp.dtype, a, b, *scales, dp.out_scale, out_shape[2:], geo, dp.mp, dp.ap)
+    if dp.dtype is np.float32 and not np.isfinite(val).all():
+        return None  # float32 inf/NaN take the engine's codes
     return val if mac.out is None else quantize(val, mac.out)
 
 

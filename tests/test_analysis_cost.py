@@ -16,7 +16,7 @@ from fxemu.analysis import costs as C
 from fxemu.analysis import figures as F
 from fxemu.analysis.report import write_report
 from fxemu.analysis.runs import load_runs
-from fxemu.analysis.studies import cost_monotonic, cost_policy, cost_spec
+from fxemu.analysis.studies import MONOTONIC, cost_monotonic, cost_policy, cost_spec
 
 from fxemu.policy import load_policy
 from fxemu.train import TrainConfig
@@ -55,11 +55,14 @@ def _runs(root: Path, accs: dict[str, float]) -> Path:
     return root
 
 
-def _costs(root: Path, table: dict[str, dict]) -> None:
+def _costs(root: Path, table: dict[str, dict], mapping: str | None = "abc9-area") -> None:
+    """``costs.json`` of ``table``; ``mapping=None``: a file written before the mapping was
+    recorded."""
     pols = {k: ({"error": v["error"]} if "error" in v else
                 {"lut": v["lut"], "ff": v.get("ff", 2 * v["lut"]), "dsp": v.get("dsp", 1),
-                 "carry": 0, "bram18": 0, "fmax_mhz": None, "tool": "Yosys 0.70",
-                 "device": "xc7z020", "pes": 1})
+                 "carry": v.get("carry", 5), "bram18": 0, "fmax_mhz": None,
+                 "tool": "Yosys 0.70", "device": "xc7z020", "pes": 1,
+                 **({"mapping": mapping} if mapping else {})})
             for k, v in table.items()}
     (root / C.COSTS).write_text(json.dumps({"device": "xc7z020", "policies": pols}))
 
@@ -82,12 +85,14 @@ def test_pareto_points_figure_and_report_section(tmp_path: Path) -> None:
     assert pts["front_dsp"].sum() == 1 and pts.loc["fx_d16_a32_rn", "front_dsp"]
     fig = F.pareto_figure(pts.reset_index(), tmp_path / "fig")
     assert fig is not None and fig.png.stat().st_size > 10_000 and fig.pdf.is_file()
-    assert "Yosys 0.70, xc7z020" in fig.caption and "dominated" in fig.caption
+    assert "Yosys 0.70 (abc9-area LUT mapping), xc7z020" in fig.caption
+    assert "dominated" in fig.caption
     assert F.pareto_figure(pts.reset_index().iloc[:1], tmp_path / "fig1") is None
 
     index = write_report([root], tmp_path / "report")
     page = index.read_text()
     assert "Accuracy against datapath cost" in page and "figures/pareto.png" in page
+    assert "Yosys 0.70 (abc9-area LUT mapping) on xc7z020" in page
     assert "fw32bw32: rtl mac: stochastic has no generator" in page
     table = pd.read_csv(tmp_path / "report" / "tables" / "cost.csv")
     assert sorted(table["policy"]) == sorted(ACCS)
@@ -103,20 +108,37 @@ def test_cost_monotonic_reports_a_falling_resource(tmp_path: Path) -> None:
     _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50},
                       "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49},
                       "fx_d12_a24_sr": {"lut": 1}})  # sr: the same Mac, not counted twice
-    df, bad, lut = cost_monotonic(tmp_path)
-    assert len(df) == 4
-    assert bad == ["ff falls from 100 to 98 as data_width grows 8 -> 12 at acc_width 24"]
-    assert lut == ["lut falls from 50 to 49 as data_width grows 8 -> 12 at acc_width 24"]
-    # a LUT dip alone is reported, not a violation of the checked measures
+    df, bad, carry = cost_monotonic(tmp_path)
+    assert len(df) == 4 and set(df["mapping"]) == {"abc9-area"}
+    assert MONOTONIC == ("lut", "ff", "dsp")
+    assert bad == ["lut falls from 50 to 49 as data_width grows 8 -> 12 at acc_width 24",
+                   "ff falls from 100 to 98 as data_width grows 8 -> 12 at acc_width 24"]
+    assert carry == []
+    # a CARRY dip alone is reported, not a violation of the checked measures
     _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50, "ff": 90},
-                      "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 49, "ff": 98},
+                      "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 51, "ff": 98,
+                                                                      "carry": 0},
                       "fx_d16_a24_rn": {"lut": 60, "dsp": 0}})
-    _, bad, lut = cost_monotonic(tmp_path)
+    _, bad, carry = cost_monotonic(tmp_path)
     assert bad == ["dsp falls from 1 to 0 as data_width grows 12 -> 16 at acc_width 24"]
-    assert len(lut) == 1
+    assert carry == ["carry falls from 5 to 0 as data_width grows 8 -> 12 at acc_width 24",
+                     "carry falls from 5 to 0 as acc_width grows 16 -> 24 at data_width 12"]
     _costs(tmp_path, {"fx_d08_a16_rn": {"lut": 40}, "fx_d08_a24_rn": {"lut": 50},
                       "fx_d12_a16_rn": {"lut": 45}, "fx_d12_a24_rn": {"lut": 51}})
     assert cost_monotonic(tmp_path)[1:] == ([], [])
+
+
+def test_cost_study_report_names_the_mapping(tmp_path: Path) -> None:
+    from fxemu.analysis.studies import write_cost_monotonic
+
+    grid = {"fx_d08_a16_rn": {"lut": 40}, "fx_d12_a16_rn": {"lut": 38}}
+    _costs(tmp_path, grid, mapping=None)  # written before the mapping was recorded: abc9
+    text = write_cost_monotonic(tmp_path, tmp_path / "report").read_text()
+    assert "2 PEs, LUT mapping abc9; NOT monotonic (lut, ff, dsp)" in text
+    assert "- lut falls from 40 to 38 as data_width grows 8 -> 12 at acc_width 16" in text
+    _costs(tmp_path, {**grid, "fx_d12_a16_rn": {"lut": 41}})
+    text = write_cost_monotonic(tmp_path, tmp_path / "report").read_text()
+    assert "2 PEs, LUT mapping abc9-area; monotonic: no checked measure" in text
 
 
 def test_cost_spec_grid_and_policy_formats() -> None:
@@ -140,4 +162,17 @@ def test_sweep_refuses_an_unknown_cost_device_before_training(tmp_path: Path) ->
     with pytest.raises(ValueError, match="device: must be one of"):
         run_sweep({"policies": ["fixed16"], "seeds": [0], "train": {"epochs": 1}},
                   tmp_path / "out", cost="ice40", train_fn=never, workers=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_refuses_an_unknown_cost_mapping_before_training(tmp_path: Path) -> None:
+    from fxemu.analysis.sweep import run_sweep
+
+    def never(*a, **k):
+        raise AssertionError("trained")
+
+    with pytest.raises(ValueError, match="mapping: must be one of abc9, abc9-area, abc9-flow2"):
+        run_sweep({"policies": ["fixed16"], "seeds": [0], "train": {"epochs": 1}},
+                  tmp_path / "out", cost="xc7z020", cost_mapping="abc", train_fn=never,
+                  workers=0)
     assert not (tmp_path / "out").exists()

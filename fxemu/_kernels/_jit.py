@@ -33,6 +33,7 @@ from typing import ClassVar
 import numba
 from numba.core import types
 from numba.core.caching import CompileResultCacheImpl, FunctionCache
+from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
 __all__ = ["KernelCache", "bits_f64", "f64_bits", "jit", "jit_inline", "pjit", "sources_stamp"]
@@ -75,12 +76,36 @@ class KernelCache(FunctionCache):
     _impl_class = _KernelCacheImpl
 
 
-def _njit(fn, **flags):
+def _njit(fn, slp: bool = False, **flags):
     """``numba.njit`` with the house flags, cached by :class:`KernelCache` (what
-    ``cache=True`` does, with the wider stamp)."""
+    ``cache=True`` does, with the wider stamp). ``slp``: compile with LLVM's SLP vectoriser
+    (:func:`_with_slp`)."""
     disp = numba.njit(fastmath=False, nogil=True, **flags)(fn)
     disp._cache = KernelCache(disp.py_func)  # Dispatcher.enable_caching, our cache class
+    if slp:
+        _with_slp(disp)
     return disp
+
+
+def _with_slp(disp) -> None:
+    """Compile ``disp`` with LLVM's SLP vectoriser, which Numba leaves off by default
+    (``NUMBA_SLP_VECTORIZE``): it packs isomorphic scalar operations on independent values
+    (a tuple of accumulators) into vector instructions. It neither reorders nor contracts
+    floating-point operations (no fast-math flags), so results do not change. Numba reads the
+    setting when it builds a pass manager, so it is set for this dispatcher's compilations
+    only, under Numba's compiler lock."""
+    compile_one = disp.compile
+
+    def compile_slp(sig):
+        with global_compiler_lock:
+            old = numba.core.config.SLP_VECTORIZE
+            numba.core.config.SLP_VECTORIZE = 1
+            try:
+                return compile_one(sig)
+            finally:
+                numba.core.config.SLP_VECTORIZE = old
+
+    disp.compile = compile_slp
 
 
 def jit(fn):
@@ -120,7 +145,7 @@ class _Kernel:
     argument below :data:`PARALLEL_MIN` elements) run serially, because waking the thread
     team costs more than the work (and much more on a busy machine)."""
 
-    def __init__(self, fn) -> None:
+    def __init__(self, fn, slp: bool = False) -> None:
         self.__wrapped__ = fn
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
@@ -129,8 +154,8 @@ class _Kernel:
                                     fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"
         twin.__module__ = fn.__module__
-        self.serial = _njit(twin)
-        self.parallel = _njit(fn, parallel=True)
+        self.serial = _njit(twin, slp)
+        self.parallel = _njit(fn, slp, parallel=True)
 
     def __call__(self, *args):
         size = None
@@ -145,10 +170,10 @@ class _Kernel:
         return self.parallel(*args)
 
 
-def pjit(fn):
+def pjit(fn, slp: bool = False):
     """Parallel kernel: ``prange`` loops only over independent outputs, so the serial and
-    parallel versions give identical results."""
-    return _Kernel(fn)
+    parallel versions give identical results (``slp``: see :func:`_with_slp`)."""
+    return _Kernel(fn, slp)
 
 
 @intrinsic

@@ -43,7 +43,7 @@ from .codes import (
     TO_ZERO,
 )
 from .convert import float_fast_element
-from .exact import bitlen64, from_double, zero_sum_neg
+from .exact import from_double, zero_sum_neg
 from .fmt import code_value, value_code
 from .mac import _add_nodes
 from .params import NO_VEC
@@ -187,10 +187,12 @@ def _named(fn, tag: str):
     return jit(fn)
 
 
-def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
+def specialise(fn, tag: str, parallel: bool, inline: bool = False, slp: bool = False,
+               **helpers):
     """Jit a copy of the generic ``fn`` whose globals bind ``helpers`` (the datapath's
-    jitted operations), under a qualname carrying ``tag`` (``inline``: into its callers, at
-    Numba's IR level)."""
+    jitted operations, or constants, which Numba freezes into the code), under a qualname
+    carrying ``tag`` (``inline``: into its callers, at Numba's IR level; ``slp``: with LLVM's
+    SLP vectoriser, see :func:`fxemu._kernels._jit.pjit`)."""
     env = dict(fn.__globals__)
     env.update(helpers)
     new = pytypes.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -199,7 +201,7 @@ def specialise(fn, tag: str, parallel: bool, inline: bool = False, **helpers):
     new.__doc__ = fn.__doc__
     if inline:
         return jit_inline(new)
-    return pjit(new) if parallel else jit(new)
+    return pjit(new, slp) if parallel else jit(new)
 
 
 @jit
@@ -415,17 +417,27 @@ def _slow_add(accp, x, y, key):
 
 
 
+_MANT = np.uint64((1 << 52) - 1)
+_TWO52 = np.uint64(0x4330000000000000)  # the bits of 2^52
+
+
 @jit
-def _ctz(m):
-    """Trailing zero bits of a nonzero uint64."""
-    return bitlen64(m & ((~m) + _U1)) - 1
+def _exponent(m):
+    """floor(log2(m)) of a uint64 0 < m < 2^52, without a branch: the double 2^52 + m is
+    exact, so subtracting 2^52 gives m exactly, and its exponent field is read. (0 gives
+    −1023.)"""
+    return np.int64(f64_bits(bits_f64(_TWO52 | m) - 4503599627370496.0) >> np.uint64(52)) - 1023
 
 
 @pjit
 def span(xb):
     """One pass over doubles (bits): (lowest set-bit exponent, highest leading-bit exponent,
     most significant bits of one element, count of inf/NaN) over the nonzero finite ones.
-    Lowest/highest are +/-4096 when every element is zero."""
+    Lowest/highest are +/-4096 when every element is zero.
+
+    Branch-free, so the loop vectorises: the lowest set bit of the stored fraction ``m`` is
+    ``m & (~m + 1)``, a power of two whose exponent :func:`_exponent` reads; a subnormal's
+    leading bit likewise; a normal number's leading bit is its implicit one."""
     lowest = np.int64(4096)
     highest = np.int64(-4096)
     sig = np.int64(0)
@@ -433,21 +445,15 @@ def span(xb):
     for i in prange(xb.shape[0]):
         b = xb[i] & ~(_U1 << np.uint64(63))
         ef = np.int64(b >> np.uint64(52))
-        if ef == 2047:
-            bad += 1
-        elif b != _U0:
-            m = b & np.uint64((1 << 52) - 1)
-            if ef == 0:
-                e = np.int64(-1074)
-                lead = e + bitlen64(m) - 1
-            else:
-                m |= np.uint64(1 << 52)
-                e = ef - 1075
-                lead = e + 52
-            tz = _ctz(m)
-            lowest = min(lowest, e + tz)
-            highest = max(highest, lead)
-            sig = max(sig, lead - (e + tz) + 1)
+        m = b & _MANT
+        nz = (ef != 2047) & (b != _U0)
+        e = max(ef, 1) - 1075  # the exponent of the significand's last bit
+        tz = _exponent(m & ((~m) + _U1)) if m != _U0 else np.int64(52)
+        lead = e + (_exponent(m) if ef == 0 else np.int64(52))
+        bad += np.int64(ef == 2047)
+        lowest = min(lowest, e + tz if nz else np.int64(4096))
+        highest = max(highest, lead if nz else np.int64(-4096))
+        sig = max(sig, lead - e - tz + 1 if nz else np.int64(0))
     return lowest, highest, sig, bad
 
 

@@ -118,7 +118,7 @@ def estimate_cmd(policy: str, clock: float | None, board_name: str, batch: int,
 def _cost_text(res: dict, est: dict | None) -> list[str]:
     """The lines of ``fxemu hw cost`` (every number labelled with tool, version, device)."""
     lines = [f"cost of policy {res['policy']} on {res['device']} ({res['part']}), "
-             f"{res['pes']}-PE arrays"]
+             f"{res['pes']}-PE arrays, {res['mapping']} LUT mapping"]
     for dp in res["datapaths"]:
         lines.append(f"datapath {', '.join(dp['roles'])}: {dp['module']}  operands "
                      f"{dp['operands']['a']} x {dp['operands']['b']}, acc {dp['mac']['acc']}, "
@@ -130,7 +130,8 @@ def _cost_text(res: dict, est: dict | None) -> list[str]:
                 if c.get("fmax_mhz") else ""
             lines.append(f"  {label:>12}: LUT {c['lut']}, FF {c['ff']}, DSP {c['dsp']}, "
                          f"CARRY {c['carry']}, BRAM18 {c['bram18']}{fmax}  "
-                         f"[{c['tool']}, {res['device']}{', cached' if c['cached'] else ''}]")
+                         f"[{c['tool']}, {res['device']}, {c['mapping']}"
+                         f"{', cached' if c['cached'] else ''}]")
     notes = {dp[k]["note"] for dp in res["datapaths"] for k in ("pe", "array")}
     lines += [f"note: {n}" for n in sorted(notes)]
     if est is not None:
@@ -149,8 +150,12 @@ def _cost_text(res: dict, est: dict | None) -> list[str]:
 @click.option("--pes", type=int, default=12, show_default=True, help="PEs per array.")
 @click.option("--batch", type=int, default=128, show_default=True,
               help="Samples per training step for images/s (1..256).")
+@click.option("--mapping", default="abc9", show_default=True,
+              help="Yosys's LUT mapping script: abc9 (its default), abc9-area (area-oriented) "
+              "or abc9-flow2 (ABC's &flow2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def cost_cmd(policy: str, device_name: str, pes: int, batch: int, as_json: bool) -> None:
+def cost_cmd(policy: str, device_name: str, pes: int, batch: int, mapping: str,
+             as_json: bool) -> None:
     """COST of POLICY's datapaths from synthesis: Yosys LUT/FF/DSP/CARRY/BRAM for each PE and
     its array (estimates of a Vivado result on Xilinx parts), nextpnr fmax on ECP5, and
     images/s from the cycle model with the RTL arrays at that clock (needs the rtl extra)."""
@@ -162,7 +167,7 @@ def cost_cmd(policy: str, device_name: str, pes: int, batch: int, as_json: bool)
     p = _policy(policy)
     try:
         cost.device(device_name)
-        res = cost.policy_cost(p, device_name, pes=pes)
+        res = cost.policy_cost(p, device_name, pes=pes, mapping=mapping)
         est = None
         if res["clock_mhz"]:
             est = estimate.summary(p, batch, res["clock_mhz"], estimate.rtl_timings(p, pes))

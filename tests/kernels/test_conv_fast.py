@@ -56,6 +56,21 @@ GEOMETRIES = [
 ]
 
 
+#: the weight-gradient kernel's tiling edges (tiles of conv_fast.TAPS taps × LANES filters):
+#: F = 1, 6, 7, 16, 17 against LANES = 8; kernel widths 1..7 and C·Kh·Kw not a multiple of
+#: TAPS; stride 2, padding, "same", a crop of the input gradient
+TILING = [
+    (2, 1, 6, 7, 1, 1, 1, 1, 0),
+    (2, 2, 7, 6, 6, 2, 2, 1, "same"),
+    (1, 1, 8, 8, 7, 3, 3, 2, 1),
+    (2, 1, 9, 9, 16, 4, 4, 1, 2),
+    (1, 2, 8, 9, 17, 5, 5, (2, 1), (1, 0, 2, 1)),
+    (1, 1, 9, 10, 3, 6, 6, 1, 6),  # padding beyond the kernel: a crop in the input gradient
+    (1, 1, 8, 8, 2, 7, 7, 2, (0, 3, 1, 2)),
+    (1, 3, 6, 9, 9, 2, 7, 1, 0),
+]
+
+
 def _edge(rng, shape, fin: str, big: bool) -> np.ndarray:
     """Operands in ``fin`` with the edges of its datapath mixed in."""
     f = as_format(fin)
@@ -128,6 +143,21 @@ def test_direct_equals_im2col(fin, mac, big, counted, monkeypatch) -> None:
             assert got.shape == want.shape and got.flags.c_contiguous, (geo, name)
             bad = np.flatnonzero(got.view(np.uint64) != want.view(np.uint64))
             assert not bad.size, (geo, name, got.reshape(-1)[bad[:4]], want.reshape(-1)[bad[:4]])
+
+
+@pytest.mark.parametrize(("fin", "mac"), MACS[:2])
+def test_tiling_edges_equal_im2col(fin, mac, counted, monkeypatch) -> None:
+    results = []
+    for i, geo in enumerate(TILING):
+        x, w, gr = _data(geo, fin, 500 + i, False)
+        results.append((geo, x, w, gr, _three(x, w, gr, geo, mac)))
+    assert counted[0] >= 2 * len(TILING)
+    _im2col_only(monkeypatch)
+    for geo, x, w, gr, direct in results:
+        for got, want, name in zip(direct, _three(x, w, gr, geo, mac), ("y", "dw", "dx"),
+                                   strict=True):
+            np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64),
+                                          err_msg=f"{geo} {name}")
 
 
 def test_saturation_mid_reduction_and_float32_overflow(counted, monkeypatch) -> None:
