@@ -275,15 +275,13 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
             res = out.astype(np.float64) * 2.0**-mac.acc.frac_bits
         if res is not None:
             return res if mac.out is None else quantize(res, mac.out)
-    elif path.kind == "float":
-        res = np.empty((a.shape[0], b.shape[1]), np.float64)
-        if lowering.float32_exact(mac, lm.order, *spans):
-            res32 = np.empty(res.shape, np.float32)
-            _kmf.matmul_fast(_kmf.f32_ops(), _c.ORDER_SEQUENTIAL)(
-                a.astype(np.float32), b.astype(np.float32), res32, 1, _NO_P, _NO_P, _NO_P,
-                _kmf.NO_VECS)
-            res[:] = res32
+    elif path.kind in ("float", "float32"):
+        if path.kind == "float32":  # proved float32 operands: one float32 result
+            res32 = np.empty((a.shape[0], b.shape[1]), np.float32)
+            path.kernel(a.astype(np.float32), b.astype(np.float32), res32, *path.args)
+            res = res32.astype(np.float64)
         else:
+            res = np.empty((a.shape[0], b.shape[1]), np.float64)
             path.kernel(a, b, res, *path.args)
         # float32 rounded by the hardware: inf/NaN take the engine's codes, not its payloads
         if not path.hw32 or np.isfinite(res).all():
@@ -293,9 +291,6 @@ def _mac_matmul(a: np.ndarray, b: np.ndarray, mac: Mac, seed: int | None,
     _km.matmul_kernel(a.view(np.uint64), bt.view(np.uint64), out, lm.acc, lm.mul, lm.out,
                       lm.use_mul, lm.order, lm.chunk, key, lm.out_scale)
     return out
-
-
-_NO_P = (np.int64(0),)  # the parameters of a datapath that reads none (float32 arithmetic)
 
 
 def _partial_sum_bound(forward: bool, a: np.ndarray, b: np.ndarray, spans: tuple) -> float:

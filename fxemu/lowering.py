@@ -529,7 +529,9 @@ class MacPath(NamedTuple):
     """The path of one Mac product: ``kind`` "int" (BLAS tier first where ``blas``, then the
     int64 kernel if ``kernel`` is set), "float" (the double kernel), "fused" (the fused-adder
     kernel, see :func:`fused_params`) or "exact" (the engine);
-    ``kernel`` and ``args`` are the fast kernel and its parameters after the operands; fa/fb
+    "float32" (plain IEEE float32 multiply-adds where :func:`float32_exact` proves them the
+    float kernel's steps: float32 operands and result); ``kernel`` and ``args`` are the fast
+    kernel and its parameters after the operands; fa/fb
     the operands' integer scales and sh_p the product's shift (int paths); ``hw32``: an IEEE
     float32 accumulator rounded by the hardware (its inf/NaN results go to the engine);
     ``ops`` the int64 kernel's :class:`~fxemu._kernels.mac_fast.Datapath` (int paths)."""
@@ -606,6 +608,9 @@ def _float_mac_path(mac: Mac, order: int, chunk: int, a: tuple, b: tuple, key: n
     if path is None:
         return _EXACT
     mp, ap, mulp, accp, modes = path
+    if float32_exact(mac, order, a, b):
+        return MacPath("float32", _kmf.matmul_fast(_kmf.f32_ops(), c.ORDER_SEQUENTIAL),
+                       (1, _NO_PARAMS, _NO_PARAMS, _NO_PARAMS, _kmf.NO_VECS), hw32=modes[2])
     kernel = _kmf.matmul_fast(_kmf.float_ops(mac.mul is not None, *modes), order)
     return MacPath("float", kernel, (chunk, mp, ap, ap, (mulp, accp, key)), hw32=modes[2])
 
@@ -657,7 +662,7 @@ def direct_path(mac: Mac, lm: MacParams, spans: tuple, key: np.uint64, sr_bits: 
             return DirectPath(_kmf.fixed_f64_ops(o, bool(safe)), np.float64, path.fa, path.fb,
                               _NO_PARAMS, ap, scale)
         return DirectPath(path.ops, np.int64, path.fa, path.fb, pm, accpar, scale)
-    if path.kind == "float" and float32_exact(mac, lm.order, *spans):
+    if path.kind == "float32":
         return DirectPath(_kmf.f32_ops(), np.float32, 0, 0, _NO_PARAMS, _NO_PARAMS, 1.0)
     return None
 
