@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import arith
-from .._errors import msg
 from ..arith import add, conv2d, conv2d_grad_input, conv2d_grad_weight, fma, matmul
 from ..formats import Mac
 from ..lowering import draws_random, is_stochastic
 from ..nn import conv_block
-from ..nn._kernels import layers_native as _kl
+from ..nn.native_ops import relu_backward
 from ..policy import Policy
 from ..quantize import quantize
 from .base import Backend
@@ -170,16 +169,9 @@ class EmulatedBackend(Backend):
 
     # -- relu ----------------------------------------------------------------------------------
     def relu_backward(self, ctx, dh):
-        """``dh`` where the ReLU's input was > 0, else +0 (one pass, as the native backend's
-        kernel does it)."""
-        x = np.ascontiguousarray(ctx, dtype=np.float64)
-        g = np.ascontiguousarray(dh, dtype=np.float64)
-        if g.shape != x.shape:
-            raise ValueError(msg("relu_backward", "dh must have the input's shape",
-                                 f"{g.shape} for {x.shape}"))
-        out = np.empty(x.shape, np.float64)
-        _kl.relu_backward(x.reshape(-1), g.reshape(-1), out.reshape(-1))
-        return out
+        """``dh`` where the ReLU's input was > 0, else +0 (the native backend's one pass, in
+        float64)."""
+        return relu_backward(ctx, dh, np.float64)
 
     # -- pools -----------------------------------------------------------------------------------
     def maxpool2d(self, x, layer):

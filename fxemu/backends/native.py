@@ -6,7 +6,6 @@ import numpy as np
 
 from .._errors import msg
 from ..nn import native_ops as _no
-from ..nn._kernels import layers_native as _kl
 from ..nn._kernels import nn_native as _kn
 from ..policy import Policy
 from .base import Backend
@@ -91,14 +90,7 @@ class NativeBackend(Backend):
     # -- relu ---------------------------------------------------------------------------------
     def relu_backward(self, ctx, dh):
         """``dh`` where the ReLU's input was > 0, else +0 (one parallel pass, no mask array)."""
-        x = self._c(ctx)
-        dh = self._c(dh)
-        if dh.shape != x.shape:
-            raise ValueError(msg("relu_backward", "dh must have the input's shape",
-                                 f"{dh.shape} for {x.shape}"))
-        out = np.empty(x.shape, self.dtype)
-        _kl.relu_backward(x.reshape(-1), dh.reshape(-1), out.reshape(-1))
-        return out
+        return _no.relu_backward(ctx, dh, self.dtype)
 
     # -- pools ----------------------------------------------------------------------------------
     def maxpool2d(self, x, layer):

@@ -215,6 +215,19 @@ def conv2d_backward(x: object, w: object, g: object, stride: object = 1, padding
     return dx, dws.sum(axis=0).reshape(wa.shape), dbs.sum(axis=0)
 
 
+def relu_backward(ctx: object, dh: object, dtype: object = np.float32) -> np.ndarray:
+    """ReLU's input gradient in ``dtype``: ``dh`` where the ReLU's input ``ctx`` was > 0, else
+    +0 (one parallel pass, no mask array; NaN inputs give +0). Shapes must match."""
+    d = _dt(dtype)
+    x, g = _c(ctx, d), _c(dh, d)
+    if g.shape != x.shape:
+        raise ValueError(msg("relu_backward", "dh must have the input's shape",
+                             f"{g.shape} for {x.shape}"))
+    out = np.empty(x.shape, d)
+    _kl.relu_backward(x.reshape(-1), g.reshape(-1), out.reshape(-1))
+    return out
+
+
 def maxpool2d(x: object, size: object = 2, stride: object = None, padding: object = 0,
               dtype: object = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Max pooling as :func:`fxemu.arith.maxpool2d` (same argmax: the first maximum in
